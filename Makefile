@@ -1,0 +1,32 @@
+# Two entry points, as in the README: `make demo` (install + extract the bundled sample) and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test data clean
+
+install: $(STAMP)
+
+# torch/torchvision are pinned first so that pip takes the local 2.14.1 wheels, not a newer CUDA build
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/ofa-embed extract --sample --out out/sample-store --overwrite
+
+# pytest exits 5 when it collects no test: that must fail, never pass silently
+test: install
+	@$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# real scenes from the package registry into .cache/data (benchmarks, band statistics, sample)
+data: install
+	$(PY) benchmarks/data/fetch.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

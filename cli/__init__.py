@@ -1,0 +1,1 @@
+"""The ``ofa-embed`` command line: thin Typer commands over the library API."""

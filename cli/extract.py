@@ -1,0 +1,59 @@
+"""``ofa-embed extract``: embed scenes into a GeoParquet store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+import ofa_embed
+from cli._common import Quiet, errors_to_exit, setup_logging, stdout, tile_progress
+from ofa_embed.extract import DEFAULT_MIN_VALID, DEFAULT_MODEL
+from ofa_embed.model import list_models
+from ofa_embed.modalities import MODALITIES
+from ofa_embed.sample import sample_scene
+
+
+def extract(
+    scenes: Annotated[list[Path] | None, typer.Argument(help="Raster files or band-file folders, one scene each.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Store directory.")] = Path("embeddings"),
+    sample: Annotated[bool, typer.Option(help="Extract the bundled Sentinel-2 L1C sample scene.")] = False,
+    stack: Annotated[bool, typer.Option(help="Treat all SCENES as the single-band files of one scene.")] = False,
+    modality: Annotated[str | None, typer.Option(help=f"One of: {', '.join(MODALITIES)}. Default: detected.")] = None,
+    bands: Annotated[str | None, typer.Option(help="Comma-separated names of the file's bands, in file order.")] = None,
+    nodata: Annotated[float | None, typer.Option(help="Nodata value (default: the file's).")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Tile edge in pixels (default: per modality).")] = None,
+    stride: Annotated[int | None, typer.Option(help="Step between tiles in pixels (default: tile size).")] = None,
+    min_valid: Annotated[float, typer.Option(help="Skip tiles with a smaller valid-pixel fraction.")] = DEFAULT_MIN_VALID,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint (.safetensors). Default: packaged.")] = None,
+    model: Annotated[str, typer.Option(help=f"Model size for a random init: {', '.join(list_models())}.")] = DEFAULT_MODEL,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Recompute scenes already in the store.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Embed every tile of each scene; write one GeoParquet file per scene into the store."""
+    setup_logging(quiet)
+    with errors_to_exit():
+        inputs: list = [sample_scene()] if sample else []
+        paths = list(scenes or [])
+        inputs += [paths] if stack and paths else paths
+        if not inputs:
+            raise typer.BadParameter("give at least one SCENE, or --sample")
+        with tile_progress(quiet) as progress:
+            report = ofa_embed.extract(
+                inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
+                tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights, model=model,
+                batch_size=batch_size, device=device, overwrite=overwrite, on_progress=progress,
+            )
+    if quiet:
+        return
+    table = Table(title=f"{report.store}  (weights {report.weights_hash}, {report.device})")
+    for column in ("scene", "tiles", "skipped (nodata)", "seconds", "file"):
+        table.add_column(column)
+    for s in report.scenes:
+        status = "already in store" if s.skipped_existing else f"{s.seconds:.1f}"
+        table.add_row(s.scene, str(s.tiles), str(s.skipped_tiles), status, str(s.path))
+    stdout.print(table)

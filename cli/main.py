@@ -1,0 +1,35 @@
+"""Entry point of the ``ofa-embed`` console script."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+import ofa_embed
+
+from cli.extract import extract
+
+app = typer.Typer(
+    name="ofa-embed", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ofa-embed {ofa_embed.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet."""
+
+
+app.command()(extract)
+
+if __name__ == "__main__":
+    app()

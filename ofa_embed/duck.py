@@ -1,0 +1,44 @@
+"""DuckDB connections with the spatial extension loaded offline from its registry wheel.
+
+``INSTALL spatial`` downloads from the extension repository at run time, which fails offline; the
+``duckdb-extension-spatial`` wheel (pinned to duckdb's version) ships the binary, loaded here by path.
+Auto-install and auto-load are switched off so that no query ever reaches the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ofa_embed.errors import OFAEmbedError
+
+__all__ = ["connect", "spatial_extension_path"]
+
+
+def spatial_extension_path() -> Path:
+    """Path of the spatial extension binary matching the installed duckdb.
+
+    Raises:
+        OFAEmbedError: the wheel is missing or built for another duckdb version.
+    """
+    try:
+        import duckdb_extension_spatial
+    except ImportError:
+        raise OFAEmbedError("duckdb spatial extension wheel missing: pip install duckdb-extension-spatial") from None
+    path = Path(duckdb_extension_spatial.__file__).parent / "extensions" / f"v{duckdb.__version__}" / "spatial.duckdb_extension"
+    if not path.is_file():
+        raise OFAEmbedError(
+            f"{path}: no spatial extension for duckdb {duckdb.__version__}; install "
+            f"duckdb-extension-spatial=={duckdb.__version__}"
+        )
+    return path
+
+
+def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with spatial loaded and extension auto-install/auto-load disabled."""
+    con = duckdb.connect(
+        database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    con.execute(f"LOAD '{spatial_extension_path()}'")
+    return con

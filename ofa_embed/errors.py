@@ -1,0 +1,40 @@
+"""Exception hierarchy of ofa-embed.
+
+Every error the library raises on bad input derives from :class:`OFAEmbedError` and also from the
+builtin it resembles, so callers can catch either. Messages are one line, name the file or argument,
+the problem, and where possible the fix; the CLI prints them as they are.
+"""
+
+from __future__ import annotations
+
+
+class OFAEmbedError(Exception):
+    """Root of all ofa-embed errors."""
+
+
+class SceneNotFoundError(OFAEmbedError, FileNotFoundError):
+    """A scene path does not exist."""
+
+
+class SceneReadError(OFAEmbedError, OSError):
+    """A scene exists but cannot be read as a raster (not a raster, truncated, corrupt)."""
+
+
+class NoGeoreferenceError(OFAEmbedError, ValueError):
+    """A raster has no CRS or no geotransform, so tiles cannot be placed on the Earth."""
+
+
+class ModalityError(OFAEmbedError, ValueError):
+    """The modality or the band layout of a scene is unknown, ambiguous or inconsistent."""
+
+
+class TilingError(OFAEmbedError, ValueError):
+    """Tiling parameters are invalid, or the scene is too small or empty for them."""
+
+
+class StoreError(OFAEmbedError, OSError):
+    """The embedding store cannot be written or read."""
+
+
+class WeightsError(OFAEmbedError, ValueError):
+    """A checkpoint cannot be loaded or does not match its model configuration."""

@@ -1,0 +1,365 @@
+"""``extract``: scenes -> tiles -> shared backbone -> one GeoParquet file per scene in a store.
+
+Reading runs in a background thread that fills batches of normalised tiles while the model embeds
+the previous batch (rasterio and torch both release the GIL), so end-to-end throughput approaches
+the model's. Every scene is opened and checked before anything is written; each scene file is written
+under a temporary name and renamed when complete, so an interrupted run leaves no partial file and a
+rerun skips the scenes already in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+
+from ofa_embed import __version__
+from ofa_embed.checkpoint import LoadedModel, load_checkpoint, random_init
+from ofa_embed.errors import ModalityError, StoreError, TilingError
+from ofa_embed.scene import Scene, open_scene
+from ofa_embed.store import TileRecords, scene_path, write_scene
+from ofa_embed.tiling import TileWindow, footprints, tile_windows, validate_tiling
+
+__all__ = ["extract", "ExtractReport", "SceneReport", "load_weights", "DEFAULT_MODEL"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "ofa_tiny"
+DEFAULT_MIN_VALID = 0.5
+PACKAGED_WEIGHTS = Path(__file__).parent / "data" / f"{DEFAULT_MODEL}.safetensors"
+
+SceneInput = str | Path | Sequence[str | Path]
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class SceneReport:
+    """What happened to one scene.
+
+    Attributes:
+        scene: scene name.
+        path: the store file (existing one when skipped).
+        tiles: tiles written.
+        skipped_tiles: tiles below ``min_valid``.
+        skipped_existing: the scene was already in the store and was not recomputed.
+        seconds: wall time for the scene.
+    """
+
+    scene: str
+    path: Path
+    tiles: int = 0
+    skipped_tiles: int = 0
+    skipped_existing: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class ExtractReport:
+    store: Path
+    weights_hash: str
+    weights_source: str
+    pretrained: bool
+    device: str
+    scenes: list[SceneReport] = field(default_factory=list)
+
+    @property
+    def tiles(self) -> int:
+        return sum(s.tiles for s in self.scenes)
+
+
+def load_weights(weights: str | Path | None = None, model: str = DEFAULT_MODEL) -> LoadedModel:
+    """The checkpoint at ``weights``; else the packaged default; else a seeded random init of ``model``."""
+    if weights is not None:
+        return load_checkpoint(weights)
+    if model == DEFAULT_MODEL and PACKAGED_WEIGHTS.is_file():
+        return load_checkpoint(PACKAGED_WEIGHTS)
+    loaded = random_init(model)
+    logger.warning(
+        "no pre-trained weights for %s: using a seeded random init (hash %s); embeddings are "
+        "deterministic but not meaningful; pass a checkpoint with --weights", model, loaded.weights_hash,
+    )
+    return loaded
+
+
+def _resolve_device(device: str | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _check_writable(store: Path) -> None:
+    existing = store
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreError(f"{store}: output location is not a writable directory ({existing})")
+
+
+@dataclass
+class _Planned:
+    scene: Scene
+    tiles: list[TileWindow]
+    tile_size: int
+    stride: int
+
+
+def _plan(scene: Scene, tile_size: int | None, stride: int | None, patch_size: int) -> _Planned:
+    size = tile_size or scene.modality.default_tile_size
+    step = stride or size
+    validate_tiling(size, step, patch_size, width=scene.width, height=scene.height, name=str(scene.path))
+    return _Planned(scene, tile_windows(scene.width, scene.height, size, step), size, step)
+
+
+@dataclass
+class _Batch:
+    tiles: list[TileWindow]
+    data: np.ndarray  # (B, C, T, T) float32
+    valid_fraction: np.ndarray  # (B,)
+    skipped: int
+
+
+def _chunks(tiles: list[TileWindow], limit: int) -> Iterator[list[TileWindow]]:
+    """Runs of at most ``limit`` consecutive tiles of one tile row: each is read as one window."""
+    run: list[TileWindow] = []
+    for tile in tiles:
+        if run and (tile.row != run[0].row or len(run) == limit):
+            yield run
+            run = []
+        run.append(tile)
+    if run:
+        yield run
+
+
+def _read_batches(plan: _Planned, batch_size: int, min_valid: float, stop: threading.Event) -> Iterator[_Batch]:
+    scene, size = plan.scene, plan.tile_size
+    channels = scene.modality.num_bands
+    kept: list[TileWindow] = []
+    fractions: list[float] = []
+    buffer = np.zeros((batch_size, channels, size, size), np.float32)
+    skipped = 0
+    for run in _chunks(plan.tiles, batch_size):
+        if stop.is_set():
+            return
+        left, top = run[0].col, run[0].row
+        window = Window(left, top, run[-1].col + run[-1].width - left, max(t.height for t in run))
+        data, valid = scene.read(window)
+        for tile in run:
+            c0 = tile.col - left
+            tile_valid = valid[: tile.height, c0 : c0 + tile.width]
+            fraction = float(tile_valid.mean())
+            if fraction < min_valid:
+                skipped += 1
+                continue
+            slot = buffer[len(kept)]
+            slot.fill(0.0)
+            slot[:, : tile.height, : tile.width] = data[:, : tile.height, c0 : c0 + tile.width]
+            kept.append(tile)
+            fractions.append(fraction)
+            if len(kept) == batch_size:
+                yield _Batch(kept, buffer.copy(), np.array(fractions), skipped)
+                kept, fractions, skipped = [], [], 0
+    if kept or skipped:
+        yield _Batch(kept, buffer[: len(kept)].copy(), np.array(fractions), skipped)
+
+
+def _prefetched(batches: Iterator[_Batch], stop: threading.Event, depth: int = 2) -> Iterator[_Batch]:
+    """Run ``batches`` in a background thread, ``depth`` batches ahead; re-raise its errors here."""
+    slots: queue.Queue[_Batch | BaseException | None] = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        slots.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+            slots.put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            slots.put(exc)
+
+    thread = threading.Thread(target=produce, name="ofa-embed-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := slots.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _embed(model: torch.nn.Module, data: np.ndarray, modality: str, device: torch.device) -> np.ndarray:
+    x = torch.from_numpy(data).to(device, non_blocking=True)
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+        return model(x, modality).float().cpu().numpy()
+
+
+def _extract_scene(
+    plan: _Planned, loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
+    on_progress: ProgressCallback | None,
+) -> SceneReport:
+    scene = plan.scene
+    start = time.perf_counter()
+    kept: list[TileWindow] = []
+    fractions: list[np.ndarray] = []
+    embeddings: list[np.ndarray] = []
+    skipped = 0
+    stop = threading.Event()
+    for batch in _prefetched(_read_batches(plan, batch_size, min_valid, stop), stop):
+        if batch.tiles:
+            embeddings.append(_embed(loaded.model, batch.data, scene.modality.name, device))
+        kept += batch.tiles
+        fractions.append(batch.valid_fraction)
+        skipped += batch.skipped
+        if on_progress:
+            on_progress(scene.name, len(kept) + skipped, len(plan.tiles))
+    if not kept:
+        raise TilingError(
+            f"{scene.path}: no tile has at least {min_valid:.0%} valid pixels (all nodata?); nothing written"
+        )
+    _, lonlat = footprints(kept, scene.transform, scene.crs)
+    records = TileRecords(
+        rows=np.array([t.row for t in kept]), cols=np.array([t.col for t in kept]),
+        heights=np.array([t.height for t in kept]), widths=np.array([t.width for t in kept]),
+        padded=np.array([t.padded for t in kept]), valid_fraction=np.concatenate(fractions),
+        lonlat=lonlat, embeddings=np.concatenate(embeddings),
+    )
+    path = write_scene(
+        store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
+        missing_bands=list(scene.missing_bands), records=records,
+        metadata=_file_metadata(plan, loaded, min_valid), emb_metadata=_emb_metadata(scene, loaded),
+    )
+    return SceneReport(scene.name, path, len(kept), skipped, seconds=time.perf_counter() - start)
+
+
+def _file_metadata(plan: _Planned, loaded: LoadedModel, min_valid: float) -> dict[str, object]:
+    scene = plan.scene
+    return {
+        "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "name": loaded.model.config.name,
+            "config": loaded.model.config.to_dict(),
+            "weights_hash": loaded.weights_hash,
+            "weights_source": loaded.source,
+            "pretrained": loaded.pretrained,
+            "pooling": "mean of final-normed patch tokens",
+        },
+        "modality": scene.modality.to_metadata(),
+        "source_bands": scene.source_labels,
+        "missing_bands": list(scene.missing_bands),
+        "tiling": {
+            "tile_size": plan.tile_size, "stride": plan.stride, "min_valid": min_valid,
+            "edge_rule": "last tile may run past the edge: clipped for reading, padded with the band mean",
+        },
+        "scene": {
+            "name": scene.name, "path": str(scene.path), "crs": scene.crs.to_wkt(),
+            "transform": list(scene.transform)[:6], "width": scene.width, "height": scene.height,
+            "nodata": scene.nodata,
+        },
+    }
+
+
+def _emb_metadata(scene: Scene, loaded: LoadedModel) -> dict[str, object]:
+    when = scene.acquired.isoformat() if scene.acquired else None
+    return {
+        "version": "0.1.0",
+        "column": "embedding",
+        "model": f"ofa-embed/{loaded.model.config.name}",
+        "weights_hash": loaded.weights_hash,
+        "dimension": loaded.model.embed_dim,
+        "quantization": "float32",
+        "l2_normalized": False,
+        "datetime_range": [when, when],
+    }
+
+
+def extract(
+    scenes: SceneInput | Sequence[SceneInput],
+    store: str | Path = "embeddings",
+    *,
+    modality: str | None = None,
+    bands: Sequence[str] | None = None,
+    nodata: float | None = None,
+    tile_size: int | None = None,
+    stride: int | None = None,
+    min_valid: float = DEFAULT_MIN_VALID,
+    weights: str | Path | None = None,
+    model: str = DEFAULT_MODEL,
+    batch_size: int = 32,
+    device: str | None = None,
+    overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ExtractReport:
+    """Embed every tile of every scene into ``store`` (one GeoParquet file per scene).
+
+    Args:
+        scenes: a scene, or a list of scenes; a scene is a multi-band raster, a folder of band files,
+            or a list of single-band files (a nested list).
+        store: store directory (created when missing).
+        modality: registered modality; detected per scene when None.
+        bands: names of the file's bands in file order (subset input; missing bands are mean-filled).
+        nodata: nodata value overriding the file's.
+        tile_size: tile edge in pixels (default: the modality's); must be a multiple of the patch size.
+        stride: step between tiles in pixels (default: ``tile_size``; smaller overlaps).
+        min_valid: tiles with a smaller fraction of valid (non-nodata) pixels are skipped.
+        weights: checkpoint path; default: the packaged checkpoint, else a seeded random init.
+        model: model size used for the random init when no checkpoint is available.
+        batch_size: tiles per forward pass.
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        overwrite: recompute scenes already in the store (default: skip them).
+        on_progress: called as ``(scene_name, tiles_done, tiles_total)`` after every batch.
+
+    Raises:
+        OFAEmbedError subclasses for bad input, before anything is written.
+    """
+    if not 0.0 <= min_valid <= 1.0:
+        raise TilingError(f"min_valid must be within [0, 1], got {min_valid}")
+    if batch_size <= 0:
+        raise TilingError(f"batch_size must be positive, got {batch_size}")
+    items = [scenes] if isinstance(scenes, (str, Path)) else list(scenes)
+    store = Path(store)
+    opened: list[Scene] = []
+    plans: list[_Planned] = []
+    try:
+        for item in items:
+            opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
+        loaded = load_weights(weights, model)
+        torch_device = _resolve_device(device)
+        loaded.model.to(torch_device)
+        for scene in opened:
+            if scene.modality.name not in loaded.model.modalities:
+                raise ModalityError(f"{scene.path}: the model has no patch embedding for {scene.modality.name}")
+            plans.append(_plan(scene, tile_size, stride, loaded.model.patch_size))
+        names = [p.scene.name for p in plans]
+        if duplicate := next((n for n in names if names.count(n) > 1), None):
+            raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
+        _check_writable(store)
+        report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device))
+        for plan in plans:
+            target = scene_path(store, plan.scene.name)
+            if target.exists() and not overwrite:
+                logger.info("%s: already in %s, skipped (use overwrite to recompute)", plan.scene.name, store)
+                report.scenes.append(SceneReport(plan.scene.name, target, skipped_existing=True))
+                continue
+            store.mkdir(parents=True, exist_ok=True)
+            report.scenes.append(
+                _extract_scene(plan, loaded, store, torch_device, batch_size, min_valid, on_progress)
+            )
+        return report
+    finally:
+        for scene in opened:
+            scene.close()

