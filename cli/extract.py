@@ -10,7 +10,7 @@ from rich.table import Table
 
 import ofa_embed
 from cli._common import Quiet, errors_to_exit, setup_logging, stdout, tile_progress
-from ofa_embed.extract import DEFAULT_MIN_VALID, DEFAULT_MODEL
+from ofa_embed.extraction import DEFAULT_MIN_VALID, DEFAULT_MODEL
 from ofa_embed.model import list_models
 from ofa_embed.modalities import MODALITIES
 from ofa_embed.sample import sample_scene

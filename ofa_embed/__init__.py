@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-from ofa_embed.extract import ExtractReport, SceneReport, extract  # noqa: E402
+from ofa_embed.extraction import ExtractReport, SceneReport, extract  # noqa: E402
 from ofa_embed.modalities import MODALITIES, get_modality  # noqa: E402
 from ofa_embed.scene import open_scene  # noqa: E402
 

@@ -338,6 +338,7 @@ def detect_modality(
     descriptions: Sequence[str | None] = (),
     name: str = "",
     has_wavelengths: bool = False,
+    source: str = "",
 ) -> Modality:
     """Infer the modality of a scene.
 
@@ -347,12 +348,14 @@ def detect_modality(
     Args:
         band_count: number of bands in the file (or band files in a folder).
         descriptions: band descriptions (or band tokens of band files), in file order.
-        name: file or folder name.
+        name: file or folder name, matched against the modalities' file-name patterns.
         has_wavelengths: whether every band carries a centre wavelength.
+        source: what to call the scene in error messages (default: ``name``).
 
     Raises:
         ModalityError: nothing identifies the modality; the message says how to choose one.
     """
+    source = source or name or "scene"
     labels = [d for d in descriptions if d]
     if labels and len(labels) == band_count:
         complete = [
@@ -371,13 +374,13 @@ def detect_modality(
     for modality in MODALITIES.values():
         if not modality.spectral_resample and any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
             raise ModalityError(
-                f"{name}: the name says {modality.name} but the file has {band_count} of its "
+                f"{source}: the name says {modality.name} but the file has {band_count} of its "
                 f"{modality.num_bands} bands; name them with --bands (e.g. --bands "
                 f"{','.join(modality.band_names[:band_count])})"
             )
     if band_count in _BY_BAND_COUNT:
         return MODALITIES[_BY_BAND_COUNT[band_count]]
     raise ModalityError(
-        f"{name or 'scene'}: {band_count} band(s) fit no known modality; pass --modality "
+        f"{source}: {band_count} band(s) fit no known modality; pass --modality "
         f"({', '.join(MODALITIES)}) and, for a subset of its bands, --bands"
     )

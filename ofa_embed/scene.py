@@ -298,7 +298,8 @@ def _open_multiband(
         descriptions = [d or "" for d in dataset.descriptions]
         wavelengths = _wavelengths(dataset)
         modality = get_modality(modality_name) if modality_name else detect_modality(
-            dataset.count, descriptions=descriptions, name=path.stem, has_wavelengths=wavelengths is not None
+            dataset.count, descriptions=descriptions, name=path.stem, has_wavelengths=wavelengths is not None,
+            source=str(path),
         )
         spectral = None
         if modality.spectral_resample:

