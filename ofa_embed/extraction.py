@@ -176,18 +176,22 @@ def _prefetched(batches: Iterator[_Batch], stop: threading.Event, depth: int = 2
     """Run ``batches`` in a background thread, ``depth`` batches ahead; re-raise its errors here."""
     slots: queue.Queue[_Batch | BaseException | None] = queue.Queue(maxsize=depth)
 
+    def offer(item: _Batch | BaseException | None) -> None:
+        # never block for good: the consumer may have stopped listening (error, interrupt)
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def produce() -> None:
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        slots.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-            slots.put(None)
+                offer(batch)
+            offer(None)
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            slots.put(exc)
+            offer(exc)
 
     thread = threading.Thread(target=produce, name="ofa-embed-reader", daemon=True)
     thread.start()

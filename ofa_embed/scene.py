@@ -10,6 +10,7 @@ grid (Sentinel-2 20/60 m bands, for instance) are resampled onto the grid of the
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -158,7 +159,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # a missing geotransform is reported by _check_georeferenced as an error of its own
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
     except RasterioError as exc:
         raise SceneReadError(f"{path}: not a readable raster ({_first_line(exc)})") from None
 

