@@ -9,6 +9,7 @@ rerun skips the scenes already in the store.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -78,17 +79,30 @@ class ExtractReport:
 
 
 def load_weights(weights: str | Path | None = None, model: str = DEFAULT_MODEL) -> LoadedModel:
-    """The checkpoint at ``weights``; else the packaged default; else a seeded random init of ``model``."""
-    if weights is not None:
-        return load_checkpoint(weights)
-    if model == DEFAULT_MODEL and PACKAGED_WEIGHTS.is_file():
-        return load_checkpoint(PACKAGED_WEIGHTS)
-    loaded = random_init(model)
+    """The checkpoint at ``weights``; else the packaged default; else a seeded random init of ``model``.
+
+    Loaded models are cached per file (and modification time), so repeated calls in one process are free.
+    """
+    path = Path(weights) if weights is not None else PACKAGED_WEIGHTS if model == DEFAULT_MODEL else None
+    if path is not None and (weights is not None or path.is_file()):
+        stamp = path.stat().st_mtime_ns if path.is_file() else None
+        return _cached_checkpoint(str(path), stamp)
+    loaded = _cached_random_init(model)
     logger.warning(
         "no pre-trained weights for %s: using a seeded random init (hash %s); embeddings are "
         "deterministic but not meaningful; pass a checkpoint with --weights", model, loaded.weights_hash,
     )
     return loaded
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_checkpoint(path: str, stamp: int | None) -> LoadedModel:
+    return load_checkpoint(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_random_init(model: str) -> LoadedModel:
+    return random_init(model)
 
 
 def _resolve_device(device: str | None) -> torch.device:
@@ -145,7 +159,7 @@ def _read_batches(plan: _Planned, batch_size: int, min_valid: float, stop: threa
     channels = scene.modality.num_bands
     kept: list[TileWindow] = []
     fractions: list[float] = []
-    buffer = np.zeros((batch_size, channels, size, size), np.float32)
+    buffer = np.empty((batch_size, channels, size, size), np.float32)
     skipped = 0
     for run in _chunks(plan.tiles, batch_size):
         if stop.is_set():
@@ -161,15 +175,17 @@ def _read_batches(plan: _Planned, batch_size: int, min_valid: float, stop: threa
                 skipped += 1
                 continue
             slot = buffer[len(kept)]
-            slot.fill(0.0)
+            if tile.padded:
+                slot.fill(0.0)
             slot[:, : tile.height, : tile.width] = data[:, : tile.height, c0 : c0 + tile.width]
             kept.append(tile)
             fractions.append(fraction)
             if len(kept) == batch_size:
-                yield _Batch(kept, buffer.copy(), np.array(fractions), skipped)
+                yield _Batch(kept, buffer, np.array(fractions), skipped)
+                buffer = np.empty_like(buffer)  # the yielded one now belongs to the consumer
                 kept, fractions, skipped = [], [], 0
     if kept or skipped:
-        yield _Batch(kept, buffer[: len(kept)].copy(), np.array(fractions), skipped)
+        yield _Batch(kept, buffer[: len(kept)], np.array(fractions), skipped)
 
 
 def _prefetched(batches: Iterator[_Batch], stop: threading.Event, depth: int = 2) -> Iterator[_Batch]:

@@ -9,6 +9,7 @@ grid (Sentinel-2 20/60 m bands, for instance) are resampled onto the grid of the
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -23,12 +24,18 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
+from rasterio.windows import Window, from_bounds
 
 from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError
 from ofa_embed.modalities import Modality, band_name_from_filename, detect_modality, get_modality
 
-__all__ = ["Scene", "open_scene", "RASTER_SUFFIXES"]
+__all__ = ["Scene", "open_scene", "RASTER_SUFFIXES", "DEFAULT_GDAL_CACHE_MB"]
+
+# GDAL's block cache defaults to 5% of RAM and fills up on large scenes: that, not the pipeline, would
+# set peak memory. 256 MB holds a row of 512 px blocks of a 13-band 10,000 px COG, so no block is
+# decoded twice. GDAL reads the setting once, at first use; an explicit GDAL_CACHEMAX wins.
+DEFAULT_GDAL_CACHE_MB = 256
+os.environ.setdefault("GDAL_CACHEMAX", str(DEFAULT_GDAL_CACHE_MB))
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # Sentinel-2 L1C TCI/preview images and Landsat quality bands sit beside the band files: not bands.
@@ -43,12 +50,55 @@ _DATE_TAGS = ("DATATAKE_1_DATATAKE_SENSING_START", "SENSING_TIME", "DATE_ACQUIRE
 
 @dataclass
 class _Source:
-    """One opened dataset and which of its bands feed the stack."""
+    """One opened dataset, which of its bands feed the stack, and how it maps onto the scene grid.
+
+    A dataset on the scene grid is read directly. One on a coarser grid of the same CRS (Sentinel-2
+    20/60 m bands) is read with a fractional source window and bilinear ``out_shape`` resampling,
+    which is what a warp would compute at a fraction of its cost; windows reaching past its extent,
+    and datasets in another CRS, go through a bilinear ``WarpedVRT`` onto the scene grid.
+    """
 
     path: Path
     dataset: rasterio.io.DatasetReader
-    reader: rasterio.io.DatasetReader | WarpedVRT
     indexes: list[int]
+    grid: tuple[CRS, Affine, int, int] | None = None  # scene grid when it differs from the dataset's
+    _vrt: WarpedVRT | None = None
+
+    def read(self, window: Window) -> np.ndarray:
+        if self.grid is None:
+            return self.dataset.read(self.indexes, window=window, out_dtype="float32")
+        out_shape = (len(self.indexes), int(window.height), int(window.width))
+        source_window = self._source_window(window)
+        if source_window is not None:
+            return self.dataset.read(
+                self.indexes, window=source_window, out_shape=out_shape, resampling=Resampling.bilinear,
+                out_dtype="float32",
+            )
+        if self._vrt is None:
+            crs, transform, width, height = self.grid
+            self._vrt = WarpedVRT(self.dataset, crs=crs, transform=transform, width=width, height=height,
+                                  resampling=Resampling.bilinear)
+        return self._vrt.read(self.indexes, window=window, out_dtype="float32")
+
+    def _source_window(self, window: Window) -> Window | None:
+        """The dataset window covering ``window`` of the scene grid, if a plain resampled read can serve it."""
+        crs, transform, _, _ = self.grid
+        own = self.dataset.transform
+        if crs != self.dataset.crs or transform.b or transform.d or own.b or own.d:
+            return None
+        left, top = transform @ (window.col_off, window.row_off)
+        right, bottom = transform @ (window.col_off + window.width, window.row_off + window.height)
+        source = from_bounds(left, bottom, right, top, own)
+        eps = 1e-6
+        inside = (source.col_off >= -eps and source.row_off >= -eps
+                  and source.col_off + source.width <= self.dataset.width + eps
+                  and source.row_off + source.height <= self.dataset.height + eps)
+        return source if inside else None
+
+    def close(self) -> None:
+        if self._vrt is not None:
+            self._vrt.close()
+        self.dataset.close()
 
 
 @dataclass
@@ -103,20 +153,32 @@ class Scene:
             SceneReadError: the file cannot be read (truncated, corrupt).
         """
         raw = self.read_raw(window)
-        valid = np.isfinite(raw).all(axis=0)
+        valid = np.ones(raw.shape[1:], bool)
+        if any(np.dtype(d).kind == "f" for s in self._sources for d in s.dataset.dtypes):
+            valid &= np.isfinite(raw).all(axis=0)
         if self.nodata is not None:
             valid &= ~(raw == self.nodata).any(axis=0)
-        physical = raw * np.float32(self.modality.scale) + np.float32(self.modality.offset)
-        mean, std = self.modality.mean[:, None, None], self.modality.std[:, None, None]
+        modality = self.modality
+        # (value * scale + offset - mean) / std as one multiply-add per band, in place
+        gain = np.float32(modality.scale) / modality.std
+        bias = (np.float32(modality.offset) - modality.mean) / modality.std
         if self.spectral_matrix is not None:
-            stacked = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)
-            out = (stacked - mean) / std
+            physical = raw * np.float32(modality.scale) + np.float32(modality.offset)
+            out = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)
+            out -= modality.mean[:, None, None]
+            out /= modality.std[:, None, None]
             out[self.spectral_matrix.sum(axis=1) == 0] = 0.0
         else:
-            out = np.zeros((self.modality.num_bands, *raw.shape[1:]), np.float32)
             pos = self.band_positions
-            out[pos] = (physical - mean[pos]) / std[pos]
-        out[:, ~valid] = 0.0
+            raw *= gain[pos, None, None]
+            raw += bias[pos, None, None]
+            if pos == list(range(modality.num_bands)):
+                out = raw
+            else:
+                out = np.zeros((modality.num_bands, *raw.shape[1:]), np.float32)
+                out[pos] = raw
+        if not valid.all():
+            out[:, ~valid] = 0.0
         return out, valid
 
     def read_raw(self, window: Window) -> np.ndarray:
@@ -124,7 +186,7 @@ class Scene:
         parts = []
         for source in self._sources:
             try:
-                parts.append(source.reader.read(source.indexes, window=window, out_dtype="float32"))
+                parts.append(source.read(window))
             except RasterioError as exc:
                 raise SceneReadError(f"{source.path}: read failed ({_first_line(exc)})") from None
         return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
@@ -135,9 +197,7 @@ class Scene:
 
     def close(self) -> None:
         for source in self._sources:
-            if source.reader is not source.dataset:
-                source.reader.close()
-            source.dataset.close()
+            source.close()
         self._sources.clear()
 
     def __enter__(self) -> Scene:
@@ -320,7 +380,7 @@ def _open_multiband(
         return Scene(
             path, path.stem, modality, dataset.crs, dataset.transform, dataset.width, dataset.height,
             positions, labels, nodata_value, _acquired(path.stem, tags), spectral,
-            [_Source(path, dataset, dataset, list(range(1, dataset.count + 1)))],
+            [_Source(path, dataset, list(range(1, dataset.count + 1)))],
         )
     except BaseException:
         dataset.close()
@@ -374,7 +434,7 @@ def _open_band_files(
                 raise ModalityError(f"{path}: band files must have one band, this one has {datasets[-1].count}")
         reference = min(datasets, key=lambda d: abs(d.res[0] * d.res[1]))
         sources = [
-            _Source(Path(d.name), d, _on_grid(d, reference), [1]) for d in datasets
+            _Source(Path(d.name), d, [1], _scene_grid(d, reference)) for d in datasets
         ]
         nodata_value = nodata if nodata is not None else reference.nodata
         return Scene(
@@ -397,17 +457,12 @@ def _detect_band_file_modality(label: Path, names: Sequence[str]) -> Modality:
     raise ModalityError(f"{label}: band files {', '.join(names)} fit no known modality; pass --modality")
 
 
-def _on_grid(
+def _scene_grid(
     dataset: rasterio.io.DatasetReader, reference: rasterio.io.DatasetReader
-) -> rasterio.io.DatasetReader | WarpedVRT:
-    """The dataset itself if it shares the reference grid, else a bilinear WarpedVRT onto it."""
+) -> tuple[CRS, Affine, int, int] | None:
+    """The reference grid if ``dataset`` is not on it, else None."""
     same = (
         dataset.crs == reference.crs and dataset.transform == reference.transform
         and dataset.shape == reference.shape
     )
-    if same:
-        return dataset
-    return WarpedVRT(
-        dataset, crs=reference.crs, transform=reference.transform, width=reference.width,
-        height=reference.height, resampling=Resampling.bilinear,
-    )
+    return None if same else (reference.crs, reference.transform, reference.width, reference.height)
