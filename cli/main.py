@@ -9,6 +9,9 @@ import typer
 import ofa_embed
 
 from cli.extract import extract
+from cli.index import index
+from cli.search import search
+from cli.sql import sql
 
 app = typer.Typer(
     name="ofa-embed", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -29,7 +32,8 @@ def main(
     """Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet."""
 
 
-app.command()(extract)
+for command in (extract, index, search, sql):
+    app.command()(command)
 
 if __name__ == "__main__":
     app()

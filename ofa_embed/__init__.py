@@ -11,4 +11,21 @@ from ofa_embed.extraction import ExtractReport, SceneReport, extract  # noqa: E4
 from ofa_embed.modalities import MODALITIES, get_modality  # noqa: E402
 from ofa_embed.scene import open_scene  # noqa: E402
 
-__all__ = ["__version__", "extract", "ExtractReport", "SceneReport", "open_scene", "MODALITIES", "get_modality"]
+__all__ = [
+    "__version__", "extract", "ExtractReport", "SceneReport", "open_scene", "search", "sql", "MODALITIES",
+    "get_modality",
+]
+
+
+def __getattr__(name: str) -> object:
+    # search and sql build on the top-level `indexes` package, which itself imports ofa_embed modules:
+    # loading them on first use keeps `import indexes` and `import ofa_embed` free of import cycles
+    if name == "search":
+        from ofa_embed.retrieval import search
+
+        return search
+    if name == "sql":
+        from ofa_embed.sqlview import sql
+
+        return sql
+    raise AttributeError(f"module 'ofa_embed' has no attribute {name!r}")

@@ -38,3 +38,7 @@ class StoreError(OFAEmbedError, OSError):
 
 class WeightsError(OFAEmbedError, ValueError):
     """A checkpoint cannot be loaded or does not match its model configuration."""
+
+
+class IndexStateError(OFAEmbedError, ValueError):
+    """A vector index is missing, stale, or does not match its store or the query's model."""

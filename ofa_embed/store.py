@@ -220,3 +220,61 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     meta["geo"] = json.loads(raw.get(b"geo", b"{}"))
     meta["emb"] = json.loads(raw.get(b"emb", b"{}"))
     return meta
+
+
+@dataclass(frozen=True)
+class StoreFile:
+    """One scene file of a store, with what identifies its content.
+
+    Attributes:
+        path: the file.
+        rows: number of tiles.
+        fingerprint: SHA-256 of the Parquet footer (schema, per-row-group statistics and our metadata,
+            which carries the creation time), so any rewrite of the file changes it; reading the
+            footer only keeps this cheap for large stores.
+        weights_hash: hash of the weights that made its embeddings.
+        dimension: embedding dimension.
+    """
+
+    path: Path
+    rows: int
+    fingerprint: str
+    weights_hash: str
+    dimension: int
+
+
+def _footer_fingerprint(path: Path) -> str:
+    with path.open("rb") as handle:
+        handle.seek(-8, os.SEEK_END)
+        footer_length = int.from_bytes(handle.read(4), "little")
+        handle.seek(-(8 + footer_length), os.SEEK_END)
+        return hashlib.sha256(handle.read(footer_length + 8)).hexdigest()
+
+
+def describe_store(store: str | Path) -> list[StoreFile]:
+    """The scene files of a store with their row counts, fingerprints and model.
+
+    Raises:
+        StoreError: the store is missing, empty, holds a foreign file, or mixes models or dimensions.
+    """
+    store = Path(store)
+    if not store.is_dir():
+        raise StoreError(f"{store}: no such store (run ofa-embed extract first)")
+    files = store_files(store)
+    if not files:
+        raise StoreError(f"{store}: store is empty (no .parquet scene files)")
+    described = []
+    for path in files:
+        meta = read_metadata(path)
+        described.append(StoreFile(
+            path, pq.ParquetFile(path).metadata.num_rows, _footer_fingerprint(path),
+            meta["model"]["weights_hash"], int(meta["emb"]["dimension"]),
+        ))
+    models = {(f.weights_hash, f.dimension) for f in described}
+    if len(models) > 1:
+        first, other = described[0], next(f for f in described if f.weights_hash != described[0].weights_hash)
+        raise StoreError(
+            f"{store}: mixes embeddings of different models ({first.path.name}: weights {first.weights_hash}, "
+            f"{other.path.name}: weights {other.weights_hash}); use one store per model"
+        )
+    return described

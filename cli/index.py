@@ -1,0 +1,32 @@
+"""``ofa-embed index``: build or update the vector index beside a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import indexes
+from cli._common import Quiet, errors_to_exit, setup_logging, stdout
+
+
+def index(
+    store: Annotated[Path, typer.Argument(help="Store directory.")],
+    kind: Annotated[str, typer.Option(help=f"One of: {', '.join(indexes.KINDS)}.")] = "auto",
+    update: Annotated[bool, typer.Option("--update", help="Add new scene files without a rebuild.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Build the faiss index of a store (cosine similarity), or add newly extracted scenes to it."""
+    setup_logging(quiet)
+    with errors_to_exit():
+        if update and kind != "auto":
+            raise typer.BadParameter("--update keeps the index's kind; do not combine it with --kind")
+        if kind not in indexes.KINDS:
+            raise typer.BadParameter(f"--kind must be one of {', '.join(indexes.KINDS)}")
+        report = indexes.update(store) if update else indexes.build(store, kind)
+    if not quiet:
+        stdout.print(
+            f"{report.store}: {report.config.kind} index, {report.rows:,} vectors ({report.added:,} added) "
+            f"in {report.seconds:.1f} s — {report.reason}", highlight=False,
+        )

@@ -1,0 +1,81 @@
+"""``ofa-embed search``: tiles most similar to a query tile, a stored tile or a point."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+import ofa_embed
+from cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.output import FORMATS, write
+from ofa_embed.retrieval import QueryError
+
+
+def _floats(text: str, count: int, name: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise QueryError(f"{name} {text!r}: expected {count} comma-separated numbers")
+    return values
+
+
+def _date(text: str | None, name: str, *, end: bool) -> datetime | None:
+    """ISO date or datetime (UTC unless given); a plain ``--end`` date includes that whole day."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(f"{name} {text!r}: expected a date like 2024-05-01 or 2024-05-01T10:30") from None
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value + timedelta(days=1) if end and len(text) == 10 else value
+
+
+def search(
+    store: Annotated[Path, typer.Argument(help="Store directory (indexed with ofa-embed index).")],
+    like: Annotated[Path | None, typer.Option(help="Query tile file (any supported modality).")] = None,
+    like_id: Annotated[str | None, typer.Option(help="Query: the id of a stored tile.")] = None,
+    like_point: Annotated[str | None, typer.Option(help="Query: the stored tile at LON,LAT.")] = None,
+    k: Annotated[int, typer.Option("--k", "-k", help="Number of results.")] = 10,
+    bbox: Annotated[str | None, typer.Option(help="Only tiles intersecting MINLON,MINLAT,MAXLON,MAXLAT.")] = None,
+    start: Annotated[str | None, typer.Option(help="Only tiles acquired on or after this date.")] = None,
+    end: Annotated[str | None, typer.Option(help="Only tiles acquired on or before this date.")] = None,
+    modality: Annotated[str | None, typer.Option(help="Only tiles of this modality.")] = None,
+    scene: Annotated[str | None, typer.Option(help="Only tiles of this scene.")] = None,
+    query_modality: Annotated[str | None, typer.Option(help="Modality of the --like file (default: detected).")] = None,
+    query_bands: Annotated[str | None, typer.Option(help="Band names of the --like file, in file order.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint of the store's model, if not found.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Find the stored tiles most similar to a query, within optional area/time/sensor filters."""
+    setup_logging(quiet)
+    with errors_to_exit():
+        if fmt not in FORMATS:
+            raise QueryError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        hits = ofa_embed.search(
+            store, like=like, like_id=like_id,
+            like_point=_floats(like_point, 2, "--like-point") if like_point else None, k=k,
+            bbox=_floats(bbox, 4, "--bbox") if bbox else None,
+            start=_date(start, "--start", end=False), end=_date(end, "--end", end=True),
+            modality=modality, scene=scene, weights=weights, query_modality=query_modality,
+            query_bands=query_bands.split(",") if query_bands else None,
+        )
+        if fmt != "table":
+            write(hits, fmt, out)
+            return
+    table = Table(title=f"{len(hits)} most similar tiles in {store}")
+    for column in ("rank", "id", "scene", "modality", "similarity", "lon", "lat"):
+        table.add_column(column, justify="right" if column in ("rank", "similarity", "lon", "lat") else "left",
+                         no_wrap=column in ("id", "similarity"))
+    for row in hits.itertuples():
+        table.add_row(str(row.rank), row.id, row.scene, row.modality, f"{row.similarity:.4f}",
+                      f"{row.lon:.5f}", f"{row.lat:.5f}")
+    stdout.print(table)

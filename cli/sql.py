@@ -1,0 +1,48 @@
+"""``ofa-embed sql``: DuckDB SQL over a store (view ``embeddings``, function ``embed('tile.tif')``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+import ofa_embed
+from cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.output import write
+from ofa_embed.sqlview import SQLError
+
+SQL_FORMATS = ("table", "csv", "json", "parquet")
+
+
+def sql(
+    store: Annotated[Path, typer.Argument(help="Store directory.")],
+    query: Annotated[str, typer.Argument(help="SQL over the view 'embeddings'; embed('tile.tif') gives FLOAT[D].")],
+    fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(SQL_FORMATS)}.")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint of the store's model for embed().")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Query a store with DuckDB SQL (spatial extension loaded, no network)."""
+    setup_logging(quiet)
+    with errors_to_exit():
+        if fmt not in SQL_FORMATS:
+            raise SQLError(f"--format {fmt!r}: choose one of {', '.join(SQL_FORMATS)}")
+        result = ofa_embed.sql(store, query, weights=weights)
+        if fmt != "table":
+            write(result, fmt, out)
+            return
+    table = Table(title=f"{len(result)} row(s)")
+    for column in result.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in result.itertuples(index=False):
+        table.add_row(*(_cell(v) for v in row))
+    stdout.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

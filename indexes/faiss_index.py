@@ -1,0 +1,105 @@
+"""Free functions over faiss indexes: create, train, add, search with an id selector, save, load.
+
+Vectors are L2-normalised float32 and compared by inner product (cosine). Vector ids are positions in
+the store (see ``manifest.py``), assigned by faiss in insertion order. When faiss sees a GPU, flat and
+IVF indexes are searched and filled on it; HNSW has no GPU implementation and stays on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from indexes.config import FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig
+
+logger = logging.getLogger(__name__)
+
+# faiss k-means wants 39 points per centroid; fewer still trains, with a warning of our own instead
+_POINTS_PER_CENTROID = 39
+
+
+def create(config: IndexConfig, dim: int) -> faiss.Index:
+    """An empty index for ``config`` (IVF-PQ still needs :func:`train`)."""
+    if isinstance(config, FlatConfig):
+        return faiss.IndexFlatIP(dim)
+    if isinstance(config, HNSWConfig):
+        index = faiss.IndexHNSWFlat(dim, config.m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+        index.hnsw.efSearch = config.ef_search
+        return index
+    if dim % config.m:
+        raise ValueError(f"IVF-PQ m={config.m} must divide the embedding dimension {dim}")
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFPQ(quantizer, dim, config.nlist, config.m, config.nbits, faiss.METRIC_INNER_PRODUCT)
+    ivf.nprobe = config.nprobe
+    for clustering in (ivf.cp, ivf.pq.cp):
+        clustering.min_points_per_centroid = 1
+    if not config.refine:
+        return ivf
+    refined = faiss.IndexRefineFlat(ivf)
+    refined.k_factor = config.refine_factor
+    return refined
+
+
+def needs_training(index: faiss.Index) -> bool:
+    return not index.is_trained
+
+
+def train(index: faiss.Index, config: IVFPQConfig, sample: np.ndarray) -> None:
+    wanted = _POINTS_PER_CENTROID * max(config.nlist, 2**config.nbits)
+    if len(sample) < wanted:
+        logger.warning("training IVF-PQ on %d vectors; %d or more give better centroids", len(sample), wanted)
+    index.train(sample)
+
+
+def on_gpu(index: faiss.Index) -> faiss.Index:
+    """A GPU copy of a flat or IVF index when faiss sees a GPU, else the index itself."""
+    if faiss.get_num_gpus() == 0 or isinstance(index, faiss.IndexHNSW):
+        return index
+    return faiss.index_cpu_to_all_gpus(index)
+
+
+def to_cpu(index: faiss.Index) -> faiss.Index:
+    return faiss.index_gpu_to_cpu(index) if faiss.get_num_gpus() and not isinstance(index, faiss.IndexHNSW) else index
+
+
+def search_parameters(
+    index: faiss.Index, config: IndexConfig, allowed: np.ndarray | None, *, ef_search: int | None = None,
+    nprobe: int | None = None,
+) -> faiss.SearchParameters | None:
+    """Per-search parameters: the id selector of the allowed rows and the recall knobs of the kind."""
+    selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)) if allowed is not None else None
+    if isinstance(config, HNSWConfig):
+        return faiss.SearchParametersHNSW(efSearch=ef_search or config.ef_search, sel=selector)
+    if isinstance(config, IVFPQConfig):
+        ivf = faiss.SearchParametersIVF(nprobe=nprobe or config.nprobe, sel=selector)
+        if config.refine:
+            return faiss.IndexRefineSearchParameters(k_factor=config.refine_factor, base_index_params=ivf)
+        return ivf
+    return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+
+def search(
+    index: faiss.Index, config: IndexConfig, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
+    **knobs: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` cosine similarities and positions per query; -1 positions pad missing results.
+
+    Args:
+        queries: ``(q, D)`` L2-normalised float32.
+        allowed: positions the results may come from (None: all), applied inside the search.
+        knobs: ``ef_search`` (HNSW) or ``nprobe`` (IVF) for this search only.
+    """
+    params = search_parameters(index, config, allowed, **knobs)
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+
+
+def save(index: faiss.Index, path: Path) -> None:
+    faiss.write_index(to_cpu(index), str(path))
+
+
+def load(path: Path) -> faiss.Index:
+    return faiss.read_index(str(path))

@@ -1,0 +1,213 @@
+"""A faiss index beside a store: build, update, open (refusing stale indexes) and filtered search.
+
+``STORE/_index/`` holds ``index.faiss`` and ``manifest.json`` (see ``manifest.py``). Building streams
+the store in blocks (IVF-PQ trains on a strided sample first), so the store is never loaded whole;
+files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import geopandas as gpd
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+
+from indexes import faiss_index
+from indexes.config import IndexConfig, IVFPQConfig, make_config
+from indexes.filters import SearchFilter, allowed_positions
+from indexes.manifest import Manifest, check_fresh, index_dir, read_manifest, write_manifest
+from indexes.vectors import iter_blocks, l2_normalise, strided_sample
+from ofa_embed.errors import IndexStateError
+from ofa_embed.store import StoreFile, describe_store
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.faiss"
+RESULT_COLUMNS = ["id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry"]
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    store: Path
+    config: IndexConfig
+    reason: str
+    rows: int
+    added: int
+    seconds: float
+
+
+def _add(index: faiss.Index, files: list[StoreFile]) -> int:
+    added = 0
+    for block in iter_blocks([f.path for f in files]):
+        index.add(block)
+        added += len(block)
+    return added
+
+
+def _write(store: Path, index: faiss.Index, manifest: Manifest) -> None:
+    folder = index_dir(store)
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".{INDEX_FILE}.{os.getpid()}.tmp"
+    faiss_index.save(index, tmp)
+    tmp.replace(folder / INDEX_FILE)
+    write_manifest(store, manifest)
+
+
+def build(store: str | Path, kind: str = "auto", **params: int | bool) -> BuildReport:
+    """Build the index of a store from scratch, replacing any existing one.
+
+    Args:
+        store: store directory.
+        kind: ``auto``, ``flat``, ``hnsw`` or ``ivfpq``.
+        params: parameters of the kind's config (e.g. ``m=32``, ``nlist=4096``).
+
+    Raises:
+        StoreError: missing or empty store, mixed models.
+        ValueError: unknown kind or parameter.
+    """
+    start = time.perf_counter()
+    store = Path(store)
+    files = describe_store(store)
+    rows, dim = sum(f.rows for f in files), files[0].dimension
+    config, reason = make_config(kind, rows, dim, **params)
+    logger.info("%s: %s index over %d vectors (%s)", store, config.kind, rows, reason)
+    index = faiss_index.on_gpu(faiss_index.create(config, dim))
+    if isinstance(config, IVFPQConfig):
+        faiss_index.train(index, config, strided_sample([f.path for f in files], rows, config.train_size))
+    added = _add(index, files)
+    manifest = Manifest(dim, files[0].weights_hash, config, reason, faiss.__version__)
+    manifest.append(files)
+    _write(store, index, manifest)
+    return BuildReport(store, config, reason, rows, added, time.perf_counter() - start)
+
+
+def update(store: str | Path) -> BuildReport:
+    """Add the scene files extracted since the index was built, without a rebuild.
+
+    Raises:
+        IndexStateError: no index, or indexed files changed or disappeared (a rebuild is needed).
+    """
+    start = time.perf_counter()
+    store = Path(store)
+    manifest = read_manifest(store)
+    new = check_fresh(store, manifest, describe_store(store), allow_new=True)
+    if not new:
+        return BuildReport(store, manifest.config, "up to date", manifest.rows, 0, time.perf_counter() - start)
+    index = faiss_index.on_gpu(faiss_index.load(index_dir(store) / INDEX_FILE))
+    added = _add(index, new)
+    manifest.append(new)
+    _write(store, index, manifest)
+    return BuildReport(store, manifest.config, "update", manifest.rows, added, time.perf_counter() - start)
+
+
+class StoreIndex:
+    """An opened, fresh index of a store. Use :func:`open_index`."""
+
+    def __init__(self, store: Path, manifest: Manifest, index: faiss.Index) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.index = index
+        self._offsets = np.array([f.offset for f in manifest.files], dtype=np.int64)
+
+    @property
+    def config(self) -> IndexConfig:
+        return self.manifest.config
+
+    @property
+    def dimension(self) -> int:
+        return self.manifest.dimension
+
+    @property
+    def weights_hash(self) -> str:
+        return self.manifest.weights_hash
+
+    def allowed(self, search_filter: SearchFilter | None) -> np.ndarray | None:
+        """Positions passing the filter, or None when there is no filter."""
+        if search_filter is None or search_filter.is_empty:
+            return None
+        return allowed_positions(self.store, self.manifest, search_filter)
+
+    def search_vectors(
+        self, queries: np.ndarray, k: int = 10, search_filter: SearchFilter | None = None, **knobs: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw search: ``(similarities, positions)``, each ``(q, k)``; -1 positions where fewer match.
+
+        Raises:
+            ValueError: ``k`` < 1 or a query of the wrong dimension.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if queries.shape[1] != self.dimension:
+            raise ValueError(f"query has dimension {queries.shape[1]}, the index {self.dimension}")
+        allowed = self.allowed(search_filter)
+        if allowed is not None and len(allowed) == 0:
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        return faiss_index.search(self.index, self.config, l2_normalise(queries), k, allowed, **knobs)
+
+    def search(
+        self, query: np.ndarray, k: int = 10, search_filter: SearchFilter | None = None, **knobs: int | None
+    ) -> gpd.GeoDataFrame:
+        """Top-``k`` rows of the store most similar (cosine) to one ``(D,)`` query vector.
+
+        Returns:
+            One row per hit, best first: ``rank``, ``id``, ``scene``, ``modality``, ``datetime``,
+            ``similarity``, ``geometry`` (EPSG:4326 footprint), ``lon``, ``lat`` (bbox centre).
+        """
+        similarities, positions = self.search_vectors(np.asarray(query)[None], k, search_filter, **knobs)
+        hits = positions[0] >= 0
+        frame = self.rows(positions[0][hits])
+        frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+        frame.insert(5, "similarity", similarities[0][hits])
+        frame["lon"] = (frame.pop("xmin") + frame.pop("xmax")) / 2
+        frame["lat"] = (frame.pop("ymin") + frame.pop("ymax")) / 2
+        return frame
+
+    def rows(self, positions: np.ndarray) -> gpd.GeoDataFrame:
+        """Store rows at ``positions`` (in that order), with :data:`RESULT_COLUMNS`."""
+        file_index = np.searchsorted(self._offsets, positions, side="right") - 1
+        parts: list[pa.Table] = []
+        order: list[np.ndarray] = []
+        for i in np.unique(file_index):
+            selected = np.flatnonzero(file_index == i)
+            entry = self.manifest.files[i]
+            table = pq.read_table(self.store / entry.name, columns=RESULT_COLUMNS)
+            parts.append(table.take(pa.array(positions[selected] - entry.offset)))
+            order.append(selected)
+        if not parts:
+            return gpd.GeoDataFrame({c: [] for c in RESULT_COLUMNS[:-1]}, geometry=[], crs="OGC:CRS84")
+        frame = pa.concat_tables(parts).to_pandas()
+        frame = frame.iloc[np.argsort(np.concatenate(order), kind="stable")].reset_index(drop=True)
+        frame["geometry"] = shapely.from_wkb(frame["geometry"])
+        return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84")
+
+
+def open_index(store: str | Path) -> StoreIndex:
+    """Open the index of a store after checking that it matches the store exactly.
+
+    Raises:
+        StoreError: missing or empty store.
+        IndexStateError: no index, or a stale one (the message names what differs and the fix).
+    """
+    store = Path(store)
+    described = describe_store(store)
+    manifest = read_manifest(store)
+    check_fresh(store, manifest, described)
+    try:
+        index = faiss_index.load(index_dir(store) / INDEX_FILE)
+    except RuntimeError as exc:
+        raise IndexStateError(f"{store}: index file unreadable ({str(exc).splitlines()[0]}); rebuild it") from None
+    if index.ntotal != manifest.rows:
+        raise IndexStateError(f"{store}: index holds {index.ntotal} vectors, manifest {manifest.rows}; rebuild it")
+    return StoreIndex(store, manifest, faiss_index.on_gpu(index))
+
+
+__all__ = ["BuildReport", "StoreIndex", "build", "update", "open_index"]

@@ -1,0 +1,45 @@
+"""Embeddings streamed from a store in blocks: memory depends on the block size, not the store size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BLOCK_ROWS = 65_536
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32, C-contiguous."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``(rows, D)`` float32 matrix of an embedding column (fixed-size or equal-length list<float32>)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(len(column), -1) if len(column) else values.reshape(0, 0)
+
+
+def iter_blocks(paths: Sequence[Path], block_rows: int = BLOCK_ROWS) -> Iterator[np.ndarray]:
+    """L2-normalised embedding blocks of at most ``block_rows`` rows, files in order."""
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=block_rows, columns=["embedding"]):
+            yield l2_normalise(embedding_matrix(batch.column(0)))
+
+
+def strided_sample(paths: Sequence[Path], total_rows: int, size: int) -> np.ndarray:
+    """About ``size`` rows spread evenly over the whole store (every ``total/size``-th row), streamed."""
+    step = max(1, total_rows // max(size, 1))
+    parts, seen = [], 0
+    for block in iter_blocks(paths):
+        first = (-seen) % step
+        parts.append(block[first::step])
+        seen += len(block)
+    return np.concatenate(parts)[:size] if parts else np.zeros((0, 0), np.float32)

@@ -1,0 +1,52 @@
+"""Writing result tables (search hits, SQL results) as csv, json/geojson or (Geo)Parquet, atomically."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+from ofa_embed.errors import StoreError
+
+FORMATS = ("table", "csv", "json", "geojson", "parquet")
+
+
+def render(frame: pd.DataFrame, fmt: str) -> bytes:
+    """``frame`` encoded as ``fmt`` (not ``table``: that is the CLI's rich rendering)."""
+    geographic = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode()
+    if fmt == "geojson":
+        if not geographic:
+            raise ValueError("geojson needs a geometry column")
+        return frame.to_json(drop_id=True, default=str).encode()
+    if fmt == "json":
+        plain = pd.DataFrame(frame.drop(columns=frame.geometry.name)) if geographic else frame
+        return plain.to_json(orient="records", date_format="iso", default_handler=str).encode()
+    if fmt == "parquet":
+        import io
+
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def write(frame: pd.DataFrame, fmt: str, out: str | Path | None) -> None:
+    """Write ``frame`` to ``out`` (temporary name, then rename), or to stdout when ``out`` is None or ``-``."""
+    payload = render(frame, fmt)
+    if out is None or str(out) == "-":
+        sys.stdout.buffer.write(payload)
+        sys.stdout.flush()
+        return
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(payload)
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{out}: cannot write ({exc.strerror or exc})") from None

@@ -1,0 +1,81 @@
+"""DuckDB SQL over a store: a view ``embeddings`` and an ``embed('tile.tif')`` function.
+
+``embeddings`` exposes every column of the store, with ``embedding`` as ``FLOAT[D]`` (Parquet
+fixed-size lists read back as variable ``FLOAT[]``; ``array_cosine_similarity`` needs the fixed size)
+and ``geometry`` as ``GEOMETRY`` (the spatial extension, loaded offline, reads the GeoParquet
+metadata). ``embed(path)`` embeds a tile file with the store's own model and returns ``FLOAT[D]``;
+results are cached per file and modification time, so a query calls the model once per file.
+
+    SELECT id, array_cosine_similarity(embedding, embed('q.tif')) AS s
+    FROM embeddings ORDER BY s DESC LIMIT 5
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from ofa_embed.duck import connect
+from ofa_embed.errors import OFAEmbedError
+from ofa_embed.query import embed_file, store_model
+from ofa_embed.store import describe_store
+
+__all__ = ["sql", "connect_store", "SQLError"]
+
+
+class SQLError(OFAEmbedError, ValueError):
+    """A SQL statement failed (syntax, unknown column, failing function...)."""
+
+
+def connect_store(store: str | Path, *, weights: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the ``embeddings`` view and ``embed()`` registered for ``store``.
+
+    Raises:
+        StoreError: missing or empty store.
+    """
+    store = Path(store)
+    files = describe_store(store)
+    dim = files[0].dimension
+    con = connect()
+    paths = ", ".join("'" + str(f.path).replace("'", "''") + "'" for f in files)
+    con.execute(
+        f"CREATE VIEW embeddings AS SELECT * REPLACE (embedding::FLOAT[{dim}] AS embedding) "
+        f"FROM read_parquet([{paths}])"
+    )
+
+    @functools.lru_cache(maxsize=256)
+    def cached(path: str, stamp: int) -> list[float]:
+        return embed_file(path, store_model(store, weights)).tolist()
+
+    def embed(path: str) -> list[float]:
+        target = Path(path)
+        return cached(str(target.resolve()), target.stat().st_mtime_ns if target.exists() else 0)
+
+    con.create_function("embed", embed, ["VARCHAR"], f"FLOAT[{dim}]", side_effects=False)
+    return con
+
+
+def sql(store: str | Path, query: str, *, weights: str | Path | None = None) -> pd.DataFrame:
+    """Run ``query`` against a store; GEOMETRY columns come back as WKT text.
+
+    Raises:
+        SQLError: the statement failed; the message is DuckDB's first line (errors of ``embed()``,
+            such as an unreadable tile, keep their own message).
+        StoreError: missing or empty store.
+    """
+    con = connect_store(store, weights=weights)
+    try:
+        relation = con.sql(query)
+        if relation is None:
+            return pd.DataFrame()
+        columns = [
+            f'ST_AsText("{name}") AS "{name}"' if str(kind).startswith("GEOMETRY") else f'"{name}"'
+            for name, kind in zip(relation.columns, relation.types)
+        ]
+        return relation.project(", ".join(columns)).df()
+    except duckdb.Error as exc:
+        message = str(exc).strip().splitlines()[0]
+        raise SQLError(f"SQL error: {message}") from None
