@@ -9,6 +9,7 @@ import typer
 
 import indexes
 from cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.errors import ConfigError
 
 
 def index(
@@ -21,9 +22,7 @@ def index(
     setup_logging(quiet)
     with errors_to_exit():
         if update and kind != "auto":
-            raise typer.BadParameter("--update keeps the index's kind; do not combine it with --kind")
-        if kind not in indexes.KINDS:
-            raise typer.BadParameter(f"--kind must be one of {', '.join(indexes.KINDS)}")
+            raise ConfigError("--update keeps the index's kind; do not combine it with --kind")
         report = indexes.update(store) if update else indexes.build(store, kind)
     if not quiet:
         stdout.print(

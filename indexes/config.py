@@ -19,6 +19,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from ofa_embed.errors import ConfigError
+
 Kind = Literal["flat", "hnsw", "ivfpq"]
 KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivfpq")
 METRIC = "cosine"  # inner product on L2-normalised vectors
@@ -82,10 +84,10 @@ def make_config(kind: str, rows: int, dim: int, **overrides: Any) -> tuple[Index
     """The configuration for ``kind`` (``auto`` picks by store size) and why it was chosen.
 
     Raises:
-        ValueError: unknown kind or parameter.
+        ConfigError: unknown kind or parameter.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise ConfigError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
     reason = f"--kind {kind}"
     if kind == "auto":
         if rows <= FLAT_MAX_ROWS:
@@ -101,5 +103,5 @@ def make_config(kind: str, rows: int, dim: int, **overrides: Any) -> tuple[Index
     cls = _CLASSES[kind]
     unknown = set(overrides) - set(cls.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"{kind} index has no parameter {sorted(unknown)[0]!r}")
+        raise ConfigError(f"{kind} index has no parameter {sorted(unknown)[0]!r}")
     return cls(**{**defaults, **overrides}), reason

@@ -71,7 +71,7 @@ def build(store: str | Path, kind: str = "auto", **params: int | bool) -> BuildR
 
     Raises:
         StoreError: missing or empty store, mixed models.
-        ValueError: unknown kind or parameter.
+        ConfigError: unknown kind or parameter.
     """
     start = time.perf_counter()
     store = Path(store)

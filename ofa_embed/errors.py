@@ -42,3 +42,7 @@ class WeightsError(OFAEmbedError, ValueError):
 
 class IndexStateError(OFAEmbedError, ValueError):
     """A vector index is missing, stale, or does not match its store or the query's model."""
+
+
+class ConfigError(OFAEmbedError, ValueError):
+    """An option has an invalid value or combination (index kind, parameters, ...)."""

@@ -28,7 +28,7 @@ def _stored_embedding(store: Path, where: str, params: list[object], order: str,
     files = [str(p) for p in store_files(store)]
     table = connect().execute(
         f"SELECT embedding FROM read_parquet(?) WHERE {where} ORDER BY {order} LIMIT 1", [files, *params]
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     if table.num_rows == 0:
         raise QueryError(f"{store}: {what}")
     return embedding_matrix(table.column(0))[0]

@@ -76,3 +76,42 @@ def s2_band_folder(tmp_path: Path) -> Path:
         write_raster(folder / f"T33TWM_20200518T101031_{band.name}.tif", np.ascontiguousarray(values), res=band.gsd_m)
     write_raster(folder / "T33TWM_20200518T101031_TCI.tif", np.zeros((3, 256, 256), np.uint8))
     return folder
+
+
+def write_vector_store(store: Path, scenes: Sequence[tuple[str, int, float, str | None, str]], *, dim: int = 32,
+                       seed: int = 0, weights_hash: str = "feedfacefeedface") -> np.ndarray:
+    """A store of synthetic scenes for index tests, bypassing the model.
+
+    Each scene is ``(name, rows, west_lon, iso_datetime_or_None, modality)``: a row of 0.01 deg tiles
+    along the equator from ``west_lon``, with clustered unit-ish vectors (20 cluster centres + noise).
+    Returns all embeddings in store order (files sorted by name, rows as written).
+    """
+    from datetime import datetime
+
+    from ofa_embed.store import TileRecords, write_scene
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, dim))
+    store.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, rows, west, when, modality in scenes:
+        vectors = centres[rng.integers(0, 20, rows)] + 0.35 * rng.normal(size=(rows, dim))
+        lon0 = west + 0.01 * np.arange(rows)
+        corners = np.stack([np.stack([lon0, np.full(rows, 0.01)], 1), np.stack([lon0 + 0.01, np.full(rows, 0.01)], 1),
+                            np.stack([lon0 + 0.01, np.zeros(rows)], 1), np.stack([lon0, np.zeros(rows)], 1)], 1)
+        records = TileRecords(
+            rows=np.zeros(rows, int), cols=np.arange(rows) * 16, heights=np.full(rows, 16), widths=np.full(rows, 16),
+            padded=np.zeros(rows, bool), valid_fraction=np.ones(rows), lonlat=corners, embeddings=vectors.astype(np.float32),
+        )
+        acquired = datetime.fromisoformat(when) if when else None
+        path = write_scene(
+            store, name, modality=modality, acquired=acquired, tile_size=16, missing_bands=[], records=records,
+            metadata={"model": {"weights_hash": weights_hash, "weights_source": "synthetic"}},
+            emb_metadata={"dimension": dim, "weights_hash": weights_hash},
+        )
+        import pyarrow.parquet as pq
+
+        from indexes.vectors import embedding_matrix
+
+        written[name] = embedding_matrix(pq.read_table(path, columns=["embedding"]).column(0))
+    return np.concatenate([written[n] for n in sorted(written)])

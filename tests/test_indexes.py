@@ -1,0 +1,157 @@
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+import indexes
+from conftest import write_vector_store
+from indexes.config import make_config
+from indexes.filters import SearchFilter
+from indexes.vectors import l2_normalise
+from ofa_embed.errors import IndexStateError, StoreError
+
+SCENES = [
+    ("a_2020", 600, 10.0, "2020-06-01T10:00:00+00:00", "sentinel2_l1c"),
+    ("b_2021", 600, 20.0, "2021-06-01T10:00:00+00:00", "sentinel2_l1c"),
+    ("c_landsat", 600, 30.0, None, "landsat_oli"),
+]
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "store"
+    write_vector_store(path, SCENES)
+    return path
+
+
+def exact(vectors, queries, k, allowed=None):
+    """Brute-force cosine top-k positions (restricted to ``allowed`` when given)."""
+    base = l2_normalise(vectors)
+    scores = l2_normalise(queries) @ base.T
+    if allowed is not None:
+        mask = np.full(len(base), -np.inf)
+        mask[allowed] = 0
+        scores = scores + mask
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def queries_near(vectors, n, seed=1):
+    rng = np.random.default_rng(seed)
+    return vectors[rng.integers(0, len(vectors), n)] + 0.2 * rng.normal(size=(n, vectors.shape[1]))
+
+
+def test_auto_picks_by_store_size_and_says_why():
+    assert make_config("auto", 5_000, 192)[0].kind == "flat"
+    config, reason = make_config("auto", 500_000, 192)
+    assert config.kind == "hnsw" and "500,000" in reason
+    config, _ = make_config("auto", 5_000_000, 192)
+    assert config.kind == "ivfpq" and 192 % config.m == 0
+    with pytest.raises(ValueError, match="no parameter 'nprobe'"):
+        make_config("hnsw", 10, 192, nprobe=4)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_self_retrieval_for_every_kind(tmp_path, kind):
+    vectors = write_vector_store(tmp_path / "s", SCENES)
+    indexes.build(tmp_path / "s", kind, **({"nlist": 16, "m": 8, "nprobe": 16, "refine_factor": 16} if kind == "ivfpq" else {}))
+    index = indexes.open(tmp_path / "s")
+    similarities, positions = index.search_vectors(vectors[:50], k=1)
+    assert (positions[:, 0] == np.arange(50)).mean() >= 0.98
+    assert similarities[:, 0].min() >= 0.99 if kind != "ivfpq" else np.median(similarities[:, 0]) >= 0.99
+
+
+def test_filtered_flat_search_equals_exact_search_on_allowed_rows(store):
+    vectors = write_vector_store(store, SCENES)
+    indexes.build(store, "flat")
+    index = indexes.open(store)
+    flt = SearchFilter(bbox=(20.5, -1.0, 32.0, 1.0), start=datetime(2021, 1, 1, tzinfo=timezone.utc))
+    allowed = index.allowed(flt)
+    # b_2021 spans lon 20.00-26.00: tiles from 20.5 on intersect; c_landsat has no datetime
+    assert 500 <= len(allowed) <= 560
+    queries = queries_near(vectors, 20)
+    _, positions = index.search_vectors(queries, k=10, search_filter=flt)
+    assert np.array_equal(positions, exact(vectors, queries, 10, allowed))
+    frame = index.search(queries[0], k=10, search_filter=flt)
+    assert (frame.scene == "b_2021").all() and (frame.geometry.bounds.maxx >= 20.5).all()
+    assert frame["rank"].tolist() == list(range(1, 11)) and frame.similarity.is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_filtered_approximate_results_satisfy_the_filter(store, kind):
+    vectors = write_vector_store(store, SCENES)
+    indexes.build(store, kind, **({"nlist": 16, "m": 8} if kind == "ivfpq" else {}))
+    index = indexes.open(store)
+    flt = SearchFilter(modality="landsat_oli")
+    allowed = set(index.allowed(flt).tolist())
+    _, positions = index.search_vectors(queries_near(vectors, 20), k=10, search_filter=flt)
+    assert set(positions[positions >= 0].tolist()) <= allowed
+    frame = index.search(vectors[1500], k=5, search_filter=SearchFilter(scene="c_landsat"))
+    assert set(frame.modality) == {"landsat_oli"}
+
+
+def test_filter_matching_nothing_returns_no_rows(store):
+    indexes.build(store)
+    assert len(indexes.open(store).search(np.ones(32), k=5, search_filter=SearchFilter(scene="nope"))) == 0
+
+
+def test_ivfpq_recall_at_10_against_exact(tmp_path):
+    scenes = [(f"s{i}", 4000, 10.0 * i, None, "sentinel2_l1c") for i in range(5)]
+    vectors = write_vector_store(tmp_path / "big", scenes, seed=3)
+    report = indexes.build(tmp_path / "big", "ivfpq", nlist=64, m=16, nprobe=16)
+    assert report.rows == 20_000 and report.config.refine
+    queries = queries_near(vectors, 100, seed=4)
+    _, positions = indexes.open(tmp_path / "big").search_vectors(queries, k=10)
+    truth = exact(vectors, queries, 10)
+    recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(positions, truth)])
+    assert recall >= 0.9
+
+
+def test_new_scene_makes_the_index_stale_until_update(store):
+    write_vector_store(store, SCENES)
+    indexes.build(store, "hnsw")
+    write_vector_store(store, [("d_new", 100, 40.0, None, "sentinel2_l1c")], seed=9)
+    with pytest.raises(IndexStateError, match="1 scene file.*not indexed.*--update"):
+        indexes.open(store)
+    report = indexes.update(store)
+    assert report.added == 100 and report.rows == 1900
+    frame = indexes.open(store).search(np.ones(32), k=3, search_filter=SearchFilter(scene="d_new"))
+    assert set(frame.scene) == {"d_new"}
+
+
+def test_changed_or_removed_file_refuses_the_index(store):
+    write_vector_store(store, SCENES)
+    indexes.build(store)
+    write_vector_store(store, [SCENES[0]], seed=5)  # the same scene re-extracted
+    with pytest.raises(IndexStateError, match="a_2020.parquet changed since indexing"):
+        indexes.open(store)
+    with pytest.raises(IndexStateError, match="changed"):
+        indexes.update(store)
+    indexes.build(store)
+    (store / "b_2021.parquet").unlink()
+    with pytest.raises(IndexStateError, match="b_2021.parquet was removed"):
+        indexes.open(store)
+
+
+def test_other_model_is_refused(store):
+    write_vector_store(store, SCENES)
+    indexes.build(store)
+    for name, *rest in SCENES:
+        (store / f"{name}.parquet").unlink()
+    write_vector_store(store, SCENES, weights_hash="0123456789abcdef")
+    with pytest.raises(IndexStateError, match="built for model weights feedfacefeedface.*0123456789abcdef"):
+        indexes.open(store)
+
+
+def test_mixed_models_and_missing_stores_are_refused(tmp_path):
+    write_vector_store(tmp_path / "mix", SCENES[:1])
+    write_vector_store(tmp_path / "mix", SCENES[1:2], weights_hash="0123456789abcdef")
+    with pytest.raises(StoreError, match="mixes embeddings of different models"):
+        indexes.build(tmp_path / "mix")
+    with pytest.raises(StoreError, match="no such store"):
+        indexes.build(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="store is empty"):
+        indexes.open(tmp_path / "empty")
+    write_vector_store(tmp_path / "unindexed", SCENES[:1])
+    with pytest.raises(IndexStateError, match="no index"):
+        indexes.open(tmp_path / "unindexed")

@@ -1,0 +1,151 @@
+"""End-to-end tests of ``ofa-embed index``, ``search`` and ``sql`` on a store extracted from fixtures."""
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from typer.testing import CliRunner
+
+import ofa_embed
+from cli.main import app
+from conftest import s2_values, write_raster
+from ofa_embed.checkpoint import save_checkpoint
+from ofa_embed.duck import connect
+from ofa_embed.model import create_model
+from ofa_embed.store import tile_id
+
+runner = CliRunner()
+FAST = ["--model", "ofa_test", "--tile-size", "64"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def indexed(tmp_path, s2_tif):
+    store = tmp_path / "store"
+    assert run("extract", s2_tif, "--out", store, *FAST, "-q").exit_code == 0
+    result = run("index", store)
+    assert result.exit_code == 0 and "flat index, 25 vectors" in " ".join(result.output.split())
+    return store
+
+
+def cut_tile(scene, window, path):
+    with rasterio.open(scene) as src:
+        data = src.read(window=window)
+        profile = src.profile | {"width": window.width, "height": window.height,
+                                 "transform": window_transform(window, src.transform)}
+        descriptions = src.descriptions
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+    return path
+
+
+def test_tile_cut_from_the_scene_finds_its_own_row(indexed, s2_tif, tmp_path):
+    query = cut_tile(s2_tif, Window(128, 64, 64, 64), tmp_path / "query.tif")
+    result = run("search", indexed, "--like", query, "--k", "5", "--format", "csv", "-q")
+    assert result.exit_code == 0, result.output
+    hits = pd.read_csv(__import__("io").StringIO(result.output))
+    assert hits.id[0] == tile_id(s2_tif.stem, 64, 128, 64) and hits.similarity[0] >= 0.99
+    table = run("search", indexed, "--like", query, "--k", "3")
+    assert table.exit_code == 0 and hits.id[0] in table.output and "similarity" in table.output
+
+
+def test_like_id_and_like_point_and_filters(indexed, s2_tif, tmp_path):
+    frame = gpd.read_parquet(indexed / f"{s2_tif.stem}.parquet")
+    target = frame.iloc[7]
+    out = tmp_path / "hits.geojson"
+    assert run("search", indexed, "--like-id", target.id, "--format", "geojson", "--out", out).exit_code == 0
+    hits = gpd.read_file(out)
+    assert hits.id[0] == target.id and len(hits) == 10
+    lon, lat = target.geometry.centroid.x, target.geometry.centroid.y
+    out = tmp_path / "point.parquet"
+    assert run("search", indexed, f"--like-point={lon},{lat}", "--k", "3", "--format", "parquet", "--out", out).exit_code == 0
+    assert gpd.read_parquet(out).id[0] == target.id
+    west = frame.total_bounds[0]
+    bbox = f"{west},{frame.total_bounds[1]},{west + 0.001},{frame.total_bounds[3]}"
+    result = run("search", indexed, "--like-id", target.id, "--bbox", bbox, "--format", "json")
+    rows = json.loads(result.output)
+    allowed = frame[frame.xmin <= west + 0.001]
+    assert 0 < len(rows) == min(10, len(allowed)) and {r["id"] for r in rows} <= set(allowed.id)
+    dated = run("search", indexed, "--like-id", target.id, "--start", "2020-05-18", "--end", "2020-05-18", "--format", "json")
+    assert len(json.loads(dated.output)) == 10
+    later = run("search", indexed, "--like-id", target.id, "--start", "2020-05-19", "--format", "json")
+    assert json.loads(later.output) == []
+
+
+def test_sql_embed_and_spatial_predicates_offline(indexed, s2_tif, tmp_path):
+    query = cut_tile(s2_tif, Window(128, 64, 64, 64), tmp_path / "q.tif")
+    top = ofa_embed.sql(
+        indexed,
+        f"SELECT id, array_cosine_similarity(embedding, embed('{query}')) AS s FROM embeddings ORDER BY s DESC LIMIT 5",
+    )
+    assert top.id[0] == tile_id(s2_tif.stem, 64, 128, 64) and top.s[0] >= 0.99
+    frame = gpd.read_parquet(indexed / f"{s2_tif.stem}.parquet")
+    x0, y0, x1, y1 = frame.total_bounds
+    polygon = f"POLYGON(({x0} {y0}, {(x0 + x1) / 2} {y0}, {(x0 + x1) / 2} {y1}, {x0} {y1}, {x0} {y0}))"
+    inside = ofa_embed.sql(indexed, f"SELECT count(*) AS n FROM embeddings WHERE ST_Intersects(geometry, ST_GeomFromText('{polygon}'))")
+    expected = frame.intersects(__import__("shapely").from_wkt(polygon)).sum()
+    assert 0 < inside.n[0] == expected < len(frame)
+    out = tmp_path / "r.csv"
+    result = run("sql", indexed, "SELECT id, geometry FROM embeddings LIMIT 2", "--format", "csv", "--out", out)
+    assert result.exit_code == 0 and pd.read_csv(out).geometry[0].startswith("POLYGON")
+    settings = connect().execute(
+        "SELECT current_setting('autoinstall_known_extensions'), current_setting('autoload_known_extensions')"
+    ).fetchone()
+    assert settings == (False, False)
+    loaded = connect().execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'spatial'").fetchone()
+    assert loaded == (True,)
+
+
+def test_update_after_new_scene(indexed, tmp_path):
+    other = write_raster(tmp_path / "other.tif", s2_values(128, 128, seed=4))
+    assert run("extract", other, "--out", indexed, *FAST, "-q").exit_code == 0
+    stale = run("search", indexed, "--like-id", "x")
+    assert stale.exit_code == 1 and "--update" in stale.output
+    updated = run("index", indexed, "--update")
+    assert updated.exit_code == 0 and "29 vectors (4 added)" in " ".join(updated.output.split())
+    first = gpd.read_parquet(indexed / "other.parquet").id[0]
+    hits = json.loads(run("search", indexed, "--like-id", first, "--scene", "other", "--format", "json").output)
+    assert len(hits) == 4 and {h["scene"] for h in hits} == {"other"} and hits[0]["id"] == first
+
+
+def bad_search_cases(indexed, tmp_path):
+    five = write_raster(tmp_path / "five.tif", s2_values(64, 64)[:5])
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(create_model("ofa_test", seed=7), other)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    return {
+        "missing store": (["search", tmp_path / "nope", "--like-id", "x"], "no such store"),
+        "empty store": (["search", empty, "--like-id", "x"], "store is empty"),
+        "no query": (["search", indexed], "exactly one query"),
+        "unknown id": (["search", indexed, "--like-id", "x"], "no tile with id 'x'"),
+        "unknown modality": (["search", indexed, "--like", five], "five.tif: 5 band"),
+        "model mismatch": (["search", indexed, "--like", five, "--weights", other], "differ from the store's"),
+        "bad bbox": (["search", indexed, "--like-id", "x", "--bbox", "1,2,3"], "--bbox '1,2,3'"),
+        "inverted bbox": (["search", indexed, "--like-id", "x", "--bbox", "3,2,1,4"], "min <= max"),
+        "bad date": (["search", indexed, "--like-id", "x", "--start", "yesterday"], "--start 'yesterday'"),
+        "k zero": (["search", indexed, "--like-id", "x", "--k", "0"], "k must be at least 1"),
+        "bad kind": (["index", indexed, "--kind", "lsh"], "unknown index kind 'lsh'"),
+        "sql error": (["sql", indexed, "SELECT nope FROM embeddings"], 'SQL error: Binder Error: Referenced column "nope"'),
+        "sql bad tile": (["sql", indexed, "SELECT embed('missing.tif')"], "missing.tif: no such file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing store", "empty store", "no query", "unknown id", "unknown modality",
+                                  "model mismatch", "bad bbox", "inverted bbox", "bad date", "k zero", "bad kind",
+                                  "sql error", "sql bad tile"])
+def test_bad_search_input_gives_one_line(indexed, tmp_path, case):
+    args, message = bad_search_cases(indexed, tmp_path)[case]
+    result = run(*args)
+    assert result.exit_code == 1, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
