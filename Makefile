@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(VENV)/bin/ofa-embed extract --sample --out out/sample-store --overwrite
+	$(VENV)/bin/ofa-embed index out/sample-store
+	$(VENV)/bin/ofa-embed search out/sample-store --like-point=-75.612,37.679 --k 5
 
 # pytest exits 5 when it collects no test: that must fail, never pass silently
 test: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -27,8 +28,6 @@ def render(frame: pd.DataFrame, fmt: str) -> bytes:
         plain = pd.DataFrame(frame.drop(columns=frame.geometry.name)) if geographic else frame
         return plain.to_json(orient="records", date_format="iso", default_handler=str).encode()
     if fmt == "parquet":
-        import io
-
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return buffer.getvalue()

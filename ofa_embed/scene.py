@@ -235,14 +235,28 @@ def _check_georeferenced(path: Path, dataset: rasterio.io.DatasetReader) -> None
 
 
 def _band_files(folder: Path) -> list[Path]:
-    """Raster files below a folder (SAFE ``GRANULE/*/IMG_DATA`` included), quality/preview files excluded."""
-    files = [
+    """Band files below a folder (SAFE ``GRANULE/*/IMG_DATA`` included).
+
+    Previews, quality and auxiliary rasters (no ``_B<n>`` in the name) are left out; a band found at
+    several resolutions (L2A ``R10m/R20m/R60m``) is taken at the finest. A folder holding a single
+    raster yields that raster (a multi-band file).
+    """
+    rasters = [
         p for p in sorted(folder.rglob("*"))
         if p.suffix.lower() in RASTER_SUFFIXES and p.is_file() and not _NOT_BANDS.search(p.stem)
     ]
-    if not files:
+    if not rasters:
         raise SceneReadError(f"{folder}: folder holds no raster band files ({', '.join(RASTER_SUFFIXES)})")
-    return files
+    finest: dict[str, tuple[int, Path]] = {}
+    for path in rasters:
+        band = band_name_from_filename(path.stem)
+        if band is None:
+            continue
+        match = re.search(r"_(\d+)m$", path.stem)
+        resolution = int(match.group(1)) if match else 0
+        if band not in finest or resolution < finest[band][0]:
+            finest[band] = (resolution, path)
+    return [path for _, path in finest.values()] or rasters
 
 
 def _parse_datetime(text: str) -> datetime | None:
@@ -438,7 +452,7 @@ def _open_band_files(
         ]
         nodata_value = nodata if nodata is not None else reference.nodata
         return Scene(
-            label, label.stem if label.is_file() else label.name, modality, reference.crs, reference.transform,
+            label, label.stem if label.is_file() else label.name.removesuffix(".SAFE"), modality, reference.crs, reference.transform,
             reference.width, reference.height, positions, names, nodata_value,
             _acquired(label.name + " " + files[0].stem, reference.tags()), None, sources,
         )

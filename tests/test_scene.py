@@ -123,3 +123,24 @@ def test_band_count_mismatch_with_modality(tmp_path):
         open_scene(path)
     with pytest.raises(ModalityError, match="5 band.*sentinel2_l1c has 13.*--bands"):
         open_scene(path, modality="sentinel2_l1c")
+
+
+def test_safe_folder_takes_each_band_once_at_its_finest_resolution(tmp_path):
+    granule = tmp_path / "S2B_MSIL2A_20210319T101031_N0212_R022_T33TWM.SAFE" / "GRANULE" / "L2A_T33TWM" / "IMG_DATA"
+    full = s2_values(128, 128)
+    l2a = get_modality("sentinel2_l2a")
+    for i, band in enumerate(l2a.bands):
+        for res in (10, 20, 60):
+            if res < band.gsd_m:
+                continue
+            step = res // 10
+            folder = granule / f"R{res}m"
+            folder.mkdir(parents=True, exist_ok=True)
+            values = np.ascontiguousarray(full[i : i + 1, ::step, ::step])
+            write_raster(folder / f"T33TWM_20210319T101031_{band.name}_{res}m.jp2".replace(".jp2", ".tif"), values, res=res)
+    write_raster(granule / "R20m" / "T33TWM_20210319T101031_SCL_20m.tif", np.zeros((1, 64, 64), np.uint8), res=20)
+    with open_scene(granule.parents[2]) as scene:
+        assert scene.modality.name == "sentinel2_l2a"
+        assert sorted(scene.source_labels) == sorted(l2a.band_names)
+        assert scene.transform.a == 10 and scene.width == 128
+        assert scene.acquired.year == 2021 and scene.name == "S2B_MSIL2A_20210319T101031_N0212_R022_T33TWM"
