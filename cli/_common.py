@@ -46,12 +46,12 @@ def errors_to_exit() -> Iterator[None]:
 
 
 @contextmanager
-def tile_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar fed as ``(task_name, done, total)``; None when quiet or not a terminal."""
+def progress_bar(quiet: bool, unit: str) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar fed as ``(task_name, done, total)`` counting ``unit``; None when quiet."""
     if quiet:
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=False, disable=not sys.stderr.isatty()) as progress:
         tasks: dict[str, int] = {}

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 import ofa_embed
-from cli._common import Quiet, errors_to_exit, setup_logging, stdout, tile_progress
+from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from ofa_embed.extraction import DEFAULT_MIN_VALID, DEFAULT_MODEL
 from ofa_embed.model import list_models
 from ofa_embed.modalities import MODALITIES
@@ -42,7 +42,7 @@ def extract(
         inputs += [paths] if stack and paths else paths
         if not inputs:
             raise typer.BadParameter("give at least one SCENE, or --sample")
-        with tile_progress(quiet) as progress:
+        with progress_bar(quiet, "tiles") as progress:
             report = ofa_embed.extract(
                 inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
                 tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights, model=model,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import indexes
-from cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from ofa_embed.errors import ConfigError
 
 
@@ -23,7 +23,8 @@ def index(
     with errors_to_exit():
         if update and kind != "auto":
             raise ConfigError("--update keeps the index's kind; do not combine it with --kind")
-        report = indexes.update(store) if update else indexes.build(store, kind)
+        with progress_bar(quiet, "vectors") as progress:
+            report = indexes.update(store, on_progress=progress) if update else indexes.build(store, kind, on_progress=progress)
     if not quiet:
         stdout.print(
             f"{report.store}: {report.config.kind} index, {report.rows:,} vectors ({report.added:,} added) "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +45,16 @@ class BuildReport:
     seconds: float
 
 
-def _add(index: faiss.Index, files: list[StoreFile]) -> int:
-    added = 0
+ProgressCallback = Callable[[str, int, int], None]
+
+
+def _add(index: faiss.Index, files: list[StoreFile], on_progress: ProgressCallback | None) -> int:
+    added, total = 0, sum(f.rows for f in files)
     for block in iter_blocks([f.path for f in files]):
         index.add(block)
         added += len(block)
+        if on_progress:
+            on_progress("indexing", added, total)
     return added
 
 
@@ -61,12 +67,15 @@ def _write(store: Path, index: faiss.Index, manifest: Manifest) -> None:
     write_manifest(store, manifest)
 
 
-def build(store: str | Path, kind: str = "auto", **params: int | bool) -> BuildReport:
+def build(
+    store: str | Path, kind: str = "auto", *, on_progress: ProgressCallback | None = None, **params: int | bool
+) -> BuildReport:
     """Build the index of a store from scratch, replacing any existing one.
 
     Args:
         store: store directory.
         kind: ``auto``, ``flat``, ``hnsw`` or ``ivfpq``.
+        on_progress: called as ``("indexing", vectors_added, vectors_total)`` after every block.
         params: parameters of the kind's config (e.g. ``m=32``, ``nlist=4096``).
 
     Raises:
@@ -82,14 +91,14 @@ def build(store: str | Path, kind: str = "auto", **params: int | bool) -> BuildR
     index = faiss_index.on_gpu(faiss_index.create(config, dim))
     if isinstance(config, IVFPQConfig):
         faiss_index.train(index, config, strided_sample([f.path for f in files], rows, config.train_size))
-    added = _add(index, files)
+    added = _add(index, files, on_progress)
     manifest = Manifest(dim, files[0].weights_hash, config, reason, faiss.__version__)
     manifest.append(files)
     _write(store, index, manifest)
     return BuildReport(store, config, reason, rows, added, time.perf_counter() - start)
 
 
-def update(store: str | Path) -> BuildReport:
+def update(store: str | Path, *, on_progress: ProgressCallback | None = None) -> BuildReport:
     """Add the scene files extracted since the index was built, without a rebuild.
 
     Raises:
@@ -102,7 +111,7 @@ def update(store: str | Path) -> BuildReport:
     if not new:
         return BuildReport(store, manifest.config, "up to date", manifest.rows, 0, time.perf_counter() - start)
     index = faiss_index.on_gpu(faiss_index.load(index_dir(store) / INDEX_FILE))
-    added = _add(index, new)
+    added = _add(index, new, on_progress)
     manifest.append(new)
     _write(store, index, manifest)
     return BuildReport(store, manifest.config, "update", manifest.rows, added, time.perf_counter() - start)
