@@ -24,7 +24,10 @@ def index(
         if update and kind != "auto":
             raise ConfigError("--update keeps the index's kind; do not combine it with --kind")
         with progress_bar(quiet, "vectors") as progress:
-            report = indexes.update(store, on_progress=progress) if update else indexes.build(store, kind, on_progress=progress)
+            if update:
+                report = indexes.update(store, on_progress=progress)
+            else:
+                report = indexes.build(store, kind, on_progress=progress)
     if not quiet:
         stdout.print(
             f"{report.store}: {report.config.kind} index, {report.rows:,} vectors ({report.added:,} added) "
