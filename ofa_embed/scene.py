@@ -44,6 +44,7 @@ _DATE_PATTERNS = (
     (re.compile(r"(20\d{2})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})"), True),  # Sentinel: 20170613T101031
     (re.compile(r"_(\d{3})(\d{3})_((?:19|20)\d{6})_"), False),  # Landsat: _PPPRRR_YYYYMMDD_
 )
+_SENSOR_TAGS = {"SPACECRAFT_NAME", "SPACECRAFT_ID", "PRODUCT_TYPE", "SENSOR", "SENSOR_ID", "PLATFORM", "MISSION"}
 _DATE_TAGS = ("DATATAKE_1_DATATAKE_SENSING_START", "SENSING_TIME", "DATE_ACQUIRED", "ACQUISITION_DATE",
               "TIFFTAG_DATETIME", "datetime")
 
@@ -375,8 +376,11 @@ def _open_multiband(
         _check_georeferenced(path, dataset)
         descriptions = [d or "" for d in dataset.descriptions]
         wavelengths = _wavelengths(dataset)
+        tags = dataset.tags()
+        # sensor tags (SPACECRAFT_NAME=Sentinel-2A, PRODUCT_TYPE=S2MSI2A, ...) count like the file name
+        evidence = " ".join([path.stem, *(v for k, v in tags.items() if k.upper() in _SENSOR_TAGS)])
         modality = get_modality(modality_name) if modality_name else detect_modality(
-            dataset.count, descriptions=descriptions, name=path.stem, has_wavelengths=wavelengths is not None,
+            dataset.count, descriptions=descriptions, name=evidence, has_wavelengths=wavelengths is not None,
             source=str(path),
         )
         spectral = None
@@ -390,7 +394,6 @@ def _open_multiband(
         else:
             labels, positions = _band_layout(path, modality, dataset.count, descriptions, bands)
         nodata_value = nodata if nodata is not None else dataset.nodata
-        tags = dataset.tags()
         return Scene(
             path, path.stem, modality, dataset.crs, dataset.transform, dataset.width, dataset.height,
             positions, labels, nodata_value, _acquired(path.stem, tags), spectral,

@@ -55,7 +55,7 @@ def test_detection_prefers_descriptions_then_name_then_count():
 def test_detection_errors_are_actionable():
     with pytest.raises(ModalityError, match="5 band.*--modality"):
         detect_modality(5, name="odd.tif")
-    with pytest.raises(ModalityError, match="landsat_oli.*--bands"):
+    with pytest.raises(ModalityError, match="say landsat_oli.*--bands"):
         detect_modality(3, name="LC08_L1TP_224078_20200518_20200518_01_RT")
 
 

