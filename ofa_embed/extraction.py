@@ -12,24 +12,23 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
-from rasterio.windows import Window
 
 from ofa_embed import __version__
 from ofa_embed.checkpoint import LoadedModel, load_checkpoint, random_init
 from ofa_embed.errors import ModalityError, StoreError, TilingError
 from ofa_embed.scene import Scene, open_scene
 from ofa_embed.store import TileRecords, scene_path, write_scene
-from ofa_embed.tiling import TileWindow, footprints, tile_windows, validate_tiling
+from ofa_embed.tile_reader import TilePlan, plan_tiles, prefetched, read_tile_batches
+from ofa_embed.tiling import TileWindow, footprints
 
 __all__ = ["extract", "ExtractReport", "SceneReport", "load_weights", "DEFAULT_MODEL"]
 
@@ -119,108 +118,6 @@ def _check_writable(store: Path) -> None:
         raise StoreError(f"{store}: output location is not a writable directory ({existing})")
 
 
-@dataclass
-class _Planned:
-    scene: Scene
-    tiles: list[TileWindow]
-    tile_size: int
-    stride: int
-
-
-def _plan(scene: Scene, tile_size: int | None, stride: int | None, patch_size: int) -> _Planned:
-    size = tile_size or scene.modality.default_tile_size
-    step = stride or size
-    validate_tiling(size, step, patch_size, width=scene.width, height=scene.height, name=str(scene.path))
-    return _Planned(scene, tile_windows(scene.width, scene.height, size, step), size, step)
-
-
-@dataclass
-class _Batch:
-    tiles: list[TileWindow]
-    data: np.ndarray  # (B, C, T, T) float32
-    valid_fraction: np.ndarray  # (B,)
-    skipped: int
-
-
-def _chunks(tiles: list[TileWindow], limit: int) -> Iterator[list[TileWindow]]:
-    """Runs of at most ``limit`` consecutive tiles of one tile row: each is read as one window."""
-    run: list[TileWindow] = []
-    for tile in tiles:
-        if run and (tile.row != run[0].row or len(run) == limit):
-            yield run
-            run = []
-        run.append(tile)
-    if run:
-        yield run
-
-
-def _read_batches(plan: _Planned, batch_size: int, min_valid: float, stop: threading.Event) -> Iterator[_Batch]:
-    scene, size = plan.scene, plan.tile_size
-    channels = scene.modality.num_bands
-    kept: list[TileWindow] = []
-    fractions: list[float] = []
-    buffer = np.empty((batch_size, channels, size, size), np.float32)
-    skipped = 0
-    for run in _chunks(plan.tiles, batch_size):
-        if stop.is_set():
-            return
-        left, top = run[0].col, run[0].row
-        window = Window(left, top, run[-1].col + run[-1].width - left, max(t.height for t in run))
-        data, valid = scene.read(window)
-        for tile in run:
-            c0 = tile.col - left
-            tile_valid = valid[: tile.height, c0 : c0 + tile.width]
-            fraction = float(tile_valid.mean())
-            if fraction < min_valid:
-                skipped += 1
-                continue
-            slot = buffer[len(kept)]
-            if tile.padded:
-                slot.fill(0.0)
-            slot[:, : tile.height, : tile.width] = data[:, : tile.height, c0 : c0 + tile.width]
-            kept.append(tile)
-            fractions.append(fraction)
-            if len(kept) == batch_size:
-                yield _Batch(kept, buffer, np.array(fractions), skipped)
-                buffer = np.empty_like(buffer)  # the yielded one now belongs to the consumer
-                kept, fractions, skipped = [], [], 0
-    if kept or skipped:
-        yield _Batch(kept, buffer[: len(kept)], np.array(fractions), skipped)
-
-
-def _prefetched(batches: Iterator[_Batch], stop: threading.Event, depth: int = 2) -> Iterator[_Batch]:
-    """Run ``batches`` in a background thread, ``depth`` batches ahead; re-raise its errors here."""
-    slots: queue.Queue[_Batch | BaseException | None] = queue.Queue(maxsize=depth)
-
-    def offer(item: _Batch | BaseException | None) -> None:
-        # never block for good: the consumer may have stopped listening (error, interrupt)
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                offer(batch)
-            offer(None)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            offer(exc)
-
-    thread = threading.Thread(target=produce, name="ofa-embed-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := slots.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _embed(model: torch.nn.Module, data: np.ndarray, modality: str, device: torch.device) -> np.ndarray:
     x = torch.from_numpy(data).to(device, non_blocking=True)
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
@@ -228,7 +125,7 @@ def _embed(model: torch.nn.Module, data: np.ndarray, modality: str, device: torc
 
 
 def _extract_scene(
-    plan: _Planned, loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
+    plan: TilePlan, loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
     on_progress: ProgressCallback | None,
 ) -> SceneReport:
     scene = plan.scene
@@ -238,7 +135,7 @@ def _extract_scene(
     embeddings: list[np.ndarray] = []
     skipped = 0
     stop = threading.Event()
-    for batch in _prefetched(_read_batches(plan, batch_size, min_valid, stop), stop):
+    for batch in prefetched(read_tile_batches(plan, batch_size, min_valid, stop), stop):
         if batch.tiles:
             embeddings.append(_embed(loaded.model, batch.data, scene.modality.name, device))
         kept += batch.tiles
@@ -265,7 +162,7 @@ def _extract_scene(
     return SceneReport(scene.name, path, len(kept), skipped, seconds=time.perf_counter() - start)
 
 
-def _file_metadata(plan: _Planned, loaded: LoadedModel, min_valid: float) -> dict[str, object]:
+def _file_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float) -> dict[str, object]:
     scene = plan.scene
     return {
         "package_version": __version__,
@@ -353,7 +250,7 @@ def extract(
     items = [scenes] if isinstance(scenes, (str, Path)) else list(scenes)
     store = Path(store)
     opened: list[Scene] = []
-    plans: list[_Planned] = []
+    plans: list[TilePlan] = []
     try:
         for item in items:
             opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
@@ -363,7 +260,7 @@ def extract(
         for scene in opened:
             if scene.modality.name not in loaded.model.modalities:
                 raise ModalityError(f"{scene.path}: the model has no patch embedding for {scene.modality.name}")
-            plans.append(_plan(scene, tile_size, stride, loaded.model.patch_size))
+            plans.append(plan_tiles(scene, tile_size, stride, loaded.model.patch_size))
         names = [p.scene.name for p in plans]
         if duplicate := next((n for n in names if names.count(n) > 1), None):
             raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")

@@ -3,7 +3,6 @@
 import json
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pytest
 import rasterio
