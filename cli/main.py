@@ -8,8 +8,10 @@ import typer
 
 import ofa_embed
 
+from cli.curate import curate
 from cli.extract import extract
 from cli.index import index
+from cli.pretrain import pretrain
 from cli.search import search
 from cli.sql import sql
 
@@ -32,7 +34,7 @@ def main(
     """Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet."""
 
 
-for command in (extract, index, search, sql):
+for command in (extract, index, search, sql, curate, pretrain):
     app.command()(command)
 
 if __name__ == "__main__":

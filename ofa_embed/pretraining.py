@@ -1,0 +1,281 @@
+"""``pretrain``: masked image modelling of the shared OFA encoder on a curated corpus.
+
+Each step draws one modality (in proportion to its tiles, or uniformly with ``sampling="balanced"``)
+and a batch of its tiles, randomly cropped and flipped, and takes one AdamW step on the MAE loss
+(linear warm-up, then cosine decay to zero). The code is the same on CPU and GPU except for the device
+and the autocast dtype; under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
+DistributedDataParallel, each rank samples with its own seed and rank 0 alone writes files.
+
+Output directory::
+
+    state.pt              everything to resume: model + decoder, optimiser, scheduler, step, RNG states
+    encoder.safetensors   the encoder alone (an ofa-embed checkpoint, what ``extract --weights`` takes)
+    loss.csv, loss.png    step, loss, learning rate, samples/s, modality
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ofa_embed.checkpoint import save_checkpoint
+from ofa_embed.corpus import load_manifest
+from ofa_embed.errors import ConfigError, StoreError
+from ofa_embed.model import create_model
+from ofa_embed.model.mae import OFAMAE
+
+__all__ = ["PretrainConfig", "PretrainReport", "pretrain", "CorpusSampler"]
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pre-training hyper-parameters (defaults scaled for a CPU run of ``ofa_tiny``).
+
+    Attributes:
+        model: backbone size (``ofa_tiny`` ...).
+        steps: optimiser steps in total.
+        batch_size: tiles per step (per rank).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps before cosine decay.
+        mask_ratio: fraction of patches masked.
+        crop: random crop edge in pixels (multiple of the patch size, <= corpus tile size).
+        sampling: ``proportional`` (to tiles per modality) or ``balanced`` (uniform over modalities).
+        seed: seed of initialisation, sampling and masking.
+        checkpoint_every: steps between ``state.pt`` writes.
+        bf16: autocast to bfloat16 on CPU too (always on CUDA).
+    """
+
+    model: str = "ofa_tiny"
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1.5e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    mask_ratio: float = 0.75
+    crop: int = 96
+    sampling: str = "proportional"
+    seed: int = 0
+    checkpoint_every: int = 500
+    bf16: bool = False
+
+
+@dataclass
+class PretrainReport:
+    out: Path
+    steps: int
+    samples_seen: int
+    seconds: float
+    final_loss: float
+    weights_hash: str
+    losses: list[float] = field(default_factory=list)
+
+
+class CorpusSampler:
+    """Random batches of one modality from a corpus, memory-mapped, cropped and flipped.
+
+    Raises:
+        StoreError: not a corpus, or an empty one.
+    """
+
+    def __init__(self, corpus: str | Path, *, crop: int, sampling: str, seed: int) -> None:
+        self.corpus = Path(corpus)
+        manifest = load_manifest(corpus)
+        self.tile_size = manifest["tile_size"]
+        if crop > self.tile_size:
+            raise ConfigError(f"crop {crop} is larger than the corpus tiles ({self.tile_size} px)")
+        self.crop = crop
+        self.shards: dict[str, list[np.ndarray]] = {}
+        for name, entry in manifest["modalities"].items():
+            arrays = [np.load(self.corpus / s["file"], mmap_mode="r") for s in entry["shards"]]
+            if arrays:
+                self.shards[name] = arrays
+        if not self.shards:
+            raise StoreError(f"{corpus}: corpus holds no tiles")
+        self.names = sorted(self.shards)
+        counts = np.array([sum(len(a) for a in self.shards[n]) for n in self.names], dtype=np.float64)
+        if sampling not in ("proportional", "balanced"):
+            raise ConfigError(f"sampling must be proportional or balanced, got {sampling!r}")
+        self.weights = counts / counts.sum() if sampling == "proportional" else np.full(len(counts), 1 / len(counts))
+        self.counts = dict(zip(self.names, counts.astype(int).tolist()))
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch_size: int) -> tuple[str, np.ndarray]:
+        """``(modality, (B, C, crop, crop) float32)``."""
+        name = self.names[self.rng.choice(len(self.names), p=self.weights)]
+        arrays = self.shards[name]
+        sizes = np.array([len(a) for a in arrays])
+        picks = self.rng.integers(0, sizes.sum(), batch_size)
+        shard_of = np.searchsorted(np.cumsum(sizes), picks, side="right")
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        out = np.empty((batch_size, arrays[0].shape[1], self.crop, self.crop), np.float32)
+        for i, (shard, pick) in enumerate(zip(shard_of, picks)):
+            r, c = self.rng.integers(0, self.tile_size - self.crop + 1, 2)
+            tile = arrays[shard][pick - offsets[shard], :, r : r + self.crop, c : c + self.crop]
+            if self.rng.random() < 0.5:
+                tile = tile[:, :, ::-1]
+            if self.rng.random() < 0.5:
+                tile = tile[:, ::-1, :]
+            out[i] = tile
+        return name, out
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def restore(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def _distributed() -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)``; initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return (dist.get_rank() if world > 1 else 0), world, device
+
+
+def _schedule(config: PretrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _plot(rows: list[dict[str, str]], path: Path) -> None:
+    """Loss curve as a PNG (Pillow, which torchvision already brings): loss against step, log-free."""
+    from PIL import Image, ImageDraw
+
+    width, height, margin = 800, 400, 50
+    steps = np.array([int(r["step"]) for r in rows], dtype=float)
+    losses = np.array([float(r["loss"]) for r in rows])
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    lo, hi = float(losses.min()), float(losses.max()) or 1.0
+    span_x, span_y = max(steps.max() - steps.min(), 1), max(hi - lo, 1e-9)
+    xs = margin + (steps - steps.min()) / span_x * (width - 2 * margin)
+    ys = height - margin - (losses - lo) / span_y * (height - 2 * margin)
+    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
+    if len(xs) > 1:
+        draw.line(list(zip(xs.tolist(), ys.tolist())), fill="navy", width=2)
+    draw.text((margin, 10), f"MAE loss: {losses[0]:.3f} at step {int(steps[0])} -> {losses[-1]:.3f} at step {int(steps[-1])}", fill="black")
+    draw.text((margin, height - margin + 10), f"step {int(steps.min())}", fill="black")
+    draw.text((width - margin - 80, height - margin + 10), f"step {int(steps.max())}", fill="black")
+    draw.text((5, margin), f"{hi:.3f}", fill="black")
+    draw.text((5, height - margin - 10), f"{lo:.3f}", fill="black")
+    image.save(path)
+
+
+def pretrain(
+    corpus: str | Path,
+    out: str | Path,
+    config: PretrainConfig = PretrainConfig(),
+    *,
+    resume: bool = False,
+    on_progress: Callable[[int, int, float, float], None] | None = None,
+) -> PretrainReport:
+    """Pre-train a backbone with MAE on ``corpus``; write checkpoints and the loss curve to ``out``.
+
+    Args:
+        corpus: directory written by :func:`ofa_embed.curate`.
+        out: output directory.
+        config: hyper-parameters.
+        resume: continue from ``out/state.pt`` at its step, with its optimiser and RNG states.
+        on_progress: called as ``(step, steps, loss, samples_per_s)`` after every step.
+
+    Raises:
+        StoreError: not a corpus; ConfigError: inconsistent hyper-parameters or no state to resume.
+    """
+    rank, world, device = _distributed()
+    out = Path(out)
+    state_path = out / "state.pt"
+    sampler = CorpusSampler(corpus, crop=config.crop, sampling=config.sampling, seed=config.seed + rank)
+    encoder = create_model(config.model, seed=config.seed)
+    if config.crop % encoder.patch_size:
+        raise ConfigError(f"crop {config.crop} must be a multiple of the patch size {encoder.patch_size}")
+    torch.manual_seed(config.seed + rank)
+    mae = OFAMAE(encoder).to(device)
+    optimizer = torch.optim.AdamW(mae.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    start_step = 0
+    if resume:
+        if not state_path.is_file():
+            raise ConfigError(f"{state_path}: nothing to resume from")
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        mae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.restore(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        start_step = state["step"]
+    model = DistributedDataParallel(mae) if world > 1 else mae
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda" or config.bf16)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"corpus": str(corpus), **asdict(config)}, indent=1))
+    log_path = out / "loss.csv"
+    rows: list[dict[str, str]] = []
+    if resume and log_path.is_file():
+        rows = [r for r in csv.DictReader(log_path.open()) if int(r["step"]) <= start_step]
+    started = time.perf_counter()
+    mae.train()
+    for step in range(start_step, config.steps):
+        tick = time.perf_counter()
+        modality, batch = sampler.sample(config.batch_size)
+        images = torch.from_numpy(batch).to(device, non_blocking=True)
+        with autocast:
+            loss, _, _ = model(images, modality, config.mask_ratio)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(mae.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        rate = config.batch_size * world / (time.perf_counter() - tick)
+        rows.append({"step": str(step + 1), "loss": f"{loss.item():.5f}", "lr": f"{scheduler.get_last_lr()[0]:.3e}",
+                     "samples_per_s": f"{rate:.1f}", "modality": modality})
+        if on_progress:
+            on_progress(step + 1, config.steps, loss.item(), rate)
+        if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+            _save_state(state_path, mae, optimizer, scheduler, sampler, step + 1)
+            _write_log(rows, log_path)
+    weights = save_checkpoint(mae.encoder, out / "encoder.safetensors", source=f"ofa-embed pretrain {corpus}") if rank == 0 else ""
+    if rank == 0 and rows:
+        _write_log(rows, log_path)
+        _plot(rows, out / "loss.png")
+    losses = [float(r["loss"]) for r in rows]
+    return PretrainReport(out, config.steps, config.steps * config.batch_size * world,
+                          time.perf_counter() - started, losses[-1] if losses else float("nan"), weights, losses)
+
+
+def _save_state(path: Path, mae: OFAMAE, optimizer: torch.optim.Optimizer, scheduler: object,
+                sampler: CorpusSampler, step: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"model": mae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "sampler": sampler.state(), "torch_rng": torch.get_rng_state(), "step": step}, tmp)
+    tmp.replace(path)
+
+
+def _write_log(rows: list[dict[str, str]], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)

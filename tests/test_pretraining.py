@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ofa_embed
+from conftest import s2_values, write_raster
+from ofa_embed.checkpoint import load_checkpoint
+from ofa_embed.errors import ConfigError, StoreError
+from ofa_embed.model import create_model
+from ofa_embed.model.mae import OFAMAE, patchify, random_masking, unpatchify
+from ofa_embed.pretraining import CorpusSampler, PretrainConfig, pretrain
+
+TINY = PretrainConfig(model="ofa_test", steps=30, batch_size=8, lr=3e-3, warmup_steps=3, crop=32, checkpoint_every=10)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    scenes = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(96, 96, seed=i)) for i in range(2)]
+    rgb = write_raster(tmp_path / "aerial.tif", (s2_values(64, 64)[:3] // 40).astype(np.uint8))
+    ofa_embed.curate(scenes, tmp_path / "corpus", tile_size=48, stride=16, shard_size=10)
+    ofa_embed.curate([rgb], tmp_path / "corpus", tile_size=48, stride=16, modality="rgb")
+    return tmp_path / "corpus"
+
+
+def test_curate_writes_shards_stats_and_manifest(corpus):
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert manifest["tile_size"] == 48 and set(manifest["modalities"]) == {"sentinel2_l1c", "rgb"}
+    s2 = manifest["modalities"]["sentinel2_l1c"]
+    # two scenes of 4 x 4 tiles, each written in shards of at most 10 tiles
+    assert s2["tiles"] == 2 * 16 and [s["tiles"] for s in s2["shards"]] == [10, 6, 10, 6]
+    shard = np.load(corpus / s2["shards"][0]["file"])
+    assert shard.shape == (10, 13, 48, 48) and shard.dtype == np.float16 and np.isfinite(shard).all()
+    stats = json.loads((corpus / "stats.json").read_text())["sentinel2_l1c"]
+    expected = s2_values(96, 96, seed=0)[1].mean() * 1e-4  # band B02 in reflectance
+    assert stats["mean"][1] == pytest.approx(expected, rel=0.05) and stats["n"] == 32 * 48 * 48
+
+
+def test_curate_refuses_a_different_tile_size(corpus, tmp_path):
+    with pytest.raises(Exception, match="corpus tiles are 48 px, not 64"):
+        ofa_embed.curate([write_raster(tmp_path / "x.tif", s2_values(96, 96))], corpus, tile_size=64)
+
+
+def test_sampler_draws_crops_of_one_modality(corpus):
+    sampler = CorpusSampler(corpus, crop=32, sampling="balanced", seed=0)
+    seen = {sampler.sample(4)[0] for _ in range(20)}
+    assert seen == {"sentinel2_l1c", "rgb"}
+    name, batch = sampler.sample(4)
+    assert batch.shape == (4, 13 if name == "sentinel2_l1c" else 3, 32, 32)
+    with pytest.raises(ConfigError, match="crop 64 is larger"):
+        CorpusSampler(corpus, crop=64, sampling="balanced", seed=0)
+    with pytest.raises(StoreError, match="not a corpus"):
+        CorpusSampler(corpus / "nope", crop=32, sampling="balanced", seed=0)
+
+
+def test_mae_pieces_keep_their_shape_contracts():
+    images = torch.randn(2, 13, 32, 48)
+    assert torch.equal(unpatchify(patchify(images, 16), 16, (2, 3), 13), images)
+    kept, mask, restore = random_masking(torch.randn(2, 6, 8), 0.75)
+    assert kept.shape == (2, 2, 8) and mask.sum(1).tolist() == [4, 4] and restore.shape == (2, 6)
+    loss, prediction, mask = OFAMAE(create_model("ofa_test"))(images, "sentinel2_l1c")
+    assert prediction.shape == (2, 6, 16 * 16 * 13) and loss.ndim == 0 and loss > 0
+
+
+def test_tiny_pretraining_lowers_the_loss_and_writes_a_loadable_encoder(corpus, tmp_path):
+    report = pretrain(corpus, tmp_path / "run", TINY)
+    first, last = np.mean(report.losses[:5]), np.mean(report.losses[-5:])
+    assert last < 0.8 * first
+    loaded = load_checkpoint(tmp_path / "run" / "encoder.safetensors")
+    assert loaded.weights_hash == report.weights_hash and loaded.model.config.name == "ofa_test"
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+    assert len((tmp_path / "run" / "loss.csv").read_text().splitlines()) == 31
+
+
+def test_resume_continues_at_the_saved_step_with_the_same_state(corpus, tmp_path, monkeypatch):
+    straight = pretrain(corpus, tmp_path / "a", TINY)
+    real_sample, calls = CorpusSampler.sample, {"n": 0}
+
+    def interrupted(self, batch_size):
+        calls["n"] += 1
+        if calls["n"] == 26:  # killed during step 26; the last checkpoint is step 20
+            raise KeyboardInterrupt
+        return real_sample(self, batch_size)
+
+    monkeypatch.setattr(CorpusSampler, "sample", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(corpus, tmp_path / "b", TINY)
+    monkeypatch.setattr(CorpusSampler, "sample", real_sample)
+    state = torch.load(tmp_path / "b" / "state.pt", weights_only=False)
+    assert state["step"] == 20 and state["optimizer"]["state"]
+    resumed = pretrain(corpus, tmp_path / "b", TINY, resume=True)
+    assert len(resumed.losses) == 30 and resumed.losses[:20] == straight.losses[:20]
+    np.testing.assert_allclose(resumed.losses[20:], straight.losses[20:], rtol=1e-4)
+    assert resumed.weights_hash == straight.weights_hash
