@@ -1,0 +1,51 @@
+"""Package a pre-training run's encoder as the default checkpoint, and print the facts for the card.
+
+    python benchmarks/ship_checkpoint.py [--run .cache/pretrain/ofa_tiny]
+
+Writes ``ofa_embed/data/ofa_tiny.safetensors`` in half precision (what ``extract`` loads by default)
+and prints its weights hash and size, the run's configuration, samples seen, wall time, the loss
+every 500 steps and the corpus's tiles per modality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.data.fetch import REPO  # noqa: E402
+from ofa_embed.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from ofa_embed.extraction import PACKAGED_WEIGHTS  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=REPO / ".cache" / "pretrain" / "ofa_tiny")
+    run = parser.parse_args().run
+    config = json.loads((run / "config.json").read_text())
+    rows = list(csv.DictReader((run / "loss.csv").open()))
+    encoder = load_checkpoint(run / "encoder.safetensors")
+    source = f"ofa-embed pretrain, {config['steps']} steps of {config['batch_size']} tiles (MODEL_CARD.md)"
+    digest = save_checkpoint(encoder.model, PACKAGED_WEIGHTS, dtype=torch.float16, source=source)
+    print(f"{PACKAGED_WEIGHTS}: {PACKAGED_WEIGHTS.stat().st_size / 2**20:.2f} MiB, weights hash {digest}")
+    print(f"parameters: {sum(p.numel() for p in encoder.model.parameters()):,}")
+    print("config:", json.dumps(config))
+    print(f"samples seen: {int(config['steps']) * int(config['batch_size']):,}")
+    step_seconds = sum(int(config["batch_size"]) / float(r["samples_per_s"]) for r in rows)
+    wall = (run / "encoder.safetensors").stat().st_mtime - (run / "config.json").stat().st_mtime
+    print(f"wall time: {wall / 60:.1f} min (sum of step times {step_seconds / 60:.1f} min, rest is checkpoints)")
+    print("step  loss (mean of the 50 steps before)")
+    for end in range(500, len(rows) + 1, 500):
+        window = [float(r["loss"]) for r in rows[max(0, end - 50) : end]]
+        print(f"{end:>5} {sum(window) / len(window):.4f}")
+    manifest = json.loads((Path(config["corpus"]) / "manifest.json").read_text())
+    print("corpus tiles:", {m: e["tiles"] for m, e in manifest["modalities"].items()})
+
+
+if __name__ == "__main__":
+    main()
