@@ -80,10 +80,11 @@ def macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
-def knn_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray, k: int = 5) -> np.ndarray:
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
+
+def knn_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray, k: int = 5) -> np.ndarray:
     nearest = np.argsort(-(unit(test) @ unit(train).T), axis=1)[:, :k]
     return (labels[nearest].mean(axis=1) > 0.5).astype(int)
 
@@ -142,9 +143,6 @@ def augment(tiles: np.ndarray, rng: np.random.Generator, crop: int = 48) -> np.n
 
 
 def recall_at_1(database: np.ndarray, queries: np.ndarray) -> float:
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
     return float(np.mean(np.argmax(unit(queries) @ unit(database).T, axis=1) == np.arange(len(queries))))
 
 
