@@ -39,7 +39,7 @@ class HNSWConfig:
     kind: Literal["hnsw"] = "hnsw"
     m: int = 32
     ef_construction: int = 64
-    ef_search: int = 96
+    ef_search: int = 128
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,37 @@ def search(
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
 
 
+def exact_vectors(index: faiss.Index, config: IndexConfig, positions: np.ndarray) -> np.ndarray | None:
+    """The stored vectors at ``positions`` when the index keeps them exactly (flat, HNSW-flat, IVF-PQ
+    with refinement), else None."""
+    if isinstance(config, IVFPQConfig) and not config.refine:
+        return None
+    return index.reconstruct_batch(np.ascontiguousarray(positions, dtype=np.int64))
+
+
+def search_subset(
+    index: faiss.Index, config: IndexConfig, queries: np.ndarray, k: int, allowed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact top-``k`` among the ``allowed`` positions, or None if the index cannot give exact vectors.
+
+    Graph and inverted-list searches with a selector that admits few rows fill few result slots (on
+    1 % of a million vectors, HNSW found a third of the exact top-10); ranking a small allowed set
+    exactly costs a few milliseconds and finds all of it.
+    """
+    vectors = exact_vectors(index, config, allowed)
+    if vectors is None:
+        return None
+    subset = faiss.IndexFlatIP(vectors.shape[1])
+    subset.add(vectors)
+    similarities, local = subset.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(allowed)))
+    positions = np.where(local >= 0, allowed[np.maximum(local, 0)], -1)
+    if positions.shape[1] < k:
+        pad = k - positions.shape[1]
+        similarities = np.pad(similarities, ((0, 0), (0, pad)), constant_values=-np.inf)
+        positions = np.pad(positions, ((0, 0), (0, pad)), constant_values=-1)
+    return similarities, positions
+
+
 def save(index: faiss.Index, path: Path) -> None:
     faiss.write_index(to_cpu(index), str(path))
 

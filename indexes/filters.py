@@ -1,8 +1,8 @@
 """Search filters resolved to allowed vector positions with DuckDB over the store's flat columns.
 
-Filters never over-fetch and drop: the allowed positions are computed first, from the flat
-``xmin/ymin/xmax/ymax``, ``datetime``, ``modality`` and ``scene`` columns (DuckDB prunes row groups
-with their statistics), then handed to faiss as an id selector.
+Filters never over-fetch and drop: the allowed positions are computed first, with DuckDB over the
+flat ``xmin/ymin/xmax/ymax``, ``datetime``, ``modality`` and ``scene`` columns (read once per opened
+index), then searched: ranked exactly when few rows are allowed, else through a faiss id selector.
 """
 
 from __future__ import annotations
@@ -11,10 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from indexes.manifest import Manifest
-from ofa_embed.duck import connect
+
+FILTER_COLUMNS = ["xmin", "ymin", "xmax", "ymax", "datetime", "modality", "scene"]
 
 
 @dataclass(frozen=True)
@@ -60,16 +64,25 @@ class SearchFilter:
         return " AND ".join(clauses) or "TRUE", params
 
 
-def allowed_positions(store: Path, manifest: Manifest, search_filter: SearchFilter) -> np.ndarray:
-    """Sorted int64 positions of the rows that pass ``search_filter``."""
-    where, params = search_filter.sql()
-    offsets = {str(store / f.name): f.offset for f in manifest.files}
-    con = connect()
-    con.execute("CREATE TEMP TABLE offsets (filename VARCHAR, base BIGINT)")
-    con.executemany("INSERT INTO offsets VALUES (?, ?)", list(offsets.items()))
-    rows = con.execute(
-        f"SELECT o.base + t.file_row_number FROM read_parquet(?, filename = true, file_row_number = true) t "
-        f"JOIN offsets o USING (filename) WHERE {where} ORDER BY 1",
-        [list(offsets), *params],
-    ).fetchnumpy()
-    return next(iter(rows.values())).astype(np.int64) if rows else np.zeros(0, np.int64)
+class FilterTable:
+    """The store's filter columns, with each row's vector position, held in DuckDB for repeated searches.
+
+    Built on the first filtered search of an opened index: reading the flat columns once (about 40
+    bytes a row) makes every later filter a vectorised scan of memory instead of a Parquet read.
+    """
+
+    def __init__(self, store: Path, manifest: Manifest) -> None:
+        parts = []
+        for entry in manifest.files:
+            table = pq.read_table(store / entry.name, columns=FILTER_COLUMNS)
+            positions = pa.array(np.arange(entry.offset, entry.offset + entry.rows, dtype=np.int64))
+            parts.append(table.append_column("position", positions))
+        self._rows = pa.concat_tables(parts)
+        self._con = duckdb.connect()
+        self._con.register("store_rows", self._rows)
+
+    def allowed(self, search_filter: SearchFilter) -> np.ndarray:
+        """Sorted int64 positions of the rows that pass ``search_filter``."""
+        where, params = search_filter.sql()
+        result = self._con.execute(f"SELECT position FROM store_rows WHERE {where} ORDER BY 1", params).fetchnumpy()
+        return result["position"].astype(np.int64)

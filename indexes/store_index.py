@@ -23,7 +23,7 @@ import shapely
 
 from indexes import faiss_index
 from indexes.config import IndexConfig, IVFPQConfig, make_config
-from indexes.filters import SearchFilter, allowed_positions
+from indexes.filters import FilterTable, SearchFilter
 from indexes.manifest import Manifest, check_fresh, index_dir, read_manifest, write_manifest
 from indexes.vectors import iter_blocks, l2_normalise, strided_sample
 from ofa_embed.errors import IndexStateError
@@ -32,6 +32,8 @@ from ofa_embed.store import StoreFile, describe_store
 logger = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
+# filters admitting at most this many rows are ranked exactly (see faiss_index.search_subset)
+EXACT_SUBSET_MAX_ROWS = 100_000
 RESULT_COLUMNS = ["id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry"]
 
 
@@ -125,6 +127,7 @@ class StoreIndex:
         self.manifest = manifest
         self.index = index
         self._offsets = np.array([f.offset for f in manifest.files], dtype=np.int64)
+        self._filter_table: FilterTable | None = None
 
     @property
     def config(self) -> IndexConfig:
@@ -142,7 +145,9 @@ class StoreIndex:
         """Positions passing the filter, or None when there is no filter."""
         if search_filter is None or search_filter.is_empty:
             return None
-        return allowed_positions(self.store, self.manifest, search_filter)
+        if self._filter_table is None:
+            self._filter_table = FilterTable(self.store, self.manifest)
+        return self._filter_table.allowed(search_filter)
 
     def search_vectors(
         self, queries: np.ndarray, k: int = 10, search_filter: SearchFilter | None = None, **knobs: int | None
@@ -160,7 +165,12 @@ class StoreIndex:
         allowed = self.allowed(search_filter)
         if allowed is not None and len(allowed) == 0:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        return faiss_index.search(self.index, self.config, l2_normalise(queries), k, allowed, **knobs)
+        queries = l2_normalise(queries)
+        if allowed is not None and len(allowed) <= EXACT_SUBSET_MAX_ROWS:
+            exact = faiss_index.search_subset(self.index, self.config, queries, k, allowed)
+            if exact is not None:
+                return exact
+        return faiss_index.search(self.index, self.config, queries, k, allowed, **knobs)
 
     def search(
         self, query: np.ndarray, k: int = 10, search_filter: SearchFilter | None = None, **knobs: int | None

@@ -77,14 +77,17 @@ def test_filtered_flat_search_equals_exact_search_on_allowed_rows(store):
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
-def test_filtered_approximate_results_satisfy_the_filter(store, kind):
+def test_filtered_approximate_indexes_rank_small_allowed_sets_exactly(store, kind):
     vectors = write_vector_store(store, SCENES)
     indexes.build(store, kind, **({"nlist": 16, "m": 8} if kind == "ivfpq" else {}))
     index = indexes.open(store)
     flt = SearchFilter(modality="landsat_oli")
-    allowed = set(index.allowed(flt).tolist())
-    _, positions = index.search_vectors(queries_near(vectors, 20), k=10, search_filter=flt)
-    assert set(positions[positions >= 0].tolist()) <= allowed
+    allowed = index.allowed(flt)
+    queries = queries_near(vectors, 20)
+    _, positions = index.search_vectors(queries, k=10, search_filter=flt)
+    assert set(positions[positions >= 0].tolist()) <= set(allowed.tolist())
+    # a selective filter is ranked exactly, whatever the index kind
+    assert np.array_equal(positions, exact(vectors, queries, 10, allowed))
     frame = index.search(vectors[1500], k=5, search_filter=SearchFilter(scene="c_landsat"))
     assert set(frame.modality) == {"landsat_oli"}
 
@@ -155,3 +158,15 @@ def test_mixed_models_and_missing_stores_are_refused(tmp_path):
     write_vector_store(tmp_path / "unindexed", SCENES[:1])
     with pytest.raises(IndexStateError, match="no index"):
         indexes.open(tmp_path / "unindexed")
+
+
+def test_large_allowed_sets_go_through_the_faiss_selector(store, monkeypatch):
+    from indexes import store_index
+
+    vectors = write_vector_store(store, SCENES)
+    indexes.build(store, "hnsw")
+    monkeypatch.setattr(store_index, "EXACT_SUBSET_MAX_ROWS", 0)
+    index = indexes.open(store)
+    flt = SearchFilter(modality="sentinel2_l1c")
+    _, positions = index.search_vectors(queries_near(vectors, 10), k=10, search_filter=flt)
+    assert (positions >= 0).all() and set(positions.ravel().tolist()) <= set(index.allowed(flt).tolist())
