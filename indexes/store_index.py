@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
 # filters admitting at most this many rows are ranked exactly (see faiss_index.search_subset)
 EXACT_SUBSET_MAX_ROWS = 100_000
+ALLOWED_CACHE_SIZE = 16
 RESULT_COLUMNS = ["id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry"]
 
 
@@ -128,6 +129,7 @@ class StoreIndex:
         self.index = index
         self._offsets = np.array([f.offset for f in manifest.files], dtype=np.int64)
         self._filter_table: FilterTable | None = None
+        self._allowed_cache: dict[SearchFilter, np.ndarray] = {}
 
     @property
     def config(self) -> IndexConfig:
@@ -142,12 +144,20 @@ class StoreIndex:
         return self.manifest.weights_hash
 
     def allowed(self, search_filter: SearchFilter | None) -> np.ndarray | None:
-        """Positions passing the filter, or None when there is no filter."""
+        """Positions passing the filter, or None when there is no filter.
+
+        Resolved with DuckDB once per filter and opened index (the last :data:`ALLOWED_CACHE_SIZE`
+        filters are kept): a session of queries under one filter pays the resolution once.
+        """
         if search_filter is None or search_filter.is_empty:
             return None
-        if self._filter_table is None:
-            self._filter_table = FilterTable(self.store, self.manifest)
-        return self._filter_table.allowed(search_filter)
+        if search_filter not in self._allowed_cache:
+            if self._filter_table is None:
+                self._filter_table = FilterTable(self.store, self.manifest)
+            if len(self._allowed_cache) >= ALLOWED_CACHE_SIZE:
+                self._allowed_cache.pop(next(iter(self._allowed_cache)))
+            self._allowed_cache[search_filter] = self._filter_table.allowed(search_filter)
+        return self._allowed_cache[search_filter]
 
     def search_vectors(
         self, queries: np.ndarray, k: int = 10, search_filter: SearchFilter | None = None, **knobs: int | None
