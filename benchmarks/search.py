@@ -552,7 +552,7 @@ def print_header(args: argparse.Namespace, sources: list[Source], plans: list[Sc
           f"(faiss.get_num_gpus() = {gpus}); DuckDB {duckdb.__version__}")
     print(f"  threads      faiss.omp_get_max_threads(): builds {default_threads} (faiss default), searches "
           f"{faiss.omp_get_max_threads()} (--search-threads), and {default_threads} in the column "
-          f"'unfiltered, {default_threads} threads'")
+          f"'latency at {default_threads} threads'")
     print("  method       see the module docstring; latencies are ms per single-query call, p50 / p99", flush=True)
 
 
