@@ -19,9 +19,10 @@ Data (generated once, cached under ``<fetch cache>/search-1m/``; ``--rebuild-dat
    low-dimensional manifold (nearest real neighbour at cosine ~0.99), so with ~59 copies per real
    tile a smaller noise makes a query's top-10 the copies of its own source tile (one tight cluster
    to find), while a much larger one drowns the real structure in 192-dimensional isotropic noise,
-   which no model's embeddings look like. At twice the neighbour gap an exact top-10 holds about 60%
-   copies of the query's own source tile and about four distinct source tiles, for the random init
-   (``a`` = 0.33) as for the shipped checkpoint (``a`` = 0.16); the header prints these figures.
+   which no model's embeddings look like. At twice the neighbour gap an exact top-10 over 1,000,000
+   vectors holds 56% copies of the query's own source tile and a median of four distinct source
+   tiles for the shipped checkpoint (``a`` = 0.156); an earlier random init with ``a`` = 0.3 gave 60%
+   and four. The header prints these figures for the data at hand.
 3. Layout: ``FILES`` (20) GeoParquet scene files written with ``ofa_embed.store.write_scene``: 5 sites
    (each a square grid of 32 px tiles at 10 m, 320 m per tile, sites 1 degree apart around 8-10 E,
    46-47.5 N) x 4 quarterly acquisitions (sites 5 days apart). Files are assigned to the three real
@@ -45,9 +46,10 @@ Measurements, for each kind of ``indexes.build(store, kind=...)`` in ``--kinds``
   over the L2-normalised store (independent of faiss).
 - threads: builds run with faiss's default OpenMP threads; searches with ``--search-threads`` (default
   1, ``faiss.omp_set_num_threads``): a single query is too small to share, and waking a second
-  OpenMP thread per call can cost more than the search (on the 2-vCPU VM this was written on, IVF-PQ
-  p50 went from 0.7 ms to 8.0 ms, a multiple of the 4 ms scheduler tick). The unfiltered search is
-  also measured at faiss's default thread count, in its own column.
+  OpenMP thread per call can cost more than the search (on the 2-vCPU VM this was written on,
+  single-query p50s at 2 threads were up to 12x those at 1 thread, e.g. IVF-PQ 0.66 against 8.00 ms
+  in one run and flat 36 against 188 ms in another, often at multiples of the 4 ms scheduler tick).
+  The unfiltered search is also measured at faiss's default thread count, in its own column.
 - filtered search: a bbox over the north-west corner of site 0 and a 4-week window around its second
   acquisition (about 1% of the rows; the library's resolution is checked against a numpy evaluation
   of the same predicate on the flat columns). Resolving (``StoreIndex.allowed``, DuckDB) is timed
@@ -517,10 +519,10 @@ def config_text(config: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in config.items() if k != "kind")
 
 
-def print_header(args: argparse.Namespace, sources: list[Source], plans: list[ScenePlan], store: Path,
-                 generated_s: float, data: StoreData, allowed: np.ndarray, search_filter: SearchFilter,
+def print_header(args: argparse.Namespace, sources: list[Source], plans: list[ScenePlan], gap_spread: tuple[float, float],
+                 store: Path, generated_s: float, data: StoreData, allowed: np.ndarray, search_filter: SearchFilter,
                  default_threads: int) -> None:
-    gap, spread = real_neighbour_gap(sources)
+    gap, spread = gap_spread
     fraction = NOISE_GAPS * gap / spread
     dim = sources[0].vectors.shape[1]
     meta = read_metadata(sources[0].path)["model"]
@@ -618,7 +620,7 @@ def main() -> None:
     filtered_truth = allowed[exact_top_k(data.vectors[allowed], queries)]
     default_threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(args.search_threads)
-    print_header(args, sources, plans, store, generated_s, data, allowed, search_filter, default_threads)
+    print_header(args, sources, plans, (gap, spread), store, generated_s, data, allowed, search_filter, default_threads)
     print_difficulty(data, queries, truth, query_sources, plans, side)
 
     searches, sweeps = [], []
