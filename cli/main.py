@@ -8,10 +8,13 @@ import typer
 
 import ofa_embed
 
+from cli.benchmark import benchmark_app
 from cli.curate import curate
 from cli.extract import extract
 from cli.index import index
+from cli.knn import knn
 from cli.pretrain import pretrain
+from cli.probe import probe
 from cli.search import search
 from cli.sql import sql
 
@@ -34,8 +37,10 @@ def main(
     """Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet."""
 
 
-for command in (extract, index, search, sql, curate, pretrain):
+for command in (extract, index, search, sql, probe, knn, curate, pretrain):
     app.command()(command)
+
+app.add_typer(benchmark_app, name="benchmark")
 
 if __name__ == "__main__":
     app()

@@ -167,12 +167,26 @@ class StoreIndex:
         Raises:
             ValueError: ``k`` < 1 or a query of the wrong dimension.
         """
+        return self._search_allowed(self._checked(queries, k), k, self.allowed(search_filter), **knobs)
+
+    def search_among(
+        self, queries: np.ndarray, positions: np.ndarray, k: int = 10, **knobs: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw search restricted to the store ``positions`` (e.g. the labelled tiles), as :meth:`search_vectors`."""
+        positions = np.unique(np.asarray(positions, dtype=np.int64))
+        return self._search_allowed(self._checked(queries, k), k, positions, **knobs)
+
+    def _checked(self, queries: np.ndarray, k: int) -> np.ndarray:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dimension:
             raise ValueError(f"query has dimension {queries.shape[1]}, the index {self.dimension}")
-        allowed = self.allowed(search_filter)
+        return queries
+
+    def _search_allowed(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, **knobs: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None and len(allowed) == 0:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         queries = l2_normalise(queries)

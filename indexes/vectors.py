@@ -6,8 +6,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ofa_embed.store import embedding_matrix
+
+__all__ = ["BLOCK_ROWS", "embedding_matrix", "iter_blocks", "l2_normalise", "strided_sample"]
 
 BLOCK_ROWS = 65_536
 
@@ -17,14 +20,6 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
-def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """``(rows, D)`` float32 matrix of an embedding column (fixed-size or equal-length list<float32>)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False)
-    return values.reshape(len(column), -1) if len(column) else values.reshape(0, 0)
 
 
 def iter_blocks(paths: Sequence[Path], block_rows: int = BLOCK_ROWS) -> Iterator[np.ndarray]:

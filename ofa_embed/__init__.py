@@ -13,7 +13,8 @@ from ofa_embed.modalities import MODALITIES, get_modality  # noqa: E402
 from ofa_embed.scene import open_scene  # noqa: E402
 
 __all__ = [
-    "__version__", "curate", "extract", "ExtractReport", "SceneReport", "open_scene", "search", "sql", "MODALITIES",
+    "__version__", "curate", "extract", "ExtractReport", "SceneReport", "open_scene", "search", "sql", "probe", "knn",
+    "MODALITIES",
     "get_modality",
 ]
 
@@ -25,6 +26,10 @@ def __getattr__(name: str) -> object:
         from ofa_embed.retrieval import search
 
         return search
+    if name in ("probe", "knn"):
+        from ofa_embed import downstream
+
+        return getattr(downstream, name)
     if name == "sql":
         from ofa_embed.sqlview import sql
 

@@ -46,3 +46,7 @@ class IndexStateError(OFAEmbedError, ValueError):
 
 class ConfigError(OFAEmbedError, ValueError):
     """An option has an invalid value or combination (index kind, parameters, ...)."""
+
+
+class LabelError(OFAEmbedError, ValueError):
+    """A labels file is missing, unreadable, lacks the target column or CRS, or matches no tile."""

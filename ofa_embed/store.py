@@ -44,6 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,7 +53,19 @@ from pyproj import CRS as ProjCRS
 
 from ofa_embed.errors import StoreError
 
-__all__ = ["STORE_VERSION", "TileRecords", "tile_id", "scene_path", "store_files", "write_scene", "read_metadata"]
+__all__ = [
+    "STORE_VERSION",
+    "TileRecords",
+    "describe_store",
+    "embedding_matrix",
+    "read_embeddings",
+    "read_metadata",
+    "read_tiles",
+    "scene_path",
+    "store_files",
+    "tile_id",
+    "write_scene",
+]
 
 STORE_VERSION = 1
 GEOPARQUET_VERSION = "1.1.0"
@@ -278,3 +291,43 @@ def describe_store(store: str | Path) -> list[StoreFile]:
             f"{other.path.name}: weights {other.weights_hash}); use one store per model"
         )
     return described
+
+
+def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``(rows, D)`` float32 matrix of an embedding column (fixed-size or equal-length list<float32>)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(len(column), -1) if len(column) else values.reshape(0, 0)
+
+
+TILE_COLUMNS = ("id", "scene", "modality", "datetime", "geometry")
+
+
+def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS) -> gpd.GeoDataFrame:
+    """Every tile of a store without its embedding, files in :func:`describe_store` order.
+
+    Returns:
+        ``columns`` plus ``position`` (the row's index over the whole store, as in the vector index),
+        geometry in EPSG:4326 (OGC:CRS84).
+    """
+    described = describe_store(store)
+    parts = [pq.read_table(f.path, columns=list(dict.fromkeys((*columns, "geometry")))) for f in described]
+    frame = pa.concat_tables(parts, promote_options="permissive").to_pandas()
+    frame["position"] = np.arange(len(frame), dtype=np.int64)
+    frame["geometry"] = shapely.from_wkb(frame["geometry"])
+    return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84")
+
+
+def read_embeddings(store: str | Path, positions: np.ndarray) -> np.ndarray:
+    """``(len(positions), D)`` float32 embeddings of the rows at store ``positions`` (in that order)."""
+    described = describe_store(store)
+    offsets = np.cumsum([0] + [f.rows for f in described])
+    positions = np.asarray(positions, dtype=np.int64)
+    out = np.empty((len(positions), described[0].dimension), dtype=np.float32)
+    file_of = np.searchsorted(offsets, positions, side="right") - 1
+    for i in np.unique(file_of):
+        selected = np.flatnonzero(file_of == i)
+        column = pq.read_table(described[i].path, columns=["embedding"]).column(0)
+        out[selected] = embedding_matrix(column.take(pa.array(positions[selected] - offsets[i])))
+    return out

@@ -1,0 +1,29 @@
+"""``ofa-embed knn``: k-nearest-neighbour classification or regression through the FAISS index."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+import ofa_embed
+from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging
+from cli._downstream import (AsJson, BlockSize, Bootstrap, Folds, Labels, MinOverlap, Plot, Predict, Seed, Split, Store,
+                             Target, Task, print_report)
+
+
+def knn(
+    store: Store, labels: Labels, target: Target,
+    k: Annotated[int, typer.Option("--k", "-k", help="Neighbours that vote.")] = 10,
+    task: Task = "classify", split: Split = "spatial-block", folds: Folds = 5, block_size: BlockSize = None,
+    min_overlap: MinOverlap = None, predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = 1000,
+    seed: Seed = 0, as_json: AsJson = False, quiet: Quiet = False,
+) -> None:
+    """kNN over labelled tiles (the store's index when built): cross-validated metrics and predictions."""
+    setup_logging(quiet or as_json)
+    with errors_to_exit(), progress_bar(quiet or as_json, "steps") as on_progress:
+        report = ofa_embed.knn(
+            store, labels, target, k=k, task=task, split=split, folds=folds, block_size_m=block_size,
+            min_overlap=min_overlap, predict=predict, plot=plot, n_boot=bootstrap, seed=seed, on_progress=on_progress,
+        )
+    print_report(report, as_json)

@@ -1,0 +1,31 @@
+"""``ofa-embed probe``: linear probe on the frozen embeddings of a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import ofa_embed
+from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging
+from cli._downstream import (AsJson, BlockSize, Bootstrap, Folds, Labels, MinOverlap, Plot, Predict, Seed, Split, Store,
+                             Target, Task, print_report)
+
+
+def probe(
+    store: Store, labels: Labels, target: Target, task: Task = "classify", split: Split = "spatial-block",
+    folds: Folds = 5, block_size: BlockSize = None, min_overlap: MinOverlap = None,
+    save: Annotated[Path | None, typer.Option("--save", help="Write the probe fitted on all labels (JSON).")] = None,
+    predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = 1000, seed: Seed = 0, as_json: AsJson = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fit a linear probe on labelled tiles: cross-validated metrics, the probe, predictions for every tile."""
+    setup_logging(quiet or as_json)
+    with errors_to_exit(), progress_bar(quiet or as_json, "steps") as on_progress:
+        report = ofa_embed.probe(
+            store, labels, target, task=task, split=split, folds=folds, block_size_m=block_size,
+            min_overlap=min_overlap, save=save, predict=predict, plot=plot, n_boot=bootstrap, seed=seed,
+            on_progress=on_progress,
+        )
+    print_report(report, as_json)

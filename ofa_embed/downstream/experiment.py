@@ -1,0 +1,291 @@
+"""``probe`` and ``knn``: labels -> tiles -> cross-validated metrics -> predictions over the store.
+
+Both follow the same protocol:
+
+1. read the store's tiles and join the labels to them (``labels.py``);
+2. split the labelled tiles into ``folds`` (spatial blocks by default, ``splits.py``);
+3. for each fold, fit on the other folds and predict the held-out one, so every labelled tile gets an
+   out-of-fold prediction;
+4. score the out-of-fold predictions with bootstrapped intervals, resampling whole blocks
+   (``metrics.py``);
+5. refit on all labelled tiles; optionally save the probe, predict every tile of the store into a
+   GeoParquet file, and draw plots.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import shapely
+
+from indexes.store_index import open_index
+from ofa_embed.downstream.knn import NeighbourSearch, flat_search, knn_vote, store_search
+from ofa_embed.downstream.labels import LabelJoin, join_labels, read_labels
+from ofa_embed.downstream.metrics import Evaluation, evaluate
+from ofa_embed.downstream.plots import draw
+from ofa_embed.downstream.probe import ProbeModel, fit_probe
+from ofa_embed.downstream.splits import SPLITS, Split, make_split
+from ofa_embed.errors import ConfigError, IndexStateError, StoreError
+from ofa_embed.store import describe_store, embedding_matrix, read_embeddings, read_tiles
+
+__all__ = ["DownstreamReport", "probe", "knn", "predict_store"]
+
+logger = logging.getLogger(__name__)
+ProgressCallback = Callable[[str, int, int], None]
+# embeddings (n, D) -> predictions (n,) or (n, L), scores (n, C) or None
+PREDICTION_COLUMNS = ("id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry")
+Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+
+@dataclass
+class DownstreamReport:
+    """What a ``probe`` or ``knn`` run measured and wrote.
+
+    Attributes:
+        method: ``linear probe`` or ``kNN (k=K, <index>)``.
+        evaluation: out-of-fold metrics with intervals.
+        model: the probe refitted on all labelled tiles (None for kNN).
+        out_of_fold: labelled tiles with ``truth``, ``prediction`` and ``fold`` columns.
+    """
+
+    method: str
+    task: str
+    target: str
+    store: Path
+    labels: LabelJoin
+    split: Split
+    evaluation: Evaluation
+    out_of_fold: gpd.GeoDataFrame
+    model: ProbeModel | None = None
+    predictions: Path | None = None
+    plots: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "task": self.task, "target": self.target, "store": str(self.store),
+            "labels": {"file": self.labels.source, "kind": self.labels.kind, "rows": self.labels.labels,
+                       "matched": self.labels.matched, "tiles": len(self.labels.tiles), "unmatched": self.labels.unmatched},
+            "split": {"kind": self.split.kind, "folds": self.split.k, "units": len(np.unique(self.split.groups)),
+                      "block_size_m": self.split.block_size_m, "description": self.split.describe()},
+            "evaluation": self.evaluation.to_dict(),
+            "model": None if self.model is None else {"regularisation": self.model.regularisation,
+                                                      "inner_cv_score": self.model.inner_score},
+            "predictions": None if self.predictions is None else str(self.predictions),
+            "plots": [str(p) for p in self.plots],
+        }
+
+
+@dataclass
+class _Prepared:
+    store: Path
+    tiles: gpd.GeoDataFrame
+    join: LabelJoin
+    split: Split
+    features: np.ndarray
+    weights_hash: str
+
+
+def _prepare(store: str | Path, labels: str | Path, target: str, task: str, split: str, folds: int,
+             block_size_m: float | None, min_overlap: float | None, seed: int) -> _Prepared:
+    store = Path(store)
+    described = describe_store(store)
+    table = read_labels(labels, target)
+    tiles = read_tiles(store)
+    group_column = None if split in SPLITS else split
+    join = join_labels(table, tiles, target, task, min_overlap=min_overlap, group_column=group_column, source=labels)
+    column = join.tiles["group_value"] if group_column else None
+    chosen = make_split(split, join.tiles.geometry, folds, block_size_m=block_size_m, column=column, seed=seed)
+    return _Prepared(store, tiles, join, chosen, read_embeddings(store, join.positions), described[0].weights_hash)
+
+
+def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.ndarray, np.ndarray], Predictor],
+                    n_boot: int, seed: int, on_progress: ProgressCallback | None) -> tuple[Evaluation, gpd.GeoDataFrame]:
+    """Out-of-fold predictions for every labelled tile and their evaluation.
+
+    ``fit_predict(train_indices, test_indices)`` fits on the training samples and returns a predictor.
+    """
+    join, split = prepared.join, prepared.split
+    targets = join.targets
+    predicted: np.ndarray = np.empty(len(targets), dtype=object) if task == "classify" else np.zeros_like(targets, dtype=float)
+    scores: np.ndarray | None = None
+    for fold in range(split.k):
+        test = np.flatnonzero(split.folds == fold)
+        train = np.flatnonzero(split.folds != fold)
+        fold_predicted, fold_scores = fit_predict(train, test)(prepared.features[test])
+        predicted[test] = fold_predicted
+        if fold_scores is not None and task == "multilabel":
+            scores = np.zeros(targets.shape) if scores is None else scores
+            scores[test] = fold_scores
+        if on_progress:
+            on_progress("folds", fold + 1, split.k)
+    groups = split.groups if split.grouped else None
+    if task == "multilabel":
+        predicted = predicted.astype(bool)
+    evaluation = evaluate(task, targets, predicted, scores, classes=join.classes, groups=groups, n_boot=n_boot, seed=seed)
+    frame = join.tiles[["position", "id", "scene", "geometry"]].copy()
+    frame["fold"] = split.folds
+    frame["truth"], frame["prediction"] = _columns(targets, join.classes, task), _columns(predicted, join.classes, task)
+    return evaluation, frame
+
+
+def _columns(values: np.ndarray, classes: list[Any], task: str) -> list[Any] | np.ndarray:
+    """One cell per sample: multilabel indicator rows become lists of label names."""
+    if task == "multilabel":
+        return [[c for c, on in zip(classes, row) if on] for row in np.asarray(values, bool)]
+    return values
+
+
+def _probe_predictor(model: ProbeModel) -> Predictor:
+    def predict(features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return model.predict(features), None if model.task == "regress" else model.predict_proba(features)
+
+    return predict
+
+
+def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.ndarray, task: str,
+                   classes: list[Any], k: int) -> Predictor:
+    def predict(features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        similarities, neighbours = search(features, allowed, k)
+        vote = knn_vote(similarities, neighbours, targets[allowed], task, classes)
+        return vote.predicted, vote.scores
+
+    return predict
+
+
+def _file_tiles(path: Path) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """One store file's tiles (:data:`PREDICTION_COLUMNS`) and their ``(n, D)`` embeddings."""
+    table = pq.read_table(path, columns=[*PREDICTION_COLUMNS, "embedding"])
+    frame = table.drop(["embedding"]).to_pandas()
+    frame["geometry"] = shapely.from_wkb(frame["geometry"])
+    return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84"), embedding_matrix(table.column("embedding"))
+
+
+def predict_store(store: str | Path, predictor: Predictor, task: str, classes: list[Any], out: str | Path | None,
+                  join: LabelJoin | None = None, on_progress: ProgressCallback | None = None) -> gpd.GeoDataFrame:
+    """Predict every tile of ``store``; write the result as GeoParquet to ``out`` when given (temporary
+    name, then renamed).
+
+    Returns:
+        One row per tile: ``id``, ``scene``, ``modality``, ``datetime``, flat ``xmin``/``ymin``/``xmax``/
+        ``ymax``, ``prediction`` (class name, list of labels, or value), ``prob_<class>`` per class or
+        label (classify/multilabel), ``label`` (the joined label of labelled tiles, else null),
+        ``geometry`` (EPSG:4326).
+    """
+    described = describe_store(store)
+    parts = []
+    for done, entry in enumerate(described, 1):
+        tiles, embeddings = _file_tiles(entry.path)
+        predicted, scores = predictor(embeddings)
+        tiles["prediction"] = _columns(predicted, classes, task)
+        if scores is not None:
+            for j, name in enumerate(classes):
+                tiles[f"prob_{name}"] = scores[:, j].astype(np.float32)
+        parts.append(tiles)
+        if on_progress:
+            on_progress("predict", done, len(described))
+    frame = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs="OGC:CRS84")
+    labelled = {} if join is None else dict(zip(join.tiles["id"], _columns(join.targets, join.classes, task)))
+    frame["label"] = [labelled.get(i) for i in frame["id"]]
+    frame = frame[[c for c in frame.columns if c != "geometry"] + ["geometry"]]
+    if out is not None:
+        _write_geoparquet(frame, Path(out))
+    return frame
+
+
+def _write_geoparquet(frame: gpd.GeoDataFrame, out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False, schema_version="1.1.0")
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{out}: cannot write ({exc.strerror or exc})") from None
+
+
+def _finish(prepared: _Prepared, report: DownstreamReport, predictor: Predictor, predict: str | Path | None,
+            plot: str | Path | None, on_progress: ProgressCallback | None) -> DownstreamReport:
+    """Predictions over the store and plots, as asked."""
+    if predict is None and plot is None:
+        return report
+    frame = predict_store(prepared.store, predictor, report.task, prepared.join.classes, predict, prepared.join, on_progress)
+    report.predictions = None if predict is None else Path(predict)
+    if plot is not None:
+        report.plots = draw(report, frame, Path(plot))
+    return report
+
+
+def probe(
+    store: str | Path, labels: str | Path, target: str, *, task: str = "classify", split: str = "spatial-block",
+    folds: int = 5, block_size_m: float | None = None, min_overlap: float | None = None, save: str | Path | None = None,
+    predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> DownstreamReport:
+    """Linear probe on frozen embeddings: cross-validated metrics, a refitted probe, predictions.
+
+    Args:
+        store: store directory. labels: labels file (see ``labels.py``). target: its label column.
+        task: ``classify``, ``multilabel`` or ``regress``.
+        split: ``spatial-block`` (default), ``random``, or a column (labels, or store column such as
+            ``scene``) whose values are kept whole.
+        folds: outer folds. block_size_m: spatial block edge in metres (default: 4 tile widths).
+        min_overlap: polygon threshold (see ``labels.py``).
+        save: write the probe refitted on all labelled tiles as JSON.
+        predict: write predictions for every tile of the store to this GeoParquet file.
+        plot: directory for PNG plots (confusion matrix or scatter, map of predictions).
+        n_boot: bootstrap replicates for the intervals.
+
+    Raises:
+        LabelError, ConfigError, StoreError: bad labels, options or store (one-line messages).
+    """
+    prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed)
+    join, groups = prepared.join, prepared.split.groups if prepared.split.grouped else None
+
+    def fit_predict(train: np.ndarray, _test: np.ndarray) -> Predictor:
+        model = fit_probe(prepared.features[train], join.targets[train], task, classes=join.classes,
+                          groups=None if groups is None else groups[train], seed=seed)
+        return _probe_predictor(model)
+
+    evaluation, out_of_fold = _cross_validate(prepared, task, fit_predict, n_boot, seed, on_progress)
+    model = fit_probe(prepared.features, join.targets, task, classes=join.classes, groups=groups, seed=seed,
+                      weights_hash=prepared.weights_hash)
+    if save is not None:
+        model.save(save)
+    report = DownstreamReport("linear probe", task, target, prepared.store, join, prepared.split, evaluation,
+                              out_of_fold, model)
+    return _finish(prepared, report, _probe_predictor(model), predict, plot, on_progress)
+
+
+def knn(
+    store: str | Path, labels: str | Path, target: str, *, k: int = 10, task: str = "classify",
+    split: str = "spatial-block", folds: int = 5, block_size_m: float | None = None, min_overlap: float | None = None,
+    predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> DownstreamReport:
+    """kNN over labelled tiles through FAISS (the store's index when fresh): same protocol as :func:`probe`."""
+    if k < 1:
+        raise ConfigError(f"--k must be at least 1, got {k}")
+    prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed)
+    join = prepared.join
+    try:
+        search, where = store_search(open_index(prepared.store), join.positions), "store index"
+    except IndexStateError as exc:
+        logger.info("kNN on an exact in-memory index of the labelled tiles (%s)", str(exc).split(": ", 1)[-1])
+        search, where = flat_search(prepared.features), "exact flat index of the labelled tiles"
+
+    def fit_predict(train: np.ndarray, _test: np.ndarray) -> Predictor:
+        return _knn_predictor(search, train, join.targets, task, join.classes, k)
+
+    evaluation, out_of_fold = _cross_validate(prepared, task, fit_predict, n_boot, seed, on_progress)
+    report = DownstreamReport(f"kNN (k={k}, {where})", task, target, prepared.store, join, prepared.split,
+                              evaluation, out_of_fold)
+    everything = np.arange(len(join.targets))
+    return _finish(prepared, report, _knn_predictor(search, everything, join.targets, task, join.classes, k),
+                   predict, plot, on_progress)

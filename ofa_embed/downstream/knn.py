@@ -1,0 +1,80 @@
+"""k-nearest-neighbour prediction over labelled tiles, searched through FAISS (``indexes/``).
+
+Neighbours are ranked by cosine similarity of the embeddings. When the store has a fresh index
+(``ofa-embed index``), neighbours are searched in it, restricted to the labelled (training) tiles;
+otherwise an exact in-memory flat index over the labelled embeddings is used. Both rank the same
+neighbours: the store index ranks an allowed set of up to 100,000 rows exactly.
+
+Votes are uniform over the ``k`` neighbours: classify predicts the most frequent class (ties go to
+the class with the larger summed similarity), multilabel every label held by at least half of the
+neighbours, regress the mean target. Scores are vote fractions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from indexes import faiss_index
+from indexes.config import FlatConfig
+from indexes.store_index import StoreIndex
+from indexes.vectors import l2_normalise
+
+__all__ = ["NeighbourSearch", "knn_vote", "flat_search", "store_search"]
+
+# (queries (q, D), allowed training positions (n,), k) -> similarities (q, k), indices into the allowed set (q, k)
+NeighbourSearch = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def flat_search(vectors: np.ndarray) -> NeighbourSearch:
+    """Exact search among rows of ``vectors`` (``(N, D)``, e.g. the labelled embeddings) with a FAISS flat index."""
+    normalised = l2_normalise(vectors)
+
+    def search(queries: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        index = faiss_index.create(FlatConfig(), normalised.shape[1])
+        index.add(normalised[allowed])
+        return index.search(l2_normalise(queries), min(k, len(allowed)))
+
+    return search
+
+
+def store_search(index: StoreIndex, positions: np.ndarray) -> NeighbourSearch:
+    """Search in the store's own index; ``positions[i]`` is the store row of labelled sample ``i``."""
+    def search(queries: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        similarities, found = index.search_among(queries, positions[allowed], min(k, len(allowed)))
+        order = np.argsort(positions[allowed])
+        local = order[np.searchsorted(positions[allowed], found.clip(0), sorter=order)]
+        return similarities, np.where(found >= 0, local, -1)
+
+    return search
+
+
+@dataclass
+class KNNVote:
+    """Predictions and vote fractions of one kNN query batch."""
+
+    predicted: np.ndarray
+    scores: np.ndarray | None
+
+
+def knn_vote(similarities: np.ndarray, neighbours: np.ndarray, targets: np.ndarray, task: str,
+             classes: list[Any]) -> KNNVote:
+    """Aggregate the targets of ``neighbours`` (``(q, k)`` indices into ``targets``, -1 = none)."""
+    valid = neighbours >= 0
+    counts = valid.sum(axis=1, keepdims=True).clip(min=1)
+    safe = neighbours.clip(min=0)
+    if task == "regress":
+        return KNNVote((np.where(valid, targets[safe], 0.0).sum(axis=1) / counts[:, 0]), None)
+    if task == "multilabel":
+        fractions = (targets[safe] * valid[..., None]).sum(axis=1) / counts
+        return KNNVote(fractions >= 0.5, fractions)
+    lookup = {c: i for i, c in enumerate(classes)}
+    codes = np.array([lookup[c] for c in targets.tolist()], dtype=np.int64)[safe]
+    one_hot = np.eye(len(classes))[codes] * valid[..., None]
+    fractions = one_hot.sum(axis=1) / counts
+    tie_break = (one_hot * np.where(valid, similarities, 0.0)[..., None]).sum(axis=1) * 1e-6
+    predicted = np.asarray(classes, dtype=object)[(fractions + tie_break).argmax(axis=1)]
+    return KNNVote(predicted, fractions)

@@ -1,0 +1,129 @@
+"""Cross-validation folds for labelled tiles: spatial blocks (default), random, or by a column.
+
+Neighbouring tiles look alike and share labels, so a random split puts near-copies of test tiles in
+the training set and overstates accuracy. A spatially blocked split cuts the plane into square
+blocks (``block_size`` metres, in the UTM zone of the labelled tiles' centre) and keeps every block
+whole in one fold; evaluation is then on places the probe has not seen. Blocks are also the
+bootstrap units of the confidence intervals (``metrics.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ofa_embed.errors import ConfigError
+
+__all__ = ["DEFAULT_BLOCK_TILES", "SPLITS", "Split", "assign_folds", "make_split", "spatial_blocks"]
+
+SPLITS = ("spatial-block", "random")
+DEFAULT_BLOCK_TILES = 4  # default block edge, in (median) tile widths
+
+
+@dataclass
+class Split:
+    """Folds of the labelled samples.
+
+    Attributes:
+        kind: ``spatial-block``, ``random`` or ``column:<name>``.
+        folds: ``(N,)`` fold of each sample, 0..k-1.
+        groups: ``(N,)`` the unit kept whole (block, column value, or the sample itself for random).
+        block_size_m: edge of the spatial blocks in metres (spatial-block only).
+    """
+
+    kind: str
+    folds: np.ndarray
+    groups: np.ndarray
+    block_size_m: float | None = None
+
+    @property
+    def k(self) -> int:
+        return int(self.folds.max()) + 1
+
+    @property
+    def grouped(self) -> bool:
+        """Whether groups are larger than one sample (then they are the bootstrap and inner-CV units)."""
+        return self.kind != "random"
+
+    def describe(self) -> str:
+        units = len(np.unique(self.groups))
+        if self.kind == "spatial-block":
+            return f"spatial-block ({self.block_size_m / 1000:.3g} km blocks, {units} blocks, {self.k} folds)"
+        if self.kind == "random":
+            return f"random ({self.k} folds; neighbouring tiles may fall on both sides, so scores can be optimistic)"
+        return f"{self.kind} ({units} values, {self.k} folds)"
+
+
+def spatial_blocks(footprints: gpd.GeoSeries, block_size_m: float) -> tuple[np.ndarray, float]:
+    """Block id of each footprint's centroid on a ``block_size_m`` grid in the local UTM zone.
+
+    The grid starts at the south-west corner of the footprints, so blocks of whole tiles line up with
+    a regular tiling.
+    """
+    if block_size_m <= 0:
+        raise ConfigError(f"--block-size must be positive, got {block_size_m:g} m")
+    projected = footprints.to_crs(footprints.estimate_utm_crs())
+    corner = projected.total_bounds[:2]
+    centres = projected.centroid
+    cells = np.floor((np.column_stack([centres.x, centres.y]) - corner) / block_size_m).astype(np.int64)
+    return np.unique(cells, axis=0, return_inverse=True)[1].ravel(), block_size_m
+
+
+def default_block_size(footprints: gpd.GeoSeries) -> float:
+    """``DEFAULT_BLOCK_TILES`` median tile widths, in metres."""
+    projected = footprints.to_crs(footprints.estimate_utm_crs())
+    widths = projected.bounds["maxx"] - projected.bounds["minx"]
+    return float(DEFAULT_BLOCK_TILES * np.median(widths))
+
+
+def assign_folds(groups: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold of each sample, keeping groups whole and balancing fold sizes.
+
+    Groups are visited largest first (ties in random order) and each goes to the fold with the fewest
+    samples so far.
+
+    Raises:
+        ConfigError: fewer groups than folds.
+    """
+    units, unit_of, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(units) < k:
+        raise ConfigError(f"only {len(units)} groups for {k} folds; use fewer --folds (or smaller --block-size)")
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.permutation(len(units)), -sizes))
+    fold_of_unit = np.empty(len(units), dtype=np.int64)
+    load = np.zeros(k, dtype=np.int64)
+    for unit in order:
+        fold = int(np.argmin(load))
+        fold_of_unit[unit] = fold
+        load[fold] += sizes[unit]
+    return fold_of_unit[unit_of.ravel()]
+
+
+def make_split(
+    kind: str, footprints: gpd.GeoSeries, k: int, *, block_size_m: float | None = None,
+    column: pd.Series | None = None, seed: int = 0,
+) -> Split:
+    """Folds for ``kind``: ``spatial-block``, ``random`` or the name of a label column (``column`` given).
+
+    Args:
+        footprints: tile footprints (any CRS), one per labelled sample.
+        k: number of folds (>= 2).
+    """
+    if k < 2:
+        raise ConfigError(f"--folds must be at least 2, got {k}")
+    if len(footprints) < k:
+        raise ConfigError(f"{len(footprints)} labelled tiles are fewer than --folds {k}")
+    if kind == "spatial-block":
+        size = block_size_m if block_size_m is not None else default_block_size(footprints)
+        groups, size = spatial_blocks(footprints, size)
+        return Split(kind, assign_folds(groups, k, seed), groups, size)
+    if kind == "random":
+        groups = np.arange(len(footprints))
+        return Split(kind, assign_folds(groups, k, seed), groups)
+    if column is None:
+        raise ConfigError(f"--split {kind!r}: choose {', '.join(SPLITS)} or the name of a label column")
+    groups = pd.factorize(column.astype(str))[0]
+    return Split(f"column:{kind}", assign_folds(groups, k, seed), groups)
