@@ -185,7 +185,7 @@ def test_join_points_polygons_and_ids():
         shapely.box(0.02, -0.03, 0.024, -0.02)])  # 40 % of t22 only
     join = join_labels(polygons, tiles, "y", "classify")
     assert dict(zip(join.tiles["id"], join.targets)) == {"t00": "a"}
-    assert join.unmatched["overlap below --min-overlap"] == 2
+    assert join.unmatched["below --min-overlap in every tile"] == 2
     assert dict(zip(join.tiles["id"], join.targets.tolist())) == {"t00": "a"}
     loose = join_labels(polygons, tiles, "y", "multilabel", min_overlap=0.3)
     assert loose.classes == ["a", "b", "c"]

@@ -238,7 +238,7 @@ def join_labels(
         "no target value": int(missing_value.sum()),
         outside_reason: int(len(usable) - len(voted)),
         "tied with another class": len(tied),
-        "overlap below --min-overlap": len(voted - used - tied),
+        "below --min-overlap in every tile": len(voted - used - tied),
     }
     if per_tile.empty:
         raise LabelError(f"{path}: no label matched a tile of the store ({len(labels)} labels; check their area and CRS)")
