@@ -67,7 +67,7 @@ def point_labels(store, tmp_path_factory):
     rows, cols = np.divmod(np.arange(SIDE * SIDE), SIDE)
     points = gpd.GeoDataFrame(
         {"cover": np.where(classes[rows, cols] == 1, "water", "land"),
-         "brightness": np.where(classes[rows, cols] == 1, 0.2, 1.0) + 0.01 * cols},
+         "brightness": np.where(classes[rows, cols] == 1, 0.2, 1.0) + 0.01 * cols, "zone": cols // 2},
         geometry=[shapely.Point(*tile_centre(r, c)) for r, c in zip(rows, cols)], crs=UTM33,
     ).to_crs("EPSG:3857")
     path = tmp_path_factory.mktemp("labels") / "points.gpkg"
@@ -106,6 +106,11 @@ def test_spatial_block_split_keeps_blocks_whole(store, point_labels):
     assert (report.out_of_fold["fold"].to_numpy() == split.folds).all() and report.evaluation.samples == 100
     random = make_split("random", report.labels.tiles.geometry, 5)
     assert np.bincount(random.folds).tolist() == [20] * 5 and not random.grouped
+    by_zone = ofa_embed.probe(store, point_labels, "cover", split="zone", n_boot=0).split
+    assert by_zone.kind == "column:zone" and len(np.unique(by_zone.groups)) == 5
+    assert all(len(np.unique(by_zone.folds[by_zone.groups == g])) == 1 for g in range(5))
+    with pytest.raises(ConfigError, match="only 1 groups for 5 folds"):
+        ofa_embed.probe(store, point_labels, "cover", split="scene")  # a store column: one scene
 
 
 def test_knn_through_the_index_equals_brute_force(store, point_labels):
