@@ -24,8 +24,8 @@ What is measured, and how:
    single run also gives a tile count and tiles/s (including model set-up). For scale, the peak RSS of
    a child that only imports ``ofa_embed`` is measured the same way.
 
-No pre-trained checkpoint is bundled, so ``extract`` uses the seeded random init of ofa_tiny; speed and
-memory do not depend on the weight values. No progress callback is passed.
+``extract`` uses the shipped ofa_tiny checkpoint (the random init of the same size costs the same);
+no progress callback is passed.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def print_header(scene_path: Path, args: argparse.Namespace) -> None:
     print(f"               {scene_path}")
     print(f"  band files   *.jp2: {_file_formats(scene_path)}")
     print(f"  tiling       {TILE_SIZE} px tiles, stride {TILE_SIZE}; batch size {args.batch_size}")
-    print(f"  model        {DEFAULT_MODEL}, random init (no bundled weights), device {args.device or 'auto'}")
+    print(f"  model        {DEFAULT_MODEL}, default weights, device {args.device or 'auto'}")
     print(f"  machine      os.cpu_count() {os.cpu_count()}; torch threads {torch.get_num_threads()}")
     print(f"               GDAL block cache (GDAL_CACHEMAX) {gdal_cache_mib:.0f} MiB")
     print(f"  method       1 warm-up extract (bundled sample), then the median of {args.repeats} runs of")

@@ -32,9 +32,10 @@ from ofa_embed.modalities import Modality, band_name_from_filename, detect_modal
 __all__ = ["Scene", "open_scene", "RASTER_SUFFIXES", "DEFAULT_GDAL_CACHE_MB"]
 
 # GDAL's block cache defaults to 5% of RAM and fills up on large scenes: that, not the pipeline, would
-# set peak memory. 256 MB holds a row of 512 px blocks of a 13-band 10,000 px COG, so no block is
-# decoded twice. GDAL reads the setting once, at first use; an explicit GDAL_CACHEMAX wins.
-DEFAULT_GDAL_CACHE_MB = 256
+# set peak memory. Tiles are read in windows aligned to the file's block rows (tile_reader.py), so the
+# cache only has to hold the blocks of about one window: 13 bands of 512 px blocks of a COG take 14 MB,
+# of 1024 px JPEG 2000 blocks 26-52 MB. An explicit GDAL_CACHEMAX wins; GDAL reads it once, at first use.
+DEFAULT_GDAL_CACHE_MB = 64
 os.environ.setdefault("GDAL_CACHEMAX", str(DEFAULT_GDAL_CACHE_MB))
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
@@ -191,6 +192,12 @@ class Scene:
             except RasterioError as exc:
                 raise SceneReadError(f"{source.path}: read failed ({_first_line(exc)})") from None
         return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+    @property
+    def block_height(self) -> int:
+        """Rows of one compressed block of the finest source (1 for striped files), in scene pixels."""
+        first = self._sources[0]
+        return first.dataset.block_shapes[0][0] if first.grid is None else 1
 
     def footprint_bounds(self) -> tuple[float, float, float, float]:
         """Scene bounds ``(left, bottom, right, top)`` in the scene CRS."""

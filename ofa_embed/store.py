@@ -42,9 +42,8 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,6 +51,9 @@ import shapely
 from pyproj import CRS as ProjCRS
 
 from ofa_embed.errors import StoreError
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 __all__ = [
     "STORE_VERSION",
@@ -311,6 +313,8 @@ def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS) -> gp
         ``columns`` plus ``position`` (the row's index over the whole store, as in the vector index),
         geometry in EPSG:4326 (OGC:CRS84).
     """
+    import geopandas as gpd  # only here: extraction, which imports this module, never needs it
+
     described = describe_store(store)
     parts = [pq.read_table(f.path, columns=list(dict.fromkeys((*columns, "geometry")))) for f in described]
     frame = pa.concat_tables(parts, promote_options="permissive").to_pandas()

