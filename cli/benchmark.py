@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
-from ofa_embed.downstream.geobench import REFERENCE_SOURCE, GeoBenchReport
-from ofa_embed.downstream.geobench import geobench as run_geobench
+
+if TYPE_CHECKING:  # the CLI imports a command's library code only when that command runs
+    from ofa_embed.downstream.geobench import GeoBenchReport
 
 benchmark_app = typer.Typer(no_args_is_help=True, help="Score the frozen backbone on public benchmarks (data on disk).")
 
@@ -29,6 +30,8 @@ def geobench(
     quiet: Quiet = False,
 ) -> None:
     """Linear probes on GEO-Bench v1.0: accuracy / micro-mAP / mIoU with 95% intervals beside DOFA-Base."""
+    from ofa_embed.downstream.geobench import geobench as run_geobench
+
     setup_logging(quiet)
     with errors_to_exit(), progress_bar(quiet or json_output, "samples") as progress:
         report = run_geobench(
@@ -42,6 +45,8 @@ def geobench(
 
 
 def _table(report: GeoBenchReport) -> Table:
+    from ofa_embed.downstream.geobench import REFERENCE_SOURCE
+
     weights = f"{report.model} {report.weights_hash}" + ("" if report.pretrained else ", random init")
     table = Table(title=f"GEO-Bench v1.0: frozen backbone ({weights}) + linear probe",
                   caption=f"[95% bootstrap interval over test samples]; reference: {REFERENCE_SOURCE}")

@@ -7,18 +7,20 @@ from typing import Annotated
 
 import typer
 
-import indexes
 from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from indexes.config import KINDS
 from ofa_embed.errors import ConfigError
 
 
 def index(
     store: Annotated[Path, typer.Argument(help="Store directory.")],
-    kind: Annotated[str, typer.Option(help=f"One of: {', '.join(indexes.KINDS)}.")] = "auto",
+    kind: Annotated[str, typer.Option(help=f"One of: {', '.join(KINDS)}.")] = "auto",
     update: Annotated[bool, typer.Option("--update", help="Add new scene files without a rebuild.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Build the faiss index of a store (cosine similarity), or add newly extracted scenes to it."""
+    import indexes
+
     setup_logging(quiet)
     with errors_to_exit():
         if update and kind != "auto":

@@ -11,8 +11,8 @@ from rich.table import Table
 
 import ofa_embed
 from cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.errors import QueryError
 from ofa_embed.output import FORMATS, write
-from ofa_embed.retrieval import QueryError
 
 
 def _floats(text: str, count: int, name: str) -> tuple[float, ...]:

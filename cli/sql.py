@@ -10,8 +10,8 @@ from rich.table import Table
 
 import ofa_embed
 from cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.errors import SQLError
 from ofa_embed.output import write
-from ofa_embed.sqlview import SQLError
 
 SQL_FORMATS = ("table", "csv", "json", "parquet")
 

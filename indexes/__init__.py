@@ -6,10 +6,21 @@
 """
 
 from indexes.config import KINDS, FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig, make_config
-from indexes.filters import SearchFilter
-from indexes.store_index import BuildReport, StoreIndex, build, open_index, update
 
-open = open_index  # noqa: A001 - the documented entry point: indexes.open(store)
+_LAZY = {"SearchFilter": "indexes.filters", **dict.fromkeys(
+    ("BuildReport", "StoreIndex", "build", "open_index", "update"), "indexes.store_index")}
+
+
+def __getattr__(name: str) -> object:
+    # faiss and DuckDB load on first use, so that importing the package (for KINDS, the configs) stays light
+    if name == "open":  # the documented entry point: indexes.open(store)
+        name = "open_index"
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'indexes' has no attribute {name!r}")
+
 
 __all__ = [
     "KINDS", "FlatConfig", "HNSWConfig", "IVFPQConfig", "IndexConfig", "make_config", "SearchFilter",

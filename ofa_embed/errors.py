@@ -48,5 +48,13 @@ class ConfigError(OFAEmbedError, ValueError):
     """An option has an invalid value or combination (index kind, parameters, ...)."""
 
 
+class QueryError(OFAEmbedError, ValueError):
+    """A search query is malformed or matches nothing to query with."""
+
+
+class SQLError(OFAEmbedError, ValueError):
+    """A SQL statement failed (syntax, unknown column, failing function...)."""
+
+
 class LabelError(OFAEmbedError, ValueError):
     """A labels file is missing, unreadable, lacks the target column or CRS, or matches no tile."""

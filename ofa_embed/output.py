@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import geopandas as gpd
 import pandas as pd
 
 from ofa_embed.errors import StoreError
@@ -17,6 +16,8 @@ FORMATS = ("table", "csv", "json", "geojson", "parquet")
 
 def render(frame: pd.DataFrame, fmt: str) -> bytes:
     """``frame`` encoded as ``fmt`` (not ``table``: that is the CLI's rich rendering)."""
+    import geopandas as gpd  # only when writing: the CLI imports this module for every command
+
     geographic = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame
     if fmt == "csv":
         return frame.to_csv(index=False).encode()

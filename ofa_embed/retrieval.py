@@ -13,15 +13,11 @@ import indexes
 from indexes.filters import SearchFilter
 from indexes.vectors import embedding_matrix
 from ofa_embed.duck import connect
-from ofa_embed.errors import OFAEmbedError
+from ofa_embed.errors import QueryError
 from ofa_embed.query import embed_file, store_model
 from ofa_embed.store import store_files
 
 __all__ = ["search", "QueryError"]
-
-
-class QueryError(OFAEmbedError, ValueError):
-    """The query is malformed or matches nothing to query with."""
 
 
 def _stored_embedding(store: Path, where: str, params: list[object], order: str, what: str) -> np.ndarray:

@@ -19,15 +19,11 @@ import duckdb
 import pandas as pd
 
 from ofa_embed.duck import connect
-from ofa_embed.errors import OFAEmbedError
+from ofa_embed.errors import SQLError
 from ofa_embed.query import embed_file, store_model
 from ofa_embed.store import describe_store
 
 __all__ = ["sql", "connect_store", "SQLError"]
-
-
-class SQLError(OFAEmbedError, ValueError):
-    """A SQL statement failed (syntax, unknown column, failing function...)."""
 
 
 def connect_store(store: str | Path, *, weights: str | Path | None = None) -> duckdb.DuckDBPyConnection:

@@ -129,7 +129,7 @@ def test_knn_through_the_index_equals_brute_force(store, point_labels):
         brute = [pd.Series(join.targets[train][row]).value_counts().idxmax() for row in expected]
         assert (vote.predicted == np.array(brute, dtype=object)).mean() > 0.95
     report = ofa_embed.knn(store, point_labels, "cover", k=5, n_boot=0)
-    assert report.method == "kNN (k=5, store index)"
+    assert report.method == "kNN (k=5, store hnsw index)"
 
 
 def test_predictions_round_trip_through_geopandas_and_duckdb(store, point_labels, tmp_path):
@@ -156,11 +156,24 @@ def test_predictions_round_trip_through_geopandas_and_duckdb(store, point_labels
     assert {p.name for p in plots.iterdir()} == {"confusion.png", "map.png"}
 
 
+def test_knn_predictions_never_vote_for_the_tile_itself(store, point_labels, tmp_path):
+    report = ofa_embed.knn(store, point_labels, "cover", k=1, n_boot=0, predict=tmp_path / "knn.parquet")
+    frame = gpd.read_parquet(tmp_path / "knn.parquet").set_index("id")
+    join = report.labels
+    unit = read_embeddings(store, join.positions)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    nearest_other = join.targets[similarity.argmax(axis=1)]
+    assert (frame.loc[join.tiles["id"], "prediction"].to_numpy() == nearest_other).all()
+
+
 def test_json_output_and_multilabel(store, point_labels):
-    result = run("probe", store, "--labels", point_labels, "--target", "cover", "--json", "--bootstrap", "20",
+    result = run("probe", store, "--labels", point_labels, "--target", "cover", "--json", "--bootstrap", "0",
                  "--split", "random")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert report["evaluation"]["metrics"]["accuracy"]["low"] is None  # no bootstrap: no interval
     assert report["split"]["kind"] == "random" and report["evaluation"]["metrics"]["accuracy"]["value"] >= 0.9
     multi = ofa_embed.probe(store, point_labels, "cover", task="multilabel", n_boot=20)
     assert set(multi.evaluation.metrics) == {"micro_f1", "macro_f1", "micro_map", "macro_map"}
@@ -198,9 +211,13 @@ def test_join_points_polygons_and_ids():
     regress = join_labels(polygons, tiles, "v", "regress", min_overlap=0.3)
     assert dict(zip(regress.tiles["id"], regress.targets)) == pytest.approx({"t00": 0.6 * 1 + 0.4 * 3, "t22": 5.0})
 
+    bow_tie = gpd.GeoDataFrame({"y": ["a"]}, crs="OGC:CRS84",  # self-intersecting: repaired, not refused
+                               geometry=[shapely.Polygon([(0, 0), (0.01, -0.01), (0.01, 0), (0, -0.01)])])
+    assert join_labels(bow_tie, tiles, "y", "multilabel").tiles["id"].tolist() == ["t00"]
+
     tie = gpd.GeoDataFrame({"y": ["a", "b"]}, crs="OGC:CRS84",
                            geometry=[shapely.Point(0.015, -0.015), shapely.Point(0.016, -0.016)])
-    with pytest.raises(LabelError, match="no label matched"):
+    with pytest.raises(LabelError, match="no label matched.*2 tied with another class"):
         join_labels(tie, tiles, "y", "classify")
 
     table = pd.DataFrame({"id": ["t11", "t12", "nope"], "y": ["a", "b", "a"]})
@@ -256,3 +273,22 @@ def test_bad_labels_give_one_line_and_exit_1(store, point_labels, tmp_path, labe
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
+
+
+def test_knn_refuses_a_single_class_too(store, point_labels, tmp_path):
+    gpd.read_file(point_labels).assign(cover="land").to_file(tmp_path / "single.gpkg")
+    result = run("knn", store, "--labels", tmp_path / "single.gpkg", "--target", "cover", "-q")
+    assert result.exit_code == 1 and "a classifier needs at least two classes" in result.output
+
+
+def test_average_precision_matches_sklearn_with_ties_and_weights():
+    from sklearn.metrics import average_precision_score
+
+    from ofa_embed.downstream.metrics import average_precision
+
+    rng = np.random.default_rng(3)
+    truth = rng.random((300, 5)) < 0.3
+    scores = np.round(np.clip(truth + rng.normal(0, 0.6, truth.shape), 0, 1), 1)  # rounded: many ties
+    weights = rng.integers(0, 4, 300).astype(float)
+    expected = [average_precision_score(truth[:, j], scores[:, j], sample_weight=weights) for j in range(5)]
+    np.testing.assert_allclose(average_precision(truth, scores, weights), expected, atol=1e-12)

@@ -15,6 +15,7 @@ Both follow the same protocol:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
@@ -33,16 +35,16 @@ from ofa_embed.downstream.metrics import Evaluation, evaluate
 from ofa_embed.downstream.plots import draw
 from ofa_embed.downstream.probe import ProbeModel, fit_probe
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
-from ofa_embed.errors import ConfigError, IndexStateError, StoreError
+from ofa_embed.errors import ConfigError, IndexStateError, LabelError, StoreError
 from ofa_embed.store import describe_store, embedding_matrix, read_embeddings, read_tiles
 
 __all__ = ["DownstreamReport", "probe", "knn", "predict_store"]
 
 logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[str, int, int], None]
-# embeddings (n, D) -> predictions (n,) or (n, L), scores (n, C) or None
 PREDICTION_COLUMNS = ("id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry")
-Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+# embeddings (n, D), their store positions (n,) -> predictions (n,) or (n, L), scores (n, C) or None
+Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass
@@ -94,13 +96,22 @@ class _Prepared:
 
 
 def _prepare(store: str | Path, labels: str | Path, target: str, task: str, split: str, folds: int,
-             block_size_m: float | None, min_overlap: float | None, seed: int) -> _Prepared:
+             block_size_m: float | None, min_overlap: float | None, seed: int, n_boot: int) -> _Prepared:
+    if n_boot < 0:
+        raise ConfigError(f"--bootstrap must be 0 or more, got {n_boot}")
     store = Path(store)
     described = describe_store(store)
     table = read_labels(labels, target)
     tiles = read_tiles(store)
     group_column = None if split in SPLITS else split
     join = join_labels(table, tiles, target, task, min_overlap=min_overlap, group_column=group_column, source=labels)
+    if task == "classify" and len(join.classes) < 2:
+        raise LabelError(f"{labels}: the matched tiles hold a single class ({join.classes[0]!r}); "
+                         "a classifier needs at least two classes")
+    if task == "multilabel":
+        constant = [c for c, column in zip(join.classes, join.targets.T) if column.min() == column.max()]
+        if constant:
+            raise LabelError(f"{labels}: labels {constant} are on every matched tile or on none; drop them")
     column = join.tiles["group_value"] if group_column else None
     chosen = make_split(split, join.tiles.geometry, folds, block_size_m=block_size_m, column=column, seed=seed)
     return _Prepared(store, tiles, join, chosen, read_embeddings(store, join.positions), described[0].weights_hash)
@@ -119,7 +130,7 @@ def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.nd
     for fold in range(split.k):
         test = np.flatnonzero(split.folds == fold)
         train = np.flatnonzero(split.folds != fold)
-        fold_predicted, fold_scores = fit_predict(train, test)(prepared.features[test])
+        fold_predicted, fold_scores = fit_predict(train, test)(prepared.features[test], join.positions[test])
         predicted[test] = fold_predicted
         if fold_scores is not None and task == "multilabel":
             scores = np.zeros(targets.shape) if scores is None else scores
@@ -144,16 +155,22 @@ def _columns(values: np.ndarray, classes: list[Any], task: str) -> list[Any] | n
 
 
 def _probe_predictor(model: ProbeModel) -> Predictor:
-    def predict(features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(features: np.ndarray, _positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return model.predict(features), None if model.task == "regress" else model.predict_proba(features)
 
     return predict
 
 
-def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.ndarray, task: str,
-                   classes: list[Any], k: int) -> Predictor:
-    def predict(features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        similarities, neighbours = search(features, allowed, k)
+def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.ndarray, positions: np.ndarray,
+                   task: str, classes: list[Any], k: int) -> Predictor:
+    """kNN over the labelled samples ``allowed`` (store rows ``positions[allowed]``); a labelled tile
+    never votes for itself, so its prediction comes from its neighbours only."""
+    def predict(features: np.ndarray, query_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        similarities, neighbours = search(features, allowed, k + 1)
+        keep = (neighbours >= 0) & (positions[allowed][neighbours.clip(0)] != query_positions[:, None])
+        first = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        neighbours = np.take_along_axis(np.where(keep, neighbours, -1), first, axis=1)
+        similarities = np.take_along_axis(similarities, first, axis=1)
         vote = knn_vote(similarities, neighbours, targets[allowed], task, classes)
         return vote.predicted, vote.scores
 
@@ -181,9 +198,11 @@ def predict_store(store: str | Path, predictor: Predictor, task: str, classes: l
     """
     described = describe_store(store)
     parts = []
+    offset = 0
     for done, entry in enumerate(described, 1):
         tiles, embeddings = _file_tiles(entry.path)
-        predicted, scores = predictor(embeddings)
+        predicted, scores = predictor(embeddings, offset + np.arange(len(tiles)))
+        offset += len(tiles)
         tiles["prediction"] = _columns(predicted, classes, task)
         if scores is not None:
             for j, name in enumerate(classes):
@@ -201,11 +220,11 @@ def predict_store(store: str | Path, predictor: Predictor, task: str, classes: l
 
 
 def _write_geoparquet(frame: gpd.GeoDataFrame, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         frame.to_parquet(tmp, index=False, schema_version="1.1.0")
         tmp.replace(out)
-    except OSError as exc:
+    except (OSError, pa.ArrowException) as exc:
         tmp.unlink(missing_ok=True)
         raise StoreError(f"{out}: cannot write ({exc.strerror or exc})") from None
 
@@ -245,7 +264,7 @@ def probe(
     Raises:
         LabelError, ConfigError, StoreError: bad labels, options or store (one-line messages).
     """
-    prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed)
+    prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed, n_boot)
     join, groups = prepared.join, prepared.split.groups if prepared.split.grouped else None
 
     def fit_predict(train: np.ndarray, _test: np.ndarray) -> Predictor:
@@ -272,20 +291,21 @@ def knn(
     """kNN over labelled tiles through FAISS (the store's index when fresh): same protocol as :func:`probe`."""
     if k < 1:
         raise ConfigError(f"--k must be at least 1, got {k}")
-    prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed)
+    prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed, n_boot)
     join = prepared.join
     try:
-        search, where = store_search(open_index(prepared.store), join.positions), "store index"
+        index = open_index(prepared.store)
+        search, where = store_search(index, join.positions), f"store {index.config.kind} index"
     except IndexStateError as exc:
         logger.info("kNN on an exact in-memory index of the labelled tiles (%s)", str(exc).split(": ", 1)[-1])
         search, where = flat_search(prepared.features), "exact flat index of the labelled tiles"
 
     def fit_predict(train: np.ndarray, _test: np.ndarray) -> Predictor:
-        return _knn_predictor(search, train, join.targets, task, join.classes, k)
+        return _knn_predictor(search, train, join.targets, join.positions, task, join.classes, k)
 
     evaluation, out_of_fold = _cross_validate(prepared, task, fit_predict, n_boot, seed, on_progress)
     report = DownstreamReport(f"kNN (k={k}, {where})", task, target, prepared.store, join, prepared.split,
                               evaluation, out_of_fold)
     everything = np.arange(len(join.targets))
-    return _finish(prepared, report, _knn_predictor(search, everything, join.targets, task, join.classes, k),
+    return _finish(prepared, report, _knn_predictor(search, everything, join.targets, join.positions, task, join.classes, k),
                    predict, plot, on_progress)

@@ -2,8 +2,10 @@
 
 Neighbours are ranked by cosine similarity of the embeddings. When the store has a fresh index
 (``ofa-embed index``), neighbours are searched in it, restricted to the labelled (training) tiles;
-otherwise an exact in-memory flat index over the labelled embeddings is used. Both rank the same
-neighbours: the store index ranks an allowed set of up to 100,000 rows exactly.
+otherwise an exact in-memory flat index over the labelled embeddings is used. The store index ranks
+up to 100,000 allowed rows exactly when it keeps the vectors (flat, HNSW, IVF-PQ with refinement),
+so both paths find the same neighbours; beyond that, or for IVF-PQ without refinement, it is the
+index's approximate filtered search.
 
 Votes are uniform over the ``k`` neighbours: classify predicts the most frequent class (ties go to
 the class with the larger summed similarity), multilabel every label held by at least half of the

@@ -99,7 +99,7 @@ def read_labels(path: str | Path, target: str, *, id_column: str = "id") -> pd.D
     suffix = path.suffix.lower()
     try:
         if suffix in TABLE_SUFFIXES:
-            frame: pd.DataFrame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+            frame: pd.DataFrame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={id_column: str})
         elif suffix == ".parquet" and not _is_geoparquet(path):
             frame = pd.read_parquet(path)
         elif suffix == ".parquet":
@@ -117,7 +117,8 @@ def read_labels(path: str | Path, target: str, *, id_column: str = "id") -> pd.D
         if frame.crs is None:
             raise LabelError(f"{path}: the labels have no CRS; set one (e.g. ogr2ogr -a_srs EPSG:4326)")
     elif id_column not in frame.columns:
-        raise LabelError(f"{path}: a labels table needs an {id_column!r} column of tile ids (or give a vector file)")
+        raise LabelError(f"{path}: a labels table needs an {id_column!r} column of tile ids; for coordinates give a vector "
+                         "file (e.g. ogr2ogr -oo X_POSSIBLE_NAMES=lon -oo Y_POSSIBLE_NAMES=lat -a_srs EPSG:4326 out.gpkg in.csv)")
     return frame
 
 
@@ -139,7 +140,8 @@ def _votes_from_geometry(labels: gpd.GeoDataFrame, tiles: gpd.GeoDataFrame, path
         raise LabelError(f"{path}: mixes points and polygons; put them in separate files")
     if not points and not kinds <= {"Polygon", "MultiPolygon"}:
         raise LabelError(f"{path}: labels must be points or polygons, found {', '.join(sorted(kinds))}")
-    geometries = labels.geometry.to_crs("OGC:CRS84").to_numpy()
+    # invalid rings (self-intersections are common in hand-drawn shapefiles) are repaired, not refused
+    geometries = shapely.make_valid(labels.geometry.to_crs("OGC:CRS84").to_numpy())
     label_index, tile_index = tiles.sindex.query(geometries, predicate="intersects")
     if points:
         weights = np.ones(len(label_index))
@@ -216,7 +218,10 @@ def join_labels(
             raise LabelError(f"{path}: regression target {target!r} has a non-numeric value {bad!r}")
     elif task == "multilabel":
         values = _label_sets(values.where(~missing_value, ""))
+        missing_value |= values.map(len) == 0
     else:
+        if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+            values = values.astype("Int64")  # integer classes read as floats because of empty cells: 1, not 1.0
         values = values.astype(str).where(~missing_value)
     usable = labels[~missing_value]
     if isinstance(labels, gpd.GeoDataFrame):
@@ -241,7 +246,8 @@ def join_labels(
         "below --min-overlap in every tile": len(voted - used - tied),
     }
     if per_tile.empty:
-        raise LabelError(f"{path}: no label matched a tile of the store ({len(labels)} labels; check their area and CRS)")
+        why = ", ".join(f"{n} {reason}" for reason, n in unmatched.items() if n)
+        raise LabelError(f"{path}: no label matched a tile of the store ({len(labels)} labels: {why}; check their area and CRS)")
     chosen = tiles.set_index("position").loc[per_tile.index]
     frame = gpd.GeoDataFrame({"position": per_tile.index.to_numpy(), "id": chosen["id"].to_numpy(),
                               "scene": chosen["scene"].to_numpy()}, geometry=chosen.geometry.to_numpy(), crs=tiles.crs)

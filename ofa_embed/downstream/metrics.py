@@ -5,7 +5,8 @@ blocked split, the bootstrap resamples whole blocks (``groups``), so the interva
 independent places were tested, not how many tiles. Without groups, tiles are resampled.
 
 Classification metrics are computed from a (weighted) confusion matrix, so each bootstrap replicate
-is one ``bincount``; ``n_boot`` = 1000 costs milliseconds.
+is one ``bincount`` (1000 replicates take milliseconds); average precision is computed with one sort
+per replicate (1000 replicates of 2,000 tiles x 19 labels: about 8 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
 
 __all__ = ["TASKS", "Estimate", "Evaluation", "evaluate"]
 
@@ -98,6 +98,40 @@ def _classify_metrics(confusion: np.ndarray) -> dict[str, float]:
     }
 
 
+def average_precision(truth: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted average precision of each column: ``sum_t (R_t - R_t-1) P_t`` over distinct score
+    thresholds, as scikit-learn's ``average_precision_score`` (checked in the tests), vectorised over
+    columns so that a bootstrap replicate costs one sort. NaN for a column without positive weight.
+
+    Args:
+        truth: ``(N, L)`` bool. scores: ``(N, L)``. weights: ``(N,)`` sample weights.
+    """
+    order = np.argsort(-scores, axis=0, kind="stable")
+    ranked_scores = np.take_along_axis(scores, order, axis=0)
+    ranked_weights = weights[order]
+    true_positive = np.cumsum(ranked_weights * np.take_along_axis(truth, order, axis=0), axis=0)
+    predicted = np.cumsum(ranked_weights, axis=0)
+    # a threshold sits at the last sample of each run of equal scores
+    last = np.ones_like(ranked_scores, dtype=bool)
+    last[:-1] = ranked_scores[1:] != ranked_scores[:-1]
+    positives = true_positive[-1]
+    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
+    # the recall gained at a threshold: the true positives since the previous threshold
+    at_thresholds = np.where(last, true_positive, np.nan)
+    previous = _forward_fill(np.vstack([np.zeros((1, truth.shape[1])), at_thresholds[:-1]]))
+    recall_gain = np.where(last, true_positive - previous, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(positives > 0, (recall_gain * precision).sum(axis=0) / positives, np.nan)
+
+
+def _forward_fill(values: np.ndarray) -> np.ndarray:
+    """Each NaN replaced by the last non-NaN above it in its column (0 at the top)."""
+    index = np.where(np.isnan(values), 0, np.arange(len(values))[:, None])
+    np.maximum.accumulate(index, axis=0, out=index)
+    filled = np.take_along_axis(values, index, axis=0)
+    return np.nan_to_num(filled, nan=0.0)
+
+
 def _multilabel_metrics(truth: np.ndarray, predicted: np.ndarray, scores: np.ndarray | None,
                         weights: np.ndarray) -> dict[str, float]:
     w = weights[:, None]
@@ -106,13 +140,10 @@ def _multilabel_metrics(truth: np.ndarray, predicted: np.ndarray, scores: np.nda
     positive = (w * truth).sum(0) > 0
     out["macro_f1"] = float(_f1(tp, fp, fn)[positive].mean()) if positive.any() else 0.0
     if scores is not None:
-        keep = weights > 0
-        out["micro_map"] = float(average_precision_score(truth[keep], scores[keep], average="micro",
-                                                         sample_weight=weights[keep]))
-        out["macro_map"] = float(np.mean([
-            average_precision_score(truth[keep, j], scores[keep, j], sample_weight=weights[keep])
-            for j in np.flatnonzero(positive)
-        ])) if positive.any() else 0.0
+        flat_weights = np.repeat(weights, truth.shape[1])
+        out["micro_map"] = float(average_precision(truth.reshape(-1, 1), scores.reshape(-1, 1), flat_weights)[0])
+        per_label = average_precision(truth, scores, weights)
+        out["macro_map"] = float(np.nanmean(per_label)) if positive.any() else 0.0
     return out
 
 
@@ -187,9 +218,7 @@ def evaluate(
         point, ci = _bootstrap(lambda w: _multilabel_metrics(t, p, scores, w), groups, n_boot, seed)
         per_class = _per_class(classes, ((t & p).sum(0), (~t & p).sum(0), (t & ~p).sum(0)), t.sum(0))
         if scores is not None:
-            per_class["average_precision"] = [
-                average_precision_score(t[:, j], scores[:, j]) if t[:, j].any() else float("nan") for j in range(t.shape[1])
-            ]
+            per_class["average_precision"] = average_precision(t, scores, np.ones(len(t)))
         confusion = None
     else:
         t, p = np.asarray(truth, float), np.asarray(predicted, float)

@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import average_precision_score, make_scorer
-from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -129,18 +129,23 @@ class ProbeModel:
             raise StoreError(f"{path}: not a readable probe file ({exc})") from None
         if payload.get("format") != PROBE_FORMAT or payload.get("version", 0) > PROBE_VERSION:
             raise StoreError(f"{path}: not an ofa-embed probe of a version this package reads")
-        arrays = {k: np.asarray(payload[k], dtype=np.float64) for k in ("mean", "scale", "coef", "intercept")}
-        return cls(payload["task"], payload["classes"], **arrays, regularisation=payload["regularisation"],
-                   inner_score=payload["inner_score"], weights_hash=payload.get("weights_hash"),
-                   extra=payload.get("extra", {}))
+        try:
+            arrays = {k: np.asarray(payload[k], dtype=np.float64) for k in ("mean", "scale", "coef", "intercept")}
+            return cls(payload["task"], payload["classes"], **arrays, regularisation=payload["regularisation"],
+                       inner_score=payload["inner_score"], weights_hash=payload.get("weights_hash"),
+                       extra=payload.get("extra", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{path}: incomplete probe file ({exc!r})") from None
 
 
 def _inner_splits(targets: np.ndarray, task: str, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Inner CV folds: grouped when groups are given, stratified for classification when possible."""
     index = np.zeros(len(targets))
     if groups is not None and len(np.unique(groups)) >= 2:
-        splitter = GroupKFold(n_splits=min(INNER_FOLDS, len(np.unique(groups))), shuffle=True, random_state=seed)
-        return list(splitter.split(index, groups=groups))
+        folds = min(INNER_FOLDS, len(np.unique(groups)))
+        if task == "classify":  # keeps every class in the training side of each inner fold where possible
+            return list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(index, targets, groups))
+        return list(GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(index, groups=groups))
     if task == "classify":
         smallest = min(np.unique(targets, return_counts=True)[1])
         if smallest >= 2:
@@ -194,19 +199,31 @@ def fit_probe(
     elif task == "multilabel":
         targets = np.asarray(targets, dtype=np.int64)
         classes = list(classes) if classes is not None else list(range(targets.shape[1]))
-        constant = [c for c, column in zip(classes, targets.T) if column.min() == column.max()]
-        if constant:
-            raise ConfigError(f"labels {constant} are present on every sample or on none; drop them to fit a probe")
+        varying = targets.min(axis=0) != targets.max(axis=0)
+        if not varying.any():
+            raise ConfigError("every label is present on every sample or on none; a probe has nothing to learn")
+        if not varying.all():  # a rare label absent from one fold's training tiles: predict its constant prior
+            return _with_constant_labels(fit_probe(features, targets[:, varying], task, classes=list(np.flatnonzero(varying)),
+                                                   groups=groups, seed=seed, weights_hash=weights_hash),
+                                         targets, classes, varying)
     else:
         targets, classes = np.asarray(targets, dtype=np.float64), []
     head, parameter, grid, scoring = _search(task, seed)
     pipeline = Pipeline([("scale", StandardScaler()), ("head", head)])
-    search = GridSearchCV(pipeline, {parameter: grid}, scoring=scoring,
-                          cv=_inner_splits(targets, task, groups, seed), error_score=np.nan, refit=True)
-    with warnings.catch_warnings():
-        # inner folds that miss a class, or lbfgs stopping at max_iter on tiny C, are scored as they are
-        warnings.simplefilter("ignore", (ConvergenceWarning, UserWarning, RuntimeWarning))
-        search.fit(features, targets)
+    search = None
+    for inner_groups in (groups, None):  # grouped inner folds first; ungrouped if no grouped fold could be fitted
+        search = GridSearchCV(pipeline, {parameter: grid}, scoring=scoring,
+                              cv=_inner_splits(targets, task, inner_groups, seed), error_score=np.nan, refit=True)
+        try:
+            with warnings.catch_warnings():
+                # inner folds that miss a class, or lbfgs stopping at max_iter on tiny C, are scored as they are
+                warnings.simplefilter("ignore", (ConvergenceWarning, UserWarning, RuntimeWarning))
+                search.fit(features, targets)
+            break
+        except ValueError as exc:
+            if inner_groups is None:
+                raise ConfigError(f"no inner cross-validation fold could be fitted on {len(targets)} samples "
+                                  f"({str(exc).splitlines()[0]}); label more tiles") from None
     scaler = search.best_estimator_.named_steps["scale"]
     coef, intercept = _arrays(search.best_estimator_, task)
     if task == "classify" and len(classes) == 2:  # sklearn stores binary as one row for classes[1]
@@ -215,3 +232,15 @@ def fit_probe(
         task, classes, scaler.mean_.astype(np.float64), np.where(scaler.scale_ > 0, scaler.scale_, 1.0),
         coef, intercept, float(search.best_params_[parameter]), float(search.best_score_), weights_hash,
     )
+
+
+CONSTANT_LOGIT = 10.0  # sigmoid(10) = 0.99995: a label seen on every (or no) training sample
+
+
+def _with_constant_labels(fitted: ProbeModel, targets: np.ndarray, classes: list[Any], varying: np.ndarray) -> ProbeModel:
+    """``fitted`` (on the ``varying`` label columns) widened to all labels, constant ones at their prior."""
+    coef = np.zeros((len(classes), fitted.dimension))
+    intercept = np.where(targets[0] > 0, CONSTANT_LOGIT, -CONSTANT_LOGIT).astype(np.float64)
+    coef[varying], intercept[varying] = fitted.coef, fitted.intercept
+    return ProbeModel("multilabel", classes, fitted.mean, fitted.scale, coef, intercept, fitted.regularisation,
+                      fitted.inner_score, fitted.weights_hash)

@@ -2,7 +2,8 @@
 
 Neighbouring tiles look alike and share labels, so a random split puts near-copies of test tiles in
 the training set and overstates accuracy. A spatially blocked split cuts the plane into square
-blocks (``block_size`` metres, in the UTM zone of the labelled tiles' centre) and keeps every block
+blocks (``block_size`` metres on a Lambert azimuthal equal-area projection centred on the labelled
+tiles, so blocks have equal areas anywhere on Earth, poles included) and keeps every block
 whole in one fold; evaluation is then on places the probe has not seen. Blocks are also the
 bootstrap units of the confidence intervals (``metrics.py``).
 """
@@ -57,15 +58,23 @@ class Split:
         return f"{self.kind} ({units} values, {self.k} folds)"
 
 
+def _local_projection(footprints: gpd.GeoSeries) -> gpd.GeoSeries:
+    """Footprints on a Lambert azimuthal equal-area projection centred on their bounding box, in metres."""
+    lonlat = footprints.to_crs("OGC:CRS84")
+    west, south, east, north = lonlat.total_bounds
+    centre_lon = (west + east) / 2 if east - west <= 180 else 0.0
+    return lonlat.to_crs(f"+proj=laea +lat_0={(south + north) / 2} +lon_0={centre_lon} +datum=WGS84 +units=m")
+
+
 def spatial_blocks(footprints: gpd.GeoSeries, block_size_m: float) -> tuple[np.ndarray, float]:
-    """Block id of each footprint's centroid on a ``block_size_m`` grid in the local UTM zone.
+    """Block id of each footprint's centroid on a ``block_size_m`` grid of the local projection.
 
     The grid starts at the south-west corner of the footprints, so blocks of whole tiles line up with
     a regular tiling.
     """
     if block_size_m <= 0:
         raise ConfigError(f"--block-size must be positive, got {block_size_m:g} m")
-    projected = footprints.to_crs(footprints.estimate_utm_crs())
+    projected = _local_projection(footprints)
     corner = projected.total_bounds[:2]
     centres = projected.centroid
     cells = np.floor((np.column_stack([centres.x, centres.y]) - corner) / block_size_m).astype(np.int64)
@@ -74,7 +83,7 @@ def spatial_blocks(footprints: gpd.GeoSeries, block_size_m: float) -> tuple[np.n
 
 def default_block_size(footprints: gpd.GeoSeries) -> float:
     """``DEFAULT_BLOCK_TILES`` median tile widths, in metres."""
-    projected = footprints.to_crs(footprints.estimate_utm_crs())
+    projected = _local_projection(footprints)
     widths = projected.bounds["maxx"] - projected.bounds["minx"]
     return float(DEFAULT_BLOCK_TILES * np.median(widths))
 
