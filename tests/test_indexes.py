@@ -170,3 +170,20 @@ def test_large_allowed_sets_go_through_the_faiss_selector(store, monkeypatch):
     flt = SearchFilter(modality="sentinel2_l1c")
     _, positions = index.search_vectors(queries_near(vectors, 10), k=10, search_filter=flt)
     assert (positions >= 0).all() and set(positions.ravel().tolist()) <= set(index.allowed(flt).tolist())
+
+
+def test_single_queries_run_on_one_thread_and_restore_the_setting(monkeypatch):
+    import faiss
+
+    from indexes import faiss_index
+    from indexes.config import FlatConfig
+
+    index = faiss_index.create(FlatConfig(), 8)
+    index.add(np.eye(8, dtype=np.float32))
+    seen = []
+    real_search = index.search
+    monkeypatch.setattr(index, "search", lambda *a, **kw: (seen.append(faiss.omp_get_max_threads()), real_search(*a, **kw))[1])
+    faiss.omp_set_num_threads(2)
+    faiss_index.search(index, FlatConfig(), np.eye(8, dtype=np.float32)[:1], 3)
+    faiss_index.search(index, FlatConfig(), np.tile(np.eye(8, dtype=np.float32), (2, 1)), 3)
+    assert seen == [1, 2] and faiss.omp_get_max_threads() == 2
