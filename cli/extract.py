@@ -10,10 +10,10 @@ from rich.table import Table
 
 import ofa_embed
 from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
-from ofa_embed.extraction import DEFAULT_MIN_VALID, DEFAULT_MODEL
-from ofa_embed.model import list_models
+from ofa_embed.model.config import DEFAULT_MODEL, list_models
 from ofa_embed.modalities import MODALITIES
 from ofa_embed.sample import sample_scene
+from ofa_embed.tiling import DEFAULT_MIN_VALID
 
 
 def extract(

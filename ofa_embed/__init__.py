@@ -1,5 +1,10 @@
-"""ofa-embed: Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet."""
+"""ofa-embed: Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet.
 
+The public API is loaded on first use: ``import ofa_embed`` alone (and each CLI command) imports only
+what it needs, so SQL over a store never waits for torch.
+"""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -7,31 +12,23 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-from ofa_embed.corpus import curate  # noqa: E402
-from ofa_embed.extraction import ExtractReport, SceneReport, extract  # noqa: E402
-from ofa_embed.modalities import MODALITIES, get_modality  # noqa: E402
-from ofa_embed.scene import open_scene  # noqa: E402
+_API = {
+    "curate": "ofa_embed.corpus",
+    "extract": "ofa_embed.extraction", "ExtractReport": "ofa_embed.extraction", "SceneReport": "ofa_embed.extraction",
+    "MODALITIES": "ofa_embed.modalities", "get_modality": "ofa_embed.modalities",
+    "open_scene": "ofa_embed.scene",
+    "search": "ofa_embed.retrieval",
+    "sql": "ofa_embed.sqlview",
+    "probe": "ofa_embed.downstream", "knn": "ofa_embed.downstream",
+}
 
 __all__ = [
-    "__version__", "curate", "extract", "ExtractReport", "SceneReport", "open_scene", "search", "sql", "probe", "knn",
-    "MODALITIES",
-    "get_modality",
+    "__version__", "curate", "extract", "ExtractReport", "SceneReport", "MODALITIES", "get_modality", "open_scene",
+    "search", "sql", "probe", "knn",
 ]
 
 
 def __getattr__(name: str) -> object:
-    # search and sql build on the top-level `indexes` package, which itself imports ofa_embed modules:
-    # loading them on first use keeps `import indexes` and `import ofa_embed` free of import cycles
-    if name == "search":
-        from ofa_embed.retrieval import search
-
-        return search
-    if name in ("probe", "knn"):
-        from ofa_embed import downstream
-
-        return getattr(downstream, name)
-    if name == "sql":
-        from ofa_embed.sqlview import sql
-
-        return sql
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
     raise AttributeError(f"module 'ofa_embed' has no attribute {name!r}")

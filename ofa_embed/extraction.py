@@ -28,14 +28,13 @@ from ofa_embed.errors import ModalityError, StoreError, TilingError
 from ofa_embed.scene import Scene, open_scene
 from ofa_embed.store import TileRecords, scene_path, write_scene
 from ofa_embed.tile_reader import TilePlan, plan_tiles, prefetched, read_tile_batches
-from ofa_embed.tiling import TileWindow, footprints
+from ofa_embed.model.config import DEFAULT_MODEL
+from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
 
-__all__ = ["extract", "ExtractReport", "SceneReport", "load_weights", "DEFAULT_MODEL"]
+__all__ = ["extract", "ExtractReport", "SceneReport", "load_weights", "DEFAULT_MODEL", "DEFAULT_MIN_VALID"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "ofa_tiny"
-DEFAULT_MIN_VALID = 0.5
 PACKAGED_WEIGHTS = Path(__file__).parent / "data" / f"{DEFAULT_MODEL}.safetensors"
 
 SceneInput = str | Path | Sequence[str | Path]

@@ -34,41 +34,9 @@ from ofa_embed.corpus import load_manifest
 from ofa_embed.errors import ConfigError, StoreError
 from ofa_embed.model import create_model
 from ofa_embed.model.mae import OFAMAE
+from ofa_embed.pretrain_config import PretrainConfig
 
 __all__ = ["PretrainConfig", "PretrainReport", "pretrain", "CorpusSampler"]
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Pre-training hyper-parameters (defaults scaled for a CPU run of ``ofa_tiny``).
-
-    Attributes:
-        model: backbone size (``ofa_tiny`` ...).
-        steps: optimiser steps in total.
-        batch_size: tiles per step (per rank).
-        lr: peak learning rate (AdamW).
-        weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up steps before cosine decay.
-        mask_ratio: fraction of patches masked.
-        crop: random crop edge in pixels (multiple of the patch size, <= corpus tile size).
-        sampling: ``proportional`` (to tiles per modality) or ``balanced`` (uniform over modalities).
-        seed: seed of initialisation, sampling and masking.
-        checkpoint_every: steps between ``state.pt`` writes.
-        bf16: autocast to bfloat16 on CPU too (always on CUDA).
-    """
-
-    model: str = "ofa_tiny"
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 1.5e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    mask_ratio: float = 0.75
-    crop: int = 96
-    sampling: str = "proportional"
-    seed: int = 0
-    checkpoint_every: int = 500
-    bf16: bool = False
 
 
 @dataclass

@@ -14,7 +14,6 @@ from indexes.filters import SearchFilter
 from indexes.vectors import embedding_matrix
 from ofa_embed.duck import connect
 from ofa_embed.errors import QueryError
-from ofa_embed.query import embed_file, store_model
 from ofa_embed.store import store_files
 
 __all__ = ["search", "QueryError"]
@@ -74,6 +73,8 @@ def search(
     store = Path(store)
     index = indexes.open(store)
     if like is not None:
+        from ofa_embed.query import embed_file, store_model  # torch loads only to embed a query tile
+
         vector = embed_file(like, store_model(store, weights), modality=query_modality, bands=query_bands)
     elif like_id is not None:
         vector = _stored_embedding(store, "id = ?", [like_id], "id", f"no tile with id {like_id!r}")

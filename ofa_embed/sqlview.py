@@ -20,7 +20,6 @@ import pandas as pd
 
 from ofa_embed.duck import connect
 from ofa_embed.errors import SQLError
-from ofa_embed.query import embed_file, store_model
 from ofa_embed.store import describe_store
 
 __all__ = ["sql", "connect_store", "SQLError"]
@@ -44,6 +43,8 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
 
     @functools.lru_cache(maxsize=256)
     def cached(path: str, stamp: int) -> list[float]:
+        from ofa_embed.query import embed_file, store_model  # torch loads only when a query embeds a tile
+
         return embed_file(path, store_model(store, weights)).tolist()
 
     def embed(path: str) -> list[float]:

@@ -19,6 +19,8 @@ from rasterio.crs import CRS
 
 from ofa_embed.errors import TilingError
 
+DEFAULT_MIN_VALID = 0.5  # tiles with a smaller fraction of valid (not nodata) pixels are skipped
+
 __all__ = ["TileWindow", "tile_windows", "footprints", "validate_tiling"]
 
 

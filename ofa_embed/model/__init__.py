@@ -1,32 +1,18 @@
-"""Backbone models: configs, the OFA-Net architecture and its factory."""
+"""Backbone models: configs, the OFA-Net architecture and its factory.
+
+The configs load without torch; ``OFANet`` and ``create_model`` import torch and timm on first use.
+"""
 
 from __future__ import annotations
 
-import torch
+from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig, list_models
 
-from ofa_embed.model.ofa import CONFIGS, OFAConfig, OFANet
-
-__all__ = ["CONFIGS", "OFAConfig", "OFANet", "create_model", "list_models"]
+__all__ = ["CONFIGS", "DEFAULT_MODEL", "OFAConfig", "OFANet", "create_model", "list_models"]
 
 
-def list_models() -> list[str]:
-    return list(CONFIGS)
+def __getattr__(name: str) -> object:
+    if name in ("OFANet", "create_model"):
+        from ofa_embed.model import ofa
 
-
-def create_model(config: str | OFAConfig = "ofa_tiny", *, seed: int = 0) -> OFANet:
-    """Build a randomly initialised backbone, deterministically for a given ``seed``.
-
-    Args:
-        config: a size name from :data:`CONFIGS` or a full :class:`OFAConfig`.
-        seed: seed of the initialisation; the global RNG state is left untouched.
-
-    Raises:
-        KeyError: unknown size name.
-    """
-    if isinstance(config, str):
-        if config not in CONFIGS:
-            raise KeyError(f"unknown model {config!r}; choose one of {', '.join(CONFIGS)}")
-        config = CONFIGS[config]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return OFANet(config)
+        return getattr(ofa, name)
+    raise AttributeError(f"module 'ofa_embed.model' has no attribute {name!r}")

@@ -12,57 +12,14 @@ The model knows nothing about files: it takes normalised tensors and a modality 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from ofa_embed.model.config import CONFIGS, OFAConfig
 from ofa_embed.model.layers import PatchEmbed, sincos_pos_embed_2d
-from ofa_embed.modalities import MODALITIES
 
-CONFIG_VERSION = 1
-
-
-def _registered_in_chans() -> dict[str, int]:
-    return {name: m.num_bands for name, m in MODALITIES.items()}
-
-
-@dataclass(frozen=True)
-class OFAConfig:
-    """Architecture of an OFA backbone; serialised as JSON next to its weights.
-
-    Attributes:
-        name: size name (``ofa_tiny``, ``ofa_small``, ``ofa_base``, ``ofa_test``).
-        embed_dim: token width D (= embedding dimension).
-        depth: number of shared Transformer blocks.
-        num_heads: attention heads per block.
-        mlp_ratio: hidden width of each block's MLP relative to D.
-        patch_size: patch edge in pixels; tile edges must be multiples of it.
-        in_chans: band count per modality, one patch embedding each.
-        config_version: schema version of this dataclass, bumped on incompatible changes.
-    """
-
-    name: str
-    embed_dim: int
-    depth: int
-    num_heads: int
-    mlp_ratio: float = 4.0
-    patch_size: int = 16
-    in_chans: dict[str, int] = field(default_factory=_registered_in_chans)
-    config_version: int = CONFIG_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OFAConfig:
-        version = int(data.get("config_version", CONFIG_VERSION))
-        if version > CONFIG_VERSION:
-            raise ValueError(f"model config version {version} is newer than this ofa-embed ({CONFIG_VERSION})")
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+__all__ = ["CONFIGS", "OFAConfig", "OFANet", "create_model"]
 
 
 class OFANet(nn.Module):
@@ -149,12 +106,20 @@ class OFANet(nn.Module):
         return self.pool(self.forward_features(x, modality))
 
 
-# --- sizes --------------------------------------------------------------------------------------------
-CONFIGS: dict[str, OFAConfig] = {
-    # a few hundred thousand parameters: unit tests only
-    "ofa_test": OFAConfig("ofa_test", embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0),
-    # ViT-Ti width, half depth: the CPU default
-    "ofa_tiny": OFAConfig("ofa_tiny", embed_dim=192, depth=6, num_heads=3),
-    "ofa_small": OFAConfig("ofa_small", embed_dim=384, depth=12, num_heads=6),
-    "ofa_base": OFAConfig("ofa_base", embed_dim=768, depth=12, num_heads=12),
-}
+def create_model(config: str | OFAConfig = "ofa_tiny", *, seed: int = 0) -> OFANet:
+    """Build a randomly initialised backbone, deterministically for a given ``seed``.
+
+    Args:
+        config: a size name from :data:`CONFIGS` or a full :class:`OFAConfig`.
+        seed: seed of the initialisation; the global RNG state is left untouched.
+
+    Raises:
+        KeyError: unknown size name.
+    """
+    if isinstance(config, str):
+        if config not in CONFIGS:
+            raise KeyError(f"unknown model {config!r}; choose one of {', '.join(CONFIGS)}")
+        config = CONFIGS[config]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return OFANet(config)

@@ -1,0 +1,73 @@
+"""Backbone configurations: a dataclass per architecture and the named sizes (no torch needed).
+
+Kept apart from the model code so that the CLI and the store metadata can name and describe models
+without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ofa_embed.modalities import MODALITIES
+
+__all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "OFAConfig", "list_models"]
+
+CONFIG_VERSION = 1
+
+
+def _registered_in_chans() -> dict[str, int]:
+    return {name: m.num_bands for name, m in MODALITIES.items()}
+
+
+@dataclass(frozen=True)
+class OFAConfig:
+    """Architecture of an OFA backbone; serialised as JSON next to its weights.
+
+    Attributes:
+        name: size name (``ofa_tiny``, ``ofa_small``, ``ofa_base``, ``ofa_test``).
+        embed_dim: token width D (= embedding dimension).
+        depth: number of shared Transformer blocks.
+        num_heads: attention heads per block.
+        mlp_ratio: hidden width of each block's MLP relative to D.
+        patch_size: patch edge in pixels; tile edges must be multiples of it.
+        in_chans: band count per modality, one patch embedding each.
+        config_version: schema version of this dataclass, bumped on incompatible changes.
+    """
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    in_chans: dict[str, int] = field(default_factory=_registered_in_chans)
+    config_version: int = CONFIG_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OFAConfig:
+        version = int(data.get("config_version", CONFIG_VERSION))
+        if version > CONFIG_VERSION:
+            raise ValueError(f"model config version {version} is newer than this ofa-embed ({CONFIG_VERSION})")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+# --- sizes --------------------------------------------------------------------------------------------
+CONFIGS: dict[str, OFAConfig] = {
+    # a few hundred thousand parameters: unit tests only
+    "ofa_test": OFAConfig("ofa_test", embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0),
+    # ViT-Ti width, half depth: the CPU default
+    "ofa_tiny": OFAConfig("ofa_tiny", embed_dim=192, depth=6, num_heads=3),
+    "ofa_small": OFAConfig("ofa_small", embed_dim=384, depth=12, num_heads=6),
+    "ofa_base": OFAConfig("ofa_base", embed_dim=768, depth=12, num_heads=12),
+}
+
+DEFAULT_MODEL = "ofa_tiny"
+
+
+def list_models() -> list[str]:
+    return list(CONFIGS)
