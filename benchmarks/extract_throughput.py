@@ -22,7 +22,8 @@ What is measured, and how:
    set size is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` read by a minimal launcher process once the
    child has exited (target < 1.5 GiB; see ``_LAUNCHER`` for why not in this process). The child's
    single run also gives a tile count and tiles/s (including model set-up). For scale, the peak RSS of
-   a child that only imports ``ofa_embed`` is measured the same way, and so is the ``ofa-embed extract``
+   a child that only imports ``ofa_embed.extraction`` (torch, timm, rasterio, pyarrow: what extraction
+   loads before reading a pixel) is measured the same way, and so is the ``ofa-embed extract``
    command on the same scene (``python -m cli.main extract``: the CLI's imports included).
 
 ``extract`` uses the shipped ofa_tiny checkpoint (the random init of the same size costs the same);
@@ -202,8 +203,8 @@ def cli_peak_rss(scene: Path, batch_size: int) -> float:
 
 
 def import_peak_rss() -> float:
-    """Peak RSS in GiB of a Python process that only imports ``ofa_embed`` (torch, rasterio, pyarrow...)."""
-    return child_peak_rss([sys.executable, "-c", "import ofa_embed"])[1]
+    """Peak RSS in GiB of a Python process that only imports what extraction needs (torch, timm, rasterio...)."""
+    return child_peak_rss([sys.executable, "-c", "import ofa_embed.extraction"])[1]
 
 
 def _file_formats(folder: Path) -> str:
@@ -276,7 +277,7 @@ def main() -> None:
     _row("cores / torch threads", f"{os.cpu_count()} / {torch.get_num_threads()}")
     if args.skip_memory:
         return
-    _row("peak RSS, import ofa_embed only", f"{import_peak_rss():8.2f} GiB", "", "child process, for scale")
+    _row("peak RSS, import ofa_embed.extraction", f"{import_peak_rss():8.2f} GiB", "", "child process, for scale")
     big = synthetic_scene(args.memory_size)
     big_tiles, seconds, peak_gib = peak_memory(big, args.batch_size, args.device)
     _row(
