@@ -35,6 +35,7 @@ INDEX_FILE = "index.faiss"
 # filters admitting at most this many rows are ranked exactly (see faiss_index.search_subset)
 EXACT_SUBSET_MAX_ROWS = 100_000
 ALLOWED_CACHE_SIZE = 16
+OPENED_CACHE_SIZE = 2  # opened indexes kept per process (an HNSW index of 1M vectors holds ~1 GB)
 RESULT_COLUMNS = ["id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry"]
 
 
@@ -233,8 +234,15 @@ class StoreIndex:
         return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84")
 
 
+_opened: dict[Path, tuple[tuple[object, ...], StoreIndex]] = {}
+
+
 def open_index(store: str | Path) -> StoreIndex:
     """Open the index of a store after checking that it matches the store exactly.
+
+    The freshness check runs on every call; the loaded index (and its cached filters) is reused while
+    neither the store's files nor the index file have changed, so a loop of ``ofa_embed.search``
+    calls loads a large index once.
 
     Raises:
         StoreError: missing or empty store.
@@ -244,13 +252,23 @@ def open_index(store: str | Path) -> StoreIndex:
     described = describe_store(store)
     manifest = read_manifest(store)
     check_fresh(store, manifest, described)
+    stat = (index_dir(store) / INDEX_FILE).stat()
+    key = (stat.st_mtime_ns, stat.st_size, tuple(f.fingerprint for f in described))
+    cached = _opened.get(store.resolve())
+    if cached is not None and cached[0] == key:
+        return cached[1]
     try:
         index = faiss_index.load(index_dir(store) / INDEX_FILE)
     except RuntimeError as exc:
         raise IndexStateError(f"{store}: index file unreadable ({str(exc).splitlines()[0]}); rebuild it") from None
     if index.ntotal != manifest.rows:
         raise IndexStateError(f"{store}: index holds {index.ntotal} vectors, manifest {manifest.rows}; rebuild it")
-    return StoreIndex(store, manifest, faiss_index.on_gpu(index))
+    opened = StoreIndex(store, manifest, faiss_index.on_gpu(index))
+    _opened.pop(store.resolve(), None)
+    if len(_opened) >= OPENED_CACHE_SIZE:
+        _opened.pop(next(iter(_opened)))
+    _opened[store.resolve()] = (key, opened)
+    return opened
 
 
 __all__ = ["BuildReport", "StoreIndex", "build", "update", "open_index"]

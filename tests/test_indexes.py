@@ -112,12 +112,16 @@ def test_ivfpq_recall_at_10_against_exact(tmp_path):
 def test_new_scene_makes_the_index_stale_until_update(store):
     write_vector_store(store, SCENES)
     indexes.build(store, "hnsw")
+    before = indexes.open(store)
+    assert indexes.open(store) is before  # unchanged store and index: the loaded index is reused
     write_vector_store(store, [("d_new", 100, 40.0, None, "sentinel2_l1c")], seed=9)
     with pytest.raises(IndexStateError, match="1 scene file.*not indexed.*--update"):
         indexes.open(store)
     report = indexes.update(store)
     assert report.added == 100 and report.rows == 1900
-    frame = indexes.open(store).search(np.ones(32), k=3, search_filter=SearchFilter(scene="d_new"))
+    after = indexes.open(store)
+    assert after is not before and after.index.ntotal == 1900
+    frame = after.search(np.ones(32), k=3, search_filter=SearchFilter(scene="d_new"))
     assert set(frame.scene) == {"d_new"}
 
 
