@@ -97,7 +97,9 @@ def search(
     """
     params = search_parameters(index, config, allowed, **knobs)
     with _threads_for(len(queries)):
-        return index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        similarities, positions = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+    similarities[positions < 0] = -np.inf  # faiss pads with -FLT_MAX; every path here pads with -inf
+    return similarities, positions
 
 
 # Below this many queries a search runs on one OpenMP thread: a single query is too small to share,

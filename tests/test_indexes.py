@@ -191,3 +191,14 @@ def test_single_queries_run_on_one_thread_and_restore_the_setting(monkeypatch):
     faiss_index.search(index, FlatConfig(), np.eye(8, dtype=np.float32)[:1], 3)
     faiss_index.search(index, FlatConfig(), np.tile(np.eye(8, dtype=np.float32), (2, 1)), 3)
     assert seen == [1, 2] and faiss.omp_get_max_threads() == 2
+
+
+def test_missing_results_are_padded_with_minus_one_and_minus_infinity():
+    from indexes import faiss_index
+    from indexes.config import FlatConfig
+
+    index = faiss_index.create(FlatConfig(), 4)
+    index.add(np.eye(4, dtype=np.float32)[:3])
+    similarities, positions = faiss_index.search(index, FlatConfig(), np.eye(4, dtype=np.float32)[:1], 5)
+    assert positions[0].tolist()[3:] == [-1, -1] and np.isneginf(similarities[0, 3:]).all()
+    assert similarities[0, 0] == pytest.approx(1.0)
