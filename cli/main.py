@@ -13,6 +13,7 @@ from cli.curate import curate
 from cli.extract import extract
 from cli.index import index
 from cli.knn import knn
+from cli.predict import predict
 from cli.pretrain import pretrain
 from cli.probe import probe
 from cli.search import search
@@ -37,7 +38,7 @@ def main(
     """Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet."""
 
 
-for command in (extract, index, search, sql, probe, knn, curate, pretrain):
+for command in (extract, index, search, sql, probe, knn, predict, curate, pretrain):
     app.command()(command)
 
 app.add_typer(benchmark_app, name="benchmark")

@@ -19,12 +19,12 @@ _API = {
     "open_scene": "ofa_embed.scene",
     "search": "ofa_embed.retrieval",
     "sql": "ofa_embed.sqlview",
-    "probe": "ofa_embed.downstream", "knn": "ofa_embed.downstream",
+    "probe": "ofa_embed.downstream", "knn": "ofa_embed.downstream", "predict": "ofa_embed.downstream",
 }
 
 __all__ = [
     "__version__", "curate", "extract", "ExtractReport", "SceneReport", "MODALITIES", "get_modality", "open_scene",
-    "search", "sql", "probe", "knn",
+    "search", "sql", "probe", "knn", "predict",
 ]
 
 

@@ -292,3 +292,18 @@ def test_average_precision_matches_sklearn_with_ties_and_weights():
     weights = rng.integers(0, 4, 300).astype(float)
     expected = [average_precision_score(truth[:, j], scores[:, j], sample_weight=weights) for j in range(5)]
     np.testing.assert_allclose(average_precision(truth, scores, weights), expected, atol=1e-12)
+
+
+def test_a_saved_probe_predicts_another_store_of_the_same_model(store, point_labels, tmp_path):
+    probe_file = tmp_path / "probe.json"
+    ofa_embed.probe(store, point_labels, "cover", n_boot=0, save=probe_file)
+    result = run("predict", store, "--probe", probe_file, "--out", tmp_path / "again.parquet", "-q")
+    assert result.exit_code == 0, result.output
+    frame = gpd.read_parquet(tmp_path / "again.parquet")
+    assert len(frame) == 100 and frame["label"].isna().all() and set(frame["prediction"]) <= {"land", "water"}
+
+    other = json.loads(probe_file.read_text()) | {"weights_hash": "0123456789abcdef"}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    result = run("predict", store, "--probe", tmp_path / "other.json", "--out", tmp_path / "no.parquet", "-q")
+    assert result.exit_code == 1 and "fitted on embeddings of weights 0123456789abcdef" in result.output
+    assert not (tmp_path / "no.parquet").exists()

@@ -38,7 +38,7 @@ from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError, StoreError
 from ofa_embed.store import describe_store, embedding_matrix, read_embeddings, read_tiles
 
-__all__ = ["DownstreamReport", "probe", "knn", "predict_store"]
+__all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
 
 logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[str, int, int], None]
@@ -309,3 +309,21 @@ def knn(
     everything = np.arange(len(join.targets))
     return _finish(prepared, report, _knn_predictor(search, everything, join.targets, join.positions, task, join.classes, k),
                    predict, plot, on_progress)
+
+
+def predict(store: str | Path, probe_file: str | Path, out: str | Path,
+            on_progress: ProgressCallback | None = None) -> gpd.GeoDataFrame:
+    """Apply a saved probe (``probe --save``) to every tile of a store; write GeoParquet to ``out``.
+
+    Raises:
+        StoreError: unreadable probe file or store.
+        ConfigError: the probe was fitted on embeddings of other weights than the store's.
+    """
+    model = ProbeModel.load(probe_file)
+    described = describe_store(store)
+    if model.weights_hash and model.weights_hash != described[0].weights_hash:
+        raise ConfigError(f"{probe_file}: fitted on embeddings of weights {model.weights_hash}, but {store} holds "
+                          f"weights {described[0].weights_hash}; extract the store with the same model")
+    if model.dimension != described[0].dimension:
+        raise ConfigError(f"{probe_file}: expects {model.dimension}-dimensional embeddings, {store} has {described[0].dimension}")
+    return predict_store(store, _probe_predictor(model), model.task, model.classes, out, on_progress=on_progress)

@@ -1,0 +1,25 @@
+"""``ofa-embed predict``: apply a saved probe to every tile of a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import ofa_embed
+from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+
+
+def predict(
+    store: Annotated[Path, typer.Argument(help="Store directory (from ofa-embed extract).")],
+    probe: Annotated[Path, typer.Option("--probe", help="Probe saved by ofa-embed probe --save (JSON).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="GeoParquet file of predictions, one row per tile.")],
+    quiet: Quiet = False,
+) -> None:
+    """Predict every tile of a store with a saved linear probe (same model's embeddings only)."""
+    setup_logging(quiet)
+    with errors_to_exit(), progress_bar(quiet, "files") as on_progress:
+        frame = ofa_embed.predict(store, probe, out, on_progress=on_progress)
+    if not quiet:
+        stdout.print(f"wrote {out}: {len(frame):,} tiles")
