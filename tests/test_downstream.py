@@ -256,6 +256,7 @@ def test_fold_assignment_needs_enough_groups():
     ("single.gpkg", [], "at least two classes"),
     ("points.gpkg", ["--folds", "200"], "fewer than --folds 200"),
     ("nocrs.shp", [], "have no CRS"),
+    ("points.gpkg", ["--predict", "/nonexistent-dir/pred.parquet"], "cannot write"),
 ])
 def test_bad_labels_give_one_line_and_exit_1(store, point_labels, tmp_path, labels, extra, message):
     good = gpd.read_file(point_labels)

@@ -15,7 +15,6 @@ Both follow the same protocol:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,8 @@ from ofa_embed.downstream.metrics import Evaluation, evaluate
 from ofa_embed.downstream.plots import draw
 from ofa_embed.downstream.probe import ProbeModel, fit_probe
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
-from ofa_embed.errors import ConfigError, IndexStateError, LabelError, StoreError
+from ofa_embed.errors import ConfigError, IndexStateError, LabelError
+from ofa_embed.output import atomic_target
 from ofa_embed.store import describe_store, embedding_matrix, read_embeddings, read_tiles
 
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
@@ -215,18 +215,9 @@ def predict_store(store: str | Path, predictor: Predictor, task: str, classes: l
     frame["label"] = [labelled.get(i) for i in frame["id"]]
     frame = frame[[c for c in frame.columns if c != "geometry"] + ["geometry"]]
     if out is not None:
-        _write_geoparquet(frame, Path(out))
+        with atomic_target(Path(out), (OSError, pa.ArrowException)) as tmp:
+            frame.to_parquet(tmp, index=False, schema_version="1.1.0")
     return frame
-
-
-def _write_geoparquet(frame: gpd.GeoDataFrame, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False, schema_version="1.1.0")
-        tmp.replace(out)
-    except (OSError, pa.ArrowException) as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"{out}: cannot write ({exc.strerror or exc})") from None
 
 
 def _finish(prepared: _Prepared, report: DownstreamReport, predictor: Predictor, predict: str | Path | None,

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ofa_embed.errors import StoreError  # noqa: E402
+from ofa_embed.output import atomic_target  # noqa: E402
 
 if TYPE_CHECKING:
     from ofa_embed.downstream.experiment import DownstreamReport
@@ -88,9 +89,8 @@ def draw(report: DownstreamReport, predictions: gpd.GeoDataFrame, directory: Pat
         painter(report, ax)
         figure.tight_layout()
         path = directory / f"{name}.png"
-        tmp = directory / f".{name}.png.tmp"
-        figure.savefig(tmp, format="png")
+        with atomic_target(path) as tmp:
+            figure.savefig(tmp, format="png")
         plt.close(figure)
-        tmp.replace(path)
         written.append(path)
     return written

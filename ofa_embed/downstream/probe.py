@@ -16,7 +16,6 @@ numpy and saves as JSON, so a saved probe is readable anywhere and loading it ru
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ofa_embed.downstream.metrics import TASKS
 from ofa_embed.errors import ConfigError, StoreError
+from ofa_embed.output import atomic_target
 
 __all__ = ["PROBE_FORMAT", "ProbeModel", "fit_probe"]
 
@@ -111,13 +111,8 @@ class ProbeModel:
             "intercept": self.intercept.tolist(), "regularisation": self.regularisation,
             "inner_score": self.inner_score, "weights_hash": self.weights_hash, "extra": self.extra,
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_target(path) as tmp:
             tmp.write_text(json.dumps(payload))
-            tmp.replace(path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from None
         return path
 
     @classmethod
