@@ -41,23 +41,28 @@ def geobench(
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        stdout.print(_table(report))
+        for table in _tables(report):
+            stdout.print(table)
 
 
-def _table(report: GeoBenchReport) -> Table:
+def _tables(report: GeoBenchReport) -> list[Table]:
+    """The paper's layout: one table per family (classification, segmentation), tasks as columns, models as
+    rows (this backbone with its 95 % interval, then the published reference)."""
     from ofa_embed.downstream.geobench import REFERENCE_SOURCE
 
     weights = f"{report.model} {report.weights_hash}" + ("" if report.pretrained else ", random init")
-    table = Table(title=f"GEO-Bench v1.0: frozen backbone ({weights}) + linear probe",
-                  caption=f"[95% bootstrap interval over test samples]; reference: {REFERENCE_SOURCE}")
-    table.add_column("task", no_wrap=True)
-    table.add_column("metric", no_wrap=True)
-    table.add_column("ofa-embed [95%]", justify="right", no_wrap=True)
-    table.add_column("DOFA-Base RGB", justify="right")
-    table.add_column("train", justify="right")
-    table.add_column("test", justify="right")
-    for row in report.rows:
-        interval = f" [{row.low:.3f}, {row.high:.3f}]" if report.n_boot else ""
-        reference = f"{row.reference:.3f}" if row.reference is not None else "-"
-        table.add_row(row.task, row.metric, f"{row.value:.3f}{interval}", reference, str(row.n_train), str(row.n_test))
-    return table
+    tables = []
+    for family, kinds in (("classification", ("classify", "multilabel")), ("segmentation", ("segment",))):
+        rows = [row for row in report.rows if row.kind in kinds]
+        if not rows:
+            continue
+        table = Table(title=f"GEO-Bench v1.0 {family}: frozen backbone + linear probe",
+                      caption=f"[95% bootstrap interval over test samples]; reference: {REFERENCE_SOURCE}")
+        table.add_column("model", no_wrap=True)
+        for row in rows:
+            table.add_column(f"{row.task}\n{row.metric}\n(train {row.n_train}, test {row.n_test})", justify="right")
+        interval = (lambda r: f"\n[{r.low:.3f}, {r.high:.3f}]") if report.n_boot else (lambda r: "")
+        table.add_row(f"ofa-embed ({weights})", *(f"{r.value:.3f}{interval(r)}" for r in rows))
+        table.add_row("DOFA-Base RGB", *(f"{r.reference:.3f}" if r.reference is not None else "-" for r in rows))
+        tables.append(table)
+    return tables
