@@ -14,12 +14,12 @@ ever appended (``--update``), so existing ids never move.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from indexes.config import METRIC, IndexConfig, config_from_dict, config_to_dict
+from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import IndexStateError
 from ofa_embed.store import StoreFile
 
@@ -76,10 +76,8 @@ def index_dir(store: Path) -> Path:
 
 
 def write_manifest(store: Path, manifest: Manifest) -> None:
-    target = index_dir(store) / "manifest.json"
-    tmp = target.with_name(f".manifest.{os.getpid()}.tmp")
-    tmp.write_text(manifest.to_json())
-    tmp.replace(target)
+    with atomic_target(index_dir(store) / "manifest.json") as tmp:
+        tmp.write_text(manifest.to_json())
 
 
 def read_manifest(store: Path) -> Manifest:

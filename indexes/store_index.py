@@ -8,7 +8,6 @@ files are replaced atomically.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from indexes.config import IndexConfig, IVFPQConfig, make_config
 from indexes.filters import FilterTable, SearchFilter
 from indexes.manifest import Manifest, check_fresh, index_dir, read_manifest, write_manifest
 from indexes.vectors import iter_blocks, l2_normalise, strided_sample
+from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import IndexStateError
 from ofa_embed.store import StoreFile, describe_store
 
@@ -65,9 +65,8 @@ def _add(index: faiss.Index, files: list[StoreFile], on_progress: ProgressCallba
 def _write(store: Path, index: faiss.Index, manifest: Manifest) -> None:
     folder = index_dir(store)
     folder.mkdir(exist_ok=True)
-    tmp = folder / f".{INDEX_FILE}.{os.getpid()}.tmp"
-    faiss_index.save(index, tmp)
-    tmp.replace(folder / INDEX_FILE)
+    with atomic_target(folder / INDEX_FILE) as tmp:
+        faiss_index.save(index, tmp)
     write_manifest(store, manifest)
 
 

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import WeightsError
 from ofa_embed.model import OFAConfig, OFANet, create_model
 
@@ -67,9 +68,8 @@ def save_checkpoint(
         "config": json.dumps(model.config.to_dict()),
         "source": source,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return weights_hash(state)
 
 

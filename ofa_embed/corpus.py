@@ -20,7 +20,6 @@ scenes that need different options (``--bands``, ``--modality``) are added by se
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError, TilingError
 from ofa_embed.scene import open_scene
 from ofa_embed.tile_reader import plan_tiles, prefetched, read_tile_batches
@@ -84,10 +84,8 @@ class _ShardWriter:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"shard-{self.index:05d}.npy"
-        tmp = self.folder / f".{name}.{os.getpid()}.tmp"
-        with tmp.open("wb") as handle:
+        with atomic_target(self.folder / name) as tmp, tmp.open("wb") as handle:
             np.save(handle, self.buffer[: self.count])
-        tmp.replace(self.folder / name)
         self.written.append({"file": f"{self.folder.name}/{name}", "tiles": self.count})
         self.index += 1
         self.count = 0
@@ -187,9 +185,8 @@ def curate(
             stats[name] = {"bands": list(scene.modality.band_names), **moments.to_dict()}
             report.added[scene.name], report.skipped[scene.name] = kept, skipped
         for path, payload in ((stats_path, stats), (corpus / "manifest.json", manifest)):
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(json.dumps(payload, indent=1))
-            tmp.replace(path)
+            with atomic_target(path) as tmp:
+                tmp.write_text(json.dumps(payload, indent=1))
     finally:
         for scene in opened:
             scene.close()

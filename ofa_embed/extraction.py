@@ -25,10 +25,10 @@ import torch
 from ofa_embed import __version__
 from ofa_embed.checkpoint import LoadedModel, load_checkpoint, random_init
 from ofa_embed.errors import ModalityError, StoreError, TilingError
+from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.scene import Scene, open_scene
 from ofa_embed.store import TileRecords, scene_path, write_scene
 from ofa_embed.tile_reader import TilePlan, plan_tiles, prefetched, read_tile_batches
-from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
 
 __all__ = ["extract", "ExtractReport", "SceneReport", "load_weights", "DEFAULT_MODEL", "DEFAULT_MIN_VALID"]

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import io
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
-from ofa_embed.errors import StoreError
+from ofa_embed.atomic import atomic_target
 
 FORMATS = ("table", "csv", "json", "geojson", "parquet")
 
@@ -46,21 +43,3 @@ def write(frame: pd.DataFrame, fmt: str, out: str | Path | None) -> None:
         return
     with atomic_target(Path(out)) as tmp:
         tmp.write_bytes(payload)
-
-
-@contextmanager
-def atomic_target(target: Path, errors: tuple[type[BaseException], ...] = (OSError,)) -> Iterator[Path]:
-    """A temporary path beside ``target`` to write to; renamed onto ``target`` when the block completes,
-    removed when it fails, so a reader never sees a half-written file.
-
-    Raises:
-        StoreError: writing raised one of ``errors`` (one line naming ``target``).
-    """
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        tmp.replace(target)
-    except errors as exc:
-        raise StoreError(f"{target}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)

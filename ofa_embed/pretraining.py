@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ofa_embed.atomic import atomic_target
 from ofa_embed.checkpoint import save_checkpoint
 from ofa_embed.corpus import load_manifest
 from ofa_embed.errors import ConfigError, StoreError
@@ -239,16 +240,13 @@ def pretrain(
 
 def _save_state(path: Path, mae: OFAMAE, optimizer: torch.optim.Optimizer, scheduler: object,
                 sampler: CorpusSampler, step: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": mae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "sampler": sampler.state(), "torch_rng": torch.get_rng_state(), "step": step}, tmp)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        torch.save({"model": mae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "sampler": sampler.state(), "torch_rng": torch.get_rng_state(), "step": step}, tmp)
 
 
 def _write_log(rows: list[dict[str, str]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic_target(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)

@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS as ProjCRS
 
+from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError
 
 if TYPE_CHECKING:
@@ -206,13 +207,8 @@ def write_scene(
     }
     table = table.replace_schema_metadata(file_metadata)
     target = scene_path(store, scene)
-    tmp = store / f".{target.name}.{os.getpid()}.tmp"
-    try:
+    with atomic_target(target) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True)
-        tmp.replace(target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"{target}: cannot write ({exc.strerror or exc})") from None
     return target
 
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import shapely
 
 from indexes.store_index import open_index
+from ofa_embed.atomic import atomic_target
 from ofa_embed.downstream.knn import NeighbourSearch, flat_search, knn_vote, store_search
 from ofa_embed.downstream.labels import LabelJoin, join_labels, read_labels
 from ofa_embed.downstream.metrics import Evaluation, evaluate
@@ -35,7 +36,6 @@ from ofa_embed.downstream.plots import draw
 from ofa_embed.downstream.probe import ProbeModel, fit_probe
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError
-from ofa_embed.output import atomic_target
 from ofa_embed.store import describe_store, embedding_matrix, read_embeddings, read_tiles
 
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]

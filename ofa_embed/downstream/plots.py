@@ -13,8 +13,8 @@ matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ofa_embed.atomic import atomic_target  # noqa: E402
 from ofa_embed.errors import StoreError  # noqa: E402
-from ofa_embed.output import atomic_target  # noqa: E402
 
 if TYPE_CHECKING:
     from ofa_embed.downstream.experiment import DownstreamReport

@@ -31,9 +31,9 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ofa_embed.atomic import atomic_target
 from ofa_embed.downstream.metrics import TASKS
 from ofa_embed.errors import ConfigError, StoreError
-from ofa_embed.output import atomic_target
 
 __all__ = ["PROBE_FORMAT", "ProbeModel", "fit_probe"]
 
