@@ -16,8 +16,6 @@ from pathlib import Path
 import faiss
 import geopandas as gpd
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import shapely
 
 from indexes import faiss_index
@@ -27,7 +25,7 @@ from indexes.manifest import Manifest, check_fresh, index_dir, read_manifest, wr
 from indexes.vectors import iter_blocks, l2_normalise, strided_sample
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import IndexStateError
-from ofa_embed.store import StoreFile, describe_store
+from ofa_embed.store import StoreFile, describe_store, take_rows
 
 logger = logging.getLogger(__name__)
 
@@ -216,19 +214,8 @@ class StoreIndex:
 
     def rows(self, positions: np.ndarray) -> gpd.GeoDataFrame:
         """Store rows at ``positions`` (in that order), with :data:`RESULT_COLUMNS`."""
-        file_index = np.searchsorted(self._offsets, positions, side="right") - 1
-        parts: list[pa.Table] = []
-        order: list[np.ndarray] = []
-        for i in np.unique(file_index):
-            selected = np.flatnonzero(file_index == i)
-            entry = self.manifest.files[i]
-            table = pq.read_table(self.store / entry.name, columns=RESULT_COLUMNS)
-            parts.append(table.take(pa.array(positions[selected] - entry.offset)))
-            order.append(selected)
-        if not parts:
-            return gpd.GeoDataFrame({c: [] for c in RESULT_COLUMNS[:-1]}, geometry=[], crs="OGC:CRS84")
-        frame = pa.concat_tables(parts).to_pandas()
-        frame = frame.iloc[np.argsort(np.concatenate(order), kind="stable")].reset_index(drop=True)
+        paths = [self.store / entry.name for entry in self.manifest.files]
+        frame = take_rows(paths, self._offsets, positions, RESULT_COLUMNS).to_pandas()
         frame["geometry"] = shapely.from_wkb(frame["geometry"])
         return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84")
 

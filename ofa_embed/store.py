@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ __all__ = [
     "read_embeddings",
     "read_metadata",
     "read_tiles",
+    "take_rows",
     "scene_path",
     "store_files",
     "tile_id",
@@ -302,8 +304,12 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 TILE_COLUMNS = ("id", "scene", "modality", "datetime", "geometry")
 
 
-def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS) -> gpd.GeoDataFrame:
+def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS, *,
+               files: Sequence[StoreFile] | None = None) -> gpd.GeoDataFrame:
     """Every tile of a store without its embedding, files in :func:`describe_store` order.
+
+    Args:
+        files: the store's files from :func:`describe_store`, when the caller has them already.
 
     Returns:
         ``columns`` plus ``position`` (the row's index over the whole store, as in the vector index),
@@ -311,7 +317,7 @@ def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS) -> gp
     """
     import geopandas as gpd  # only here: extraction, which imports this module, never needs it
 
-    described = describe_store(store)
+    described = files if files is not None else describe_store(store)
     parts = [pq.read_table(f.path, columns=list(dict.fromkeys((*columns, "geometry")))) for f in described]
     frame = pa.concat_tables(parts, promote_options="permissive").to_pandas()
     frame["position"] = np.arange(len(frame), dtype=np.int64)
@@ -319,15 +325,32 @@ def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS) -> gp
     return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84")
 
 
-def read_embeddings(store: str | Path, positions: np.ndarray) -> np.ndarray:
-    """``(len(positions), D)`` float32 embeddings of the rows at store ``positions`` (in that order)."""
-    described = describe_store(store)
+def read_embeddings(store: str | Path, positions: np.ndarray, *, files: Sequence[StoreFile] | None = None) -> np.ndarray:
+    """``(len(positions), D)`` float32 embeddings of the rows at store ``positions`` (in that order).
+
+    Args:
+        files: the store's files from :func:`describe_store`, when the caller has them already.
+    """
+    described = files if files is not None else describe_store(store)
     offsets = np.cumsum([0] + [f.rows for f in described])
+    table = take_rows([f.path for f in described], offsets, positions, ["embedding"])
+    if not len(table):
+        return np.empty((0, described[0].dimension), dtype=np.float32)
+    return np.array(embedding_matrix(table.column(0)))  # a writable copy, not a view of Arrow's buffers
+
+
+def take_rows(paths: Sequence[Path], offsets: np.ndarray, positions: np.ndarray, columns: list[str]) -> pa.Table:
+    """``columns`` of the rows at store ``positions``, in that order; file ``i`` holds the rows from
+    ``offsets[i]``. Only the files holding a requested row are read."""
     positions = np.asarray(positions, dtype=np.int64)
-    out = np.empty((len(positions), described[0].dimension), dtype=np.float32)
     file_of = np.searchsorted(offsets, positions, side="right") - 1
+    parts: list[pa.Table] = []
+    order: list[np.ndarray] = []
     for i in np.unique(file_of):
         selected = np.flatnonzero(file_of == i)
-        column = pq.read_table(described[i].path, columns=["embedding"]).column(0)
-        out[selected] = embedding_matrix(column.take(pa.array(positions[selected] - offsets[i])))
-    return out
+        parts.append(pq.read_table(paths[i], columns=columns).take(pa.array(positions[selected] - offsets[i])))
+        order.append(selected)
+    if not parts:
+        schema = pq.read_schema(paths[0])
+        return pa.schema([schema.field(c) for c in columns]).empty_table()
+    return pa.concat_tables(parts).take(pa.array(np.argsort(np.concatenate(order), kind="stable")))

@@ -102,7 +102,7 @@ def _prepare(store: str | Path, labels: str | Path, target: str, task: str, spli
     store = Path(store)
     described = describe_store(store)
     table = read_labels(labels, target)
-    tiles = read_tiles(store)
+    tiles = read_tiles(store, files=described)
     group_column = None if split in SPLITS else split
     join = join_labels(table, tiles, target, task, min_overlap=min_overlap, group_column=group_column, source=labels)
     if task == "classify" and len(join.classes) < 2:
@@ -114,7 +114,8 @@ def _prepare(store: str | Path, labels: str | Path, target: str, task: str, spli
             raise LabelError(f"{labels}: labels {constant} are on every matched tile or on none; drop them")
     column = join.tiles["group_value"] if group_column else None
     chosen = make_split(split, join.tiles.geometry, folds, block_size_m=block_size_m, column=column, seed=seed)
-    return _Prepared(store, tiles, join, chosen, read_embeddings(store, join.positions), described[0].weights_hash)
+    return _Prepared(store, tiles, join, chosen, read_embeddings(store, join.positions, files=described),
+                     described[0].weights_hash)
 
 
 def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.ndarray, np.ndarray], Predictor],
