@@ -66,26 +66,23 @@ def _local_projection(footprints: gpd.GeoSeries) -> gpd.GeoSeries:
     return lonlat.to_crs(f"+proj=laea +lat_0={(south + north) / 2} +lon_0={centre_lon} +datum=WGS84 +units=m")
 
 
-def spatial_blocks(footprints: gpd.GeoSeries, block_size_m: float) -> tuple[np.ndarray, float]:
-    """Block id of each footprint's centroid on a ``block_size_m`` grid of the local projection.
+def spatial_blocks(footprints: gpd.GeoSeries, block_size_m: float | None = None) -> tuple[np.ndarray, float]:
+    """Block id of each footprint's centroid on a ``block_size_m`` grid of the local projection, and
+    the block size used (default: ``DEFAULT_BLOCK_TILES`` median tile widths, in metres).
 
     The grid starts at the south-west corner of the footprints, so blocks of whole tiles line up with
     a regular tiling.
     """
+    projected = _local_projection(footprints)
+    if block_size_m is None:
+        bounds = projected.bounds
+        block_size_m = float(DEFAULT_BLOCK_TILES * np.median(bounds["maxx"] - bounds["minx"]))
     if block_size_m <= 0:
         raise ConfigError(f"--block-size must be positive, got {block_size_m:g} m")
-    projected = _local_projection(footprints)
     corner = projected.total_bounds[:2]
     centres = projected.centroid
     cells = np.floor((np.column_stack([centres.x, centres.y]) - corner) / block_size_m).astype(np.int64)
     return np.unique(cells, axis=0, return_inverse=True)[1].ravel(), block_size_m
-
-
-def default_block_size(footprints: gpd.GeoSeries) -> float:
-    """``DEFAULT_BLOCK_TILES`` median tile widths, in metres."""
-    projected = _local_projection(footprints)
-    widths = projected.bounds["maxx"] - projected.bounds["minx"]
-    return float(DEFAULT_BLOCK_TILES * np.median(widths))
 
 
 def assign_folds(groups: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -126,8 +123,7 @@ def make_split(
     if len(footprints) < k:
         raise ConfigError(f"{len(footprints)} labelled tiles are fewer than --folds {k}")
     if kind == "spatial-block":
-        size = block_size_m if block_size_m is not None else default_block_size(footprints)
-        groups, size = spatial_blocks(footprints, size)
+        groups, size = spatial_blocks(footprints, block_size_m)
         return Split(kind, assign_folds(groups, k, seed), groups, size)
     if kind == "random":
         groups = np.arange(len(footprints))
