@@ -14,6 +14,7 @@ A yielded batch's ``data`` is valid until the consumer asks for the batch after 
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Iterator
@@ -61,20 +62,16 @@ def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterato
     tile_rows = sorted({t.row for t in tiles})
     band_of_row = {row: i // rows_per_band for i, row in enumerate(tile_rows)}
     columns_per_window = max(1, limit // rows_per_band)
-    band: list[TileWindow] = []
-    for tile in [*tiles, None]:
-        if band and (tile is None or band_of_row[tile.row] != band_of_row[band[0].row]):
-            column_starts = sorted({t.col for t in band})
-            group_of_col = {col: i // columns_per_window for i, col in enumerate(column_starts)}
-            groups: dict[int, list[TileWindow]] = {}
-            for member in band:
-                groups.setdefault(group_of_col[member.col], []).append(member)
-            for group in groups.values():
-                for start in range(0, len(group), limit):
-                    yield group[start : start + limit]
-            band = []
-        if tile is not None:
-            band.append(tile)
+    for _, band_tiles in itertools.groupby(tiles, key=lambda t: band_of_row[t.row]):
+        band = list(band_tiles)
+        column_starts = sorted({t.col for t in band})
+        group_of_col = {col: i // columns_per_window for i, col in enumerate(column_starts)}
+        groups: dict[int, list[TileWindow]] = {}
+        for tile in band:
+            groups.setdefault(group_of_col[tile.col], []).append(tile)
+        for group in groups.values():
+            for start in range(0, len(group), limit):
+                yield group[start : start + limit]
 
 
 def read_tile_batches(plan: TilePlan, batch_size: int, min_valid: float, stop: threading.Event) -> Iterator[TileBatch]:
