@@ -16,7 +16,6 @@ from pathlib import Path
 import faiss
 import geopandas as gpd
 import numpy as np
-import shapely
 
 from indexes import faiss_index
 from indexes.config import IndexConfig, IVFPQConfig, make_config
@@ -25,7 +24,7 @@ from indexes.manifest import Manifest, check_fresh, index_dir, read_manifest, wr
 from indexes.vectors import iter_blocks, l2_normalise, strided_sample
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import IndexStateError
-from ofa_embed.store import StoreFile, describe_store, take_rows
+from ofa_embed.store import StoreFile, describe_store, take_rows, tiles_frame
 
 logger = logging.getLogger(__name__)
 
@@ -215,9 +214,7 @@ class StoreIndex:
     def rows(self, positions: np.ndarray) -> gpd.GeoDataFrame:
         """Store rows at ``positions`` (in that order), with :data:`RESULT_COLUMNS`."""
         paths = [self.store / entry.name for entry in self.manifest.files]
-        frame = take_rows(paths, self._offsets, positions, RESULT_COLUMNS).to_pandas()
-        frame["geometry"] = shapely.from_wkb(frame["geometry"])
-        return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84")
+        return tiles_frame(take_rows(paths, self._offsets, positions, RESULT_COLUMNS))
 
 
 _opened: dict[Path, tuple[tuple[object, ...], StoreIndex]] = {}

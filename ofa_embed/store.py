@@ -66,6 +66,7 @@ __all__ = [
     "read_metadata",
     "read_tiles",
     "take_rows",
+    "tiles_frame",
     "scene_path",
     "store_files",
     "tile_id",
@@ -315,12 +316,18 @@ def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS, *,
         ``columns`` plus ``position`` (the row's index over the whole store, as in the vector index),
         geometry in EPSG:4326 (OGC:CRS84).
     """
-    import geopandas as gpd  # only here: extraction, which imports this module, never needs it
-
     described = files if files is not None else describe_store(store)
     parts = [pq.read_table(f.path, columns=list(dict.fromkeys((*columns, "geometry")))) for f in described]
-    frame = pa.concat_tables(parts, promote_options="permissive").to_pandas()
+    frame = tiles_frame(pa.concat_tables(parts, promote_options="permissive"))
     frame["position"] = np.arange(len(frame), dtype=np.int64)
+    return frame
+
+
+def tiles_frame(table: pa.Table) -> gpd.GeoDataFrame:
+    """Store rows (a table with the WKB ``geometry`` column) as a GeoDataFrame in EPSG:4326 (OGC:CRS84)."""
+    import geopandas as gpd  # only here: extraction, which imports this module, never needs it
+
+    frame = table.to_pandas()
     frame["geometry"] = shapely.from_wkb(frame["geometry"])
     return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84")
 

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import shapely
 
 from indexes.store_index import open_index
 from ofa_embed.atomic import atomic_target
@@ -36,7 +35,7 @@ from ofa_embed.downstream.plots import draw
 from ofa_embed.downstream.probe import ProbeModel, fit_probe
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError
-from ofa_embed.store import describe_store, embedding_matrix, read_embeddings, read_tiles
+from ofa_embed.store import describe_store, embedding_matrix, read_embeddings, read_tiles, tiles_frame
 
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
 
@@ -118,11 +117,11 @@ def _prepare(store: str | Path, labels: str | Path, target: str, task: str, spli
                      described[0].weights_hash)
 
 
-def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.ndarray, np.ndarray], Predictor],
+def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.ndarray], Predictor],
                     n_boot: int, seed: int, on_progress: ProgressCallback | None) -> tuple[Evaluation, gpd.GeoDataFrame]:
     """Out-of-fold predictions for every labelled tile and their evaluation.
 
-    ``fit_predict(train_indices, test_indices)`` fits on the training samples and returns a predictor.
+    ``fit_predict(train_indices)`` fits on the training samples and returns a predictor.
     """
     join, split = prepared.join, prepared.split
     targets = join.targets
@@ -131,7 +130,7 @@ def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.nd
     for fold in range(split.k):
         test = np.flatnonzero(split.folds == fold)
         train = np.flatnonzero(split.folds != fold)
-        fold_predicted, fold_scores = fit_predict(train, test)(prepared.features[test], join.positions[test])
+        fold_predicted, fold_scores = fit_predict(train)(prepared.features[test], join.positions[test])
         predicted[test] = fold_predicted
         if fold_scores is not None and task == "multilabel":
             scores = np.zeros(targets.shape) if scores is None else scores
@@ -181,9 +180,7 @@ def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.nda
 def _file_tiles(path: Path) -> tuple[gpd.GeoDataFrame, np.ndarray]:
     """One store file's tiles (:data:`PREDICTION_COLUMNS`) and their ``(n, D)`` embeddings."""
     table = pq.read_table(path, columns=[*PREDICTION_COLUMNS, "embedding"])
-    frame = table.drop(["embedding"]).to_pandas()
-    frame["geometry"] = shapely.from_wkb(frame["geometry"])
-    return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84"), embedding_matrix(table.column("embedding"))
+    return tiles_frame(table.drop(["embedding"])), embedding_matrix(table.column("embedding"))
 
 
 def predict_store(store: str | Path, predictor: Predictor, task: str, classes: list[Any], out: str | Path | None,
@@ -259,7 +256,7 @@ def probe(
     prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed, n_boot)
     join, groups = prepared.join, prepared.split.groups if prepared.split.grouped else None
 
-    def fit_predict(train: np.ndarray, _test: np.ndarray) -> Predictor:
+    def fit_predict(train: np.ndarray) -> Predictor:
         model = fit_probe(prepared.features[train], join.targets[train], task, classes=join.classes,
                           groups=None if groups is None else groups[train], seed=seed)
         return _probe_predictor(model)
@@ -292,7 +289,7 @@ def knn(
         logger.info("kNN on an exact in-memory index of the labelled tiles (%s)", str(exc).split(": ", 1)[-1])
         search, where = flat_search(prepared.features), "exact flat index of the labelled tiles"
 
-    def fit_predict(train: np.ndarray, _test: np.ndarray) -> Predictor:
+    def fit_predict(train: np.ndarray) -> Predictor:
         return _knn_predictor(search, train, join.targets, join.positions, task, join.classes, k)
 
     evaluation, out_of_fold = _cross_validate(prepared, task, fit_predict, n_boot, seed, on_progress)
