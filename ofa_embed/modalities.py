@@ -109,6 +109,13 @@ class Modality:
     def std(self) -> np.ndarray:
         return np.array([b.std for b in self.bands], dtype=np.float32)
 
+    def normalising_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(gain, bias)``, each ``(C,)`` float32: a file value ``v`` of band ``c`` normalises to
+        ``v * gain[c] + bias[c]`` = ``(v * scale + offset - mean[c]) / std[c]``, one multiply-add."""
+        gain = np.float32(self.scale) / self.std
+        bias = (np.float32(self.offset) - self.mean) / self.std
+        return gain.astype(np.float32), bias.astype(np.float32)
+
     def band_index(self, label: str) -> int | None:
         """Position of the band named ``label`` (name or alias) in the canonical order, or None."""
         for i, band in enumerate(self.bands):

@@ -161,9 +161,7 @@ class Scene:
         if self.nodata is not None:
             valid &= ~(raw == self.nodata).any(axis=0)
         modality = self.modality
-        # (value * scale + offset - mean) / std as one multiply-add per band, in place
-        gain = np.float32(modality.scale) / modality.std
-        bias = (np.float32(modality.offset) - modality.mean) / modality.std
+        gain, bias = modality.normalising_affine()
         if self.spectral_matrix is not None:
             physical = raw * np.float32(modality.scale) + np.float32(modality.offset)
             out = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)

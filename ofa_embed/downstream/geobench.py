@@ -488,10 +488,9 @@ class _Layout:
         modality = get_modality(task.modality)
         used = {name: band for name, band in task.bands.items() if band}
         positions = modality.resolve_bands(list(used.values()), source=f"GEO-Bench {task.name}")
-        std, mean = modality.std[positions], modality.mean[positions]
-        gain = np.float32(task.value_scale * modality.scale) / std
-        bias = (np.float32(modality.offset) - mean) / std
-        return cls(modality, list(used), positions, gain.astype(np.float32), bias.astype(np.float32))
+        gain, bias = modality.normalising_affine()
+        gain = gain[positions] * np.float32(task.value_scale)  # stored units -> the registry's file units
+        return cls(modality, list(used), positions, gain, bias[positions])
 
     def normalise(self, sample: GeoBenchSample) -> np.ndarray:
         """``(C_stored, H, W)`` stored values -> ``(C_modality, H, W)`` normalised, missing bands and
