@@ -87,7 +87,6 @@ class DownstreamReport:
 @dataclass
 class _Prepared:
     store: Path
-    tiles: gpd.GeoDataFrame
     join: LabelJoin
     split: Split
     features: np.ndarray
@@ -113,7 +112,7 @@ def _prepare(store: str | Path, labels: str | Path, target: str, task: str, spli
             raise LabelError(f"{labels}: labels {constant} are on every matched tile or on none; drop them")
     column = join.tiles["group_value"] if group_column else None
     chosen = make_split(split, join.tiles.geometry, folds, block_size_m=block_size_m, column=column, seed=seed)
-    return _Prepared(store, tiles, join, chosen, read_embeddings(store, join.positions, files=described),
+    return _Prepared(store, join, chosen, read_embeddings(store, join.positions, files=described),
                      described[0].weights_hash)
 
 
