@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import faiss
 import numpy as np
 
 from indexes import faiss_index
@@ -34,11 +35,14 @@ NeighbourSearch = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.n
 def flat_search(vectors: np.ndarray) -> NeighbourSearch:
     """Exact search among rows of ``vectors`` (``(N, D)``, e.g. the labelled embeddings) with a FAISS flat index."""
     normalised = l2_normalise(vectors)
+    built: list[tuple[np.ndarray, faiss.Index]] = []  # the last allowed set: prediction asks file after file
 
     def search(queries: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        index = faiss_index.create(FlatConfig(), normalised.shape[1])
-        index.add(normalised[allowed])
-        return index.search(l2_normalise(queries), min(k, len(allowed)))
+        if not built or not np.array_equal(built[0][0], allowed):
+            index = faiss_index.create(FlatConfig(), normalised.shape[1])
+            index.add(normalised[allowed])
+            built[:] = [(allowed, index)]
+        return built[0][1].search(l2_normalise(queries), min(k, len(allowed)))
 
     return search
 
