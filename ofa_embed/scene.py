@@ -3,8 +3,8 @@
 A :class:`Scene` knows its grid (CRS, transform, size), its modality and which canonical band each of
 its source bands is, and reads any pixel window as normalised float32 in the model's band order.
 Reads are windowed, so memory depends on the window, never on the scene size. Band files on a coarser
-grid (Sentinel-2 20/60 m bands, for instance) are resampled onto the grid of the finest band through a
-``WarpedVRT`` (bilinear), window by window.
+grid (Sentinel-2 20/60 m bands, for instance) are resampled bilinearly onto the grid of the finest band,
+window by window (see :class:`_Source`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +28,7 @@ from rasterio.windows import Window, from_bounds
 
 from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError
 from ofa_embed.modalities import Modality, band_name_from_filename, detect_modality, get_modality
+from ofa_embed.resample import AlignedGrid, aligned_grid
 
 __all__ = ["Scene", "open_scene", "RASTER_SUFFIXES", "DEFAULT_GDAL_CACHE_MB"]
 
@@ -54,33 +55,53 @@ _DATE_TAGS = ("DATATAKE_1_DATATAKE_SENSING_START", "SENSING_TIME", "DATE_ACQUIRE
 class _Source:
     """One opened dataset, which of its bands feed the stack, and how it maps onto the scene grid.
 
-    A dataset on the scene grid is read directly. One on a coarser grid of the same CRS (Sentinel-2
-    20/60 m bands) is read with a fractional source window and bilinear ``out_shape`` resampling,
-    which is what a warp would compute at a fraction of its cost; windows reaching past its extent,
-    and datasets in another CRS, go through a bilinear ``WarpedVRT`` onto the scene grid.
+    A dataset on the scene grid is read directly. One on a grid an integer factor coarser and
+    corner-aligned (Sentinel-2 20/60 m bands) is read at its own resolution and upsampled
+    (:mod:`ofa_embed.resample`); on another coarser grid of the same CRS, with a fractional source
+    window and GDAL's bilinear ``out_shape`` resampling, which is what a warp would compute at a
+    fraction of its cost. Windows reaching past its extent, and datasets in another CRS, go through a
+    bilinear ``WarpedVRT`` onto the scene grid.
     """
 
     path: Path
     dataset: rasterio.io.DatasetReader
     indexes: list[int]
     grid: tuple[CRS, Affine, int, int] | None = None  # scene grid when it differs from the dataset's
+    aligned: AlignedGrid | None = None
+    nodata: float | None = None  # excluded from resampling
     _vrt: WarpedVRT | None = None
 
-    def read(self, window: Window) -> np.ndarray:
+    def read(self, window: Window, out: np.ndarray) -> None:
+        """Read ``window`` of the scene grid into ``out``, ``(len(indexes), h, w)`` float32."""
         if self.grid is None:
-            return self.dataset.read(self.indexes, window=window, out_dtype="float32")
-        out_shape = (len(self.indexes), int(window.height), int(window.width))
+            self.dataset.read(self.indexes, window=window, out=out)
+            return
+        if self.aligned is not None and (upsampled := self._read_aligned(window)) is not None:
+            out[...] = upsampled
+            return
         source_window = self._source_window(window)
         if source_window is not None:
-            return self.dataset.read(
-                self.indexes, window=source_window, out_shape=out_shape, resampling=Resampling.bilinear,
-                out_dtype="float32",
-            )
+            self.dataset.read(self.indexes, window=source_window, out=out, resampling=Resampling.bilinear)
+            return
         if self._vrt is None:
             crs, transform, width, height = self.grid
             self._vrt = WarpedVRT(self.dataset, crs=crs, transform=transform, width=width, height=height,
                                   resampling=Resampling.bilinear)
-        return self._vrt.read(self.indexes, window=window, out_dtype="float32")
+        self._vrt.read(self.indexes, window=window, out=out)
+
+    def _read_aligned(self, window: Window) -> np.ndarray | None:
+        row, col, height, width = (int(v) for v in (window.row_off, window.col_off, window.height, window.width))
+        span = self.aligned.source_window(row, col, height, width)
+        if span is None:
+            return None
+        first_row, end_row, first_col, end_col = span
+        native = self.dataset.read(
+            self.indexes, window=Window.from_slices(
+                (max(0, first_row), min(end_row, self.dataset.height)),
+                (max(0, first_col), min(end_col, self.dataset.width)),
+            ), out_dtype="float32",
+        )
+        return self.aligned.upsample(native, span, row, col, height, width, self.nodata)
 
     def _source_window(self, window: Window) -> Window | None:
         """The dataset window covering ``window`` of the scene grid, if a plain resampled read can serve it."""
@@ -154,42 +175,62 @@ class Scene:
         Raises:
             SceneReadError: the file cannot be read (truncated, corrupt).
         """
-        raw = self.read_raw(window)
-        valid = np.ones(raw.shape[1:], bool)
-        if any(np.dtype(d).kind == "f" for s in self._sources for d in s.dataset.dtypes):
-            valid &= np.isfinite(raw).all(axis=0)
-        if self.nodata is not None:
-            valid &= ~(raw == self.nodata).any(axis=0)
         modality = self.modality
-        gain, bias = modality.normalising_affine()
         if self.spectral_matrix is not None:
+            raw = self.read_raw(window)
+            valid = self._valid(raw, raw.shape[1:])
             physical = raw * np.float32(modality.scale) + np.float32(modality.offset)
             out = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)
             out -= modality.mean[:, None, None]
             out /= modality.std[:, None, None]
             out[self.spectral_matrix.sum(axis=1) == 0] = 0.0
         else:
-            pos = self.band_positions
-            raw *= gain[pos, None, None]
-            raw += bias[pos, None, None]
-            if pos == list(range(modality.num_bands)):
-                out = raw
-            else:
-                out = np.zeros((modality.num_bands, *raw.shape[1:]), np.float32)
-                out[pos] = raw
+            # read straight into the model's band order, normalised in place: no copy of the window
+            shape = (modality.num_bands, int(window.height), int(window.width))
+            out = np.zeros(shape, np.float32) if self.missing_bands else np.empty(shape, np.float32)
+            self._read_into(window, out, self.band_positions)
+            valid = self._valid((out[p] for p in self.band_positions), shape[1:])
+            gain, bias = modality.normalising_affine()
+            for p in self.band_positions:
+                out[p] *= gain[p]
+                out[p] += bias[p]
         if not valid.all():
             out[:, ~valid] = 0.0
         return out, valid
 
+    def _valid(self, bands: Iterable[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+        """``shape`` bool: no band is nodata or (for float files) not finite."""
+        check_finite = any(np.dtype(d).kind == "f" for s in self._sources for d in s.dataset.dtypes)
+        valid = np.ones(shape, bool)
+        for band in bands:
+            if check_finite:
+                valid &= np.isfinite(band)
+            if self.nodata is not None:
+                valid &= band != self.nodata
+        return valid
+
     def read_raw(self, window: Window) -> np.ndarray:
         """Raw file values of a window, ``(source_bands, h, w)`` float32, in source band order."""
-        parts = []
+        raw = np.empty((len(self.band_positions), int(window.height), int(window.width)), np.float32)
+        self._read_into(window, raw, list(range(len(raw))))
+        return raw
+
+    def _read_into(self, window: Window, out: np.ndarray, rows: Sequence[int]) -> None:
+        """Read every source band into ``out[rows[i]]``, ``i`` in source band order."""
+        first = 0
         for source in self._sources:
+            targets = rows[first : first + len(source.indexes)]
+            first += len(source.indexes)
+            consecutive = list(targets) == list(range(targets[0], targets[0] + len(targets)))
+            part = out[targets[0] : targets[0] + len(targets)] if consecutive else np.empty(
+                (len(targets), *out.shape[1:]), np.float32
+            )
             try:
-                parts.append(source.read(window))
+                source.read(window, part)
             except RasterioError as exc:
                 raise SceneReadError(f"{source.path}: read failed ({_first_line(exc)})") from None
-        return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+            if not consecutive:
+                out[list(targets)] = part
 
     @property
     def block_height(self) -> int:
@@ -455,9 +496,7 @@ def _open_band_files(
             if datasets[-1].count != 1:
                 raise ModalityError(f"{path}: band files must have one band, this one has {datasets[-1].count}")
         reference = min(datasets, key=lambda d: abs(d.res[0] * d.res[1]))
-        sources = [
-            _Source(Path(d.name), d, [1], _scene_grid(d, reference)) for d in datasets
-        ]
+        sources = [_band_source(d, reference, nodata) for d in datasets]
         nodata_value = nodata if nodata is not None else reference.nodata
         return Scene(
             label, _scene_name(label), modality, reference.crs, reference.transform,
@@ -487,12 +526,16 @@ def _detect_band_file_modality(label: Path, names: Sequence[str]) -> Modality:
     raise ModalityError(f"{label}: band files {', '.join(names)} fit no known modality; pass --modality")
 
 
-def _scene_grid(
-    dataset: rasterio.io.DatasetReader, reference: rasterio.io.DatasetReader
-) -> tuple[CRS, Affine, int, int] | None:
-    """The reference grid if ``dataset`` is not on it, else None."""
-    same = (
-        dataset.crs == reference.crs and dataset.transform == reference.transform
-        and dataset.shape == reference.shape
+def _band_source(
+    dataset: rasterio.io.DatasetReader, reference: rasterio.io.DatasetReader, nodata: float | None
+) -> _Source:
+    """A band file read onto the grid of ``reference`` (the finest band file)."""
+    path = Path(dataset.name)
+    if dataset.crs == reference.crs and dataset.transform == reference.transform and dataset.shape == reference.shape:
+        return _Source(path, dataset, [1])
+    grid = (reference.crs, reference.transform, reference.width, reference.height)
+    aligned = (
+        aligned_grid(dataset.transform, dataset.width, dataset.height, reference.transform)
+        if dataset.crs == reference.crs else None
     )
-    return None if same else (reference.crs, reference.transform, reference.width, reference.height)
+    return _Source(path, dataset, [1], grid, aligned, nodata if nodata is not None else dataset.nodata)

@@ -6,10 +6,11 @@ tiled raster (a COG: 256 or 512 px blocks) a window spans as many tile rows as o
 and as many tile columns as the batch allows, so each compressed block is decoded once while a small
 GDAL cache suffices; on striped rasters a window is a run of one tile row.
 
-Batches are filled into a ring of :data:`BUFFER_RING` reused arrays rather than fresh ones: allocating
-a new 20-30 MB array per batch in the reader thread fragments the heap and holds hundreds of MB.
-A yielded batch's ``data`` is valid until the consumer asks for the batch after the next
-:data:`PREFETCH_DEPTH` + 1; both consumers copy it at once.
+Batches are filled into a ring of reused arrays rather than fresh ones: allocating a new 20-30 MB
+array per batch in the reader thread fragments the heap and holds hundreds of MB. The ring has one
+array per batch the consumer holds at once (``held``), :data:`PREFETCH_DEPTH` for the queue and one
+being filled, so a yielded batch's ``data`` stays valid until the consumer has asked for ``held``
+more batches.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from ofa_embed.tiling import TileWindow, tile_windows, validate_tiling
 __all__ = ["TilePlan", "TileBatch", "plan_tiles", "read_tile_batches", "prefetched", "PREFETCH_DEPTH"]
 
 PREFETCH_DEPTH = 2
-# one batch with the consumer, PREFETCH_DEPTH in the queue, one being filled
-BUFFER_RING = PREFETCH_DEPTH + 2
 
 
 @dataclass
@@ -74,12 +73,18 @@ def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterato
                 yield group[start : start + limit]
 
 
-def read_tile_batches(plan: TilePlan, batch_size: int, min_valid: float, stop: threading.Event) -> Iterator[TileBatch]:
+def read_tile_batches(
+    plan: TilePlan, batch_size: int, min_valid: float, stop: threading.Event, held: int = 1
+) -> Iterator[TileBatch]:
+    """Batches of ``batch_size`` kept tiles (fewer in the last), in row-major tile order.
+
+    ``held`` is how many yielded batches the consumer uses at once (see the module docstring).
+    """
     scene, size = plan.scene, plan.tile_size
     channels = scene.modality.num_bands
     kept: list[TileWindow] = []
     fractions: list[float] = []
-    ring = [np.empty((batch_size, channels, size, size), np.float32) for _ in range(BUFFER_RING)]
+    ring = [np.empty((batch_size, channels, size, size), np.float32) for _ in range(held + PREFETCH_DEPTH + 1)]
     filled = 0
     buffer = ring[0]
     skipped = 0
@@ -106,7 +111,7 @@ def read_tile_batches(plan: TilePlan, batch_size: int, min_valid: float, stop: t
             if len(kept) == batch_size:
                 yield TileBatch(kept, buffer, np.array(fractions), skipped)
                 filled += 1
-                buffer = ring[filled % BUFFER_RING]
+                buffer = ring[filled % len(ring)]
                 kept, fractions, skipped = [], [], 0
     if kept or skipped:
         yield TileBatch(kept, buffer[: len(kept)], np.array(fractions), skipped)
