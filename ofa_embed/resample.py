@@ -12,6 +12,7 @@ band's last pixel centre the edge value is held (bilinear clamped at the border)
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -54,10 +55,10 @@ class AlignedGrid:
 
     def upsample(
         self, native: np.ndarray, span: tuple[int, int, int, int], row: int, col: int, height: int, width: int,
-        nodata: float | None,
+        nodata: float | None, may_be_nan: bool = True,
     ) -> np.ndarray:
         """The scene window ``(bands, height, width)`` float32 from ``native``: the source pixels of
-        ``span`` clipped to the source, ``(bands, h, w)`` float32."""
+        ``span`` clipped to the source, ``(bands, h, w)`` float32 (``may_be_nan``: read from a float file)."""
         import torch
         import torch.nn.functional as F
 
@@ -66,9 +67,9 @@ class AlignedGrid:
             max(0, -first_col), max(0, end_col - self.width), max(0, -first_row), max(0, end_row - self.height),
         )
         values = torch.from_numpy(native)[None]
-        invalid = torch.isnan(values)
-        if nodata is not None and not math.isnan(nodata):
-            invalid |= values == nodata
+        masks = ([torch.isnan(values)] if may_be_nan else []) + (
+            [values == nodata] if nodata is not None and not math.isnan(nodata) else []
+        )
 
         def resample(x: torch.Tensor) -> torch.Tensor:
             if any(pad):
@@ -78,7 +79,8 @@ class AlignedGrid:
             left = col - self.col_offset - self.factor * first_col
             return x[0, :, top : top + height, left : left + width]
 
-        if not invalid.any():
+        invalid = functools.reduce(torch.logical_or, masks) if masks else None
+        if invalid is None or not invalid.any():
             return resample(values).numpy()
         weight = resample((~invalid).float())
         out = resample(values.masked_fill(invalid, 0.0)) / weight

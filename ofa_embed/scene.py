@@ -9,6 +9,7 @@ window by window (see :class:`_Source`).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -101,7 +102,8 @@ class _Source:
                 (max(0, first_col), min(end_col, self.dataset.width)),
             ), out_dtype="float32",
         )
-        return self.aligned.upsample(native, span, row, col, height, width, self.nodata)
+        may_be_nan = np.dtype(self.dataset.dtypes[0]).kind == "f"
+        return self.aligned.upsample(native, span, row, col, height, width, self.nodata, may_be_nan)
 
     def _source_window(self, window: Window) -> Window | None:
         """The dataset window covering ``window`` of the scene grid, if a plain resampled read can serve it."""
@@ -164,8 +166,13 @@ class Scene:
             present[self.band_positions] = True
         return tuple(b.name for b, ok in zip(self.modality.bands, present) if not ok)
 
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, window: Window, buffer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read a window (inside the scene) in the model's band order, normalised.
+
+        Args:
+            window: the pixel window.
+            buffer: float32 scratch memory of at least ``C * h * w`` elements to read into, reused
+                across calls by a caller reading many windows (data is then a view of it).
 
         Returns:
             ``(data, valid)``: data ``(C, h, w)`` float32, C = modality bands, normalised with the
@@ -187,7 +194,12 @@ class Scene:
         else:
             # read straight into the model's band order, normalised in place: no copy of the window
             shape = (modality.num_bands, int(window.height), int(window.width))
-            out = np.zeros(shape, np.float32) if self.missing_bands else np.empty(shape, np.float32)
+            if buffer is None:
+                out = np.empty(shape, np.float32)
+            else:
+                out = buffer.reshape(-1)[: math.prod(shape)].reshape(shape)
+            if self.missing_bands:
+                out.fill(0.0)
             self._read_into(window, out, self.band_positions)
             valid = self._valid((out[p] for p in self.band_positions), shape[1:])
             gain, bias = modality.normalising_affine()

@@ -29,7 +29,7 @@ from ofa_embed.tiling import TileWindow, tile_windows, validate_tiling
 
 __all__ = ["TilePlan", "TileBatch", "plan_tiles", "read_tile_batches", "prefetched", "PREFETCH_DEPTH"]
 
-PREFETCH_DEPTH = 2
+PREFETCH_DEPTH = 1
 
 
 @dataclass
@@ -73,6 +73,14 @@ def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterato
                 yield group[start : start + limit]
 
 
+def _bounds(run: list[TileWindow]) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` pixel bounds of the tiles of ``run``."""
+    return (
+        min(t.col for t in run), min(t.row for t in run),
+        max(t.col + t.width for t in run), max(t.row + t.height for t in run),
+    )
+
+
 def read_tile_batches(
     plan: TilePlan, batch_size: int, min_valid: float, stop: threading.Event, held: int = 1
 ) -> Iterator[TileBatch]:
@@ -89,12 +97,15 @@ def read_tile_batches(
     buffer = ring[0]
     skipped = 0
     rows_per_band = max(1, scene.block_height // plan.stride) if scene.block_height > size else 1
-    for run in _windows(plan.tiles, batch_size, rows_per_band):
+    runs = list(_windows(plan.tiles, batch_size, rows_per_band))
+    bounds = [_bounds(run) for run in runs]
+    # one window buffer for the whole scene: a fresh 10-30 MB array per window costs page faults and,
+    # freed from this thread's malloc arena, memory that stays mapped
+    scratch = np.empty(channels * max((r - l) * (b - t) for l, t, r, b in bounds), np.float32)
+    for run, (left, top, right, bottom) in zip(runs, bounds, strict=True):
         if stop.is_set():
             return
-        left, top = min(t.col for t in run), min(t.row for t in run)
-        right, bottom = max(t.col + t.width for t in run), max(t.row + t.height for t in run)
-        data, valid = scene.read(Window(left, top, right - left, bottom - top))
+        data, valid = scene.read(Window(left, top, right - left, bottom - top), scratch)
         for tile in run:
             r0, c0 = tile.row - top, tile.col - left
             tile_valid = valid[r0 : r0 + tile.height, c0 : c0 + tile.width]

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import shapely
+import torch
 from pyproj import Transformer
 
 from conftest import s2_values, write_raster
@@ -14,6 +15,7 @@ from ofa_embed import extraction
 from ofa_embed.duck import connect
 from ofa_embed.errors import SceneReadError, StoreError, TilingError
 from ofa_embed.store import read_metadata, store_files, tile_id
+from ofa_embed.tile_reader import TileBatch
 
 FAST = {"model": "ofa_test", "tile_size": 64}
 
@@ -214,3 +216,41 @@ def test_block_aligned_windows_give_the_same_tiles_as_row_runs(tmp_path):
     assert len(tiled) == len(striped) == 90 and (tiled.id == striped.id).all()
     np.testing.assert_allclose(tiled.valid_fraction, striped.valid_fraction)
     np.testing.assert_allclose(np.stack(tiled.embedding), np.stack(striped.embedding), atol=1e-5)
+
+
+def test_concurrent_model_workers_embed_like_one_and_keep_order():
+    model = extraction.load_weights(None, "ofa_test").model
+    rng = np.random.default_rng(0)
+    batches = [
+        TileBatch([], rng.standard_normal((n, 13, 32, 32)).astype(np.float32), np.ones(n), 0) for n in (4, 3, 4, 2, 0)
+    ]
+    cpu = torch.device("cpu")
+    alone = list(extraction.embed_batches(iter(batches), model, "sentinel2_l1c", cpu))
+    together = list(extraction.embed_batches(iter(batches), model, "sentinel2_l1c", cpu, workers=3, threads=1))
+    assert [b for b, _ in together] == batches and [b for b, _ in alone] == batches
+    assert [e.shape for _, e in together] == [(4, 32), (3, 32), (4, 32), (2, 32), (0, 32)]
+    for (_, a), (_, b) in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_failing_model_worker_raises_in_the_caller(monkeypatch):
+    model = extraction.load_weights(None, "ofa_test").model
+    real_embed, calls = extraction._embed, []
+
+    def failing_embed(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("boom")
+        return real_embed(*args)
+
+    monkeypatch.setattr(extraction, "_embed", failing_embed)
+    batches = (TileBatch([], np.zeros((2, 13, 32, 32), np.float32), np.ones(2), 0) for _ in range(6))
+    with pytest.raises(ValueError, match="boom"):
+        list(extraction.embed_batches(batches, model, "sentinel2_l1c", torch.device("cpu"), workers=2, threads=1))
+
+
+@pytest.mark.parametrize(("threads", "expected"), [(1, (1, 1)), (2, (2, 1)), (8, (4, 2)), (12, (4, 3))])
+def test_cpu_threads_are_split_into_concurrent_batches(monkeypatch, threads, expected):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert extraction.model_workers(torch.device("cpu")) == expected
+    assert extraction.model_workers(torch.device("cuda")) == (1, 0)
