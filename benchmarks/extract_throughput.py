@@ -292,7 +292,7 @@ def main() -> None:
     _row("model forward, plain loop", _rate(tiles, statistics.median(runs["plain"])), "", _runs(runs["plain"]))
     _row(f"model forward, {workers} x {threads or 'all'} threads", _rate(tiles, statistics.median(runs["scheduled"])),
          "", _runs(runs["scheduled"]))
-    _row("ratio end-to-end / ceiling", f"{ratio:8.2f}", f">= {RATIO_TARGET} {_verdict(ratio >= RATIO_TARGET)}",
+    _row("ratio end-to-end / ceiling", f"{ratio:8.3f}", f">= {RATIO_TARGET} {_verdict(ratio >= RATIO_TARGET)}",
          "rounds " + " ".join(f"{r:.2f}" for r in ratios))
     _row("cores / torch threads", f"{os.cpu_count()} / {torch.get_num_threads()}")
     if args.skip_memory:
