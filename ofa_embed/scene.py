@@ -172,7 +172,8 @@ class Scene:
         Args:
             window: the pixel window.
             buffer: float32 scratch memory of at least ``C * h * w`` elements to read into, reused
-                across calls by a caller reading many windows (data is then a view of it).
+                across calls by a caller reading many windows; data is then a view of it (except for
+                hyperspectral scenes, whose spectral resampling makes a new array).
 
         Returns:
             ``(data, valid)``: data ``(C, h, w)`` float32, C = modality bands, normalised with the
