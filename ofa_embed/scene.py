@@ -9,6 +9,7 @@ window by window (see :class:`_Source`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -72,6 +73,11 @@ class _Source:
     nodata: float | None = None  # excluded from resampling
     _vrt: WarpedVRT | None = None
 
+    @functools.cached_property
+    def holds_floats(self) -> bool:
+        """The file stores floating-point values (which may be NaN or infinite)."""
+        return any(np.dtype(d).kind == "f" for d in self.dataset.dtypes)
+
     def read(self, window: Window, out: np.ndarray) -> None:
         """Read ``window`` of the scene grid into ``out``, ``(len(indexes), h, w)`` float32."""
         if self.grid is None:
@@ -102,8 +108,7 @@ class _Source:
                 (max(0, first_col), min(end_col, self.dataset.width)),
             ), out_dtype="float32",
         )
-        may_be_nan = np.dtype(self.dataset.dtypes[0]).kind == "f"
-        return self.aligned.upsample(native, span, row, col, height, width, self.nodata, may_be_nan)
+        return self.aligned.upsample(native, span, row, col, height, width, self.nodata, self.holds_floats)
 
     def _source_window(self, window: Window) -> Window | None:
         """The dataset window covering ``window`` of the scene grid, if a plain resampled read can serve it."""
@@ -213,7 +218,7 @@ class Scene:
 
     def _valid(self, bands: Iterable[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         """``shape`` bool: no band is nodata or (for float files) not finite."""
-        check_finite = any(np.dtype(d).kind == "f" for s in self._sources for d in s.dataset.dtypes)
+        check_finite = any(source.holds_floats for source in self._sources)
         valid = np.ones(shape, bool)
         for band in bands:
             if check_finite:
