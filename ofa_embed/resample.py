@@ -2,10 +2,13 @@
 
 Sentinel-2's 20 m and 60 m bands sit on grids whose pixels are exactly 2 or 6 scene (10 m) pixels
 wide and share corners with the 10 m grid. For those, a window of the scene grid is served by reading
-the few native pixels under it and upsampling them with ``torch.nn.functional.interpolate``: the
-same half-pixel-centred bilinear weights as GDAL's resampled reads at about a quarter of the CPU
-time (0.09 vs 0.32-0.40 core-s for the nine coarse bands of a 1,933 x 1,947 px scene), which is
-time the reader otherwise takes from the model. Like GDAL, nodata (and NaN) pixels take no part:
+the few native pixels under it and upsampling them one axis at a time: each output row or column
+is a linear interpolation (``torch.lerp``) of two source rows or columns with one of ``factor``
+fixed weights, the columns on the few source rows first, then the rows written straight into the
+scene window. Same half-pixel-centred bilinear weights as GDAL's resampled reads at a sixth of the
+CPU time (0.06 vs 0.32-0.40 core-s for the nine coarse bands of a 1,933 x 1,947 px scene; 0.09 with
+``torch.nn.functional.interpolate`` on a padded span and a cropped copy), which is time the reader
+otherwise takes from the model. Like GDAL, nodata (and NaN) pixels take no part:
 weights are renormalised over the valid neighbours, and a pixel with none stays nodata. Beyond the
 band's last pixel centre the edge value is held (bilinear clamped at the border).
 """
@@ -15,9 +18,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["AlignedGrid", "aligned_grid"]
 
@@ -54,11 +61,12 @@ class AlignedGrid:
         return None if rows is None or cols is None else (*rows, *cols)
 
     def upsample(
-        self, native: np.ndarray, span: tuple[int, int, int, int], row: int, col: int, height: int, width: int,
+        self, native: np.ndarray, span: tuple[int, int, int, int], row: int, col: int, out: np.ndarray,
         nodata: float | None, may_be_nan: bool = True,
-    ) -> np.ndarray:
-        """The scene window ``(bands, height, width)`` float32 from ``native``: the source pixels of
-        ``span`` clipped to the source, ``(bands, h, w)`` float32 (``may_be_nan``: read from a float file)."""
+    ) -> None:
+        """Fill ``out``, the scene window ``(bands, height, width)`` float32 at ``row``, ``col``, from
+        ``native``: the source pixels of ``span`` clipped to the source, ``(bands, h, w)`` float32
+        (``may_be_nan``: read from a float file)."""
         import torch
         import torch.nn.functional as F
 
@@ -66,26 +74,48 @@ class AlignedGrid:
         pad = (  # left, right, top, bottom: the part of the span past the source's edge
             max(0, -first_col), max(0, end_col - self.width), max(0, -first_row), max(0, end_row - self.height),
         )
-        values = torch.from_numpy(native)[None]
+        values = torch.from_numpy(native)
+        if any(pad):
+            values = F.pad(values[None], pad, mode="replicate")[0]
         masks = ([torch.isnan(values)] if may_be_nan else []) + (
             [values == nodata] if nodata is not None and not math.isnan(nodata) else []
         )
-
-        def resample(x: torch.Tensor) -> torch.Tensor:
-            if any(pad):
-                x = F.pad(x, pad, mode="replicate")
-            x = F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
-            top = row - self.row_offset - self.factor * first_row
-            left = col - self.col_offset - self.factor * first_col
-            return x[0, :, top : top + height, left : left + width]
-
         invalid = functools.reduce(torch.logical_or, masks) if masks else None
+        target = torch.from_numpy(out)
         if invalid is None or not invalid.any():
-            return resample(values).numpy()
-        weight = resample((~invalid).float())
-        out = resample(values.masked_fill(invalid, 0.0)) / weight
-        fill = float("nan") if nodata is None else nodata
-        return out.masked_fill(weight < _TOLERANCE, fill).numpy()
+            self._resample(values, first_row, first_col, row, col, target)
+            return
+        weight = torch.empty_like(target)
+        self._resample((~invalid).float(), first_row, first_col, row, col, weight)
+        self._resample(values.masked_fill(invalid, 0.0), first_row, first_col, row, col, target)
+        target /= weight
+        target.masked_fill_(weight < _TOLERANCE, float("nan") if nodata is None else nodata)
+
+    def _resample(
+        self, values: torch.Tensor, first_row: int, first_col: int, row: int, col: int, out: torch.Tensor
+    ) -> None:
+        """Bilinear, separable: columns on the few source rows, then rows straight into ``out``."""
+        import torch
+
+        columns = torch.empty(values.shape[0], values.shape[1], out.shape[2])
+        for axis, source, target, start, first, offset in (
+            (2, values, columns, col, first_col, self.col_offset),
+            (1, columns, out, row, first_row, self.row_offset),
+        ):
+            for phase in range(self.factor):
+                # scene pixels start + skip, start + skip + factor, ... all sit at the same fraction
+                # ``shift`` of a source pixel from the centre of source pixel ``centre``
+                skip = (phase - (start - offset)) % self.factor
+                count = len(range(skip, target.shape[axis], self.factor))
+                if not count:
+                    continue
+                centre = (start + skip - offset) // self.factor - first
+                shift = (2 * phase + 1 - self.factor) / (2 * self.factor)
+                neighbour = centre + (shift > 0) - (shift < 0)
+                torch.lerp(
+                    source.narrow(axis, centre, count), source.narrow(axis, neighbour, count), abs(shift),
+                    out=target[(slice(None),) * axis + (slice(skip, None, self.factor),)],
+                )
 
 
 def aligned_grid(source: Affine, width: int, height: int, scene: Affine) -> AlignedGrid | None:

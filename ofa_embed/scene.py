@@ -83,8 +83,7 @@ class _Source:
         if self.grid is None:
             self.dataset.read(self.indexes, window=window, out=out)
             return
-        if self.aligned is not None and (upsampled := self._read_aligned(window)) is not None:
-            out[...] = upsampled
+        if self.aligned is not None and self._read_aligned(window, out):
             return
         source_window = self._source_window(window)
         if source_window is not None:
@@ -96,11 +95,12 @@ class _Source:
                                   resampling=Resampling.bilinear)
         self._vrt.read(self.indexes, window=window, out=out)
 
-    def _read_aligned(self, window: Window) -> np.ndarray | None:
-        row, col, height, width = (int(v) for v in (window.row_off, window.col_off, window.height, window.width))
-        span = self.aligned.source_window(row, col, height, width)
+    def _read_aligned(self, window: Window, out: np.ndarray) -> bool:
+        """Upsample ``window`` from the native pixels into ``out``; False if it reaches too far past the band."""
+        row, col = int(window.row_off), int(window.col_off)
+        span = self.aligned.source_window(row, col, int(window.height), int(window.width))
         if span is None:
-            return None
+            return False
         first_row, end_row, first_col, end_col = span
         native = self.dataset.read(
             self.indexes, window=Window.from_slices(
@@ -108,7 +108,8 @@ class _Source:
                 (max(0, first_col), min(end_col, self.dataset.width)),
             ), out_dtype="float32",
         )
-        return self.aligned.upsample(native, span, row, col, height, width, self.nodata, self.holds_floats)
+        self.aligned.upsample(native, span, row, col, out, self.nodata, self.holds_floats)
+        return True
 
     def _source_window(self, window: Window) -> Window | None:
         """The dataset window covering ``window`` of the scene grid, if a plain resampled read can serve it."""
