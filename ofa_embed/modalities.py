@@ -13,6 +13,7 @@ scene of the sensor is available here.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,7 @@ class Modality:
         }
 
 
+@functools.lru_cache(maxsize=4096)  # every band file's token meets every band name and alias
 def _normalise_label(label: str) -> str:
     """Case-fold and drop separators and zero padding so ``"B02"``, ``"b2"`` and ``"B 2"`` agree."""
     key = re.sub(r"[\s_\-.]", "", label.strip().lower())
