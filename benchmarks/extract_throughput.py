@@ -1,6 +1,6 @@
 """Throughput and peak memory of ``ofa_embed.extract`` on this machine, against the model's own speed.
 
-    python benchmarks/extract_throughput.py [--batch-size 32] [--repeats 7] [--skip-memory]
+    python benchmarks/extract_throughput.py [--batch-size 32] [--repeats 15] [--skip-memory]
 
 What is measured, and how:
 
@@ -91,7 +91,7 @@ sys.exit(done.returncode)
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass (default 32)")
-    parser.add_argument("--repeats", type=int, default=7, help="rounds of timed runs (default 7)")
+    parser.add_argument("--repeats", type=int, default=15, help="rounds of timed runs (default 15)")
     parser.add_argument("--device", help="torch device (default: as extract, CUDA if available)")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--memory-size", type=int, default=10_000, help="synthetic scene edge in px")
