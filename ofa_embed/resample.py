@@ -97,7 +97,7 @@ class AlignedGrid:
         """Bilinear, separable: columns on the few source rows, then rows straight into ``out``."""
         import torch
 
-        columns = torch.empty(values.shape[0], values.shape[1], out.shape[2])
+        columns = values.new_empty(values.shape[0], values.shape[1], out.shape[2])
         for axis, source, target, start, first, offset in (
             (2, values, columns, col, first_col, self.col_offset),
             (1, columns, out, row, first_row, self.row_offset),
