@@ -237,9 +237,11 @@ def open_index(store: str | Path) -> StoreIndex:
     check_fresh(store, manifest, described)
     stat = (index_dir(store) / INDEX_FILE).stat()
     key = (stat.st_mtime_ns, stat.st_size, tuple(f.fingerprint for f in described))
-    cached = _opened.get(store.resolve())
+    resolved = store.resolve()
+    cached = _opened.get(resolved)
     if cached is not None and cached[0] == key:
         return cached[1]
+    _opened.pop(resolved, None)  # before loading the new one: two large indexes need not coexist
     try:
         index = faiss_index.load(index_dir(store) / INDEX_FILE)
     except RuntimeError as exc:
@@ -247,10 +249,9 @@ def open_index(store: str | Path) -> StoreIndex:
     if index.ntotal != manifest.rows:
         raise IndexStateError(f"{store}: index holds {index.ntotal} vectors, manifest {manifest.rows}; rebuild it")
     opened = StoreIndex(store, manifest, faiss_index.on_gpu(index))
-    _opened.pop(store.resolve(), None)
     if len(_opened) >= OPENED_CACHE_SIZE:
         _opened.pop(next(iter(_opened)))
-    _opened[store.resolve()] = (key, opened)
+    _opened[resolved] = (key, opened)
     return opened
 
 
