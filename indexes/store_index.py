@@ -23,7 +23,7 @@ from indexes.filters import FilterTable, SearchFilter
 from indexes.manifest import Manifest, check_fresh, index_dir, read_manifest, write_manifest
 from indexes.vectors import iter_blocks, l2_normalise, strided_sample
 from ofa_embed.atomic import atomic_target
-from ofa_embed.errors import IndexStateError
+from ofa_embed.errors import IndexStateError, first_line
 from ofa_embed.store import StoreFile, describe_store, take_rows, tiles_frame
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def open_index(store: str | Path) -> StoreIndex:
     try:
         index = faiss_index.load(index_dir(store) / INDEX_FILE)
     except RuntimeError as exc:
-        raise IndexStateError(f"{store}: index file unreadable ({str(exc).splitlines()[0]}); rebuild it") from None
+        raise IndexStateError(f"{store}: index file unreadable ({first_line(exc)}); rebuild it") from None
     if index.ntotal != manifest.rows:
         raise IndexStateError(f"{store}: index holds {index.ntotal} vectors, manifest {manifest.rows}; rebuild it")
     opened = StoreIndex(store, manifest, faiss_index.on_gpu(index))

@@ -58,3 +58,9 @@ class SQLError(OFAEmbedError, ValueError):
 
 class LabelError(OFAEmbedError, ValueError):
     """A labels file is missing, unreadable, lacks the target column or CRS, or matches no tile."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (for one-line errors), or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -28,7 +28,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
 
-from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError
+from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError, first_line
 from ofa_embed.modalities import Modality, band_name_from_filename, detect_modality, get_modality
 from ofa_embed.resample import AlignedGrid, aligned_grid
 
@@ -247,7 +247,7 @@ class Scene:
             try:
                 source.read(window, part)
             except RasterioError as exc:
-                raise SceneReadError(f"{source.path}: read failed ({_first_line(exc)})") from None
+                raise SceneReadError(f"{source.path}: read failed ({first_line(exc)})") from None
             if not consecutive:
                 out[list(targets)] = part
 
@@ -279,10 +279,6 @@ def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, f
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
     try:
         with warnings.catch_warnings():
@@ -290,7 +286,7 @@ def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioError as exc:
-        raise SceneReadError(f"{path}: not a readable raster ({_first_line(exc)})") from None
+        raise SceneReadError(f"{path}: not a readable raster ({first_line(exc)})") from None
 
 
 def _check_georeferenced(path: Path, dataset: rasterio.io.DatasetReader) -> None:

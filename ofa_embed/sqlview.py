@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from ofa_embed.duck import connect
-from ofa_embed.errors import SQLError
+from ofa_embed.errors import SQLError, first_line
 from ofa_embed.store import describe_store
 
 __all__ = ["sql", "connect_store", "SQLError"]
@@ -74,5 +74,4 @@ def sql(store: str | Path, query: str, *, weights: str | Path | None = None) -> 
         ]
         return relation.project(", ".join(columns)).df()
     except duckdb.Error as exc:
-        message = str(exc).strip().splitlines()[0]
-        raise SQLError(f"SQL error: {message}") from None
+        raise SQLError(f"SQL error: {first_line(exc)}") from None

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import shapely
 
 from ofa_embed.downstream.metrics import TASKS
-from ofa_embed.errors import LabelError
+from ofa_embed.errors import LabelError, first_line
 
 __all__ = ["LabelJoin", "join_labels", "read_labels", "DEFAULT_MIN_OVERLAP"]
 
@@ -83,7 +83,7 @@ def _is_geoparquet(path: Path) -> bool:
     try:
         return b"geo" in (pq.read_schema(path).metadata or {})
     except Exception as exc:  # noqa: BLE001 - any pyarrow failure means: not readable as Parquet
-        raise LabelError(f"{path}: not a readable labels file ({str(exc).splitlines()[0]})") from None
+        raise LabelError(f"{path}: not a readable labels file ({first_line(exc)})") from None
 
 
 def read_labels(path: str | Path, target: str, *, id_column: str = "id") -> pd.DataFrame:
@@ -109,7 +109,7 @@ def read_labels(path: str | Path, target: str, *, id_column: str = "id") -> pd.D
     except LabelError:
         raise
     except Exception as exc:  # noqa: BLE001 - pandas/pyogrio raise many types for a bad file
-        raise LabelError(f"{path}: not a readable labels file ({str(exc).splitlines()[0]})") from None
+        raise LabelError(f"{path}: not a readable labels file ({first_line(exc)})") from None
     if target not in frame.columns:
         columns = ", ".join(str(c) for c in frame.columns if c != "geometry")
         raise LabelError(f"{path}: no column {target!r} (columns: {columns})")

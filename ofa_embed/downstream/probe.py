@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ofa_embed.atomic import atomic_target
 from ofa_embed.downstream.metrics import TASKS
-from ofa_embed.errors import ConfigError, StoreError
+from ofa_embed.errors import ConfigError, StoreError, first_line
 
 __all__ = ["PROBE_FORMAT", "ProbeModel", "fit_probe"]
 
@@ -218,7 +218,7 @@ def fit_probe(
         except ValueError as exc:
             if inner_groups is None:
                 raise ConfigError(f"no inner cross-validation fold could be fitted on {len(targets)} samples "
-                                  f"({str(exc).splitlines()[0]}); label more tiles") from None
+                                  f"({first_line(exc)}); label more tiles") from None
     scaler = search.best_estimator_.named_steps["scale"]
     coef, intercept = _arrays(search.best_estimator_, task)
     if task == "classify" and len(classes) == 2:  # sklearn stores binary as one row for classes[1]
