@@ -41,8 +41,8 @@ from ofa_embed.tile_reader import TileBatch, TilePlan, plan_tiles, prefetched, r
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
 
 __all__ = [
-    "extract", "ExtractReport", "SceneReport", "load_weights", "model_workers", "embed_batches", "DEFAULT_MODEL",
-    "DEFAULT_MIN_VALID",
+    "extract", "ExtractReport", "SceneReport", "load_weights", "model_workers", "embed_batches", "resolve_device",
+    "DEFAULT_MODEL", "DEFAULT_MIN_VALID",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def _cached_random_init(model: str) -> LoadedModel:
     return random_init(model)
 
 
-def _resolve_device(device: str | None) -> torch.device:
+def resolve_device(device: str | None) -> torch.device:
+    """``device`` as a torch device; None or ``"auto"``: CUDA when available, else CPU."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -318,7 +319,7 @@ def extract(
         for item in items:
             opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
         loaded = load_weights(weights, model)
-        torch_device = _resolve_device(device)
+        torch_device = resolve_device(device)
         loaded.model.to(torch_device)
         for scene in opened:
             if scene.modality.name not in loaded.model.modalities:

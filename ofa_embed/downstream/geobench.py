@@ -103,8 +103,8 @@ from torch import nn
 
 from ofa_embed.downstream.metrics import CONFIDENCE, Estimate, evaluate
 from ofa_embed.downstream.probe import fit_probe
-from ofa_embed.errors import OFAEmbedError
-from ofa_embed.extraction import load_weights
+from ofa_embed.errors import OFAEmbedError, first_line
+from ofa_embed.extraction import load_weights, resolve_device
 from ofa_embed.modalities import Modality, get_modality
 
 __all__ = [
@@ -272,15 +272,10 @@ def _metadata(path: Path, attrs: h5py.AttributeManager) -> dict[str, Any]:
         else:
             return {}
     except (pickle.UnpicklingError, ValueError, SyntaxError, TypeError, EOFError, AttributeError, IndexError, KeyError) as exc:
-        raise GeoBenchError(f"{path}: unreadable sample metadata ({_first_line(exc)})") from None
+        raise GeoBenchError(f"{path}: unreadable sample metadata ({first_line(exc)})") from None
     if not isinstance(meta, dict):
         raise GeoBenchError(f"{path}: sample metadata is not a mapping")
     return meta
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- samples ---------------------------------------------------------------------------------------------
@@ -336,7 +331,7 @@ def read_sample(path: str | Path, bands: Sequence[str] | None = None) -> GeoBenc
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
-        raise GeoBenchError(f"{path}: not a readable HDF5 file ({_first_line(exc)})") from None
+        raise GeoBenchError(f"{path}: not a readable HDF5 file ({first_line(exc)})") from None
     with handle:
         meta = _metadata(path, handle.attrs)
         keys = [k for k in meta.get("bands_order", handle.keys()) if k != LABEL_DATASET]
@@ -350,7 +345,7 @@ def read_sample(path: str | Path, bands: Sequence[str] | None = None) -> GeoBenc
             channels = [_channels(handle[by_name[b]][()]) for b in wanted]
             mask = handle[LABEL_DATASET][()] if LABEL_DATASET in handle else meta.get("label")
         except (OSError, KeyError) as exc:
-            raise GeoBenchError(f"{path}: unreadable band data ({_first_line(exc)})") from None
+            raise GeoBenchError(f"{path}: unreadable band data ({first_line(exc)})") from None
     image, names = _stack(channels, wanted)
     return GeoBenchSample(path.stem, image, names, list(by_name), _label(path, mask))
 
@@ -433,7 +428,7 @@ def _read_partition(folder: Path) -> dict[str, list[str]]:
     try:
         partition = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise GeoBenchError(f"{path}: unreadable partition file ({_first_line(exc)})") from None
+        raise GeoBenchError(f"{path}: unreadable partition file ({first_line(exc)})") from None
     if (not isinstance(partition, dict) or not set(partition) <= set(SPLITS)
             or not all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in partition.values())):
         raise GeoBenchError(f"{path}: expected {{split: [sample names]}} with splits among {', '.join(SPLITS)}")
@@ -823,7 +818,7 @@ def geobench(
     found = find_tasks(root)
     opened = [open_task(found[name], name) for name in _select(found, tasks, root)]
     loaded = load_weights(weights)
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_device = resolve_device(device)
     model = loaded.model.to(torch_device).eval()
     for files in opened:
         if files.task.modality not in model.modalities:
