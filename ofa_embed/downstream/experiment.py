@@ -155,7 +155,10 @@ def _columns(values: np.ndarray, classes: list[Any], task: str) -> list[Any] | n
 
 def _probe_predictor(model: ProbeModel) -> Predictor:
     def predict(features: np.ndarray, _positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        return model.predict(features), None if model.task == "regress" else model.predict_proba(features)
+        if model.task == "regress":
+            return model.predict(features), None
+        proba = model.predict_proba(features)
+        return model.labels(proba), proba
 
     return predict
 

@@ -692,7 +692,8 @@ def _classification_score(
         if len(varying) == 0:
             raise GeoBenchError(f"{files.path}: every label is constant over train + valid; nothing to fit")
         probe = fit_probe(x_fit, y_fit[:, varying], "multilabel", classes=varying.tolist(), seed=seed)
-        evaluation = evaluate("multilabel", y_test[:, varying], probe.predict(x_test), probe.predict_proba(x_test),
+        proba = probe.predict_proba(x_test)
+        evaluation = evaluate("multilabel", y_test[:, varying], probe.labels(proba), proba,
                               classes=varying.tolist(), n_boot=n_boot, seed=seed)
     else:
         y_fit, y_test = np.array(labels["fit"]), np.array(labels["test"])

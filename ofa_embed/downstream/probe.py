@@ -96,7 +96,10 @@ class ProbeModel:
         """classify: ``(N,)`` class names; multilabel: ``(N, L)`` bool (probability >= 0.5); regress: ``(N,)``."""
         if self.task == "regress":
             return self.decision(features)[:, 0]
-        proba = self.predict_proba(features)
+        return self.labels(self.predict_proba(features))
+
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        """What :meth:`predict` returns, from :meth:`predict_proba`'s output (classify, multilabel)."""
         if self.task == "multilabel":
             return proba >= 0.5
         return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
