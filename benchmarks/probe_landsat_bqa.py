@@ -83,18 +83,19 @@ def main() -> None:
 
     print(f"\nLandsat 8 BQA land/water/cloud, {TILE} px tiles; labels {LABELS.name}")
     print(f"{'features':20} {'method':12} {'split':14} {'tiles':>5} {'accuracy [95% CI]':>22} {'macro-F1 [95% CI]':>22} {'s':>6}")
+    reports = {}
     for name, store in stores.items():
         for method in ("probe", "knn"):
             for split in ("spatial-block", "random"):
                 start = time.perf_counter()
                 run = getattr(ofa_embed, method)
-                report = run(store, LABELS, "class", split=split)
+                report = reports[name, method, split] = run(store, LABELS, "class", split=split)
                 elapsed = time.perf_counter() - start
                 acc, f1 = report.evaluation.metrics["accuracy"], report.evaluation.metrics["macro_f1"]
                 print(f"{name:20} {method:12} {split:14} {report.evaluation.samples:>5} "
                       f"{acc.value:.3f} [{acc.low:.3f}, {acc.high:.3f}] {f1.value:.3f} [{f1.low:.3f}, {f1.high:.3f}] "
                       f"{elapsed:>6.1f}")
-    report = ofa_embed.probe(stores["shipped checkpoint"], LABELS, "class")
+    report = reports["shipped checkpoint", "probe", "spatial-block"]
     print(f"\nsplit: {report.split.describe()}; labels: {report.labels.describe()}")
     names, counts = np.unique(report.labels.targets, return_counts=True)
     print("classes (tiles):", ", ".join(f"{n} {c}" for n, c in zip(names, counts)))
