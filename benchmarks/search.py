@@ -1,7 +1,7 @@
 """Vector search over 1,000,000 embeddings: index builds, latency, recall, filters, DuckDB brute force.
 
     python benchmarks/search.py [--rows 1000000] [--queries 250] [--kinds flat ivfpq hnsw auto]
-                                [--duckdb-queries 20] [--search-threads 1] [--rebuild-data]
+                                [--duckdb-queries 20] [--rebuild-data]
 
 Data (generated once, cached under ``<fetch cache>/search-1m/``; ``--rebuild-data`` regenerates):
 
@@ -44,12 +44,12 @@ Measurements, for each kind of ``indexes.build(store, kind=...)`` in ``--kinds``
 - unfiltered search: one query per ``StoreIndex.search_vectors(q, k=10)`` call, p50/p99 over the
   queries after 5 untimed warm-up calls; recall@10 against the exact top-10 computed here with numpy
   over the L2-normalised store (independent of faiss).
-- threads: builds run with faiss's default OpenMP threads; searches with ``--search-threads`` (default
-  1, ``faiss.omp_set_num_threads``): a single query is too small to share, and waking a second
-  OpenMP thread per call can cost more than the search (on the 2-vCPU VM this was written on,
-  single-query p50s at 2 threads were up to 12x those at 1 thread, e.g. IVF-PQ 0.66 against 8.00 ms
-  in one run and flat 36 against 188 ms in another, often at multiples of the 4 ms scheduler tick).
-  The unfiltered search is also measured at faiss's default thread count, in its own column.
+- threads: builds run with faiss's default OpenMP threads; single-query searches run on one thread,
+  as the library runs every search of at most ``indexes.faiss_index.SINGLE_THREAD_MAX_QUERIES``
+  queries: a single query is too small to share, and waking a second OpenMP thread per call can cost
+  more than the search (on the 2-vCPU VM this was written on, single-query p50s at 2 threads were up
+  to 12x those at 1 thread, e.g. IVF-PQ 0.66 against 8.00 ms in one run and flat 36 against 188 ms in
+  another, often at multiples of the 4 ms scheduler tick).
 - filtered search: a bbox over the north-west corner of site 0 and a 4-week window around its second
   acquisition (about 1% of the rows; the library's resolution is checked against a numpy evaluation
   of the same predicate on the flat columns). Resolving (``StoreIndex.allowed``, DuckDB) is timed
@@ -146,7 +146,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=250, help="held-out queries (default 250)")
     parser.add_argument("--duckdb-queries", type=int, default=20, help="queries for DuckDB brute force (default 20)")
     parser.add_argument("--kinds", nargs="+", default=["flat", "ivfpq", "hnsw", "auto"], choices=indexes.KINDS)
-    parser.add_argument("--search-threads", type=int, default=1, help="faiss OpenMP threads for searches (default 1)")
     parser.add_argument("--rebuild-data", action="store_true", help="regenerate the cached real and synthetic data")
     return parser.parse_args()
 
@@ -441,7 +440,6 @@ def build_in_child(store: Path, kind: str) -> tuple[Built, StoreIndex]:
 @dataclass
 class Searched:
     unfiltered_ms: np.ndarray
-    default_threads_ms: np.ndarray  # unfiltered, at faiss's default thread count
     unfiltered_recall: float
     first_resolve_ms: float  # the first filter of the opened index
     resolve_ms: np.ndarray  # a filter the index has not seen
@@ -458,12 +456,8 @@ def unseen_filters(search_filter: SearchFilter) -> Iterator[SearchFilter]:
 
 
 def measure(index: StoreIndex, queries: np.ndarray, truth: np.ndarray, search_filter: SearchFilter,
-            filtered_truth: np.ndarray, default_threads: int) -> Searched:
+            filtered_truth: np.ndarray) -> Searched:
     found, unfiltered = timed(lambda q: index.search_vectors(q, K)[1][0], queries)
-    search_threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(default_threads)
-    _, default_ms = timed(lambda q: index.search_vectors(q, K)[1][0], queries)
-    faiss.omp_set_num_threads(search_threads)
     start = time.perf_counter()
     index.allowed(search_filter)
     first_ms = (time.perf_counter() - start) * 1e3
@@ -471,7 +465,7 @@ def measure(index: StoreIndex, queries: np.ndarray, truth: np.ndarray, search_fi
     _, resolve = timed(lambda q: index.allowed(next(unseen)), queries[:RESOLVE_REPEATS])
     filtered, same_filter = timed(lambda q: index.search_vectors(q, K, search_filter)[1][0], queries)
     _, new_filter = timed(lambda q: index.search_vectors(q, K, next(unseen))[1][0], queries)
-    return Searched(unfiltered, default_ms, recall(found, truth), first_ms, resolve, same_filter, new_filter,
+    return Searched(unfiltered, recall(found, truth), first_ms, resolve, same_filter, new_filter,
                     recall(filtered, filtered_truth), float((filtered >= 0).mean()))
 
 
@@ -520,8 +514,8 @@ def config_text(config: dict[str, object]) -> str:
 
 
 def print_header(args: argparse.Namespace, sources: list[Source], plans: list[ScenePlan], gap_spread: tuple[float, float],
-                 store: Path, generated_s: float, data: StoreData, allowed: np.ndarray, search_filter: SearchFilter,
-                 default_threads: int) -> None:
+                 store: Path, generated_s: float, data: StoreData, allowed: np.ndarray, search_filter: SearchFilter
+                 ) -> None:
     gap, spread = gap_spread
     fraction = NOISE_GAPS * gap / spread
     dim = sources[0].vectors.shape[1]
@@ -552,9 +546,8 @@ def print_header(args: argparse.Namespace, sources: list[Source], plans: list[Sc
           + "; DuckDB resolution == numpy evaluation")
     print(f"  machine      os.cpu_count() {os.cpu_count()}; faiss {faiss.__version__}; GPU used: {'yes' if gpus else 'no'} "
           f"(faiss.get_num_gpus() = {gpus}); DuckDB {duckdb.__version__}")
-    print(f"  threads      faiss.omp_get_max_threads(): builds {default_threads} (faiss default), searches "
-          f"{faiss.omp_get_max_threads()} (--search-threads), and {default_threads} in the column "
-          f"'latency at {default_threads} threads'")
+    print(f"  threads      faiss.omp_get_max_threads(): builds {faiss.omp_get_max_threads()} (faiss default); "
+          "single-query searches 1 (the library's rule)")
     print("  method       see the module docstring; latencies are ms per single-query call, p50 / p99", flush=True)
 
 
@@ -618,15 +611,13 @@ def main() -> None:
     search_filter = filter_for(args.rows)
     allowed = numpy_allowed(data.columns, search_filter)
     filtered_truth = allowed[exact_top_k(data.vectors[allowed], queries)]
-    default_threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(args.search_threads)
-    print_header(args, sources, plans, (gap, spread), store, generated_s, data, allowed, search_filter, default_threads)
+    print_header(args, sources, plans, (gap, spread), store, generated_s, data, allowed, search_filter)
     print_difficulty(data, queries, truth, query_sources, plans, side)
 
     searches, sweeps = [], []
     for kind in args.kinds:
         built, index = build_in_child(store, kind)
-        searches.append((built, measure(index, queries, truth, search_filter, filtered_truth, default_threads)))
+        searches.append((built, measure(index, queries, truth, search_filter, filtered_truth)))
         if not np.array_equal(index.allowed(search_filter), allowed):
             raise SystemExit("the library's filter resolution differs from the numpy evaluation of the filter")
         if kind in SWEEPS:
@@ -637,8 +628,8 @@ def main() -> None:
     print_table("build", ["kind", "config", "build s", "disk MiB", "RSS after imports GiB", "build peak RSS GiB",
                           "build increment GiB", "open s"], [build_row(built) for built, _ in searches])
     print_table("unfiltered search, k=10 (ms p50 / p99)",
-                ["kind", "latency", "recall@10", f"latency at {default_threads} threads"],
-                [[built.kind, pct(s.unfiltered_ms), f"{s.unfiltered_recall:.3f}", pct(s.default_threads_ms)]
+                ["kind", "latency", "recall@10"],
+                [[built.kind, pct(s.unfiltered_ms), f"{s.unfiltered_recall:.3f}"]
                  for built, s in searches])
     print_table(f"filtered search, k=10, {len(allowed):,} rows allowed (ms p50 / p99)",
                 ["kind", "first filter", "new filter", "same filter", "new filter each", "recall@10", "slots filled",
