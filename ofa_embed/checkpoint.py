@@ -23,7 +23,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import WeightsError
-from ofa_embed.model import OFAConfig, OFANet, create_model
+from ofa_embed.model import DEFAULT_MODEL, OFAConfig, OFANet, create_model
 
 FORMAT = "ofa-embed-checkpoint"
 FORMAT_VERSION = "1"
@@ -102,7 +102,7 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     return LoadedModel(model.eval(), weights_hash(state), str(path), pretrained=True)
 
 
-def random_init(config: str | OFAConfig = "ofa_tiny") -> LoadedModel:
+def random_init(config: str | OFAConfig = DEFAULT_MODEL) -> LoadedModel:
     """The seeded random initialisation used until pre-trained weights are given."""
     model = create_model(config, seed=RANDOM_INIT_SEED).eval()
     return LoadedModel(model, weights_hash(model.state_dict()), f"random-init(seed={RANDOM_INIT_SEED})", False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ofa_embed.model.config import DEFAULT_MODEL
+
 __all__ = ["PretrainConfig"]
 
 
@@ -26,7 +28,7 @@ class PretrainConfig:
         bf16: autocast to bfloat16 on CPU too (always on CUDA).
     """
 
-    model: str = "ofa_tiny"
+    model: str = DEFAULT_MODEL
     steps: int = 2000
     batch_size: int = 32
     lr: float = 1.5e-3

@@ -16,7 +16,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from ofa_embed.model.config import CONFIGS, OFAConfig
+from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
 from ofa_embed.model.layers import PatchEmbed, sincos_pos_embed_2d
 
 __all__ = ["CONFIGS", "OFAConfig", "OFANet", "create_model"]
@@ -106,7 +106,7 @@ class OFANet(nn.Module):
         return self.pool(self.forward_features(x, modality))
 
 
-def create_model(config: str | OFAConfig = "ofa_tiny", *, seed: int = 0) -> OFANet:
+def create_model(config: str | OFAConfig = DEFAULT_MODEL, *, seed: int = 0) -> OFANet:
     """Build a randomly initialised backbone, deterministically for a given ``seed``.
 
     Args:
