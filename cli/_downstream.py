@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -34,21 +33,12 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed of folds, inner CV and b
 AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")]
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities (an R² of a constant target, intervals without bootstrap) as null: strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def print_report(report: DownstreamReport, as_json: bool) -> None:
     """The report as rich tables (metrics with intervals, per class, confusion matrix) or JSON."""
     if as_json:
-        stdout.print_json(json.dumps(_json_safe(report.to_dict()), default=str))
+        from ofa_embed.downstream.metrics import json_safe
+
+        stdout.print_json(json.dumps(json_safe(report.to_dict()), default=str))
         return
     evaluation = report.evaluation
     stdout.print(f"[bold]{report.method}[/] on {report.store}, task {report.task}, target {report.target!r}")

@@ -85,7 +85,6 @@ import datetime
 import io
 import json
 import logging
-import math
 import pickle
 import re
 import time
@@ -101,7 +100,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofa_embed.downstream.metrics import CONFIDENCE, Estimate, evaluate
+from ofa_embed.downstream.metrics import CONFIDENCE, Estimate, evaluate, json_safe
 from ofa_embed.downstream.probe import fit_probe
 from ofa_embed.errors import OFAEmbedError, first_line
 from ofa_embed.extraction import load_weights, resolve_device
@@ -652,16 +651,14 @@ class GeoBenchReport:
         return pd.DataFrame([asdict(r) for r in self.rows], columns=list(GeoBenchResult.__dataclass_fields__))
 
     def to_dict(self) -> dict[str, Any]:
-        def plain(value: Any) -> Any:
-            return None if isinstance(value, float) and math.isnan(value) else value
-
-        return {
+        """The report as strict JSON types (NaN as None)."""
+        return json_safe({
             "benchmark": "GEO-Bench v1.0", "root": str(self.root), "model": self.model,
             "weights_hash": self.weights_hash, "weights_source": self.weights_source, "pretrained": self.pretrained,
             "device": self.device, "confidence": CONFIDENCE, "bootstrap_replicates": self.n_boot,
             "reference_source": REFERENCE_SOURCE,
-            "tasks": [{k: plain(v) for k, v in asdict(r).items()} for r in self.rows],
-        }
+            "tasks": [asdict(r) for r in self.rows],
+        })
 
 
 def _forward(model: nn.Module, images: torch.Tensor, modality: str, device: torch.device, tokens: bool) -> np.ndarray:

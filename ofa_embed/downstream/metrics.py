@@ -11,6 +11,7 @@ per replicate (1000 replicates of 2,000 tiles x 19 labels: about 8 s on 2 cores)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["TASKS", "Estimate", "Evaluation", "evaluate"]
+__all__ = ["TASKS", "Estimate", "Evaluation", "evaluate", "json_safe", "python_scalar"]
 
 TASKS = ("classify", "multilabel", "regress")
 CONFIDENCE = 0.95
@@ -64,14 +65,27 @@ class Evaluation:
             "metrics": {name: asdict(estimate) for name, estimate in self.metrics.items()},
             "confidence": CONFIDENCE, "bootstrap_replicates": self.bootstrap, "bootstrap_units": self.units,
             "samples": self.samples,
-            "classes": [_plain(c) for c in self.classes],
+            "classes": [python_scalar(c) for c in self.classes],
             "per_class": None if self.per_class is None else self.per_class.to_dict(orient="records"),
             "confusion": None if self.confusion is None else self.confusion.astype(int).tolist(),
         }
 
 
-def _plain(value: Any) -> Any:
+def python_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (JSON-ready); anything else unchanged."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities (an R² of a constant target, intervals without bootstrap) as
+    None, through dicts, lists and tuples: strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -180,7 +194,7 @@ def _per_class(classes: Sequence[Any], confusion_like: tuple[np.ndarray, np.ndar
                support: np.ndarray) -> pd.DataFrame:
     tp, fp, fn = confusion_like
     return pd.DataFrame({
-        "class": [_plain(c) for c in classes], "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
+        "class": [python_scalar(c) for c in classes], "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
         "f1": _f1(tp, fp, fn), "support": support.astype(int),
     })
 

@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ofa_embed.atomic import atomic_target
-from ofa_embed.downstream.metrics import TASKS
+from ofa_embed.downstream.metrics import TASKS, python_scalar
 from ofa_embed.errors import ConfigError, StoreError, first_line
 
 __all__ = ["PROBE_FORMAT", "ProbeModel", "fit_probe"]
@@ -109,7 +109,7 @@ class ProbeModel:
         path = Path(path)
         payload = {
             "format": PROBE_FORMAT, "version": PROBE_VERSION, "task": self.task,
-            "classes": [c.item() if isinstance(c, np.generic) else c for c in self.classes],
+            "classes": [python_scalar(c) for c in self.classes],
             "mean": self.mean.tolist(), "scale": self.scale.tolist(), "coef": self.coef.tolist(),
             "intercept": self.intercept.tolist(), "regularisation": self.regularisation,
             "inner_score": self.inner_score, "weights_hash": self.weights_hash, "extra": self.extra,
