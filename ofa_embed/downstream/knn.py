@@ -25,6 +25,7 @@ from indexes import faiss_index
 from indexes.config import FlatConfig
 from indexes.store_index import StoreIndex
 from indexes.vectors import l2_normalise
+from ofa_embed.downstream.metrics import class_codes
 
 __all__ = ["NeighbourSearch", "knn_vote", "flat_search", "store_search"]
 
@@ -77,8 +78,7 @@ def knn_vote(similarities: np.ndarray, neighbours: np.ndarray, targets: np.ndarr
     if task == "multilabel":
         fractions = (targets[safe] * valid[..., None]).sum(axis=1) / counts
         return KNNVote(fractions >= 0.5, fractions)
-    lookup = {c: i for i, c in enumerate(classes)}
-    codes = np.array([lookup[c] for c in targets.tolist()], dtype=np.int64)[safe]
+    codes = class_codes(targets, classes)[safe]
     one_hot = np.eye(len(classes))[codes] * valid[..., None]
     fractions = one_hot.sum(axis=1) / counts
     tie_break = (one_hot * np.where(valid, similarities, 0.0)[..., None]).sum(axis=1) * 1e-6

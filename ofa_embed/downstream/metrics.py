@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["TASKS", "Estimate", "Evaluation", "evaluate", "json_safe", "python_scalar"]
+__all__ = ["TASKS", "Estimate", "Evaluation", "evaluate", "class_codes", "json_safe", "python_scalar"]
 
 TASKS = ("classify", "multilabel", "regress")
 CONFIDENCE = 0.95
@@ -74,6 +74,12 @@ class Evaluation:
 def python_scalar(value: Any) -> Any:
     """A numpy scalar as the Python value it holds (JSON-ready); anything else unchanged."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def class_codes(values: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """``(N,)`` int64: the position of each of ``values`` in ``classes``."""
+    lookup = {c: i for i, c in enumerate(classes)}
+    return np.array([lookup[c] for c in values.tolist()], dtype=np.int64)
 
 
 def json_safe(value: Any) -> Any:
@@ -219,9 +225,7 @@ def evaluate(
     groups = np.arange(len(truth)) if groups is None else np.asarray(groups)
     if task == "classify":
         classes = list(classes) if classes is not None else sorted(set(truth.tolist()) | set(predicted.tolist()))
-        lookup = {c: i for i, c in enumerate(classes)}
-        t = np.array([lookup[c] for c in truth.tolist()], dtype=np.int64)
-        p = np.array([lookup[c] for c in predicted.tolist()], dtype=np.int64)
+        t, p = class_codes(truth, classes), class_codes(predicted, classes)
         point, ci = _bootstrap(lambda w: _classify_metrics(_confusion(t, p, len(classes), w)), groups, n_boot, seed)
         confusion = _confusion(t, p, len(classes), np.ones(len(t)))
         tp = np.diag(confusion)
