@@ -9,10 +9,11 @@ import typer
 
 import ofa_embed
 from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from cli._downstream import Store
 
 
 def predict(
-    store: Annotated[Path, typer.Argument(help="Store directory (from ofa-embed extract).")],
+    store: Store,
     probe: Annotated[Path, typer.Option("--probe", help="Probe saved by ofa-embed probe --save (JSON).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="GeoParquet file of predictions, one row per tile.")],
     quiet: Quiet = False,
