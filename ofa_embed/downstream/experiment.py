@@ -15,7 +15,7 @@ Both follow the same protocol:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from ofa_embed.downstream.plots import draw
 from ofa_embed.downstream.probe import ProbeModel, fit_probe
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError
-from ofa_embed.store import describe_store, embedding_matrix, read_embeddings, read_tiles, tiles_frame
+from ofa_embed.store import StoreFile, describe_store, embedding_matrix, read_embeddings, read_tiles, tiles_frame
 
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
 
@@ -87,10 +87,14 @@ class DownstreamReport:
 @dataclass
 class _Prepared:
     store: Path
+    files: list[StoreFile]  # the store as described once; labels, features and predictions all read it
     join: LabelJoin
     split: Split
     features: np.ndarray
-    weights_hash: str
+
+    @property
+    def weights_hash(self) -> str:
+        return self.files[0].weights_hash
 
 
 def _prepare(store: str | Path, labels: str | Path, target: str, task: str, split: str, folds: int,
@@ -112,8 +116,7 @@ def _prepare(store: str | Path, labels: str | Path, target: str, task: str, spli
             raise LabelError(f"{labels}: labels {constant} are on every matched tile or on none; drop them")
     column = join.tiles["group_value"] if group_column else None
     chosen = make_split(split, join.tiles.geometry, folds, block_size_m=block_size_m, column=column, seed=seed)
-    return _Prepared(store, join, chosen, read_embeddings(store, join.positions, files=described),
-                     described[0].weights_hash)
+    return _Prepared(store, described, join, chosen, read_embeddings(store, join.positions, files=described))
 
 
 def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.ndarray], Predictor],
@@ -186,9 +189,10 @@ def _file_tiles(path: Path) -> tuple[gpd.GeoDataFrame, np.ndarray]:
 
 
 def predict_store(store: str | Path, predictor: Predictor, task: str, classes: list[Any], out: str | Path | None,
-                  join: LabelJoin | None = None, on_progress: ProgressCallback | None = None) -> gpd.GeoDataFrame:
+                  join: LabelJoin | None = None, on_progress: ProgressCallback | None = None, *,
+                  files: Sequence[StoreFile] | None = None) -> gpd.GeoDataFrame:
     """Predict every tile of ``store``; write the result as GeoParquet to ``out`` when given (temporary
-    name, then renamed).
+    name, then renamed). ``files``: the store's :func:`describe_store`, when the caller has it.
 
     Returns:
         One row per tile: ``id``, ``scene``, ``modality``, ``datetime``, flat ``xmin``/``ymin``/``xmax``/
@@ -196,7 +200,7 @@ def predict_store(store: str | Path, predictor: Predictor, task: str, classes: l
         label (classify/multilabel), ``label`` (the joined label of labelled tiles, else null),
         ``geometry`` (EPSG:4326).
     """
-    described = describe_store(store)
+    described = files if files is not None else describe_store(store)
     parts = []
     offset = 0
     for done, entry in enumerate(described, 1):
@@ -225,7 +229,8 @@ def _finish(prepared: _Prepared, report: DownstreamReport, predictor: Predictor,
     """Predictions over the store and plots, as asked."""
     if predict is None and plot is None:
         return report
-    frame = predict_store(prepared.store, predictor, report.task, prepared.join.classes, predict, prepared.join, on_progress)
+    frame = predict_store(prepared.store, predictor, report.task, prepared.join.classes, predict, prepared.join, on_progress,
+                          files=prepared.files)
     report.predictions = None if predict is None else Path(predict)
     if plot is not None:
         report.plots = draw(report, frame, Path(plot))
@@ -317,4 +322,5 @@ def predict(store: str | Path, probe_file: str | Path, out: str | Path,
                           f"weights {described[0].weights_hash}; extract the store with the same model")
     if model.dimension != described[0].dimension:
         raise ConfigError(f"{probe_file}: expects {model.dimension}-dimensional embeddings, {store} has {described[0].dimension}")
-    return predict_store(store, _probe_predictor(model), model.task, model.classes, out, on_progress=on_progress)
+    return predict_store(store, _probe_predictor(model), model.task, model.classes, out, on_progress=on_progress,
+                         files=described)
