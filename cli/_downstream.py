@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from ofa_embed.cli._common import stdout
 from rich.table import Table
-
-from cli._common import stdout
 
 if TYPE_CHECKING:  # the CLI imports a command's library code only when that command runs
     from ofa_embed.downstream import DownstreamReport

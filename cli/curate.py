@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 
-from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
-from ofa_embed.corpus import DEFAULT_TILE_SIZE, curate as curate_corpus
-from ofa_embed.modalities import MODALITIES
+from ofa_embed.pretraining.corpus import DEFAULT_TILE_SIZE
+from ofa_embed.pretraining.corpus import curate as curate_corpus
+from ofa_embed.sensors import MODALITIES
 
 
 def curate(

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.indexes.config import KINDS
 
-from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
-from indexes.config import KINDS
 from ofa_embed.errors import ConfigError
 
 
@@ -19,7 +19,7 @@ def index(
     quiet: Quiet = False,
 ) -> None:
     """Build the faiss index of a store (cosine similarity), or add newly extracted scenes to it."""
-    import indexes
+    from ofa_embed import indexes
 
     setup_logging(quiet)
     with errors_to_exit():

@@ -5,11 +5,25 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging
+from ofa_embed.cli._downstream import (
+    AsJson,
+    BlockSize,
+    Bootstrap,
+    Folds,
+    Labels,
+    MinOverlap,
+    Plot,
+    Predict,
+    Seed,
+    Split,
+    Store,
+    Target,
+    Task,
+    print_report,
+)
 
 import ofa_embed
-from cli._common import Quiet, errors_to_exit, progress_bar, setup_logging
-from cli._downstream import (AsJson, BlockSize, Bootstrap, Folds, Labels, MinOverlap, Plot, Predict, Seed, Split, Store,
-                             Target, Task, print_report)
 
 
 def knn(

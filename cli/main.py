@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from ofa_embed.cli.benchmark import benchmark_app
+from ofa_embed.cli.curate import curate
+from ofa_embed.cli.extract import extract
+from ofa_embed.cli.index import index
+from ofa_embed.cli.knn import knn
+from ofa_embed.cli.predict import predict
+from ofa_embed.cli.pretrain import pretrain
+from ofa_embed.cli.probe import probe
+from ofa_embed.cli.search import search
+from ofa_embed.cli.sql import sql
 
 import ofa_embed
-
-from cli.benchmark import benchmark_app
-from cli.curate import curate
-from cli.extract import extract
-from cli.index import index
-from cli.knn import knn
-from cli.predict import predict
-from cli.pretrain import pretrain
-from cli.probe import probe
-from cli.search import search
-from cli.sql import sql
 
 app = typer.Typer(
     name="ofa-embed", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

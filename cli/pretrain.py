@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stderr, stdout
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli._common import Quiet, errors_to_exit, setup_logging, stderr, stdout
 from ofa_embed.model.config import list_models
-from ofa_embed.pretrain_config import PretrainConfig
+from ofa_embed.pretraining.config import PretrainConfig
 
 DEFAULTS = PretrainConfig()
 
@@ -36,7 +36,7 @@ def pretrain(
     setup_logging(quiet)
     settings = PretrainConfig(config, steps, batch_size, lr, DEFAULTS.weight_decay, warmup_steps, mask_ratio, crop,
                               sampling, seed, checkpoint_every, bf16)
-    from ofa_embed.pretraining import pretrain as run_pretrain
+    from ofa_embed.pretraining.train import pretrain as run_pretrain
 
     columns = (TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn(), TimeRemainingColumn())

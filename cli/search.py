@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.cli.output import FORMATS, write
 from rich.table import Table
 
 import ofa_embed
-from cli._common import Quiet, errors_to_exit, setup_logging, stdout
 from ofa_embed.errors import QueryError
-from ofa_embed.output import FORMATS, write
 
 
 def _floats(text: str, count: int, name: str) -> tuple[float, ...]:

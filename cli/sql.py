@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.cli.output import write
 from rich.table import Table
 
 import ofa_embed
-from cli._common import Quiet, errors_to_exit, setup_logging, stdout
 from ofa_embed.errors import SQLError
-from ofa_embed.output import write
 
 SQL_FORMATS = ("table", "csv", "json", "parquet")
 

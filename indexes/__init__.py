@@ -1,14 +1,14 @@
 """Vector indexes over an ofa-embed store (faiss): exact, HNSW and IVF-PQ, with filtered search.
 
-    import indexes
+    from ofa_embed import indexes
     indexes.build("embeddings")                     # kind="auto" picks by store size
     hits = indexes.open("embeddings").search(vector, k=10, search_filter=SearchFilter(bbox=...))
 """
 
-from indexes.config import KINDS, FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig, make_config
+from ofa_embed.indexes.config import KINDS, FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig, make_config
 
-_LAZY = {"SearchFilter": "indexes.filters", **dict.fromkeys(
-    ("BuildReport", "StoreIndex", "build", "open_index", "update"), "indexes.store_index")}
+_LAZY = {"SearchFilter": "ofa_embed.indexes.filters", **dict.fromkeys(
+    ("BuildReport", "StoreIndex", "build", "open_index", "update"), "ofa_embed.indexes.store_index")}
 
 
 def __getattr__(name: str) -> object:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
-from indexes.config import FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig
+from ofa_embed.indexes.config import FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 _API = {
-    "curate": "ofa_embed.corpus",
-    "extract": "ofa_embed.extraction", "ExtractReport": "ofa_embed.extraction", "SceneReport": "ofa_embed.extraction",
-    "MODALITIES": "ofa_embed.modalities", "get_modality": "ofa_embed.modalities",
-    "open_scene": "ofa_embed.scene",
+    "curate": "ofa_embed.pretraining.corpus",
+    "extract": "ofa_embed.embedding.extract", "ExtractReport": "ofa_embed.embedding.extract", "SceneReport": "ofa_embed.embedding.extract",
+    "MODALITIES": "ofa_embed.sensors", "get_modality": "ofa_embed.sensors",
+    "open_scene": "ofa_embed.raster.scene",
     "search": "ofa_embed.retrieval",
     "sql": "ofa_embed.sqlview",
     "probe": "ofa_embed.downstream", "knn": "ofa_embed.downstream", "predict": "ofa_embed.downstream",

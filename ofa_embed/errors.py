@@ -60,6 +60,10 @@ class LabelError(OFAEmbedError, ValueError):
     """A labels file is missing, unreadable, lacks the target column or CRS, or matches no tile."""
 
 
+class GeoBenchError(OFAEmbedError, ValueError):
+    """A GEO-Bench root, task folder, partition or sample file is missing or unreadable."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (for one-line errors), or its type when it has none."""
     text = str(exc).strip()

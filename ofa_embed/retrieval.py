@@ -9,12 +9,12 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 
-import indexes
-from indexes.filters import SearchFilter
-from indexes.vectors import embedding_matrix
-from ofa_embed.duck import connect
+from ofa_embed import indexes
 from ofa_embed.errors import QueryError
+from ofa_embed.indexes.filters import SearchFilter
+from ofa_embed.indexes.vectors import embedding_matrix
 from ofa_embed.store import store_files
+from ofa_embed.store.duck import connect
 
 __all__ = ["search", "QueryError"]
 
@@ -73,7 +73,7 @@ def search(
     store = Path(store)
     index = indexes.open(store)
     if like is not None:
-        from ofa_embed.query import embed_file, store_model  # torch loads only to embed a query tile
+        from ofa_embed.embedding.query import embed_file, store_model  # torch loads only to embed a query tile
 
         vector = embed_file(like, store_model(store, weights), modality=query_modality, bands=query_bands)
     elif like_id is not None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from ofa_embed.duck import connect
 from ofa_embed.errors import SQLError, first_line
 from ofa_embed.store import describe_store
+from ofa_embed.store.duck import connect
 
 __all__ = ["sql", "connect_store", "SQLError"]
 
@@ -43,7 +43,7 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
 
     @functools.lru_cache(maxsize=256)
     def cached(path: str, stamp: int) -> list[float]:
-        from ofa_embed.query import embed_file, store_model  # torch loads only when a query embeds a tile
+        from ofa_embed.embedding.query import embed_file, store_model  # torch loads only when a query embeds a tile
 
         return embed_file(path, store_model(store, weights)).tolist()
 

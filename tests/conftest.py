@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from ofa_embed.modalities import get_modality
+from ofa_embed.sensors import get_modality
 
 UTM33 = "EPSG:32633"
 ORIGIN = (500_000.0, 5_000_000.0)  # UTM 33N, about 15 E 45 N
@@ -110,8 +110,7 @@ def write_vector_store(store: Path, scenes: Sequence[tuple[str, int, float, str 
             emb_metadata={"dimension": dim, "weights_hash": weights_hash},
         )
         import pyarrow.parquet as pq
-
-        from indexes.vectors import embedding_matrix
+        from ofa_embed.indexes.vectors import embedding_matrix
 
         written[name] = embedding_matrix(pq.read_table(path, columns=["embedding"]).column(0))
     return np.concatenate([written[n] for n in sorted(written)])

@@ -3,11 +3,11 @@
 import geopandas as gpd
 import numpy as np
 import pytest
+from conftest import s2_values, write_raster
+from ofa_embed.cli.main import app
 from typer.testing import CliRunner
 
-from cli.main import app
-from conftest import s2_values, write_raster
-from ofa_embed.duck import connect
+from ofa_embed.store.duck import connect
 
 runner = CliRunner()
 

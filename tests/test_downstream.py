@@ -14,19 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from conftest import ORIGIN, UTM33, s2_values, write_raster
+from ofa_embed.cli.main import app
 from sklearn.metrics import accuracy_score, f1_score
 from typer.testing import CliRunner
 
-import indexes
 import ofa_embed
-from cli.main import app
-from conftest import ORIGIN, UTM33, s2_values, write_raster
+from ofa_embed import indexes
 from ofa_embed.downstream import ProbeModel, evaluate, join_labels, make_split, read_labels
 from ofa_embed.downstream.knn import flat_search, knn_vote, store_search
-from ofa_embed.duck import connect
 from ofa_embed.errors import ConfigError, LabelError
-from ofa_embed.modalities import get_modality
+from ofa_embed.sensors import get_modality
 from ofa_embed.store import read_embeddings, read_tiles
+from ofa_embed.store.duck import connect
 
 TILE, SIDE, RES = 32, 10, 10.0
 DARK_BANDS = ("B08", "B8A", "B09", "B10", "B11", "B12")

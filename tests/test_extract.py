@@ -7,15 +7,16 @@ import pytest
 import rasterio
 import shapely
 import torch
+from conftest import s2_values, write_raster
 from pyproj import Transformer
 
-from conftest import s2_values, write_raster
 import ofa_embed
-from ofa_embed import extraction
-from ofa_embed.duck import connect
+from ofa_embed.embedding import extract as extraction
 from ofa_embed.errors import SceneReadError, StoreError, TilingError
+from ofa_embed.model.weights import load_weights
+from ofa_embed.raster.reader import TileBatch
 from ofa_embed.store import read_metadata, store_files, tile_id
-from ofa_embed.tile_reader import TileBatch
+from ofa_embed.store.duck import connect
 
 FAST = {"model": "ofa_test", "tile_size": 64}
 
@@ -189,7 +190,7 @@ def test_bundled_sample_is_a_real_sentinel2_scene():
 def test_block_aligned_windows_give_the_same_tiles_as_row_runs(tmp_path):
     """A tiled raster (256 px blocks) is read 4 tile rows x 8 tile columns at a time, a striped one a
     tile row at a time: the same tiles, embeddings and valid fractions come out of both."""
-    from ofa_embed.tile_reader import _windows
+    from ofa_embed.raster.reader import _windows
     from ofa_embed.tiling import tile_windows
 
     tiles = tile_windows(600, 520, 64, 64)
@@ -219,7 +220,7 @@ def test_block_aligned_windows_give_the_same_tiles_as_row_runs(tmp_path):
 
 
 def test_concurrent_model_workers_embed_like_one_and_keep_order():
-    model = extraction.load_weights(None, "ofa_test").model
+    model = load_weights(None, "ofa_test").model
     rng = np.random.default_rng(0)
     batches = [
         TileBatch([], rng.standard_normal((n, 13, 32, 32)).astype(np.float32), np.ones(n), 0) for n in (4, 3, 4, 2, 0)
@@ -234,7 +235,7 @@ def test_concurrent_model_workers_embed_like_one_and_keep_order():
 
 
 def test_a_failing_model_worker_raises_in_the_caller(monkeypatch):
-    model = extraction.load_weights(None, "ofa_test").model
+    model = load_weights(None, "ofa_test").model
     real_embed, calls = extraction._embed, []
 
     def failing_embed(*args):

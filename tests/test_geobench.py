@@ -24,23 +24,23 @@ import numpy as np
 import pytest
 import torch
 from affine import Affine
+from ofa_embed.cli.main import app
 from rasterio.crs import CRS
 from typer.testing import CliRunner
 
-from cli.main import app
-from ofa_embed.checkpoint import save_checkpoint
 from ofa_embed.downstream.geobench import (
     GEOBENCH_TASKS,
     GeoBenchError,
-    _Layout,
     find_tasks,
     geobench,
     mean_iou,
     open_task,
     read_sample,
 )
-from ofa_embed.modalities import get_modality
+from ofa_embed.downstream.geobench.scoring import Layout
 from ofa_embed.model import create_model
+from ofa_embed.model.checkpoint import save_checkpoint
+from ofa_embed.sensors import get_modality
 
 runner = CliRunner()
 N_BOOT = 100
@@ -228,17 +228,17 @@ def test_dated_and_coarser_bands_are_read_by_name_onto_the_finest_grid(tmp_path)
 
 
 def test_bands_map_onto_the_registry_with_the_corrected_order_and_units():
-    eurosat = _Layout.of(GEOBENCH_TASKS["m-eurosat"])
+    eurosat = Layout.of(GEOBENCH_TASKS["m-eurosat"])
     l1c = get_modality("sentinel2_l1c")
     assert eurosat.positions[eurosat.stored.index("12 - SWIR")] == l1c.band_index("B8A")
     assert eurosat.positions[eurosat.stored.index("08A - Vegetation Red Edge")] == l1c.band_index("B09")
-    so2sat = _Layout.of(GEOBENCH_TASKS["m-so2sat"])
+    so2sat = Layout.of(GEOBENCH_TASKS["m-so2sat"])
     assert len(so2sat.stored) == 10 and not any("VH" in b or "VV" in b for b in so2sat.stored)
     # so2sat stores reflectance: the band mean in reflectance must normalise to 0, absent B01 stays 0
     reflectance = np.stack([np.full((4, 4), l1c.mean[p]) for p in so2sat.positions]).astype(np.float32)
     normalised = so2sat.normalise(types.SimpleNamespace(image=reflectance))
     assert normalised.shape == (13, 4, 4) and np.allclose(normalised, 0, atol=1e-4)
-    assert _Layout.of(GEOBENCH_TASKS["m-brick-kiln"]).stored[-1] == "09 - Water vapour"  # TCI channels dropped
+    assert Layout.of(GEOBENCH_TASKS["m-brick-kiln"]).stored[-1] == "09 - Water vapour"  # TCI channels dropped
 
 
 def test_mean_iou_of_a_hand_made_case():

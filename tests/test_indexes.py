@@ -2,12 +2,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-
-import indexes
 from conftest import write_vector_store
-from indexes.config import make_config
-from indexes.filters import SearchFilter
-from indexes.vectors import l2_normalise
+from ofa_embed.indexes.config import make_config
+from ofa_embed.indexes.filters import SearchFilter
+from ofa_embed.indexes.vectors import l2_normalise
+
+from ofa_embed import indexes
 from ofa_embed.errors import IndexStateError, StoreError
 
 SCENES = [
@@ -165,7 +165,7 @@ def test_mixed_models_and_missing_stores_are_refused(tmp_path):
 
 
 def test_large_allowed_sets_go_through_the_faiss_selector(store, monkeypatch):
-    from indexes import store_index
+    from ofa_embed.indexes import store_index
 
     vectors = write_vector_store(store, SCENES)
     indexes.build(store, "hnsw")
@@ -178,9 +178,8 @@ def test_large_allowed_sets_go_through_the_faiss_selector(store, monkeypatch):
 
 def test_single_queries_run_on_one_thread_and_restore_the_setting(monkeypatch):
     import faiss
-
-    from indexes import faiss_index
-    from indexes.config import FlatConfig
+    from ofa_embed.indexes import faiss_index
+    from ofa_embed.indexes.config import FlatConfig
 
     index = faiss_index.create(FlatConfig(), 8)
     index.add(np.eye(8, dtype=np.float32))
@@ -194,8 +193,8 @@ def test_single_queries_run_on_one_thread_and_restore_the_setting(monkeypatch):
 
 
 def test_missing_results_are_padded_with_minus_one_and_minus_infinity():
-    from indexes import faiss_index
-    from indexes.config import FlatConfig
+    from ofa_embed.indexes import faiss_index
+    from ofa_embed.indexes.config import FlatConfig
 
     index = faiss_index.create(FlatConfig(), 4)
     index.add(np.eye(4, dtype=np.float32)[:3])

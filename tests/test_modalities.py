@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ofa_embed.errors import ModalityError
-from ofa_embed.modalities import (
+from ofa_embed.sensors import (
     MODALITIES,
     band_name_from_filename,
     detect_modality,

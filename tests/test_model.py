@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from ofa_embed.checkpoint import load_checkpoint, random_init, save_checkpoint, weights_hash
 from ofa_embed.errors import WeightsError
 from ofa_embed.model import CONFIGS, OFAConfig, create_model
-from ofa_embed.modalities import MODALITIES
+from ofa_embed.model.checkpoint import load_checkpoint, random_init, save_checkpoint, weights_hash
+from ofa_embed.sensors import MODALITIES
 
 
 @pytest.fixture(scope="module")

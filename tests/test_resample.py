@@ -1,14 +1,14 @@
-"""Coarse band files upsampled onto the finest grid (ofa_embed.resample) against GDAL's resampled reads."""
+"""Coarse band files upsampled onto the finest grid (ofa_embed.raster.resample) against GDAL's resampled reads."""
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import ORIGIN, UTM33
 from rasterio.windows import Window
 
-from conftest import ORIGIN, UTM33
-from ofa_embed.resample import aligned_grid
-from ofa_embed.scene import open_scene
+from ofa_embed.raster.resample import aligned_grid
+from ofa_embed.raster.scene import open_scene
 
 FINE = Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1])
 NODATA = -9999.0

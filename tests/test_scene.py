@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 import rasterio
+from conftest import s2_values, write_raster
 from rasterio.windows import Window
 
-from conftest import s2_values, write_raster
 from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError
-from ofa_embed.modalities import get_modality
-from ofa_embed.scene import open_scene
+from ofa_embed.raster.scene import open_scene
+from ofa_embed.sensors import get_modality
 
 S2 = get_modality("sentinel2_l1c")
 

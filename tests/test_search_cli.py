@@ -6,17 +6,17 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import rasterio
+from conftest import s2_values, write_raster
+from ofa_embed.cli.main import app
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from typer.testing import CliRunner
 
 import ofa_embed
-from cli.main import app
-from conftest import s2_values, write_raster
-from ofa_embed.checkpoint import save_checkpoint
-from ofa_embed.duck import connect
 from ofa_embed.model import create_model
+from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.store import tile_id
+from ofa_embed.store.duck import connect
 
 runner = CliRunner()
 FAST = ["--model", "ofa_test", "--tile-size", "64"]

@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from ofa_embed.checkpoint import load_checkpoint
-from ofa_embed.extraction import PACKAGED_WEIGHTS, load_weights
+from ofa_embed.model.checkpoint import load_checkpoint
+from ofa_embed.model.weights import PACKAGED_WEIGHTS, PACKAGED_WEIGHTS_HASH, load_weights
 
 CARD = Path(PACKAGED_WEIGHTS).parent / "MODEL_CARD.md"
 
@@ -12,7 +12,7 @@ CARD = Path(PACKAGED_WEIGHTS).parent / "MODEL_CARD.md"
 def test_shipped_checkpoint_loads_and_its_hash_matches_the_card():
     loaded = load_checkpoint(PACKAGED_WEIGHTS)
     card_hash = re.search(r"weights hash: `([0-9a-f]{16})`", CARD.read_text()).group(1)
-    assert loaded.weights_hash == card_hash
+    assert loaded.weights_hash == card_hash == PACKAGED_WEIGHTS_HASH
     assert loaded.model.config.name == "ofa_tiny" and loaded.pretrained
     assert PACKAGED_WEIGHTS.stat().st_size < 15 * 2**20
 

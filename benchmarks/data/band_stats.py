@@ -17,7 +17,7 @@ import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.data import fetch  # noqa: E402
-from ofa_embed.modalities import band_name_from_filename, get_modality  # noqa: E402
+from ofa_embed.sensors import band_name_from_filename, get_modality  # noqa: E402
 
 
 def _band_files(folder: Path, pattern: str) -> dict[str, list[Path]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.data import fetch  # noqa: E402
-from ofa_embed.corpus import curate  # noqa: E402
+from ofa_embed.pretraining.corpus import curate  # noqa: E402
 
 TILE = 112
 

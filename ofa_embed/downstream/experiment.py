@@ -26,7 +26,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexes.store_index import open_index
 from ofa_embed.atomic import atomic_target
 from ofa_embed.downstream.knn import NeighbourSearch, flat_search, knn_vote, store_search
 from ofa_embed.downstream.labels import LabelJoin, join_labels, read_labels
@@ -35,6 +34,7 @@ from ofa_embed.downstream.plots import draw
 from ofa_embed.downstream.probe import ProbeModel, fit_probe
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError
+from ofa_embed.indexes.store_index import open_index
 from ofa_embed.store import StoreFile, describe_store, embedding_matrix, read_embeddings, read_tiles, tiles_frame
 
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]

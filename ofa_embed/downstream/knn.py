@@ -21,11 +21,11 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexes import faiss_index
-from indexes.config import FlatConfig
-from indexes.store_index import StoreIndex
-from indexes.vectors import l2_normalise
 from ofa_embed.downstream.metrics import class_codes
+from ofa_embed.indexes import faiss_index
+from ofa_embed.indexes.config import FlatConfig
+from ofa_embed.indexes.store_index import StoreIndex
+from ofa_embed.indexes.vectors import l2_normalise
 
 __all__ = ["NeighbourSearch", "knn_vote", "flat_search", "store_search"]
 

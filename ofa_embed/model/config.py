@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ofa_embed.modalities import MODALITIES
+from ofa_embed.sensors.registry import MODALITIES
 
 __all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "OFAConfig", "list_models"]
 

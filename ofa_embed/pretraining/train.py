@@ -30,12 +30,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ofa_embed.atomic import atomic_target
-from ofa_embed.checkpoint import save_checkpoint
-from ofa_embed.corpus import load_manifest
 from ofa_embed.errors import ConfigError, StoreError
 from ofa_embed.model import create_model
+from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.model.mae import OFAMAE
-from ofa_embed.pretrain_config import PretrainConfig
+from ofa_embed.pretraining.config import PretrainConfig
+from ofa_embed.pretraining.corpus import load_manifest
 
 __all__ = ["PretrainConfig", "PretrainReport", "pretrain", "CorpusSampler"]
 

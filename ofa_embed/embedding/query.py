@@ -2,58 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from rasterio.windows import Window
 
-from ofa_embed.checkpoint import LoadedModel, load_checkpoint, random_init
-from ofa_embed.errors import IndexStateError, TilingError
-from ofa_embed.extraction import PACKAGED_WEIGHTS
-from ofa_embed.model import OFAConfig
-from ofa_embed.scene import open_scene
+from ofa_embed.errors import TilingError
+from ofa_embed.model.checkpoint import LoadedModel
+from ofa_embed.model.weights import weights_for_store
+from ofa_embed.raster.scene import open_scene
 from ofa_embed.store import describe_store, read_metadata
 
 __all__ = ["store_model", "embed_file", "MAX_QUERY_PIXELS"]
 
 MAX_QUERY_PIXELS = 1024
-
-
-def _candidates(model_meta: dict[str, Any], weights: str | Path | None) -> list[Any]:
-    if weights is not None:
-        return [Path(weights)]
-    source = str(model_meta.get("weights_source", ""))
-    if source.startswith("random-init"):
-        return [OFAConfig.from_dict(model_meta["config"])]
-    return [Path(source), PACKAGED_WEIGHTS]
-
-
-@functools.lru_cache(maxsize=4)
-def _resolve(store_files_key: str, weights: str | None) -> LoadedModel:
-    model_meta = read_metadata(store_files_key)["model"]
-    wanted = model_meta["weights_hash"]
-    for candidate in _candidates(model_meta, weights):
-        if isinstance(candidate, OFAConfig):
-            loaded = random_init(candidate)
-        elif candidate.is_file():
-            loaded = load_checkpoint(candidate)
-        else:
-            continue
-        if loaded.weights_hash == wanted:
-            return loaded
-        if weights is not None:
-            raise IndexStateError(
-                f"{weights}: weights {loaded.weights_hash} differ from the store's {wanted}; queries must be "
-                "embedded by the model that made the store"
-            )
-    raise IndexStateError(
-        f"the store was embedded with weights {wanted} ({model_meta.get('weights_source')}), which are not "
-        "available here; pass that checkpoint with --weights"
-    )
 
 
 def store_model(store: str | Path, weights: str | Path | None = None) -> LoadedModel:
@@ -64,7 +28,7 @@ def store_model(store: str | Path, weights: str | Path | None = None) -> LoadedM
         IndexStateError: those weights are not available, or ``weights`` are other weights.
     """
     first = describe_store(store)[0].path
-    return _resolve(str(first), str(weights) if weights is not None else None)
+    return weights_for_store(read_metadata(first)["model"], weights)
 
 
 def embed_file(

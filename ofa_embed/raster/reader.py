@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from ofa_embed.scene import Scene
+from ofa_embed.raster.scene import Scene
 from ofa_embed.tiling import TileWindow, tile_windows, validate_tiling
 
 __all__ = ["TilePlan", "TileBatch", "plan_tiles", "read_tile_batches", "prefetched", "PREFETCH_DEPTH"]

@@ -16,7 +16,6 @@ skips the scenes already in the store.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
@@ -32,22 +31,22 @@ import numpy as np
 import torch
 
 from ofa_embed import __version__
-from ofa_embed.checkpoint import LoadedModel, load_checkpoint, random_init
 from ofa_embed.errors import ModalityError, StoreError, TilingError
+from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
-from ofa_embed.scene import Scene, open_scene
+from ofa_embed.model.weights import load_weights
+from ofa_embed.raster.reader import TileBatch, TilePlan, plan_tiles, prefetched, read_tile_batches
+from ofa_embed.raster.scene import Scene, open_scene
 from ofa_embed.store import TileRecords, scene_path, write_scene
-from ofa_embed.tile_reader import TileBatch, TilePlan, plan_tiles, prefetched, read_tile_batches
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
 
 __all__ = [
-    "extract", "ExtractReport", "SceneReport", "load_weights", "model_workers", "embed_batches", "resolve_device",
+    "extract", "ExtractReport", "SceneReport", "model_workers", "embed_batches", "resolve_device",
     "DEFAULT_MODEL", "DEFAULT_MIN_VALID",
 ]
 
 logger = logging.getLogger(__name__)
 
-PACKAGED_WEIGHTS = Path(__file__).parent / "data" / f"{DEFAULT_MODEL}.safetensors"
 # beyond this many concurrent batches, more threads per batch are cheaper than more batches in memory
 MAX_CPU_WORKERS = 4
 
@@ -88,33 +87,6 @@ class ExtractReport:
     @property
     def tiles(self) -> int:
         return sum(s.tiles for s in self.scenes)
-
-
-def load_weights(weights: str | Path | None = None, model: str = DEFAULT_MODEL) -> LoadedModel:
-    """The checkpoint at ``weights``; else the packaged default; else a seeded random init of ``model``.
-
-    Loaded models are cached per file (and modification time), so repeated calls in one process are free.
-    """
-    path = Path(weights) if weights is not None else PACKAGED_WEIGHTS if model == DEFAULT_MODEL else None
-    if path is not None and (weights is not None or path.is_file()):
-        stamp = path.stat().st_mtime_ns if path.is_file() else None
-        return _cached_checkpoint(str(path), stamp)
-    loaded = _cached_random_init(model)
-    logger.warning(
-        "no pre-trained weights for %s: using a seeded random init (hash %s); embeddings are "
-        "deterministic but not meaningful; pass a checkpoint with --weights", model, loaded.weights_hash,
-    )
-    return loaded
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_checkpoint(path: str, stamp: int | None) -> LoadedModel:
-    return load_checkpoint(path)
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_random_init(model: str) -> LoadedModel:
-    return random_init(model)
 
 
 def resolve_device(device: str | None) -> torch.device:

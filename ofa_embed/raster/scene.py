@@ -29,8 +29,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
 
 from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError, first_line
-from ofa_embed.modalities import Modality, band_name_from_filename, detect_modality, get_modality
-from ofa_embed.resample import AlignedGrid, aligned_grid
+from ofa_embed.raster.resample import AlignedGrid, aligned_grid
+from ofa_embed.sensors import Modality, band_name_from_filename, detect_modality, get_modality
 
 __all__ = ["Scene", "open_scene", "RASTER_SUFFIXES", "DEFAULT_GDAL_CACHE_MB"]
 
@@ -59,7 +59,7 @@ class _Source:
 
     A dataset on the scene grid is read directly. One on a grid an integer factor coarser and
     corner-aligned (Sentinel-2 20/60 m bands) is read at its own resolution and upsampled
-    (:mod:`ofa_embed.resample`); on another coarser grid of the same CRS, with a fractional source
+    (:mod:`ofa_embed.raster.resample`); on another coarser grid of the same CRS, with a fractional source
     window and GDAL's bilinear ``out_shape`` resampling, which is what a warp would compute at a
     fraction of its cost. Windows reaching past its extent, and datasets in another CRS, go through a
     bilinear ``WarpedVRT`` onto the scene grid.

@@ -29,8 +29,8 @@ import numpy as np
 
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError, TilingError
-from ofa_embed.scene import open_scene
-from ofa_embed.tile_reader import plan_tiles, prefetched, read_tile_batches
+from ofa_embed.raster.reader import plan_tiles, prefetched, read_tile_batches
+from ofa_embed.raster.scene import open_scene
 
 __all__ = ["curate", "CorpusReport", "load_manifest", "CORPUS_VERSION"]
 

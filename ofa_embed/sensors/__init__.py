@@ -1,0 +1,16 @@
+"""Sensors as data: the registry of modalities (bands, wavelengths, scaling, statistics) and their detection."""
+
+from ofa_embed.sensors.detection import band_name_from_filename, detect_modality
+from ofa_embed.sensors.registry import (
+    HYPERSPECTRAL_GRID_UM,
+    MODALITIES,
+    Band,
+    Modality,
+    get_modality,
+    list_modalities,
+)
+
+__all__ = [
+    "Band", "Modality", "MODALITIES", "get_modality", "list_modalities", "band_name_from_filename", "detect_modality",
+    "HYPERSPECTRAL_GRID_UM",
+]

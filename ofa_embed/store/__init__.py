@@ -1,0 +1,26 @@
+"""The embedding store: GeoParquet files, one per scene (layout in :mod:`ofa_embed.store.geoparquet`), and
+DuckDB with the spatial extension over them (:mod:`ofa_embed.store.duck`). Knows no model."""
+
+from ofa_embed.store.geoparquet import (
+    STORE_VERSION,
+    TILE_COLUMNS,
+    StoreFile,
+    TileRecords,
+    describe_store,
+    embedding_matrix,
+    read_embeddings,
+    read_metadata,
+    read_tiles,
+    scene_path,
+    store_files,
+    take_rows,
+    tile_id,
+    tiles_frame,
+    write_scene,
+)
+
+__all__ = [
+    "STORE_VERSION", "TILE_COLUMNS", "StoreFile", "TileRecords", "describe_store", "embedding_matrix",
+    "read_embeddings", "read_metadata", "read_tiles", "scene_path", "store_files", "take_rows", "tile_id",
+    "tiles_frame", "write_scene",
+]
