@@ -3,11 +3,11 @@
 import geopandas as gpd
 import numpy as np
 import pytest
-from conftest import s2_values, write_raster
 from ofa_embed.cli.main import app
 from typer.testing import CliRunner
 
 from ofa_embed.store.duck import connect
+from tests.helpers import s2_values, write_raster
 
 runner = CliRunner()
 

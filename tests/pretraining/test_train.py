@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import s2_values, write_raster
 
 import ofa_embed
 from ofa_embed.errors import ConfigError, StoreError
@@ -12,6 +11,7 @@ from ofa_embed.model.checkpoint import load_checkpoint
 from ofa_embed.model.mae import OFAMAE, patchify, random_masking, unpatchify
 from ofa_embed.pretraining.config import PretrainConfig
 from ofa_embed.pretraining.train import CorpusSampler, pretrain
+from tests.helpers import s2_values, write_raster
 
 TINY = PretrainConfig(model="ofa_test", steps=30, batch_size=8, lr=3e-3, warmup_steps=3, crop=32, checkpoint_every=10)
 

@@ -6,7 +6,6 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import rasterio
-from conftest import s2_values, write_raster
 from ofa_embed.cli.main import app
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
@@ -17,6 +16,7 @@ from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.store import tile_id
 from ofa_embed.store.duck import connect
+from tests.helpers import s2_values, write_raster
 
 runner = CliRunner()
 FAST = ["--model", "ofa_test", "--tile-size", "64"]

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import ORIGIN, UTM33, s2_values, write_raster
 from ofa_embed.cli.main import app
 from sklearn.metrics import accuracy_score, f1_score
 from typer.testing import CliRunner
@@ -27,6 +26,7 @@ from ofa_embed.errors import ConfigError, LabelError
 from ofa_embed.sensors import get_modality
 from ofa_embed.store import read_embeddings, read_tiles
 from ofa_embed.store.duck import connect
+from tests.helpers import ORIGIN, UTM33, s2_values, write_raster
 
 TILE, SIDE, RES = 32, 10, 10.0
 DARK_BANDS = ("B08", "B8A", "B09", "B10", "B11", "B12")

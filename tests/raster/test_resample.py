@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import ORIGIN, UTM33
 from rasterio.windows import Window
 
 from ofa_embed.raster.resample import aligned_grid
 from ofa_embed.raster.scene import open_scene
+from tests.helpers import ORIGIN, UTM33
 
 FINE = Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1])
 NODATA = -9999.0

@@ -7,7 +7,6 @@ import pytest
 import rasterio
 import shapely
 import torch
-from conftest import s2_values, write_raster
 from pyproj import Transformer
 
 import ofa_embed
@@ -17,6 +16,7 @@ from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TileBatch
 from ofa_embed.store import read_metadata, store_files, tile_id
 from ofa_embed.store.duck import connect
+from tests.helpers import s2_values, write_raster
 
 FAST = {"model": "ofa_test", "tile_size": 64}
 

@@ -2,13 +2,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from conftest import write_vector_store
 from ofa_embed.indexes.config import make_config
 from ofa_embed.indexes.filters import SearchFilter
 from ofa_embed.indexes.vectors import l2_normalise
 
 from ofa_embed import indexes
 from ofa_embed.errors import IndexStateError, StoreError
+from tests.helpers import write_vector_store
 
 SCENES = [
     ("a_2020", 600, 10.0, "2020-06-01T10:00:00+00:00", "sentinel2_l1c"),

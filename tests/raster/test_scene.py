@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 import rasterio
-from conftest import s2_values, write_raster
 from rasterio.windows import Window
 
 from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError
 from ofa_embed.raster.scene import open_scene
 from ofa_embed.sensors import get_modality
+from tests.helpers import s2_values, write_raster
 
 S2 = get_modality("sentinel2_l1c")
 
