@@ -1,9 +1,22 @@
-"""Small layers of the OFA backbone: per-modality patch embedding and 2-D sin-cos position embedding."""
+"""Layers of the OFA backbone: per-modality patch embedding, 2-D sin-cos position embedding, Transformer block.
+
+The block is the pre-norm ViT block (Dosovitskiy et al. 2021) with timm's parameter names
+(``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``), so checkpoints are
+interchangeable with timm's ``vision_transformer.Block``; it is written here in plain torch because
+importing timm's model zoo takes about 3 s (it pulls in torchvision) on every command that embeds, and so
+that the LayerNorm epsilon is fixed by this code, not by the installed timm (1.0.16 changed its default).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+__all__ = ["LAYER_NORM_EPS", "Attention", "Block", "Mlp", "PatchEmbed", "sincos_pos_embed_2d"]
+
+# every LayerNorm of the backbone (blocks and final norm), as in MAE and the shipped checkpoint's training
+LAYER_NORM_EPS = 1e-6
 
 
 class PatchEmbed(nn.Module):
@@ -52,3 +65,62 @@ def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int, *, device: torch.dev
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
     return torch.cat([encode(rr), encode(cc)], dim=1).float()
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: ``(B, N, D)`` -> ``(B, N, D)``.
+
+    Args:
+        dim: token width D, divisible by ``num_heads``.
+        num_heads: attention heads.
+        qkv_bias: biases on the query/key/value projection.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    """Two-layer GELU MLP: ``(..., D)`` -> ``(..., D)`` through ``hidden`` units."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``; ``(B, N, D)`` in and out.
+
+    Args:
+        dim: token width D.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width relative to D.
+        qkv_bias: biases on the query/key/value projection.
+        eps: LayerNorm epsilon (explicit: it changes the embeddings).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 eps: float = LAYER_NORM_EPS) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))

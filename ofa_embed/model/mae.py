@@ -10,10 +10,9 @@ serves every modality.
 from __future__ import annotations
 
 import torch
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from ofa_embed.model.layers import sincos_pos_embed_2d
+from ofa_embed.model.layers import LAYER_NORM_EPS, Block, sincos_pos_embed_2d
 from ofa_embed.model.ofa import OFANet
 
 
@@ -71,7 +70,7 @@ class OFAMAE(nn.Module):
         self.decoder_blocks = nn.Sequential(
             *[Block(decoder_dim, decoder_heads, 4.0, qkv_bias=True) for _ in range(decoder_depth)]
         )
-        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
+        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=LAYER_NORM_EPS)
         self.heads = nn.ModuleDict({
             name: nn.Linear(decoder_dim, self.patch * self.patch * chans)
             for name, chans in encoder.config.in_chans.items()

@@ -3,7 +3,8 @@
 Xiong et al., "One for All: Toward Unified Foundation Models for Earth Vision" (OFA-Net, 2024,
 arXiv:2401.07527): each modality has its own patch embedding (a Conv2d with that modality's band
 count) feeding one shared Transformer encoder, pre-trained with masked image modelling. Here the encoder
-is built from timm ``Block`` layers; a fixed 2-D sin-cos position embedding makes any tile size whose
+is built from pre-norm ViT blocks (:class:`~ofa_embed.model.layers.Block`, timm's parameter layout); a fixed
+2-D sin-cos position embedding makes any tile size whose
 edge is a multiple of the patch size valid, and a learned per-modality embedding is added to every
 token. The embedding of a tile is the mean of its final-normed patch tokens.
 
@@ -13,11 +14,10 @@ The model knows nothing about files: it takes normalised tensors and a modality 
 from __future__ import annotations
 
 import torch
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
-from ofa_embed.model.layers import PatchEmbed, sincos_pos_embed_2d
+from ofa_embed.model.layers import LAYER_NORM_EPS, Block, PatchEmbed, sincos_pos_embed_2d
 
 __all__ = ["CONFIGS", "OFAConfig", "OFANet", "create_model"]
 
@@ -43,7 +43,7 @@ class OFANet(nn.Module):
         self.blocks = nn.Sequential(
             *[Block(config.embed_dim, config.num_heads, config.mlp_ratio, qkv_bias=True) for _ in range(config.depth)]
         )
-        self.norm = nn.LayerNorm(config.embed_dim, eps=1e-6)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=LAYER_NORM_EPS)
         self._pos_cache: dict[tuple[int, int, torch.device], Tensor] = {}
         self._init_weights()
 

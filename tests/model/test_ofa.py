@@ -46,11 +46,11 @@ def test_modalities_use_their_own_patch_embedding_and_shared_blocks():
 
     before_rgb, before_rgbn = outputs()
     with torch.no_grad():
-        model.patch_embed["rgbn"].proj.weight.add_(1.0)
+        model.patch_embed["rgbn"].proj.weight.add_(torch.randn_like(model.patch_embed["rgbn"].proj.weight))
     after_rgb, after_rgbn = outputs()
     assert torch.equal(after_rgb, before_rgb) and not torch.allclose(after_rgbn, before_rgbn)
     with torch.no_grad():
-        model.blocks[0].mlp.fc1.weight.add_(1.0)
+        model.blocks[0].mlp.fc1.weight.add_(torch.randn_like(model.blocks[0].mlp.fc1.weight))
     shared_rgb, shared_rgbn = outputs()
     assert not torch.allclose(shared_rgb, after_rgb) and not torch.allclose(shared_rgbn, after_rgbn)
 

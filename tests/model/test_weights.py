@@ -1,6 +1,8 @@
 """The default checkpoint shipped in the package: loads, matches its model card, is used by default."""
 
 import re
+
+import torch
 from pathlib import Path
 
 from ofa_embed.model.checkpoint import load_checkpoint
@@ -20,3 +22,21 @@ def test_shipped_checkpoint_loads_and_its_hash_matches_the_card():
 def test_extract_uses_the_shipped_checkpoint_by_default():
     default = load_weights()
     assert default.pretrained and Path(default.source) == PACKAGED_WEIGHTS
+
+
+def test_shipped_checkpoint_reproduces_its_reference_embedding():
+    """Pins the whole forward pass (layers, norms, position embedding, pooling) on the bundled sample's
+    first tile: a change of library, kernel or layer that moves embeddings of the same weights fails here."""
+    from rasterio.windows import Window
+
+    from ofa_embed.raster.scene import open_scene
+    from ofa_embed.sample import sample_scene
+
+    model = load_weights().model
+    with open_scene(sample_scene()) as scene:
+        data, _ = scene.read(Window(0, 0, 128, 128))
+    with torch.inference_mode():
+        embedding = model(torch.from_numpy(data)[None], "sentinel2_l1c")[0]
+    reference = [-0.00886, -0.02209, -0.02634, 0.08637, 0.04683, 0.09958, -0.02273, -0.05973]
+    assert torch.allclose(embedding[:8], torch.tensor(reference), atol=5e-5)
+    assert abs(float(embedding.norm()) - 9.26767) < 1e-3

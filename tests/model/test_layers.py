@@ -1,0 +1,29 @@
+"""Backbone layers: the ViT block matches timm's, and every LayerNorm's epsilon is the one set here."""
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from ofa_embed.model import create_model
+from ofa_embed.model.layers import LAYER_NORM_EPS, Block
+from ofa_embed.model.mae import OFAMAE
+
+
+def test_block_equals_timms_vision_transformer_block_with_the_same_weights():
+    timm_vit = pytest.importorskip("timm.models.vision_transformer", reason="timm is a declared dependency")
+    torch.manual_seed(0)
+    ours = Block(64, 4, 4.0, qkv_bias=True).eval()
+    theirs = timm_vit.Block(64, 4, 4.0, qkv_bias=True, norm_layer=functools.partial(nn.LayerNorm, eps=LAYER_NORM_EPS)).eval()
+    assert theirs.load_state_dict(ours.state_dict(), strict=True)  # same parameter names and shapes
+    x = torch.randn(3, 17, 64)
+    with torch.inference_mode():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-6)
+
+
+def test_every_layer_norm_uses_the_fixed_epsilon():
+    model = create_model("ofa_test")
+    norms = [m for m in OFAMAE(model).modules() if isinstance(m, nn.LayerNorm)]
+    assert len(norms) == 2 * 2 + 1 + 2 * 2 + 1  # encoder blocks, final norm, decoder blocks, decoder norm
+    assert {m.eps for m in norms} == {LAYER_NORM_EPS}
