@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 
-from ofa_embed.pretraining.corpus import DEFAULT_TILE_SIZE
-from ofa_embed.pretraining.corpus import curate as curate_corpus
+from ofa_embed.pretraining.config import DEFAULT_TILE_SIZE
 from ofa_embed.sensors import MODALITIES
 
 
@@ -28,6 +27,8 @@ def curate(
 ) -> None:
     """Tile scenes into per-modality shards of normalised tiles, with band statistics and a manifest."""
     setup_logging(quiet)
+    from ofa_embed.pretraining.corpus import curate as curate_corpus
+
     with errors_to_exit(), progress_bar(quiet, "tiles") as progress:
         report = curate_corpus(
             [scenes] if stack else scenes, out, modality=modality, bands=bands.split(",") if bands else None,

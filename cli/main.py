@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -42,5 +46,26 @@ for command in (extract, index, search, sql, probe, knn, predict, curate, pretra
 
 app.add_typer(benchmark_app, name="benchmark")
 
+def run() -> None:
+    """The console script: the app, then an exit that skips the interpreter's teardown once nothing is left.
+
+    Tearing down an interpreter that has imported torch takes about 1 s on this project's 2-core machine
+    (a third of ``ofa-embed extract --sample``). The teardown is skipped only when the command has
+    returned or failed cleanly and no other thread is alive; every file is written and closed by then
+    (atomic renames), and the output streams and logging are flushed first.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if threading.active_count() > 1:
+        raise SystemExit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -5,17 +5,20 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ofa_embed.atomic import atomic_target
+
+if TYPE_CHECKING:  # pandas loads only when a result is written: every command imports this module
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json", "geojson", "parquet")
 
 
 def render(frame: pd.DataFrame, fmt: str) -> bytes:
     """``frame`` encoded as ``fmt`` (not ``table``: that is the CLI's rich rendering)."""
-    import geopandas as gpd  # only when writing: the CLI imports this module for every command
+    import geopandas as gpd
+    import pandas as pd
 
     geographic = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame
     if fmt == "csv":

@@ -16,10 +16,10 @@ def __getattr__(name: str) -> object:
     if name == "open":  # the documented entry point: indexes.open(store)
         name = "open_index"
     if name in _LAZY:
-        import importlib
+        from ofa_embed.lazy import import_whole
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'indexes' has no attribute {name!r}")
+        return getattr(import_whole(_LAZY[name]), name)
+    raise AttributeError(f"module 'ofa_embed.indexes' has no attribute {name!r}")
 
 
 __all__ = [

@@ -4,7 +4,6 @@ The public API is loaded on first use: ``import ofa_embed`` alone (and each CLI 
 what it needs, so SQL over a store never waits for torch.
 """
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -30,5 +29,7 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     if name in _API:
-        return getattr(import_module(_API[name]), name)
+        from ofa_embed.lazy import import_whole
+
+        return getattr(import_whole(_API[name]), name)
     raise AttributeError(f"module 'ofa_embed' has no attribute {name!r}")

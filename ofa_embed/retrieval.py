@@ -13,6 +13,7 @@ from ofa_embed import indexes
 from ofa_embed.errors import QueryError
 from ofa_embed.indexes.filters import SearchFilter
 from ofa_embed.indexes.vectors import embedding_matrix
+from ofa_embed.lazy import import_whole
 from ofa_embed.store import store_files
 from ofa_embed.store.duck import connect
 
@@ -73,9 +74,8 @@ def search(
     store = Path(store)
     index = indexes.open(store)
     if like is not None:
-        from ofa_embed.embedding.query import embed_file, store_model  # torch loads only to embed a query tile
-
-        vector = embed_file(like, store_model(store, weights), modality=query_modality, bands=query_bands)
+        query = import_whole("ofa_embed.embedding.query")  # torch loads only to embed a query tile
+        vector = query.embed_file(like, query.store_model(store, weights), modality=query_modality, bands=query_bands)
     elif like_id is not None:
         vector = _stored_embedding(store, "id = ?", [like_id], "id", f"no tile with id {like_id!r}")
     else:

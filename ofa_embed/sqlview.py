@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from ofa_embed.errors import SQLError, first_line
+from ofa_embed.lazy import import_whole
 from ofa_embed.store import describe_store
 from ofa_embed.store.duck import connect
 
@@ -43,9 +44,8 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
 
     @functools.lru_cache(maxsize=256)
     def cached(path: str, stamp: int) -> list[float]:
-        from ofa_embed.embedding.query import embed_file, store_model  # torch loads only when a query embeds a tile
-
-        return embed_file(path, store_model(store, weights)).tolist()
+        query = import_whole("ofa_embed.embedding.query")  # torch loads only when a query embeds a tile
+        return query.embed_file(path, query.store_model(store, weights)).tolist()
 
     def embed(path: str) -> list[float]:
         target = Path(path)

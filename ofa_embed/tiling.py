@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
-from pyproj import Transformer
-from rasterio.crs import CRS
 
 from ofa_embed.errors import TilingError
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
 
 DEFAULT_MIN_VALID = 0.5  # tiles with a smaller fraction of valid (not nodata) pixels are skipped
 
@@ -82,6 +84,8 @@ def footprints(tiles: list[TileWindow], transform: Affine, crs: CRS) -> tuple[np
     cols = np.array([[t.col, t.col + t.width, t.col + t.width, t.col] for t in tiles], dtype=np.float64)
     xs = transform.c + cols * transform.a + rows * transform.b
     ys = transform.f + cols * transform.d + rows * transform.e
+    from pyproj import Transformer  # the CLI imports this module for its defaults: keep pyproj off its start-up
+
     to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     lon, lat = to_lonlat.transform(xs, ys)
     return np.stack([xs, ys], axis=-1), np.stack([np.asarray(lon), np.asarray(lat)], axis=-1)

@@ -12,7 +12,7 @@ __all__ = ["CONFIGS", "DEFAULT_MODEL", "OFAConfig", "OFANet", "create_model", "l
 
 def __getattr__(name: str) -> object:
     if name in ("OFANet", "create_model"):
-        from ofa_embed.model import ofa
+        from ofa_embed.lazy import import_whole
 
-        return getattr(ofa, name)
+        return getattr(import_whole("ofa_embed.model.ofa"), name)
     raise AttributeError(f"module 'ofa_embed.model' has no attribute {name!r}")

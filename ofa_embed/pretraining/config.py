@@ -6,7 +6,11 @@ from dataclasses import dataclass
 
 from ofa_embed.model.config import DEFAULT_MODEL
 
-__all__ = ["PretrainConfig"]
+__all__ = ["DEFAULT_TILE_SIZE", "PATCH_MULTIPLE", "PretrainConfig"]
+
+# corpus tiles (``curate``): one size per corpus, a multiple of every patch size a recipe may use
+DEFAULT_TILE_SIZE = 128
+PATCH_MULTIPLE = 16
 
 
 @dataclass(frozen=True)

