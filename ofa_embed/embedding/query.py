@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from rasterio.windows import Window
 
+from ofa_embed.embedding.forward import embed
 from ofa_embed.errors import TilingError
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.weights import weights_for_store
@@ -59,6 +59,4 @@ def embed_file(
     patch = loaded.model.patch_size
     padded = np.zeros((data.shape[0], -(-data.shape[1] // patch) * patch, -(-data.shape[2] // patch) * patch), np.float32)
     padded[:, : data.shape[1], : data.shape[2]] = data
-    device = next(loaded.model.parameters()).device
-    with torch.inference_mode():
-        return loaded.model(torch.from_numpy(padded)[None].to(device), name)[0].float().cpu().numpy()
+    return embed(loaded.model, padded[None], name, next(loaded.model.parameters()).device)[0]

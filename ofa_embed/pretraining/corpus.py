@@ -170,12 +170,13 @@ def curate(
             mean, std = scene.modality.mean[None, :, None, None], scene.modality.std[None, :, None, None]
             kept = skipped = 0
             stop = threading.Event()
-            for batch in prefetched(read_tile_batches(plan, 64, min_valid, stop), stop):
-                writer.add(batch.data)
-                moments.add(batch.data * std + mean)
-                kept, skipped = kept + len(batch.tiles), skipped + batch.skipped
-                if on_progress:
-                    on_progress(scene.name, kept + skipped, len(plan.tiles))
+            with prefetched(read_tile_batches(plan, 64, min_valid, stop), stop) as batches:
+                for batch in batches:
+                    writer.add(batch.data)
+                    moments.add(batch.data * std + mean)
+                    kept, skipped = kept + len(batch.tiles), skipped + batch.skipped
+                    if on_progress:
+                        on_progress(scene.name, kept + skipped, len(plan.tiles))
             writer.flush()
             entry["shards"] += writer.written
             entry["tiles"] += kept

@@ -19,6 +19,7 @@ import itertools
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,8 +130,15 @@ def read_tile_batches(
         yield TileBatch(kept, buffer[: len(kept)], np.array(fractions), skipped)
 
 
-def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[TileBatch]:
-    """Run ``batches`` in a background thread, :data:`PREFETCH_DEPTH` batches ahead; re-raise its errors here."""
+@contextmanager
+def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[Iterator[TileBatch]]:
+    """Run ``batches`` in a background thread, :data:`PREFETCH_DEPTH` batches ahead.
+
+    Use as ``with prefetched(...) as ready: for batch in ready: ...``. The reader's errors are re-raised in
+    the consumer. Leaving the block, on any path, stops the reader and joins its thread, so it never
+    outlives the scene it reads (closing a scene while its reader is inside ``Scene.read`` crashed the
+    interpreter).
+    """
     slots: queue.Queue[TileBatch | BaseException | None] = queue.Queue(maxsize=PREFETCH_DEPTH)
 
     def offer(item: TileBatch | BaseException | None) -> None:
@@ -154,13 +162,16 @@ def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[
         except BaseException as exc:  # handed to the consumer, which re-raises it
             offer(exc)
 
-    thread = threading.Thread(target=produce, name="ofa-embed-reader", daemon=True)
-    thread.start()
-    try:
+    def consume() -> Iterator[TileBatch]:
         while (item := slots.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+    thread = threading.Thread(target=produce, name="ofa-embed-reader", daemon=True)
+    thread.start()
+    try:
+        yield consume()
     finally:
         stop.set()
         thread.join()

@@ -1,4 +1,5 @@
 import json
+import threading
 
 import geopandas as gpd
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from pyproj import Transformer
 
 import ofa_embed
-from ofa_embed.embedding import extract as extraction
+from ofa_embed.embedding import forward
 from ofa_embed.errors import SceneReadError, StoreError, TilingError
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TileBatch
@@ -144,7 +145,7 @@ def test_existing_scenes_are_skipped_unless_overwrite(tmp_path, s2_tif):
 
 def test_failure_mid_scene_leaves_no_partial_file(tmp_path, s2_tif, monkeypatch):
     calls = {"n": 0}
-    real_embed = extraction._embed
+    real_embed = forward.embed
 
     def failing_embed(*args, **kwargs):
         calls["n"] += 1
@@ -152,10 +153,14 @@ def test_failure_mid_scene_leaves_no_partial_file(tmp_path, s2_tif, monkeypatch)
             raise KeyboardInterrupt
         return real_embed(*args, **kwargs)
 
-    monkeypatch.setattr(extraction, "_embed", failing_embed)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(forward, "embed", failing_embed)
+    with pytest.raises(KeyboardInterrupt) as interrupted:
         ofa_embed.extract(s2_tif, tmp_path / "store", batch_size=4, **FAST)
     assert store_files(tmp_path / "store") == [] and not list((tmp_path / "store").glob(".*tmp"))
+    # the traceback is still alive here (as sys.last_traceback is in a notebook), and with it the frames of
+    # the scene's generators: the reader and model threads must be stopped by the scene itself, not by GC
+    assert interrupted.tb is not None
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("ofa-embed")]
 
 
 def test_truncated_file_fails_cleanly(tmp_path):
@@ -226,8 +231,8 @@ def test_concurrent_model_workers_embed_like_one_and_keep_order():
         TileBatch([], rng.standard_normal((n, 13, 32, 32)).astype(np.float32), np.ones(n), 0) for n in (4, 3, 4, 2, 0)
     ]
     cpu = torch.device("cpu")
-    alone = list(extraction.embed_batches(iter(batches), model, "sentinel2_l1c", cpu))
-    together = list(extraction.embed_batches(iter(batches), model, "sentinel2_l1c", cpu, workers=3, threads=1))
+    alone = list(forward.embed_batches(iter(batches), model, "sentinel2_l1c", cpu))
+    together = list(forward.embed_batches(iter(batches), model, "sentinel2_l1c", cpu, workers=3, threads=1))
     assert [b for b, _ in together] == batches and [b for b, _ in alone] == batches
     assert [e.shape for _, e in together] == [(4, 32), (3, 32), (4, 32), (2, 32), (0, 32)]
     for (_, a), (_, b) in zip(alone, together, strict=True):
@@ -236,7 +241,7 @@ def test_concurrent_model_workers_embed_like_one_and_keep_order():
 
 def test_a_failing_model_worker_raises_in_the_caller(monkeypatch):
     model = load_weights(None, "ofa_test").model
-    real_embed, calls = extraction._embed, []
+    real_embed, calls = forward.embed, []
 
     def failing_embed(*args):
         calls.append(1)
@@ -244,14 +249,14 @@ def test_a_failing_model_worker_raises_in_the_caller(monkeypatch):
             raise ValueError("boom")
         return real_embed(*args)
 
-    monkeypatch.setattr(extraction, "_embed", failing_embed)
+    monkeypatch.setattr(forward, "embed", failing_embed)
     batches = (TileBatch([], np.zeros((2, 13, 32, 32), np.float32), np.ones(2), 0) for _ in range(6))
     with pytest.raises(ValueError, match="boom"):
-        list(extraction.embed_batches(batches, model, "sentinel2_l1c", torch.device("cpu"), workers=2, threads=1))
+        list(forward.embed_batches(batches, model, "sentinel2_l1c", torch.device("cpu"), workers=2, threads=1))
 
 
 @pytest.mark.parametrize(("threads", "expected"), [(1, (1, 1)), (2, (2, 1)), (8, (4, 2)), (12, (4, 3))])
 def test_cpu_threads_are_split_into_concurrent_batches(monkeypatch, threads, expected):
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
-    assert extraction.model_workers(torch.device("cpu")) == expected
-    assert extraction.model_workers(torch.device("cuda")) == (1, 0)
+    assert forward.model_workers(torch.device("cpu")) == expected
+    assert forward.model_workers(torch.device("cuda")) == (1, 0)

@@ -1,9 +1,9 @@
 """The default checkpoint shipped in the package: loads, matches its model card, is used by default."""
 
 import re
+from pathlib import Path
 
 import torch
-from pathlib import Path
 
 from ofa_embed.model.checkpoint import load_checkpoint
 from ofa_embed.model.weights import PACKAGED_WEIGHTS, PACKAGED_WEIGHTS_HASH, load_weights

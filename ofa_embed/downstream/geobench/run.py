@@ -20,7 +20,7 @@ from ofa_embed.downstream.geobench.scoring import (
 )
 from ofa_embed.downstream.geobench.tasks import GEOBENCH_TASKS, REFERENCE_SOURCE, task_name
 from ofa_embed.downstream.metrics import CONFIDENCE, json_safe
-from ofa_embed.embedding.extract import resolve_device
+from ofa_embed.embedding.forward import resolve_device
 from ofa_embed.errors import GeoBenchError
 from ofa_embed.model.weights import load_weights
 

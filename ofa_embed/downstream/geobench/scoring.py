@@ -15,6 +15,7 @@ from ofa_embed.downstream.geobench.files import GeoBenchSample, TaskFiles
 from ofa_embed.downstream.geobench.tasks import SPLITS, GeoBenchTask
 from ofa_embed.downstream.metrics import CONFIDENCE, Estimate, evaluate
 from ofa_embed.downstream.probe import fit_probe
+from ofa_embed.embedding.forward import embed
 from ofa_embed.errors import GeoBenchError
 from ofa_embed.sensors import Modality, get_modality
 
@@ -168,14 +169,6 @@ def _fit_patch_probe(tokens: np.ndarray, targets: np.ndarray, n_classes: int, se
 
 
 
-def _forward(model: nn.Module, images: torch.Tensor, modality: str, device: torch.device, tokens: bool) -> np.ndarray:
-    """Pooled ``(B, D)`` embeddings, or patch tokens ``(B, N, D)`` when ``tokens``, as float32 numpy."""
-    x = images.to(device, non_blocking=True)
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-        out = model.forward_features(x, modality) if tokens else model(x, modality)
-    return out.float().cpu().numpy()
-
-
 def classification_score(
     files: TaskFiles, model: nn.Module, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
     n_boot: int, seed: int, progress: Callable[[int], None],
@@ -184,7 +177,7 @@ def classification_score(
     features: dict[str, list[np.ndarray]] = {"fit": [], "test": []}
     labels: dict[str, list[Any]] = {"fit": [], "test": []}
     for images, samples in _image_batches(files, SPLITS, layout, tile, batch_size, progress):
-        embedded = _forward(model, images, layout.modality.name, device, tokens=False)
+        embedded = embed(model, images, layout.modality.name, device, tokens=False)
         for sample, vector in zip(samples, embedded):
             part = "test" if sample.split == "test" else "fit"
             features[part].append(vector)
@@ -240,7 +233,7 @@ def segmentation_score(
     tokens: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     for images, samples in _image_batches(files, ("train", "valid"), layout, tile, batch_size, progress):
-        embedded = _forward(model, images, layout.modality.name, device, tokens=True)
+        embedded = embed(model, images, layout.modality.name, device, tokens=True)
         for sample, sample_tokens in zip(samples, embedded):
             majority = _majority_patch_class(_checked_mask(files, sample), tile, patch, n_classes).flatten().numpy()
             keep = np.sort(rng.choice(grid, per_image, replace=False)) if per_image < grid else slice(None)
@@ -250,7 +243,7 @@ def segmentation_score(
     grid_shape = (tile[0] // patch, tile[1] // patch)
     confusions: list[np.ndarray] = []
     for images, samples in _image_batches(files, ("test",), layout, tile, batch_size, progress):
-        embedded = torch.from_numpy(_forward(model, images, layout.modality.name, device, tokens=True))
+        embedded = torch.from_numpy(embed(model, images, layout.modality.name, device, tokens=True))
         with torch.no_grad():
             logits = probe(embedded).reshape(len(samples), *grid_shape, n_classes).permute(0, 3, 1, 2)
         for sample, sample_logits in zip(samples, logits):
