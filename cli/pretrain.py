@@ -34,13 +34,15 @@ def pretrain(
 ) -> None:
     """Pre-train the shared encoder (MAE) and write OUT/encoder.safetensors, loss.csv and loss.png."""
     setup_logging(quiet)
-    settings = PretrainConfig(config, steps, batch_size, lr, DEFAULTS.weight_decay, warmup_steps, mask_ratio, crop,
-                              sampling, seed, checkpoint_every, bf16)
     from ofa_embed.pretraining.train import pretrain as run_pretrain
 
     columns = (TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with errors_to_exit(), Progress(*columns, console=stderr, disable=quiet) as progress:
+        settings = PretrainConfig(
+            model=config, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, mask_ratio=mask_ratio,
+            crop=crop, sampling=sampling, seed=seed, checkpoint_every=checkpoint_every, bf16=bf16,
+        )
         task = progress.add_task("pretrain", total=steps, status="")
 
         def update(step: int, total: int, loss: float, rate: float) -> None:

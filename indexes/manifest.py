@@ -21,7 +21,7 @@ from typing import Any
 from ofa_embed.indexes.config import METRIC, IndexConfig, config_from_dict, config_to_dict
 
 from ofa_embed.atomic import atomic_target
-from ofa_embed.errors import IndexStateError
+from ofa_embed.errors import IndexStateError, first_line
 from ofa_embed.store import StoreFile
 
 MANIFEST_VERSION = 1
@@ -85,7 +85,12 @@ def read_manifest(store: Path) -> Manifest:
     path = index_dir(store) / "manifest.json"
     if not path.is_file():
         raise IndexStateError(f"{store}: no index (run: ofa-embed index {store})")
-    return Manifest.from_json(path.read_text())
+    try:
+        return Manifest.from_json(path.read_text())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        raise IndexStateError(
+            f"{path}: unreadable index manifest ({first_line(exc)}); rebuild with: ofa-embed index {store}"
+        ) from None
 
 
 def check_fresh(store: Path, manifest: Manifest, described: list[StoreFile], *, allow_new: bool = False) -> list[StoreFile]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ofa_embed.errors import ConfigError
 from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
 from ofa_embed.model.layers import LAYER_NORM_EPS, Block, PatchEmbed, sincos_pos_embed_2d
 
@@ -114,11 +115,11 @@ def create_model(config: str | OFAConfig = DEFAULT_MODEL, *, seed: int = 0) -> O
         seed: seed of the initialisation; the global RNG state is left untouched.
 
     Raises:
-        KeyError: unknown size name.
+        ConfigError: unknown size name.
     """
     if isinstance(config, str):
         if config not in CONFIGS:
-            raise KeyError(f"unknown model {config!r}; choose one of {', '.join(CONFIGS)}")
+            raise ConfigError(f"unknown model {config!r}; choose one of: {', '.join(CONFIGS)}")
         config = CONFIGS[config]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ofa_embed.model.config import DEFAULT_MODEL
+from ofa_embed.errors import ConfigError
+from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL
 
-__all__ = ["DEFAULT_TILE_SIZE", "PATCH_MULTIPLE", "PretrainConfig"]
+__all__ = ["DEFAULT_TILE_SIZE", "PATCH_MULTIPLE", "SAMPLINGS", "PretrainConfig"]
 
 # corpus tiles (``curate``): one size per corpus, a multiple of every patch size a recipe may use
 DEFAULT_TILE_SIZE = 128
 PATCH_MULTIPLE = 16
+SAMPLINGS = ("proportional", "balanced")
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,20 @@ class PretrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     bf16: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model not in CONFIGS:
+            raise ConfigError(f"unknown model {self.model!r}; choose one of: {', '.join(CONFIGS)}")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"sampling {self.sampling!r}: choose one of {', '.join(SAMPLINGS)}")
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr, "crop": self.crop,
+                    "checkpoint_every": self.checkpoint_every}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ConfigError(f"warmup_steps {self.warmup_steps} must be within [0, steps={self.steps})")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ConfigError(f"mask_ratio must be within (0, 1), got {self.mask_ratio}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be non-negative, got {self.weight_decay}")

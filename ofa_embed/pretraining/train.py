@@ -37,7 +37,7 @@ from ofa_embed.model.mae import OFAMAE
 from ofa_embed.pretraining.config import PretrainConfig
 from ofa_embed.pretraining.corpus import load_manifest
 
-__all__ = ["PretrainConfig", "PretrainReport", "pretrain", "CorpusSampler"]
+__all__ = ["PretrainConfig", "PretrainReport", "pretrain", "param_groups", "CorpusSampler"]
 
 
 @dataclass
@@ -118,6 +118,18 @@ def _distributed() -> tuple[int, int, torch.device]:
     return (dist.get_rank() if world > 1 else 0), world, device
 
 
+def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, object]]:
+    """AdamW groups as MAE uses them: weight decay on weight matrices and kernels only, none on norms,
+    biases, the per-modality embeddings and the mask token (decaying those only pulls them to zero)."""
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim < 2 or "modality_embed" in name or name.endswith("mask_token")
+        (no_decay if exempt else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def _schedule(config: PretrainConfig) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < config.warmup_steps:
@@ -186,7 +198,7 @@ def pretrain(
         raise ConfigError(f"crop {config.crop} must be a multiple of the patch size {encoder.patch_size}")
     torch.manual_seed(config.seed + rank)
     mae = OFAMAE(encoder).to(device)
-    optimizer = torch.optim.AdamW(mae.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(param_groups(mae, config.weight_decay), lr=config.lr, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     start_step = 0
     if resume:
@@ -199,7 +211,8 @@ def pretrain(
         sampler.restore(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         start_step = state["step"]
-    model = DistributedDataParallel(mae) if world > 1 else mae
+    # each step trains one modality: the other modalities' patch embeddings and heads get no gradient
+    model = DistributedDataParallel(mae, find_unused_parameters=True) if world > 1 else mae
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda" or config.bf16)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)

@@ -73,18 +73,26 @@ def bad_inputs(tmp_path):
         "all nodata": ([write_raster(tmp_path / "void.tif", np.zeros((13, 128, 128), np.uint16), nodata=0)], "void.tif: no tile"),
         "unwritable": ([good, "--out", blocker / "store"], "not a writable directory"),
         "bad modality": ([good, "--modality", "sentinel3"], "unknown modality 'sentinel3'"),
+        "bad model": ([good, "--model", "nope"], "unknown model 'nope'; choose one of: ofa_test"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "not a raster", "truncated", "no georeferencing", "band count",
-                                  "too small", "all nodata", "unwritable", "bad modality"])
+                                  "too small", "all nodata", "unwritable", "bad modality", "bad model"])
 def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, case):
     args, message = bad_inputs(tmp_path)[case]
     if "--out" not in args:
         args = [*args, "--out", tmp_path / "store"]
-    result = runner.invoke(app, ["extract", *map(str, args), "--model", "ofa_test", "-q"])
+    result = runner.invoke(app, ["extract", "--model", "ofa_test", *map(str, args), "-q"])  # a case's --model wins
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
+def test_pretrain_with_an_unknown_model_is_one_line(tmp_path):
+    result = runner.invoke(app, ["pretrain", str(tmp_path / "corpus"), "--out", str(tmp_path / "run"), "--config", "nope"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "error: unknown model 'nope'; choose one of: ofa_test" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()

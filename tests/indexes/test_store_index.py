@@ -201,3 +201,11 @@ def test_missing_results_are_padded_with_minus_one_and_minus_infinity():
     similarities, positions = faiss_index.search(index, FlatConfig(), np.eye(4, dtype=np.float32)[:1], 5)
     assert positions[0].tolist()[3:] == [-1, -1] and np.isneginf(similarities[0, 3:]).all()
     assert similarities[0, 0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"manifest_version": 1}', "[]"])
+def test_corrupt_manifest_is_a_one_line_index_error(store, content):
+    indexes.build(store)
+    (store / "_index" / "manifest.json").write_text(content)
+    with pytest.raises(IndexStateError, match=r"manifest.json: unreadable index manifest .*rebuild with: ofa-embed index"):
+        indexes.open(store)

@@ -1,4 +1,8 @@
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +14,7 @@ from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import load_checkpoint
 from ofa_embed.model.mae import OFAMAE, patchify, random_masking, unpatchify
 from ofa_embed.pretraining.config import PretrainConfig
-from ofa_embed.pretraining.train import CorpusSampler, pretrain
+from ofa_embed.pretraining.train import CorpusSampler, param_groups, pretrain
 from tests.helpers import s2_values, write_raster
 
 TINY = PretrainConfig(model="ofa_test", steps=30, batch_size=8, lr=3e-3, warmup_steps=3, crop=32, checkpoint_every=10)
@@ -94,3 +98,55 @@ def test_resume_continues_at_the_saved_step_with_the_same_state(corpus, tmp_path
     assert len(resumed.losses) == 30 and resumed.losses[:20] == straight.losses[:20]
     np.testing.assert_allclose(resumed.losses[20:], straight.losses[20:], rtol=1e-4)
     assert resumed.weights_hash == straight.weights_hash
+
+
+def test_weight_decay_spares_norms_biases_and_embeddings():
+    mae = OFAMAE(create_model("ofa_test"))
+    decay, no_decay = (group["params"] for group in param_groups(mae, 0.05))
+    names = {id(p): n for n, p in mae.named_parameters()}
+    spared = {names[id(p)] for p in no_decay}
+    assert {"encoder.norm.weight", "encoder.norm.bias", "mask_token", "encoder.modality_embed.rgb",
+            "encoder.blocks.0.attn.qkv.bias"} <= spared
+    decayed = {names[id(p)] for p in decay}
+    assert {"encoder.blocks.0.attn.qkv.weight", "encoder.patch_embed.rgb.proj.weight"} <= decayed
+    assert len(decay) + len(no_decay) == len(list(mae.parameters()))
+
+
+@pytest.mark.parametrize("settings", [{"model": "nope"}, {"sampling": "uniform"}, {"steps": 0}, {"mask_ratio": 1.0},
+                                      {"warmup_steps": 100, "steps": 10}])
+def test_bad_hyper_parameters_are_one_line_config_errors(settings):
+    with pytest.raises(ConfigError):
+        PretrainConfig(**settings)
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_pretraining_trains_one_modality_per_step(corpus, tmp_path):
+    """torchrun-style DDP on CPU (gloo): each step trains one modality's patch embedding and head, so the
+    others are unused on that rank; without ``find_unused_parameters`` the second step fails."""
+    port = _free_port()
+    script = (
+        "import sys; from ofa_embed.pretraining.config import PretrainConfig; "
+        "from ofa_embed.pretraining.train import pretrain; "
+        "r = pretrain(sys.argv[1], sys.argv[2], PretrainConfig(model='ofa_test', steps=4, batch_size=4, "
+        "warmup_steps=1, crop=32, checkpoint_every=2, sampling='balanced')); print('steps', r.steps)"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(corpus), str(tmp_path / "ddp")], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
+                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"},
+        )
+        for rank in range(2)
+    ]
+    results = [child.communicate(timeout=300) for child in children]
+    for child, (out, err) in zip(children, results):
+        assert child.returncode == 0, err[-2000:]
+        assert "steps 4" in out
+    assert load_checkpoint(tmp_path / "ddp" / "encoder.safetensors").model.config.name == "ofa_test"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
