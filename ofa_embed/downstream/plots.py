@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import geopandas as gpd
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ofa_embed.atomic import atomic_target  # noqa: E402
-from ofa_embed.errors import StoreError  # noqa: E402
+from ofa_embed.atomic import atomic_target
+from ofa_embed.errors import StoreError
 
 if TYPE_CHECKING:
     from ofa_embed.downstream.experiment import DownstreamReport
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["draw"]
 
 
-def _confusion(report: DownstreamReport, ax: plt.Axes) -> None:
+def _confusion(report: DownstreamReport, ax: Axes) -> None:
     evaluation = report.evaluation
     counts = evaluation.confusion
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -38,7 +36,7 @@ def _confusion(report: DownstreamReport, ax: plt.Axes) -> None:
     ax.set_title(f"{report.method}, {report.split.kind} CV\nmacro-F1 {metric.value:.3f} [{metric.low:.3f}, {metric.high:.3f}]")
 
 
-def _per_label(report: DownstreamReport, ax: plt.Axes) -> None:
+def _per_label(report: DownstreamReport, ax: Axes) -> None:
     table = report.evaluation.per_class
     ax.barh([str(c) for c in table["class"]], table["f1"])
     ax.set_xlim(0, 1)
@@ -46,7 +44,7 @@ def _per_label(report: DownstreamReport, ax: plt.Axes) -> None:
     ax.set_title(f"{report.method}, {report.split.kind} CV")
 
 
-def _scatter(report: DownstreamReport, ax: plt.Axes) -> None:
+def _scatter(report: DownstreamReport, ax: Axes) -> None:
     truth = report.out_of_fold["truth"].to_numpy(float)
     predicted = report.out_of_fold["prediction"].to_numpy(float)
     ax.scatter(truth, predicted, s=8, alpha=0.6)
@@ -58,7 +56,7 @@ def _scatter(report: DownstreamReport, ax: plt.Axes) -> None:
     ax.set_title(f"{report.method}, {report.split.kind} CV: R² {metric.value:.3f} [{metric.low:.3f}, {metric.high:.3f}]")
 
 
-def _map(report: DownstreamReport, predictions: gpd.GeoDataFrame, ax: plt.Axes) -> None:
+def _map(report: DownstreamReport, predictions: gpd.GeoDataFrame, ax: Axes) -> None:
     if report.task == "regress":
         predictions.plot(column="prediction", ax=ax, cmap="viridis", legend=True, linewidth=0)
     else:
@@ -85,12 +83,13 @@ def draw(report: DownstreamReport, predictions: gpd.GeoDataFrame, directory: Pat
              "regress": ("scatter", _scatter)}[report.task]
     written = []
     for name, painter in (first, ("map", lambda r, ax: _map(r, predictions, ax))):
-        figure, ax = plt.subplots(figsize=(7, 6), dpi=120)
+        # a bare Figure renders to files without pyplot's global state or a GUI backend (none is selected)
+        figure = Figure(figsize=(7, 6), dpi=120)
+        ax = figure.subplots()
         painter(report, ax)
         figure.tight_layout()
         path = directory / f"{name}.png"
         with atomic_target(path) as tmp:
             figure.savefig(tmp, format="png")
-        plt.close(figure)
         written.append(path)
     return written

@@ -33,7 +33,7 @@ from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TilePlan, plan_tiles, prefetched, read_tile_batches
-from ofa_embed.raster.scene import Scene, open_scene
+from ofa_embed.raster.scene import Scene, gdal_block_cache, open_scene
 from ofa_embed.store import TileRecords, scene_path, write_scene
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
 
@@ -224,34 +224,35 @@ def extract(
         raise TilingError(f"batch_size must be positive, got {batch_size}")
     items = [scenes] if isinstance(scenes, (str, Path)) else list(scenes)
     store = Path(store)
-    opened: list[Scene] = []
-    plans: list[TilePlan] = []
-    try:
-        for item in items:
-            opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
-        loaded = load_weights(weights, model)
-        torch_device = resolve_device(device)
-        loaded.model.to(torch_device)
-        for scene in opened:
-            if scene.modality.name not in loaded.model.modalities:
-                raise ModalityError(f"{scene.path}: the model has no patch embedding for {scene.modality.name}")
-            plans.append(plan_tiles(scene, tile_size, stride, loaded.model.patch_size))
-        names = [p.scene.name for p in plans]
-        if duplicate := next((n for n in names if names.count(n) > 1), None):
-            raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
-        _check_writable(store)
-        report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device))
-        for plan in plans:
-            target = scene_path(store, plan.scene.name)
-            if target.exists() and not overwrite:
-                logger.info("%s: already in %s, skipped (use overwrite to recompute)", plan.scene.name, store)
-                report.scenes.append(SceneReport(plan.scene.name, target, skipped_existing=True))
-                continue
-            store.mkdir(parents=True, exist_ok=True)
-            report.scenes.append(
-                _extract_scene(plan, loaded, store, torch_device, batch_size, min_valid, on_progress)
-            )
-        return report
-    finally:
-        for scene in opened:
-            scene.close()
+    with gdal_block_cache():
+        opened: list[Scene] = []
+        plans: list[TilePlan] = []
+        try:
+            for item in items:
+                opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
+            loaded = load_weights(weights, model)
+            torch_device = resolve_device(device)
+            loaded.model.to(torch_device)
+            for scene in opened:
+                if scene.modality.name not in loaded.model.modalities:
+                    raise ModalityError(f"{scene.path}: the model has no patch embedding for {scene.modality.name}")
+                plans.append(plan_tiles(scene, tile_size, stride, loaded.model.patch_size))
+            names = [p.scene.name for p in plans]
+            if duplicate := next((n for n in names if names.count(n) > 1), None):
+                raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
+            _check_writable(store)
+            report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device))
+            for plan in plans:
+                target = scene_path(store, plan.scene.name)
+                if target.exists() and not overwrite:
+                    logger.info("%s: already in %s, skipped (use overwrite to recompute)", plan.scene.name, store)
+                    report.scenes.append(SceneReport(plan.scene.name, target, skipped_existing=True))
+                    continue
+                store.mkdir(parents=True, exist_ok=True)
+                report.scenes.append(
+                    _extract_scene(plan, loaded, store, torch_device, batch_size, min_valid, on_progress)
+                )
+            return report
+        finally:
+            for scene in opened:
+                scene.close()

@@ -31,7 +31,7 @@ from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError, TilingError
 from ofa_embed.pretraining.config import DEFAULT_TILE_SIZE, PATCH_MULTIPLE
 from ofa_embed.raster.reader import plan_tiles, prefetched, read_tile_batches
-from ofa_embed.raster.scene import open_scene
+from ofa_embed.raster.scene import Scene, gdal_block_cache, open_scene
 
 __all__ = ["curate", "CorpusReport", "load_manifest", "CORPUS_VERSION"]
 
@@ -156,39 +156,42 @@ def curate(
         raise TilingError(f"{corpus}: corpus tiles are {manifest['tile_size']} px, not {tile_size}")
     stats_path = corpus / "stats.json"
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-    opened = [open_scene(s, modality=modality, bands=bands, nodata=nodata) for s in scenes]
-    report = CorpusReport(corpus)
-    try:
-        plans = [plan_tiles(scene, tile_size, stride, PATCH_MULTIPLE) for scene in opened]
-        corpus.mkdir(parents=True, exist_ok=True)
-        for plan in plans:
-            scene, name = plan.scene, plan.scene.modality.name
-            entry = manifest["modalities"].setdefault(name, {"tiles": 0, "bands": list(scene.modality.band_names), "shards": []})
-            writer = _ShardWriter(corpus / name, scene.modality.num_bands, tile_size, shard_size, len(entry["shards"]))
-            moments = _BandMoments(scene.modality.num_bands)
-            moments.merge(stats.get(name))
-            mean, std = scene.modality.mean[None, :, None, None], scene.modality.std[None, :, None, None]
-            kept = skipped = 0
-            stop = threading.Event()
-            with prefetched(read_tile_batches(plan, 64, min_valid, stop), stop) as batches:
-                for batch in batches:
-                    writer.add(batch.data)
-                    moments.add(batch.data * std + mean)
-                    kept, skipped = kept + len(batch.tiles), skipped + batch.skipped
-                    if on_progress:
-                        on_progress(scene.name, kept + skipped, len(plan.tiles))
-            writer.flush()
-            entry["shards"] += writer.written
-            entry["tiles"] += kept
-            manifest["scenes"][scene.name] = {"path": str(scene.path), "modality": name, "tiles": kept,
-                                              "skipped": skipped, "missing_bands": list(scene.missing_bands)}
-            stats[name] = {"bands": list(scene.modality.band_names), **moments.to_dict()}
-            report.added[scene.name], report.skipped[scene.name] = kept, skipped
-        for path, payload in ((stats_path, stats), (corpus / "manifest.json", manifest)):
-            with atomic_target(path) as tmp:
-                tmp.write_text(json.dumps(payload, indent=1))
-    finally:
-        for scene in opened:
-            scene.close()
-    report.tiles = {m: e["tiles"] for m, e in manifest["modalities"].items()}
-    return report
+    with gdal_block_cache():
+        opened: list[Scene] = []
+        report = CorpusReport(corpus)
+        try:
+            for item in scenes:  # one at a time, so that those opened are closed if a later one fails
+                opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
+            plans = [plan_tiles(scene, tile_size, stride, PATCH_MULTIPLE) for scene in opened]
+            corpus.mkdir(parents=True, exist_ok=True)
+            for plan in plans:
+                scene, name = plan.scene, plan.scene.modality.name
+                entry = manifest["modalities"].setdefault(name, {"tiles": 0, "bands": list(scene.modality.band_names), "shards": []})
+                writer = _ShardWriter(corpus / name, scene.modality.num_bands, tile_size, shard_size, len(entry["shards"]))
+                moments = _BandMoments(scene.modality.num_bands)
+                moments.merge(stats.get(name))
+                mean, std = scene.modality.mean[None, :, None, None], scene.modality.std[None, :, None, None]
+                kept = skipped = 0
+                stop = threading.Event()
+                with prefetched(read_tile_batches(plan, 64, min_valid, stop), stop) as batches:
+                    for batch in batches:
+                        writer.add(batch.data)
+                        moments.add(batch.data * std + mean)
+                        kept, skipped = kept + len(batch.tiles), skipped + batch.skipped
+                        if on_progress:
+                            on_progress(scene.name, kept + skipped, len(plan.tiles))
+                writer.flush()
+                entry["shards"] += writer.written
+                entry["tiles"] += kept
+                manifest["scenes"][scene.name] = {"path": str(scene.path), "modality": name, "tiles": kept,
+                                                  "skipped": skipped, "missing_bands": list(scene.missing_bands)}
+                stats[name] = {"bands": list(scene.modality.band_names), **moments.to_dict()}
+                report.added[scene.name], report.skipped[scene.name] = kept, skipped
+            for path, payload in ((stats_path, stats), (corpus / "manifest.json", manifest)):
+                with atomic_target(path) as tmp:
+                    tmp.write_text(json.dumps(payload, indent=1))
+        finally:
+            for scene in opened:
+                scene.close()
+        report.tiles = {m: e["tiles"] for m, e in manifest["modalities"].items()}
+        return report

@@ -14,7 +14,8 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,14 +33,13 @@ from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundEr
 from ofa_embed.raster.resample import AlignedGrid, aligned_grid
 from ofa_embed.sensors import Modality, band_name_from_filename, detect_modality, get_modality
 
-__all__ = ["Scene", "open_scene", "RASTER_SUFFIXES", "DEFAULT_GDAL_CACHE_MB"]
+__all__ = ["Scene", "open_scene", "gdal_block_cache", "RASTER_SUFFIXES", "DEFAULT_GDAL_CACHE_MB"]
 
 # GDAL's block cache defaults to 5% of RAM and fills up on large scenes: that, not the pipeline, would
-# set peak memory. Tiles are read in windows aligned to the file's block rows (tile_reader.py), so the
+# set peak memory. Tiles are read in windows aligned to the file's block rows (raster/reader.py), so the
 # cache only has to hold the blocks of about one window: 13 bands of 512 px blocks of a COG take 14 MB,
-# of 1024 px JPEG 2000 blocks 26-52 MB. An explicit GDAL_CACHEMAX wins; GDAL reads it once, at first use.
+# of 1024 px JPEG 2000 blocks 26-52 MB.
 DEFAULT_GDAL_CACHE_MB = 64
-os.environ.setdefault("GDAL_CACHEMAX", str(DEFAULT_GDAL_CACHE_MB))
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # Sentinel-2 L1C TCI/preview images and Landsat quality bands sit beside the band files: not bands.
@@ -271,6 +271,21 @@ class Scene:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def gdal_block_cache() -> Iterator[None]:
+    """GDAL's block cache held at :data:`DEFAULT_GDAL_CACHE_MB` for a run, then restored.
+
+    A size the user chose (the ``GDAL_CACHEMAX`` environment variable, or an enclosing ``rasterio.Env``
+    that sets it) is left as it is. The cache is process-wide: nothing is changed at import time.
+    """
+    chosen = "GDAL_CACHEMAX" in os.environ or (rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv())
+    if chosen:
+        yield
+        return
+    with rasterio.Env(GDAL_CACHEMAX=DEFAULT_GDAL_CACHE_MB * 2**20):
+        yield
 
 
 def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:

@@ -153,3 +153,30 @@ def test_sensor_tags_identify_the_modality(tmp_path):
     landsat = write_raster(tmp_path / "rgb.tif", s2_values(32, 32)[:3], tags={"SPACECRAFT_ID": "LANDSAT_8"})
     with pytest.raises(ModalityError, match="sensor tags say landsat_oli but it has 3"):
         open_scene(landsat)
+
+
+def test_gdal_block_cache_is_held_for_a_run_only_and_import_changes_nothing(tmp_path, s2_tif, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from rasterio.env import get_gdal_config
+
+    import ofa_embed
+    from ofa_embed.raster.scene import DEFAULT_GDAL_CACHE_MB
+
+    env = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
+    probe = "import os, ofa_embed.raster.scene, ofa_embed.embedding.extract; print(os.environ.get('GDAL_CACHEMAX'))"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout.strip() == "None"
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    before = get_gdal_config("GDAL_CACHEMAX")
+    during: list[int] = []
+    ofa_embed.extract(s2_tif, tmp_path / "store", model="ofa_test", tile_size=64,
+                      on_progress=lambda *_: during.append(get_gdal_config("GDAL_CACHEMAX")))
+    assert set(during) == {DEFAULT_GDAL_CACHE_MB * 2**20}
+    assert get_gdal_config("GDAL_CACHEMAX") == before
+    monkeypatch.setenv("GDAL_CACHEMAX", "32")  # the user's choice wins
+    chosen: list[int] = []
+    ofa_embed.extract(s2_tif, tmp_path / "store2", model="ofa_test", tile_size=64,
+                      on_progress=lambda *_: chosen.append(get_gdal_config("GDAL_CACHEMAX")))
+    assert DEFAULT_GDAL_CACHE_MB * 2**20 not in chosen
