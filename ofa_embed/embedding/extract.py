@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,8 @@ from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TilePlan, plan_tiles, prefetched, read_tile_batches
 from ofa_embed.raster.scene import Scene, gdal_block_cache, open_scene
-from ofa_embed.store import TileRecords, scene_path, write_scene
+from ofa_embed.store import TileRecords, describe_store, scene_path, store_files, write_scene
+from ofa_embed.store.metadata import ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
 
 __all__ = [
@@ -82,6 +82,18 @@ class ExtractReport:
     @property
     def tiles(self) -> int:
         return sum(s.tiles for s in self.scenes)
+
+
+def _check_same_weights(store: Path, loaded: LoadedModel) -> None:
+    """A store holds the embeddings of one set of weights: refuse to add other weights' embeddings."""
+    if not store_files(store):
+        return
+    held = describe_store(store)[0]
+    if held.weights_hash != loaded.weights_hash:
+        raise StoreError(
+            f"{store}: holds embeddings of weights {held.weights_hash} ({held.path.name}); these are weights "
+            f"{loaded.weights_hash} ({loaded.source}): write them to another store (--out)"
+        )
 
 
 def _check_writable(store: Path) -> None:
@@ -132,51 +144,26 @@ def _extract_scene(
     path = write_scene(
         store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
         missing_bands=list(scene.missing_bands), records=records,
-        metadata=_file_metadata(plan, loaded, min_valid), emb_metadata=_emb_metadata(scene, loaded),
+        metadata=_scene_metadata(plan, loaded, min_valid), emb_metadata=emb_metadata(_model_record(loaded), scene.acquired),
     )
     return SceneReport(scene.name, path, len(kept), skipped, seconds=time.perf_counter() - start)
 
 
-def _file_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float) -> dict[str, object]:
+def _model_record(loaded: LoadedModel) -> ModelRecord:
+    model = loaded.model
+    return ModelRecord(model.config.name, model.config.to_dict(), loaded.weights_hash, loaded.source, loaded.pretrained,
+                       model.POOLING, model.embed_dim)
+
+
+def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float) -> dict[str, object]:
     scene = plan.scene
-    return {
-        "package_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {
-            "name": loaded.model.config.name,
-            "config": loaded.model.config.to_dict(),
-            "weights_hash": loaded.weights_hash,
-            "weights_source": loaded.source,
-            "pretrained": loaded.pretrained,
-            "pooling": "mean of final-normed patch tokens",
-        },
-        "modality": scene.modality.to_metadata(),
-        "source_bands": scene.source_labels,
-        "missing_bands": list(scene.missing_bands),
-        "tiling": {
-            "tile_size": plan.tile_size, "stride": plan.stride, "min_valid": min_valid,
-            "edge_rule": "last tile may run past the edge: clipped for reading, padded with the band mean",
-        },
-        "scene": {
-            "name": scene.name, "path": str(scene.path), "crs": scene.crs.to_wkt(),
-            "transform": list(scene.transform)[:6], "width": scene.width, "height": scene.height,
-            "nodata": scene.nodata,
-        },
-    }
-
-
-def _emb_metadata(scene: Scene, loaded: LoadedModel) -> dict[str, object]:
-    when = scene.acquired.isoformat() if scene.acquired else None
-    return {
-        "version": "0.1.0",
-        "column": "embedding",
-        "model": f"ofa-embed/{loaded.model.config.name}",
-        "weights_hash": loaded.weights_hash,
-        "dimension": loaded.model.embed_dim,
-        "quantization": "float32",
-        "l2_normalized": False,
-        "datetime_range": [when, when],
-    }
+    return scene_metadata(
+        package_version=__version__, model=_model_record(loaded), modality=scene.modality.to_metadata(),
+        source_bands=list(scene.source_labels), missing_bands=list(scene.missing_bands),
+        tiling=TilingRecord(plan.tile_size, plan.stride, min_valid),
+        scene=SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
+                          scene.height, scene.nodata),
+    )
 
 
 def extract(
@@ -241,6 +228,7 @@ def extract(
             if duplicate := next((n for n in names if names.count(n) > 1), None):
                 raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
             _check_writable(store)
+            _check_same_weights(store, loaded)
             report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device))
             for plan in plans:
                 target = scene_path(store, plan.scene.name)

@@ -30,6 +30,8 @@ class OFANet(nn.Module):
     :meth:`pool` turns tokens into one embedding, :meth:`forward` does both.
     """
 
+    POOLING = "mean of final-normed patch tokens"  # recorded in every store file
+
     def __init__(self, config: OFAConfig) -> None:
         super().__init__()
         self.config = config

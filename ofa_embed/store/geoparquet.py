@@ -21,14 +21,7 @@ Columns (schema version :data:`STORE_VERSION`)::
     xmin, ymin, xmax, ymax  double  the same bbox flat: DuckDB filters and prunes row groups on these
     embedding        fixed_size_list<float32>[D]
 
-File metadata keys::
-
-    geo         GeoParquet 1.1.0 (encoding WKB, Polygon, CRS OGC:CRS84, bbox, bbox covering)
-    emb         embedding description: column, model id, weights hash, dimension, quantisation,
-                datetime range, pooling
-    ofa_embed   store version, package version, model name/config/weights hash/source, modality with
-                band order/scaling/normalisation, the scene's source band labels, tiling parameters,
-                native CRS (WKT) and transform
+File metadata keys ``geo``, ``emb`` and ``ofa_embed``: layout in :mod:`ofa_embed.store.metadata`.
 
 Rows are sorted along a Z-order curve of tile centres so that row-group statistics of the flat bbox
 columns prune spatial queries.

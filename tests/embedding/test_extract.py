@@ -260,3 +260,12 @@ def test_cpu_threads_are_split_into_concurrent_batches(monkeypatch, threads, exp
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     assert forward.model_workers(torch.device("cpu")) == expected
     assert forward.model_workers(torch.device("cuda")) == (1, 0)
+
+
+def test_a_store_of_other_weights_is_refused_before_anything_is_written(tmp_path, s2_tif, s2_band_folder):
+    store = tmp_path / "store"
+    ofa_embed.extract(s2_tif, store, **FAST)
+    before = sorted(p.name for p in store.iterdir())
+    with pytest.raises(StoreError, match="holds embeddings of weights .*write them to another store"):
+        ofa_embed.extract(s2_band_folder, store, model="ofa_tiny", weights=None, tile_size=64)
+    assert sorted(p.name for p in store.iterdir()) == before

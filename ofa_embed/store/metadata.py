@@ -1,0 +1,105 @@
+"""The metadata every store file carries: one layout, built here and nowhere else.
+
+Parquet file metadata keys of a scene file (JSON values)::
+
+    geo         GeoParquet 1.1.0: encoding WKB, geometry types, CRS OGC:CRS84, bbox, bbox covering
+                (built by :mod:`ofa_embed.store.geoparquet` from the table itself)
+    emb         the embedding column, for generic readers (:func:`emb_metadata`): version, column, model
+                id, weights hash, dimension, quantization, l2_normalized, datetime_range
+    ofa_embed   this project's record (:func:`scene_metadata`):
+                store_version      schema version of columns and metadata (readers refuse newer ones)
+                package_version    the ofa-embed that wrote the file; created (UTC, ISO 8601)
+                model              name, config (the model config dict), weights_hash, weights_source,
+                                   pretrained, pooling (how tokens became the embedding)
+                modality           registered modality: band order, wavelengths, scale/offset, units,
+                                   mean/std, statistics source (the exact model input)
+                source_bands       the file's band labels in file order; missing_bands: bands mean-filled
+                tiling             tile_size, stride, min_valid, edge_rule
+                scene              name, path, native CRS (WKT), transform (6 affine terms), width,
+                                   height, nodata
+
+The store knows no model: callers pass what identifies theirs as plain values (:class:`ModelRecord`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["EMB_VERSION", "ModelRecord", "SceneRecord", "TilingRecord", "emb_metadata", "scene_metadata"]
+
+EMB_VERSION = "0.1.0"
+EDGE_RULE = "last tile may run past the edge: clipped for reading, padded with the band mean"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What made the embeddings: ``name`` and ``config`` of the architecture, the weights' content hash
+    and source, whether they are pre-trained, and the pooling that turned tokens into one vector."""
+
+    name: str
+    config: dict[str, Any]
+    weights_hash: str
+    weights_source: str
+    pretrained: bool
+    pooling: str
+    dimension: int
+
+
+@dataclass(frozen=True)
+class TilingRecord:
+    """Tile edge and step in pixels, and the least valid-pixel fraction a kept tile has."""
+
+    tile_size: int
+    stride: int
+    min_valid: float
+
+
+@dataclass(frozen=True)
+class SceneRecord:
+    """Where the tiles come from: the scene's name and path, native grid (CRS as WKT, the first six affine
+    terms, size in pixels) and nodata value."""
+
+    name: str
+    path: str
+    crs_wkt: str
+    transform: list[float]
+    width: int
+    height: int
+    nodata: float | None
+
+
+def scene_metadata(
+    *, package_version: str, model: ModelRecord, modality: dict[str, Any], source_bands: list[str],
+    missing_bands: list[str], tiling: TilingRecord, scene: SceneRecord,
+) -> dict[str, Any]:
+    """The ``ofa_embed`` record of one scene file (``store_version`` is added by the writer)."""
+    return {
+        "package_version": package_version,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {k: v for k, v in asdict(model).items() if k != "dimension"},
+        "modality": modality,
+        "source_bands": source_bands,
+        "missing_bands": missing_bands,
+        "tiling": {**asdict(tiling), "edge_rule": EDGE_RULE},
+        "scene": {
+            "name": scene.name, "path": scene.path, "crs": scene.crs_wkt, "transform": scene.transform,
+            "width": scene.width, "height": scene.height, "nodata": scene.nodata,
+        },
+    }
+
+
+def emb_metadata(model: ModelRecord, acquired: datetime | None) -> dict[str, Any]:
+    """The ``emb`` record: the embedding column described for readers that know nothing of ofa-embed."""
+    when = acquired.isoformat() if acquired else None
+    return {
+        "version": EMB_VERSION,
+        "column": "embedding",
+        "model": f"ofa-embed/{model.name}",
+        "weights_hash": model.weights_hash,
+        "dimension": model.dimension,
+        "quantization": "float32",
+        "l2_normalized": False,
+        "datetime_range": [when, when],
+    }
