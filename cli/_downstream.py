@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from ofa_embed.cli._common import stdout
 from rich.table import Table
+
+from ofa_embed.cli._common import stdout
 
 if TYPE_CHECKING:  # the CLI imports a command's library code only when that command runs
     from ofa_embed.downstream import DownstreamReport
@@ -62,7 +63,7 @@ def print_report(report: DownstreamReport, as_json: bool) -> None:
         confusion.add_column("")
         for name in evaluation.classes:
             confusion.add_column(str(name), justify="right")
-        for name, row in zip(evaluation.classes, evaluation.confusion):
+        for name, row in zip(evaluation.classes, evaluation.confusion, strict=False):
             confusion.add_row(str(name), *(str(int(n)) for n in row))
         stdout.print(confusion)
     if report.model is not None:

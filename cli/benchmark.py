@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from rich.table import Table
+
+from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 
 if TYPE_CHECKING:  # the CLI imports a command's library code only when that command runs
     from ofa_embed.downstream.geobench import GeoBenchReport
@@ -46,7 +47,8 @@ def geobench(
 
 def _tables(report: GeoBenchReport) -> list[Table]:
     """The paper's layout: one table per family (classification, segmentation), tasks as columns, models as
-    rows (this backbone with its 95 % interval, then the published reference)."""
+    rows (this backbone with its 95 % interval, then the published reference).
+    """
     from ofa_embed.downstream.geobench import REFERENCE_SOURCE
 
     weights = f"{report.model} {report.weights_hash}" + ("" if report.pretrained else ", random init")

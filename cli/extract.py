@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from rich.table import Table
 
 import ofa_embed
+from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from ofa_embed.model.config import DEFAULT_MODEL, list_models
 from ofa_embed.sample import sample_scene
 from ofa_embed.sensors import MODALITIES

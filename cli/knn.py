@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
+import ofa_embed
 from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging
 from ofa_embed.cli._downstream import (
     AsJson,
@@ -23,8 +25,6 @@ from ofa_embed.cli._downstream import (
     print_report,
 )
 
-import ofa_embed
-
 
 def knn(
     store: Store, labels: Labels, target: Target,
@@ -33,7 +33,7 @@ def knn(
     min_overlap: MinOverlap = None, predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = 1000,
     seed: Seed = 0, as_json: AsJson = False, quiet: Quiet = False,
 ) -> None:
-    """kNN over labelled tiles (the store's index when built): cross-validated metrics and predictions."""
+    """KNN over labelled tiles (the store's index when built): cross-validated metrics and predictions."""
     setup_logging(quiet or as_json)
     with errors_to_exit(), progress_bar(quiet or as_json, "steps") as on_progress:
         report = ofa_embed.knn(

@@ -9,6 +9,8 @@ import threading
 from typing import Annotated
 
 import typer
+
+import ofa_embed
 from ofa_embed.cli.benchmark import benchmark_app
 from ofa_embed.cli.curate import curate
 from ofa_embed.cli.extract import extract
@@ -19,8 +21,6 @@ from ofa_embed.cli.pretrain import pretrain
 from ofa_embed.cli.probe import probe
 from ofa_embed.cli.search import search
 from ofa_embed.cli.sql import sql
-
-import ofa_embed
 
 app = typer.Typer(
     name="ofa-embed", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
-from ofa_embed.cli._downstream import Store
 
 import ofa_embed
+from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.cli._downstream import Store
 
 
 def predict(

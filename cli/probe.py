@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+import ofa_embed
 from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging
 from ofa_embed.cli._downstream import (
     AsJson,
@@ -23,8 +25,6 @@ from ofa_embed.cli._downstream import (
     Task,
     print_report,
 )
-
-import ofa_embed
 
 
 def probe(

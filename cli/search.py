@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
-from ofa_embed.cli.output import FORMATS, write
 from rich.table import Table
 
 import ofa_embed
+from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.cli.output import FORMATS, write
 from ofa_embed.errors import QueryError
 
 
@@ -33,7 +33,7 @@ def _date(text: str | None, name: str, *, end: bool) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise QueryError(f"{name} {text!r}: expected a date like 2024-05-01 or 2024-05-01T10:30") from None
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
     return value + timedelta(days=1) if end and len(text) == 10 else value
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
-from ofa_embed.cli.output import write
 from rich.table import Table
 
 import ofa_embed
+from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.cli.output import write
 from ofa_embed.errors import SQLError
 
 SQL_FORMATS = ("table", "csv", "json", "parquet")

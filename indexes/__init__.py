@@ -1,8 +1,8 @@
 """Vector indexes over an ofa-embed store (faiss): exact, HNSW and IVF-PQ, with filtered search.
 
-    from ofa_embed import indexes
-    indexes.build("embeddings")                     # kind="auto" picks by store size
-    hits = indexes.open("embeddings").search(vector, k=10, search_filter=SearchFilter(bbox=...))
+from ofa_embed import indexes
+indexes.build("embeddings")                     # kind="auto" picks by store size
+hits = indexes.open("embeddings").search(vector, k=10, search_filter=SearchFilter(bbox=...))
 """
 
 from ofa_embed.indexes.config import KINDS, FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig, make_config

@@ -28,13 +28,16 @@ METRIC = "cosine"  # inner product on L2-normalised vectors
 
 @dataclass(frozen=True)
 class FlatConfig:
+    """Exact inner-product search over all vectors; no parameters."""
+
     kind: Literal["flat"] = "flat"
 
 
 @dataclass(frozen=True)
 class HNSWConfig:
     """``m``: graph degree (memory, recall); ``ef_construction``: build effort; ``ef_search``: query
-    effort (recall vs latency), can be changed per search."""
+    effort (recall vs latency), can be changed per search.
+    """
 
     kind: Literal["hnsw"] = "hnsw"
     m: int = 32
@@ -49,7 +52,8 @@ class IVFPQConfig:
     ``train_size``: vectors sampled from the store to train (``auto``: at least 40 per list);
     ``refine``: re-rank ``refine_factor``·k candidates with the exact vectors (4·D more bytes per
     vector). PQ codes of 1 byte per 3 dimensions rank neighbours coarsely: at 1M vectors, re-ranking
-    4·k candidates gave recall@10 0.52-0.75; see the README for the default's figures."""
+    4·k candidates gave recall@10 0.52-0.75; see the README for the default's figures.
+    """
 
     kind: Literal["ivfpq"] = "ivfpq"
     nlist: int = 1024
@@ -69,10 +73,16 @@ HNSW_MAX_ROWS = 2_000_000
 
 
 def config_to_dict(config: IndexConfig) -> dict[str, Any]:
+    """The fields of ``config`` as a plain dict, ``kind`` included (for JSON manifests)."""
     return asdict(config)
 
 
 def config_from_dict(data: dict[str, Any]) -> IndexConfig:
+    """The configuration of kind ``data["kind"]`` from a dict; keys the kind does not know are ignored.
+
+    Raises:
+        KeyError: ``kind`` missing or not one of flat, hnsw, ivfpq.
+    """
     cls = _CLASSES[data["kind"]]
     return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
 from ofa_embed.indexes.config import FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,15 @@ def create(config: IndexConfig, dim: int) -> faiss.Index:
 
 
 def needs_training(index: faiss.Index) -> bool:
+    """Whether ``index`` must be trained before vectors can be added (untrained IVF-PQ)."""
     return not index.is_trained
 
 
 def train(index: faiss.Index, config: IVFPQConfig, sample: np.ndarray) -> None:
+    """Train the IVF-PQ ``index`` in place on ``sample``, ``(n, D)`` L2-normalised float32.
+
+    Logs a warning when ``sample`` has fewer than 39 vectors per coarse or PQ centroid.
+    """
     wanted = _POINTS_PER_CENTROID * max(config.nlist, 2**config.nbits)
     if len(sample) < wanted:
         logger.warning("training IVF-PQ on %d vectors; %d or more give better centroids", len(sample), wanted)
@@ -64,6 +70,7 @@ def on_gpu(index: faiss.Index) -> faiss.Index:
 
 
 def to_cpu(index: faiss.Index) -> faiss.Index:
+    """A CPU copy of ``index`` when faiss sees a GPU (HNSW excepted), else the index itself."""
     return faiss.index_gpu_to_cpu(index) if faiss.get_num_gpus() and not isinstance(index, faiss.IndexHNSW) else index
 
 
@@ -90,9 +97,16 @@ def search(
     """Top-``k`` cosine similarities and positions per query; -1 positions pad missing results.
 
     Args:
+        index: the faiss index, as made by :func:`create` (CPU or GPU).
+        config: the configuration ``index`` was made with; supplies the default recall knobs.
         queries: ``(q, D)`` L2-normalised float32.
+        k: results per query.
         allowed: positions the results may come from (None: all), applied inside the search.
         knobs: ``ef_search`` (HNSW) or ``nprobe`` (IVF) for this search only.
+
+    Returns:
+        ``(similarities, positions)``, each ``(q, k)``: float32 cosine similarities (-inf where padded)
+        and int64 store positions (-1 where padded).
     """
     params = search_parameters(index, config, allowed, **knobs)
     with _threads_for(len(queries)):
@@ -122,7 +136,8 @@ def _threads_for(queries: int) -> Iterator[None]:
 
 def exact_vectors(index: faiss.Index, config: IndexConfig, positions: np.ndarray) -> np.ndarray | None:
     """The stored vectors at ``positions`` when the index keeps them exactly (flat, HNSW-flat, IVF-PQ
-    with refinement), else None."""
+    with refinement), else None.
+    """
     if isinstance(config, IVFPQConfig) and not config.refine:
         return None
     return index.reconstruct_batch(np.ascontiguousarray(positions, dtype=np.int64))
@@ -153,8 +168,10 @@ def search_subset(
 
 
 def save(index: faiss.Index, path: Path) -> None:
+    """Write ``index`` to ``path`` in faiss's format (a GPU index is copied to the CPU first)."""
     faiss.write_index(to_cpu(index), str(path))
 
 
 def load(path: Path) -> faiss.Index:
+    """The CPU index written by :func:`save` at ``path`` (see :func:`on_gpu` to move it)."""
     return faiss.read_index(str(path))

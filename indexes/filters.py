@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from ofa_embed.indexes.manifest import Manifest
 
 FILTER_COLUMNS = ["xmin", "ymin", "xmax", "ymax", "datetime", "modality", "scene"]

@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ofa_embed.indexes.config import METRIC, IndexConfig, config_from_dict, config_to_dict
-
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import IndexStateError, first_line
+from ofa_embed.indexes.config import METRIC, IndexConfig, config_from_dict, config_to_dict
 from ofa_embed.store import StoreFile
 
 MANIFEST_VERSION = 1

@@ -16,14 +16,14 @@ from pathlib import Path
 import faiss
 import geopandas as gpd
 import numpy as np
+
+from ofa_embed.atomic import atomic_target
+from ofa_embed.errors import IndexStateError, first_line
 from ofa_embed.indexes import faiss_index
 from ofa_embed.indexes.config import IndexConfig, IVFPQConfig, make_config
 from ofa_embed.indexes.filters import FilterTable, SearchFilter
 from ofa_embed.indexes.manifest import Manifest, check_fresh, index_dir, read_manifest, write_manifest
 from ofa_embed.indexes.vectors import iter_blocks, l2_normalise, strided_sample
-
-from ofa_embed.atomic import atomic_target
-from ofa_embed.errors import IndexStateError, first_line
 from ofa_embed.store import StoreFile, describe_store, take_rows, tiles_frame
 
 logger = logging.getLogger(__name__)

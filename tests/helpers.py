@@ -87,6 +87,7 @@ def write_vector_store(store: Path, scenes: Sequence[tuple[str, int, float, str 
             emb_metadata={"dimension": dim, "weights_hash": weights_hash},
         )
         import pyarrow.parquet as pq
+
         from ofa_embed.indexes.vectors import embedding_matrix
 
         written[name] = embedding_matrix(pq.read_table(path, columns=["embedding"]).column(0))

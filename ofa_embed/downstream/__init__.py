@@ -1,5 +1,6 @@
 """Downstream tasks over the store: labels joined to tiles, linear probes and kNN with spatially
-blocked cross-validation, bootstrapped metrics, predictions over the whole store, GEO-Bench."""
+blocked cross-validation, bootstrapped metrics, predictions over the whole store, GEO-Bench.
+"""
 
 from ofa_embed.downstream.experiment import DownstreamReport, knn, predict, predict_store, probe
 from ofa_embed.downstream.labels import LabelJoin, join_labels, read_labels

@@ -111,7 +111,7 @@ def _prepare(store: str | Path, labels: str | Path, target: str, task: str, spli
         raise LabelError(f"{labels}: the matched tiles hold a single class ({join.classes[0]!r}); "
                          "a classifier needs at least two classes")
     if task == "multilabel":
-        constant = [c for c, column in zip(join.classes, join.targets.T) if column.min() == column.max()]
+        constant = [c for c, column in zip(join.classes, join.targets.T, strict=False) if column.min() == column.max()]
         if constant:
             raise LabelError(f"{labels}: labels {constant} are on every matched tile or on none; drop them")
     column = join.tiles["group_value"] if group_column else None
@@ -152,7 +152,7 @@ def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.nd
 def _columns(values: np.ndarray, classes: list[Any], task: str) -> list[Any] | np.ndarray:
     """One cell per sample: multilabel indicator rows become lists of label names."""
     if task == "multilabel":
-        return [[c for c, on in zip(classes, row) if on] for row in np.asarray(values, bool)]
+        return [[c for c, on in zip(classes, row, strict=False) if on] for row in np.asarray(values, bool)]
     return values
 
 
@@ -168,8 +168,9 @@ def _probe_predictor(model: ProbeModel) -> Predictor:
 
 def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.ndarray, positions: np.ndarray,
                    task: str, classes: list[Any], k: int) -> Predictor:
-    """kNN over the labelled samples ``allowed`` (store rows ``positions[allowed]``); a labelled tile
-    never votes for itself, so its prediction comes from its neighbours only."""
+    """KNN over the labelled samples ``allowed`` (store rows ``positions[allowed]``); a labelled tile
+    never votes for itself, so its prediction comes from its neighbours only.
+    """
     def predict(features: np.ndarray, query_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         similarities, neighbours = search(features, allowed, k + 1)
         keep = (neighbours >= 0) & (positions[allowed][neighbours.clip(0)] != query_positions[:, None])
@@ -215,7 +216,7 @@ def predict_store(store: str | Path, predictor: Predictor, task: str, classes: l
         if on_progress:
             on_progress("predict", done, len(described))
     frame = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs="OGC:CRS84")
-    labelled = {} if join is None else dict(zip(join.tiles["id"], _columns(join.targets, join.classes, task)))
+    labelled = {} if join is None else dict(zip(join.tiles["id"], _columns(join.targets, join.classes, task), strict=False))
     frame["label"] = [labelled.get(i) for i in frame["id"]]
     frame = frame[[c for c in frame.columns if c != "geometry"] + ["geometry"]]
     if out is not None:
@@ -284,7 +285,7 @@ def knn(
     predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
     on_progress: ProgressCallback | None = None,
 ) -> DownstreamReport:
-    """kNN over labelled tiles through FAISS (the store's index when fresh): same protocol as :func:`probe`."""
+    """KNN over labelled tiles through FAISS (the store's index when fresh): same protocol as :func:`probe`."""
     if k < 1:
         raise ConfigError(f"--k must be at least 1, got {k}")
     prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed, n_boot)

@@ -84,7 +84,8 @@ def class_codes(values: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
 
 def json_safe(value: Any) -> Any:
     """``value`` with NaN and infinities (an R² of a constant target, intervals without bootstrap) as
-    None, through dicts, lists and tuples: strict JSON."""
+    None, through dicts, lists and tuples: strict JSON.
+    """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -1,5 +1,6 @@
 """PNG plots of a downstream run: confusion matrix (classify), per-label scores (multilabel) or
-predicted-vs-true scatter (regress), and a map of the predictions over every tile of the store."""
+predicted-vs-true scatter (regress), and a map of the predictions over every tile of the store.
+"""
 
 from __future__ import annotations
 

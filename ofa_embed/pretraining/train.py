@@ -77,7 +77,7 @@ class CorpusSampler:
         if sampling not in ("proportional", "balanced"):
             raise ConfigError(f"sampling must be proportional or balanced, got {sampling!r}")
         self.weights = counts / counts.sum() if sampling == "proportional" else np.full(len(counts), 1 / len(counts))
-        self.counts = dict(zip(self.names, counts.astype(int).tolist()))
+        self.counts = dict(zip(self.names, counts.astype(int).tolist(), strict=False))
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int) -> tuple[str, np.ndarray]:
@@ -89,7 +89,7 @@ class CorpusSampler:
         shard_of = np.searchsorted(np.cumsum(sizes), picks, side="right")
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         out = np.empty((batch_size, arrays[0].shape[1], self.crop, self.crop), np.float32)
-        for i, (shard, pick) in enumerate(zip(shard_of, picks)):
+        for i, (shard, pick) in enumerate(zip(shard_of, picks, strict=False)):
             r, c = self.rng.integers(0, self.tile_size - self.crop + 1, 2)
             tile = arrays[shard][pick - offsets[shard], :, r : r + self.crop, c : c + self.crop]
             if self.rng.random() < 0.5:
@@ -120,7 +120,8 @@ def _distributed() -> tuple[int, int, torch.device]:
 
 def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, object]]:
     """AdamW groups as MAE uses them: weight decay on weight matrices and kernels only, none on norms,
-    biases, the per-modality embeddings and the mask token (decaying those only pulls them to zero)."""
+    biases, the per-modality embeddings and the mask token (decaying those only pulls them to zero).
+    """
     decay, no_decay = [], []
     for name, param in module.named_parameters():
         if not param.requires_grad:
@@ -155,12 +156,12 @@ def _plot(rows: list[dict[str, str]], path: Path) -> None:
     ys = height - margin - (losses - lo) / span_y * (height - 2 * margin)
     draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
     if len(xs) > 1:
-        draw.line(list(zip(xs.tolist(), ys.tolist())), fill=(170, 190, 230), width=1)
+        draw.line(list(zip(xs.tolist(), ys.tolist(), strict=False)), fill=(170, 190, 230), width=1)
         # one modality per step makes single losses noisy: the 50-step moving average shows the trend
         window = min(50, len(losses))
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         smooth_y = height - margin - (smooth - lo) / span_y * (height - 2 * margin)
-        draw.line(list(zip(xs[window - 1 :].tolist(), smooth_y.tolist())), fill="navy", width=2)
+        draw.line(list(zip(xs[window - 1 :].tolist(), smooth_y.tolist(), strict=False)), fill="navy", width=2)
     draw.text((margin, 10), f"MAE loss: {losses[0]:.3f} at step {int(steps[0])} -> {losses[-1]:.3f} at step {int(steps[-1])}", fill="black")
     draw.text((margin, height - margin + 10), f"step {int(steps.min())}", fill="black")
     draw.text((width - margin - 80, height - margin + 10), f"step {int(steps.max())}", fill="black")

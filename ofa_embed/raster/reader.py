@@ -59,7 +59,8 @@ class TileBatch:
 
 def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterator[list[TileWindow]]:
     """Groups of at most ``limit`` tiles read as one window: ``rows_per_band`` consecutive tile rows
-    by as many consecutive tile columns as fit (tiles come in row-major order)."""
+    by as many consecutive tile columns as fit (tiles come in row-major order).
+    """
     tile_rows = sorted({t.row for t in tiles})
     band_of_row = {row: i // rows_per_band for i, row in enumerate(tile_rows)}
     columns_per_window = max(1, limit // rows_per_band)

@@ -34,7 +34,8 @@ _TOLERANCE = 1e-6
 @dataclass(frozen=True)
 class AlignedGrid:
     """A source grid ``factor`` times coarser than the scene grid, its origin ``row_offset`` /
-    ``col_offset`` scene pixels below / right of the scene's; ``height`` x ``width`` source pixels."""
+    ``col_offset`` scene pixels below / right of the scene's; ``height`` x ``width`` source pixels.
+    """
 
     factor: int
     row_offset: int
@@ -45,7 +46,8 @@ class AlignedGrid:
     def _span(self, start: int, stop: int, offset: int, size: int) -> tuple[int, int] | None:
         """Source index range ``[first, end)`` whose bilinear support covers scene pixels ``[start, stop)``
         along one axis (it may reach one pixel past the source: padded by replication); None if a
-        pixel centre lies more than half a source pixel outside the source."""
+        pixel centre lies more than half a source pixel outside the source.
+        """
         # source index coordinates (pixel centres at integers) of the first and last pixel centres
         low = (start + 0.5 - offset) / self.factor - 0.5
         high = (stop - 0.5 - offset) / self.factor - 0.5
@@ -66,7 +68,8 @@ class AlignedGrid:
     ) -> None:
         """Fill ``out``, the scene window ``(bands, height, width)`` float32 at ``row``, ``col``, from
         ``native``: the source pixels of ``span`` clipped to the source, ``(bands, h, w)`` float32
-        (``may_be_nan``: read from a float file)."""
+        (``may_be_nan``: read from a float file).
+        """
         import torch
         import torch.nn.functional as F
 
@@ -120,7 +123,8 @@ class AlignedGrid:
 
 def aligned_grid(source: Affine, width: int, height: int, scene: Affine) -> AlignedGrid | None:
     """How a source grid ``source`` (``width`` x ``height`` px) sits on the scene grid ``scene`` when it is
-    an integer factor (>= 2) coarser, unrotated and corner-aligned; else None."""
+    an integer factor (>= 2) coarser, unrotated and corner-aligned; else None.
+    """
     if source.b or source.d or scene.b or scene.d:
         return None
     factor = source.a / scene.a

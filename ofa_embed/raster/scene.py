@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +170,7 @@ class Scene:
         else:
             present = np.zeros(self.modality.num_bands, bool)
             present[self.band_positions] = True
-        return tuple(b.name for b, ok in zip(self.modality.bands, present) if not ok)
+        return tuple(b.name for b, ok in zip(self.modality.bands, present, strict=False) if not ok)
 
     def read(self, window: Window, buffer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read a window (inside the scene) in the model's band order, normalised.
@@ -342,8 +342,8 @@ def _parse_datetime(text: str) -> datetime | None:
         if match:
             try:
                 if has_time:
-                    return datetime(*map(int, match.groups()), tzinfo=timezone.utc)
-                return datetime.strptime(match.group(3), "%Y%m%d").replace(tzinfo=timezone.utc)
+                    return datetime(*map(int, match.groups()), tzinfo=UTC)
+                return datetime.strptime(match.group(3), "%Y%m%d").replace(tzinfo=UTC)
             except ValueError:
                 continue
     return None
@@ -356,7 +356,7 @@ def _acquired(name: str, tags: dict[str, str]) -> datetime | None:
             for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y:%m:%d %H:%M:%S",
                         "%Y-%m-%d"):
                 try:
-                    return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc)
+                    return datetime.strptime(value, fmt).replace(tzinfo=UTC)
                 except ValueError:
                     continue
     return _parse_datetime(name)
@@ -364,7 +364,8 @@ def _acquired(name: str, tags: dict[str, str]) -> datetime | None:
 
 def _wavelengths(dataset: rasterio.io.DatasetReader) -> list[float] | None:
     """Per-band centre wavelengths in µm from band tags (``wavelength`` + ``wavelength_units``, ENVI
-    style) or from a dataset-level ``wavelength`` list; None if any band lacks one."""
+    style) or from a dataset-level ``wavelength`` list; None if any band lacks one.
+    """
     values: list[float] = []
     for i in range(1, dataset.count + 1):
         tags = {k.lower(): v for k, v in dataset.tags(i).items()}
@@ -484,7 +485,8 @@ def _band_layout(
     path: Path, modality: Modality, count: int, descriptions: Sequence[str], bands: Sequence[str] | None
 ) -> tuple[list[str], list[int]]:
     """Labels and canonical positions of a file's bands: ``--bands`` first, then band descriptions that
-    name the modality's bands (any order: they fix band-order mix-ups), else the canonical order."""
+    name the modality's bands (any order: they fix band-order mix-ups), else the canonical order.
+    """
     if bands is not None:
         if len(bands) != count:
             raise ModalityError(f"{path}: --bands names {len(bands)} band(s) but the file has {count}")
@@ -541,7 +543,8 @@ def _open_band_files(
 
 def _scene_name(label: Path) -> str:
     """Folder name (without ``.SAFE``), or for a list of band files the first file's stem without its
-    band token: ``LC08_..._RT_B2`` -> ``LC08_..._RT``."""
+    band token: ``LC08_..._RT_B2`` -> ``LC08_..._RT``.
+    """
     if label.is_dir():
         return label.name.removesuffix(".SAFE")
     return re.sub(r"[_\-.](B\d{1,2}A?|VV|VH|HH|HV)(_\d+m)?$", "", label.stem, flags=re.IGNORECASE) or label.stem

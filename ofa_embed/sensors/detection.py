@@ -21,7 +21,8 @@ _BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)(?:_\d+m)?$", re.IGNORECASE)
 
 def band_name_from_filename(stem: str) -> str | None:
     """Band token at the end of a file stem: ``"s2_B02"`` -> ``"B02"``, ``"T33_B8A_20m"`` -> ``"B8A"``,
-    ``"LC08_..._B4"`` -> ``"B4"``; None when the stem carries no band token (e.g. ``"..._BQA"``)."""
+    ``"LC08_..._B4"`` -> ``"B4"``; None when the stem carries no band token (e.g. ``"..._BQA"``).
+    """
     match = _BAND_TOKEN.search(stem)
     return match.group(1).upper() if match else None
 

@@ -110,7 +110,8 @@ class Modality:
 
     def normalising_affine(self) -> tuple[np.ndarray, np.ndarray]:
         """``(gain, bias)``, each ``(C,)`` float32: a file value ``v`` of band ``c`` normalises to
-        ``v * gain[c] + bias[c]`` = ``(v * scale + offset - mean[c]) / std[c]``, one multiply-add."""
+        ``v * gain[c] + bias[c]`` = ``(v * scale + offset - mean[c]) / std[c]``, one multiply-add.
+        """
         gain = np.float32(self.scale) / self.std
         bias = (np.float32(self.offset) - self.mean) / self.std
         return gain.astype(np.float32), bias.astype(np.float32)

@@ -1,5 +1,6 @@
 """The embedding store: GeoParquet files, one per scene (layout in :mod:`ofa_embed.store.geoparquet`), and
-DuckDB with the spatial extension over them (:mod:`ofa_embed.store.duck`). Knows no model."""
+DuckDB with the spatial extension over them (:mod:`ofa_embed.store.duck`). Knows no model.
+"""
 
 from ofa_embed.store.geoparquet import (
     STORE_VERSION,

@@ -138,7 +138,7 @@ def _table(scene: str, modality: str, acquired: datetime | None, tile_size: int,
     flat = pa.array(np.ascontiguousarray(records.embeddings[order], dtype=np.float32).ravel())
     columns = {
         "id": pa.array([tile_id(scene, int(r), int(c), tile_size)
-                        for r, c in zip(records.rows[order], records.cols[order])]),
+                        for r, c in zip(records.rows[order], records.cols[order], strict=False)]),
         "scene": pa.array([scene] * n),
         "modality": pa.array([modality] * n),
         "datetime": pa.array([acquired] * n, pa.timestamp("us", tz="UTC")),
@@ -341,7 +341,8 @@ def read_embeddings(store: str | Path, positions: np.ndarray, *, files: Sequence
 
 def take_rows(paths: Sequence[Path], offsets: np.ndarray, positions: np.ndarray, columns: list[str]) -> pa.Table:
     """``columns`` of the rows at store ``positions``, in that order; file ``i`` holds the rows from
-    ``offsets[i]``. Only the files holding a requested row are read."""
+    ``offsets[i]``. Only the files holding a requested row are read.
+    """
     positions = np.asarray(positions, dtype=np.int64)
     file_of = np.searchsorted(offsets, positions, side="right") - 1
     parts: list[pa.Table] = []

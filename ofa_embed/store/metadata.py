@@ -24,7 +24,7 @@ The store knows no model: callers pass what identifies theirs as plain values (:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["EMB_VERSION", "ModelRecord", "SceneRecord", "TilingRecord", "emb_metadata", "scene_metadata"]
@@ -36,7 +36,8 @@ EDGE_RULE = "last tile may run past the edge: clipped for reading, padded with t
 @dataclass(frozen=True)
 class ModelRecord:
     """What made the embeddings: ``name`` and ``config`` of the architecture, the weights' content hash
-    and source, whether they are pre-trained, and the pooling that turned tokens into one vector."""
+    and source, whether they are pre-trained, and the pooling that turned tokens into one vector.
+    """
 
     name: str
     config: dict[str, Any]
@@ -59,7 +60,8 @@ class TilingRecord:
 @dataclass(frozen=True)
 class SceneRecord:
     """Where the tiles come from: the scene's name and path, native grid (CRS as WKT, the first six affine
-    terms, size in pixels) and nodata value."""
+    terms, size in pixels) and nodata value.
+    """
 
     name: str
     path: str
@@ -77,7 +79,7 @@ def scene_metadata(
     """The ``ofa_embed`` record of one scene file (``store_version`` is added by the writer)."""
     return {
         "package_version": package_version,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": {k: v for k, v in asdict(model).items() if k != "dimension"},
         "modality": modality,
         "source_bands": source_bands,

@@ -3,9 +3,9 @@
 import geopandas as gpd
 import numpy as np
 import pytest
-from ofa_embed.cli.main import app
 from typer.testing import CliRunner
 
+from ofa_embed.cli.main import app
 from ofa_embed.store.duck import connect
 from tests.helpers import s2_values, write_raster
 

@@ -6,12 +6,12 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import rasterio
-from ofa_embed.cli.main import app
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from typer.testing import CliRunner
 
 import ofa_embed
+from ofa_embed.cli.main import app
 from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.store import tile_id

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from ofa_embed.cli.main import app
 from sklearn.metrics import accuracy_score, f1_score
 from typer.testing import CliRunner
 
 import ofa_embed
 from ofa_embed import indexes
+from ofa_embed.cli.main import app
 from ofa_embed.downstream import ProbeModel, evaluate, join_labels, make_split, read_labels
 from ofa_embed.downstream.knn import flat_search, knn_vote, store_search
 from ofa_embed.errors import ConfigError, LabelError
@@ -68,7 +68,7 @@ def point_labels(store, tmp_path_factory):
     points = gpd.GeoDataFrame(
         {"cover": np.where(classes[rows, cols] == 1, "water", "land"),
          "brightness": np.where(classes[rows, cols] == 1, 0.2, 1.0) + 0.01 * cols, "zone": cols // 2},
-        geometry=[shapely.Point(*tile_centre(r, c)) for r, c in zip(rows, cols)], crs=UTM33,
+        geometry=[shapely.Point(*tile_centre(r, c)) for r, c in zip(rows, cols, strict=False)], crs=UTM33,
     ).to_crs("EPSG:3857")
     path = tmp_path_factory.mktemp("labels") / "points.gpkg"
     points.to_file(path)
@@ -193,7 +193,7 @@ def test_join_points_polygons_and_ids():
         shapely.Point(0.005, -0.005), shapely.Point(0.006, -0.004), shapely.Point(0.004, -0.006),  # tile t00: a, a, b
         shapely.Point(0.015, -0.005), shapely.Point(5, 5), shapely.Point(0.025, -0.025)])
     join = join_labels(points, tiles, "y", "classify")
-    assert dict(zip(join.tiles["id"], join.targets)) == {"t00": "a", "t01": "c"}
+    assert dict(zip(join.tiles["id"], join.targets, strict=False)) == {"t00": "a", "t01": "c"}
     assert join.unmatched["outside every tile"] == 1 and join.unmatched["no target value"] == 1
     assert join.matched == 3 and join.unmatched["tied with another class"] == 0
 
@@ -202,14 +202,14 @@ def test_join_points_polygons_and_ids():
         shapely.box(0.006, -0.01, 0.01, 0.0),  # 40 % of t00
         shapely.box(0.02, -0.03, 0.024, -0.02)])  # 40 % of t22 only
     join = join_labels(polygons, tiles, "y", "classify")
-    assert dict(zip(join.tiles["id"], join.targets)) == {"t00": "a"}
+    assert dict(zip(join.tiles["id"], join.targets, strict=False)) == {"t00": "a"}
     assert join.unmatched["below --min-overlap in every tile"] == 2
-    assert dict(zip(join.tiles["id"], join.targets.tolist())) == {"t00": "a"}
+    assert dict(zip(join.tiles["id"], join.targets.tolist(), strict=False)) == {"t00": "a"}
     loose = join_labels(polygons, tiles, "y", "multilabel", min_overlap=0.3)
     assert loose.classes == ["a", "b", "c"]
-    assert dict(zip(loose.tiles["id"], map(tuple, loose.targets))) == {"t00": (1, 1, 0), "t22": (0, 0, 1)}
+    assert dict(zip(loose.tiles["id"], map(tuple, loose.targets), strict=False)) == {"t00": (1, 1, 0), "t22": (0, 0, 1)}
     regress = join_labels(polygons, tiles, "v", "regress", min_overlap=0.3)
-    assert dict(zip(regress.tiles["id"], regress.targets)) == pytest.approx({"t00": 0.6 * 1 + 0.4 * 3, "t22": 5.0})
+    assert dict(zip(regress.tiles["id"], regress.targets, strict=False)) == pytest.approx({"t00": 0.6 * 1 + 0.4 * 3, "t22": 5.0})
 
     bow_tie = gpd.GeoDataFrame({"y": ["a"]}, crs="OGC:CRS84",  # self-intersecting: repaired, not refused
                                geometry=[shapely.Polygon([(0, 0), (0.01, -0.01), (0.01, 0), (0, -0.01)])])
@@ -222,7 +222,7 @@ def test_join_points_polygons_and_ids():
 
     table = pd.DataFrame({"id": ["t11", "t12", "nope"], "y": ["a", "b", "a"]})
     join = join_labels(table, tiles, "y", "classify")
-    assert dict(zip(join.tiles["id"], join.targets)) == {"t11": "a", "t12": "b"} and join.kind == "ids"
+    assert dict(zip(join.tiles["id"], join.targets, strict=False)) == {"t11": "a", "t12": "b"} and join.kind == "ids"
     assert join.unmatched["id not in the store"] == 1
 
 

@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 import torch
 from affine import Affine
-from ofa_embed.cli.main import app
 from rasterio.crs import CRS
 from typer.testing import CliRunner
 
+from ofa_embed.cli.main import app
 from ofa_embed.downstream.geobench import (
     GEOBENCH_TASKS,
     GeoBenchError,

@@ -1,13 +1,13 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from ofa_embed.indexes.config import make_config
-from ofa_embed.indexes.filters import SearchFilter
-from ofa_embed.indexes.vectors import l2_normalise
 
 from ofa_embed import indexes
 from ofa_embed.errors import IndexStateError, StoreError
+from ofa_embed.indexes.config import make_config
+from ofa_embed.indexes.filters import SearchFilter
+from ofa_embed.indexes.vectors import l2_normalise
 from tests.helpers import write_vector_store
 
 SCENES = [
@@ -64,7 +64,7 @@ def test_filtered_flat_search_equals_exact_search_on_allowed_rows(store):
     vectors = write_vector_store(store, SCENES)
     indexes.build(store, "flat")
     index = indexes.open(store)
-    flt = SearchFilter(bbox=(20.5, -1.0, 32.0, 1.0), start=datetime(2021, 1, 1, tzinfo=timezone.utc))
+    flt = SearchFilter(bbox=(20.5, -1.0, 32.0, 1.0), start=datetime(2021, 1, 1, tzinfo=UTC))
     allowed = index.allowed(flt)
     # b_2021 spans lon 20.00-26.00: tiles from 20.5 on intersect; c_landsat has no datetime
     assert 500 <= len(allowed) <= 560
@@ -105,7 +105,7 @@ def test_ivfpq_recall_at_10_against_exact(tmp_path):
     queries = queries_near(vectors, 100, seed=4)
     _, positions = indexes.open(tmp_path / "big").search_vectors(queries, k=10)
     truth = exact(vectors, queries, 10)
-    recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(positions, truth)])
+    recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(positions, truth, strict=False)])
     assert recall >= 0.9
 
 
@@ -178,6 +178,7 @@ def test_large_allowed_sets_go_through_the_faiss_selector(store, monkeypatch):
 
 def test_single_queries_run_on_one_thread_and_restore_the_setting(monkeypatch):
     import faiss
+
     from ofa_embed.indexes import faiss_index
     from ofa_embed.indexes.config import FlatConfig
 

@@ -50,7 +50,8 @@ class Layout:
 
     def normalise(self, sample: GeoBenchSample) -> np.ndarray:
         """``(C_stored, H, W)`` stored values -> ``(C_modality, H, W)`` normalised, missing bands and
-        non-finite values 0 (the band mean)."""
+        non-finite values 0 (the band mean).
+        """
         out = np.zeros((self.modality.num_bands, *sample.image.shape[1:]), np.float32)
         out[self.positions] = sample.image * self.gain[:, None, None] + self.bias[:, None, None]
         out[~np.isfinite(out)] = 0.0
@@ -178,7 +179,7 @@ def classification_score(
     labels: dict[str, list[Any]] = {"fit": [], "test": []}
     for images, samples in _image_batches(files, SPLITS, layout, tile, batch_size, progress):
         embedded = embed(model, images, layout.modality.name, device, tokens=False)
-        for sample, vector in zip(samples, embedded):
+        for sample, vector in zip(samples, embedded, strict=False):
             part = "test" if sample.split == "test" else "fit"
             features[part].append(vector)
             labels[part].append(_checked_label(files, sample))
@@ -234,7 +235,7 @@ def segmentation_score(
     targets: list[np.ndarray] = []
     for images, samples in _image_batches(files, ("train", "valid"), layout, tile, batch_size, progress):
         embedded = embed(model, images, layout.modality.name, device, tokens=True)
-        for sample, sample_tokens in zip(samples, embedded):
+        for sample, sample_tokens in zip(samples, embedded, strict=False):
             majority = _majority_patch_class(_checked_mask(files, sample), tile, patch, n_classes).flatten().numpy()
             keep = np.sort(rng.choice(grid, per_image, replace=False)) if per_image < grid else slice(None)
             tokens.append(sample_tokens[keep])
@@ -246,7 +247,7 @@ def segmentation_score(
         embedded = torch.from_numpy(embed(model, images, layout.modality.name, device, tokens=True))
         with torch.no_grad():
             logits = probe(embedded).reshape(len(samples), *grid_shape, n_classes).permute(0, 3, 1, 2)
-        for sample, sample_logits in zip(samples, logits):
+        for sample, sample_logits in zip(samples, logits, strict=False):
             mask = _checked_mask(files, sample)
             pixels = F.interpolate(sample_logits[None], size=mask.shape, mode="bilinear", align_corners=False)
             predicted = pixels[0].argmax(0).numpy()
