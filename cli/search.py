@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.table import Table
@@ -62,8 +62,8 @@ def search(
             raise QueryError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
         hits = ofa_embed.search(
             store, like=like, like_id=like_id,
-            like_point=_floats(like_point, 2, "--like-point") if like_point else None, k=k,
-            bbox=_floats(bbox, 4, "--bbox") if bbox else None,
+            like_point=cast("tuple[float, float]", _floats(like_point, 2, "--like-point")) if like_point else None, k=k,
+            bbox=cast("tuple[float, float, float, float]", _floats(bbox, 4, "--bbox")) if bbox else None,
             start=_date(start, "--start", end=False), end=_date(end, "--end", end=True),
             modality=modality, scene=scene, weights=weights, query_modality=query_modality,
             query_bands=query_bands.split(",") if query_bands else None,

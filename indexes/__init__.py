@@ -5,13 +5,22 @@ indexes.build("embeddings")                     # kind="auto" picks by store siz
 hits = indexes.open("embeddings").search(vector, k=10, search_filter=SearchFilter(bbox=...))
 """
 
+from typing import TYPE_CHECKING
+
 from ofa_embed.indexes.config import KINDS, FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig, make_config
+
+if TYPE_CHECKING:
+    from ofa_embed.indexes.filters import SearchFilter
+    from ofa_embed.indexes.store_index import BuildReport, StoreIndex, build, open_index, update
+
+    open = open_index  # the documented entry point: indexes.open(store)
 
 _LAZY = {"SearchFilter": "ofa_embed.indexes.filters", **dict.fromkeys(
     ("BuildReport", "StoreIndex", "build", "open_index", "update"), "ofa_embed.indexes.store_index")}
 
 
 def __getattr__(name: str) -> object:
+    """Load the faiss- and DuckDB-backed names on first use."""
     # faiss and DuckDB load on first use, so that importing the package (for KINDS, the configs) stays light
     if name == "open":  # the documented entry point: indexes.open(store)
         name = "open_index"

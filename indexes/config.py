@@ -15,6 +15,7 @@ Trade-offs:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -84,7 +85,11 @@ def config_from_dict(data: dict[str, Any]) -> IndexConfig:
         KeyError: ``kind`` missing or not one of flat, hnsw, ivfpq.
     """
     cls = _CLASSES[data["kind"]]
-    return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+    return cls(**{k: v for k, v in data.items() if k in _field_names(cls)})
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def _pq_subquantizers(dim: int) -> int:
@@ -114,7 +119,7 @@ def make_config(kind: str, rows: int, dim: int, **overrides: Any) -> tuple[Index
         # faiss k-means wants 39+ points per centroid; fewer train the lists badly
         defaults = {"nlist": nlist, "m": _pq_subquantizers(dim), "train_size": max(IVFPQConfig.train_size, 40 * nlist)}
     cls = _CLASSES[kind]
-    unknown = set(overrides) - set(cls.__dataclass_fields__)
+    unknown = set(overrides) - _field_names(cls)
     if unknown:
         raise ConfigError(f"{kind} index has no parameter {sorted(unknown)[0]!r}")
     return cls(**{**defaults, **overrides}), reason

@@ -41,6 +41,7 @@ class SearchFilter:
 
     @property
     def is_empty(self) -> bool:
+        """Whether no field is set, so every row is allowed."""
         return all(v is None for v in (self.bbox, self.start, self.end, self.modality, self.scene))
 
     def sql(self) -> tuple[str, list[object]]:

@@ -29,6 +29,15 @@ INDEX_DIR = "_index"
 
 @dataclass(frozen=True)
 class FileEntry:
+    """One indexed store file.
+
+    Attributes:
+        name: the Parquet file's name inside the store.
+        rows: its number of rows (vectors).
+        fingerprint: sha256 of its Parquet footer, to detect a changed file.
+        offset: vector id (store position) of its first row.
+    """
+
     name: str
     rows: int
     fingerprint: str
@@ -37,6 +46,19 @@ class FileEntry:
 
 @dataclass
 class Manifest:
+    """What an index was built from: model, dimension, configuration and the store files it holds.
+
+    Attributes:
+        dimension: embedding dimension D.
+        weights_hash: hash of the model weights that made the store's embeddings.
+        config: the index configuration.
+        reason: why ``config`` was chosen (from :func:`~ofa_embed.indexes.config.make_config`).
+        faiss_version: the faiss version that built the index.
+        files: the indexed store files, in vector-id order.
+        metric: always ``cosine``.
+        manifest_version: format version of the manifest.
+    """
+
     dimension: int
     weights_hash: str
     config: IndexConfig
@@ -48,21 +70,29 @@ class Manifest:
 
     @property
     def rows(self) -> int:
+        """The number of indexed vectors, over all files."""
         return sum(f.rows for f in self.files)
 
     def append(self, described: list[StoreFile]) -> None:
+        """Add ``described`` files after the indexed ones, their ids continuing from :attr:`rows`."""
         offset = self.rows
         for item in described:
             self.files.append(FileEntry(item.path.name, item.rows, item.fingerprint, offset))
             offset += item.rows
 
     def to_json(self) -> str:
+        """The manifest as indented JSON text (the format in this module's docstring)."""
         data = asdict(self)
         data["config"] = config_to_dict(self.config)
         return json.dumps(data, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
+        """The manifest in JSON ``text``, as written by :meth:`to_json`.
+
+        Raises:
+            IndexStateError: the manifest version is newer than this ofa-embed.
+        """
         data: dict[str, Any] = json.loads(text)
         if int(data.get("manifest_version", 0)) > MANIFEST_VERSION:
             raise IndexStateError(f"index manifest version {data['manifest_version']} is newer than this ofa-embed")
@@ -72,15 +102,22 @@ class Manifest:
 
 
 def index_dir(store: Path) -> Path:
+    """The folder holding the index of ``store``: ``STORE/_index``."""
     return store / INDEX_DIR
 
 
 def write_manifest(store: Path, manifest: Manifest) -> None:
+    """Write ``manifest`` to ``STORE/_index/manifest.json``, atomically."""
     with atomic_target(index_dir(store) / "manifest.json") as tmp:
         tmp.write_text(manifest.to_json())
 
 
 def read_manifest(store: Path) -> Manifest:
+    """The manifest of the index of ``store``.
+
+    Raises:
+        IndexStateError: the store has no index, or its manifest is unreadable or too new.
+    """
     path = index_dir(store) / "manifest.json"
     if not path.is_file():
         raise IndexStateError(f"{store}: no index (run: ofa-embed index {store})")

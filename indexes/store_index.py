@@ -38,6 +38,17 @@ RESULT_COLUMNS = ["id", "scene", "modality", "datetime", "xmin", "ymin", "xmax",
 
 @dataclass(frozen=True)
 class BuildReport:
+    """The outcome of :func:`build` or :func:`update`.
+
+    Attributes:
+        store: the store directory.
+        config: the index configuration.
+        reason: why ``config`` was chosen; ``update`` or ``up to date`` for :func:`update`.
+        rows: vectors in the index afterwards.
+        added: vectors added by this call.
+        seconds: wall time of the call, in seconds.
+    """
+
     store: Path
     config: IndexConfig
     reason: str
@@ -130,14 +141,17 @@ class StoreIndex:
 
     @property
     def config(self) -> IndexConfig:
+        """The configuration the index was built with."""
         return self.manifest.config
 
     @property
     def dimension(self) -> int:
+        """The embedding dimension D of the indexed vectors."""
         return self.manifest.dimension
 
     @property
     def weights_hash(self) -> str:
+        """The hash of the model weights whose embeddings are indexed."""
         return self.manifest.weights_hash
 
     def allowed(self, search_filter: SearchFilter | None) -> np.ndarray | None:

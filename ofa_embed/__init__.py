@@ -5,6 +5,16 @@ what it needs, so SQL over a store never waits for torch.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the lazily loaded names, as type checkers and IDEs should see them
+    from ofa_embed.downstream import knn, predict, probe
+    from ofa_embed.embedding.extract import ExtractReport, SceneReport, extract
+    from ofa_embed.pretraining.corpus import curate
+    from ofa_embed.raster.scene import open_scene
+    from ofa_embed.retrieval import search
+    from ofa_embed.sensors import MODALITIES, get_modality
+    from ofa_embed.sqlview import sql
 
 try:
     __version__ = version("ofa-embed")
@@ -13,7 +23,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 _API = {
     "curate": "ofa_embed.pretraining.corpus",
-    "extract": "ofa_embed.embedding.extract", "ExtractReport": "ofa_embed.embedding.extract", "SceneReport": "ofa_embed.embedding.extract",
+    "extract": "ofa_embed.embedding.extract", "ExtractReport": "ofa_embed.embedding.extract",
+    "SceneReport": "ofa_embed.embedding.extract",
     "MODALITIES": "ofa_embed.sensors", "get_modality": "ofa_embed.sensors",
     "open_scene": "ofa_embed.raster.scene",
     "search": "ofa_embed.retrieval",
@@ -28,6 +39,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    """Load a public name on first use."""
     if name in _API:
         from ofa_embed.lazy import import_whole
 

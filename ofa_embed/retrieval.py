@@ -79,6 +79,7 @@ def search(
     elif like_id is not None:
         vector = _stored_embedding(store, "id = ?", [like_id], "id", f"no tile with id {like_id!r}")
     else:
+        assert like_point is not None  # exactly one query was checked above
         lon, lat = like_point
         vector = _stored_embedding(
             store, "xmin <= ? AND xmax >= ? AND ymin <= ? AND ymax >= ?", [lon, lon, lat, lat],

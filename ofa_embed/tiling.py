@@ -44,6 +44,7 @@ class TileWindow:
 
     @property
     def padded(self) -> bool:
+        """Whether the tile runs past the scene edge and is padded back to ``tile_size``."""
         return self.height < self.tile_size or self.width < self.tile_size
 
 

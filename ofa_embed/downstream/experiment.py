@@ -70,6 +70,7 @@ class DownstreamReport:
     plots: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready plain types (paths as strings; the out-of-fold frame left out)."""
         return {
             "method": self.method, "task": self.task, "target": self.target, "store": str(self.store),
             "labels": {"file": self.labels.source, "kind": self.labels.kind, "rows": self.labels.labels,
@@ -247,16 +248,22 @@ def probe(
     """Linear probe on frozen embeddings: cross-validated metrics, a refitted probe, predictions.
 
     Args:
-        store: store directory. labels: labels file (see ``labels.py``). target: its label column.
+        store: store directory.
+        labels: labels file (see ``labels.py``).
+        target: its label column.
         task: ``classify``, ``multilabel`` or ``regress``.
         split: ``spatial-block`` (default), ``random``, or a column (labels, or store column such as
             ``scene``) whose values are kept whole.
-        folds: outer folds. block_size_m: spatial block edge in metres (default: 4 tile widths).
+        folds: outer folds.
+        block_size_m: spatial block edge in metres (default: 4 tile widths).
         min_overlap: polygon threshold (see ``labels.py``).
         save: write the probe refitted on all labelled tiles as JSON.
         predict: write predictions for every tile of the store to this GeoParquet file.
         plot: directory for PNG plots (confusion matrix or scatter, map of predictions).
         n_boot: bootstrap replicates for the intervals.
+        seed: seed of the split, the probe fits and the bootstrap.
+        on_progress: called as ``("folds", done, folds)`` per outer fold, then ``("predict", files_done,
+            files)`` per store file when predicting.
 
     Raises:
         LabelError, ConfigError, StoreError: bad labels, options or store (one-line messages).

@@ -71,9 +71,11 @@ class LabelJoin:
 
     @property
     def positions(self) -> np.ndarray:
+        """The labelled tiles' rows in the store, ``(N,)`` int."""
         return self.tiles["position"].to_numpy()
 
     def describe(self) -> str:
+        """A one-line summary: label rows matched, tiles labelled, and why the others were not."""
         why = ", ".join(f"{n} {reason}" for reason, n in self.unmatched.items() if n)
         return (f"{self.matched} of {self.labels} label {self.kind} matched {len(self.tiles)} tiles"
                 + (f"; unmatched: {why}" if why else ""))
@@ -197,10 +199,15 @@ def join_labels(
     """Join labels (from :func:`read_labels`) to store tiles (from :func:`ofa_embed.store.read_tiles`).
 
     Args:
+        labels: the label rows: points or polygons (GeoDataFrame) or a table with ``id_column``.
+        tiles: the store's tiles, with ``position``, ``id``, ``scene`` and ``geometry``.
+        target: the label column holding the targets.
         task: ``classify``, ``multilabel`` or ``regress``.
         min_overlap: polygon threshold (fraction of a tile's area); default :data:`DEFAULT_MIN_OVERLAP`.
         group_column: a column of the labels (majority per tile) or of the tiles (e.g. ``scene``)
             whose values become ``tiles["group_value"]`` for a split by column.
+        id_column: the column of tile ids in a table of labels.
+        source: the labels file, named in error messages and kept as :attr:`LabelJoin.source`.
 
     Raises:
         LabelError: a non-numeric regression target, a split column found nowhere, or no label on any tile.

@@ -60,6 +60,7 @@ class Evaluation:
     bootstrap: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The evaluation as JSON-ready plain types (per-class rows as records, confusion as int lists)."""
         return {
             "task": self.task,
             "metrics": {name: asdict(estimate) for name, estimate in self.metrics.items()},
@@ -125,7 +126,12 @@ def average_precision(truth: np.ndarray, scores: np.ndarray, weights: np.ndarray
     columns so that a bootstrap replicate costs one sort. NaN for a column without positive weight.
 
     Args:
-        truth: ``(N, L)`` bool. scores: ``(N, L)``. weights: ``(N,)`` sample weights.
+        truth: ``(N, L)`` bool.
+        scores: ``(N, L)`` float, higher ranks first.
+        weights: ``(N,)`` sample weights.
+
+    Returns:
+        ``(L,)`` float64 average precision per column.
     """
     order = np.argsort(-scores, axis=0, kind="stable")
     ranked_scores = np.take_along_axis(scores, order, axis=0)
@@ -214,12 +220,17 @@ def evaluate(
 
     Args:
         task: one of :data:`TASKS`.
-        truth, predicted: classify: ``(N,)`` class labels (values of ``classes``); multilabel:
-            ``(N, L)`` 0/1 indicators in the column order of ``classes``; regress: ``(N,)`` floats.
+        truth: classify: ``(N,)`` class labels (values of ``classes``); multilabel: ``(N, L)`` 0/1
+            indicators in the column order of ``classes``; regress: ``(N,)`` floats.
+        predicted: the predictions, shaped as ``truth``.
         scores: multilabel: ``(N, L)`` label probabilities (needed for mAP); ignored otherwise.
         classes: class or label names; classify default: the sorted union of truth and predictions.
         groups: ``(N,)`` bootstrap units (spatial blocks); None resamples samples.
         n_boot: bootstrap replicates (0: no intervals).
+        seed: seed of the bootstrap draws.
+
+    Raises:
+        ValueError: unknown ``task``.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")

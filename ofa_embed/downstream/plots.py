@@ -24,6 +24,7 @@ __all__ = ["draw"]
 def _confusion(report: DownstreamReport, ax: Axes) -> None:
     evaluation = report.evaluation
     counts = evaluation.confusion
+    assert counts is not None, "classify evaluations carry a confusion matrix"
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(evaluation.classes))
@@ -39,6 +40,7 @@ def _confusion(report: DownstreamReport, ax: Axes) -> None:
 
 def _per_label(report: DownstreamReport, ax: Axes) -> None:
     table = report.evaluation.per_class
+    assert table is not None, "multilabel evaluations carry per-class scores"
     ax.barh([str(c) for c in table["class"]], table["f1"])
     ax.set_xlim(0, 1)
     ax.set_xlabel("F1 (out of fold)")

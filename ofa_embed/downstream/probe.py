@@ -71,6 +71,7 @@ class ProbeModel:
 
     @property
     def dimension(self) -> int:
+        """The embedding dimension D the probe takes."""
         return len(self.mean)
 
     def decision(self, features: np.ndarray) -> np.ndarray:
@@ -120,6 +121,11 @@ class ProbeModel:
 
     @classmethod
     def load(cls, path: str | Path) -> ProbeModel:
+        """The probe written by :meth:`save` at ``path``.
+
+        Raises:
+            StoreError: the file is unreadable, not a probe of a version this package reads, or incomplete.
+        """
         path = Path(path)
         try:
             payload = json.loads(path.read_text())
@@ -181,7 +187,12 @@ def fit_probe(
         features: ``(N, D)`` embeddings.
         targets: classify ``(N,)`` class labels; multilabel ``(N, L)`` 0/1 with ``classes`` naming the
             columns; regress ``(N,)`` floats.
+        task: ``classify``, ``multilabel`` or ``regress``.
+        classes: multilabel: the label names of the target columns (default ``0..L-1``); ignored
+            otherwise (classify uses the sorted classes found in ``targets``).
         groups: ``(N,)`` group of each sample (spatial block) for grouped inner folds.
+        seed: seed of the inner folds and the logistic solvers.
+        weights_hash: hash of the backbone weights that made ``features``, kept on the probe.
 
     Raises:
         ConfigError: an unknown task, a single class, or a label that never occurs.

@@ -42,6 +42,7 @@ class Split:
 
     @property
     def k(self) -> int:
+        """The number of folds."""
         return int(self.folds.max()) + 1
 
     @property
@@ -50,6 +51,7 @@ class Split:
         return self.kind != "random"
 
     def describe(self) -> str:
+        """A one-line summary: kind, block size (km) or number of units, and folds."""
         units = len(np.unique(self.groups))
         if self.kind == "spatial-block":
             return f"spatial-block ({self.block_size_m / 1000:.3g} km blocks, {units} blocks, {self.k} folds)"
@@ -115,8 +117,16 @@ def make_split(
     """Folds for ``kind``: ``spatial-block``, ``random`` or the name of a label column (``column`` given).
 
     Args:
+        kind: ``spatial-block``, ``random``, or a column name (then ``column`` must be given).
         footprints: tile footprints (any CRS), one per labelled sample.
         k: number of folds (>= 2).
+        block_size_m: spatial block edge in metres (default: :data:`DEFAULT_BLOCK_TILES` median tile widths).
+        column: ``(N,)`` values of the split column, one per sample; samples sharing a value stay together.
+        seed: seed of the tie-breaking order in :func:`assign_folds`.
+
+    Raises:
+        ConfigError: ``k`` below 2 or above the number of samples or groups, a non-positive block size, or
+            an unknown ``kind`` without ``column``.
     """
     if k < 2:
         raise ConfigError(f"--folds must be at least 2, got {k}")

@@ -72,6 +72,17 @@ class SceneReport:
 
 @dataclass
 class ExtractReport:
+    """What one extraction wrote to a store.
+
+    Attributes:
+        store: the store directory.
+        weights_hash: 16-hex content hash of the backbone weights.
+        weights_source: where the weights came from (a path, or ``random-init(seed=0)``).
+        pretrained: False for a random initialisation.
+        device: the torch device the backbone ran on (e.g. ``cpu``, ``cuda:0``).
+        scenes: one report per scene, in the order processed.
+    """
+
     store: Path
     weights_hash: str
     weights_source: str
@@ -81,6 +92,7 @@ class ExtractReport:
 
     @property
     def tiles(self) -> int:
+        """Tiles embedded over all scenes."""
         return sum(s.tiles for s in self.scenes)
 
 

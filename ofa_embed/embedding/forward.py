@@ -86,10 +86,11 @@ def embed_batches(
         for batch in batches:
             yield batch, embed(model, batch.data, modality, device)
         return
-    pool = ThreadPoolExecutor(
-        workers, thread_name_prefix="ofa-embed-model",
-        initializer=torch.set_num_threads if threads else None, initargs=(threads,) if threads else (),
-    )
+    def set_threads() -> None:
+        if threads:
+            torch.set_num_threads(threads)
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="ofa-embed-model", initializer=set_threads)
     pending: deque[tuple[TileBatch, Future[np.ndarray]]] = deque()
     try:
         for batch in batches:

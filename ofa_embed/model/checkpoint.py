@@ -48,6 +48,9 @@ class LoadedModel:
 
 
 def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """16-hex content hash of ``state_dict``: sha256 over each tensor's name, dtype, shape and bytes,
+    in name order (independent of device and insertion order).
+    """
     digest = hashlib.sha256()
     for name in sorted(state_dict):
         tensor = state_dict[name].detach().cpu().contiguous()

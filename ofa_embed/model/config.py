@@ -45,10 +45,16 @@ class OFAConfig:
     config_version: int = CONFIG_VERSION
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OFAConfig:
+        """The configuration in ``data`` (from :meth:`to_dict`); unknown keys are ignored.
+
+        Raises:
+            ValueError: ``config_version`` is newer than this ofa-embed.
+        """
         version = int(data.get("config_version", CONFIG_VERSION))
         if version > CONFIG_VERSION:
             raise ValueError(f"model config version {version} is newer than this ofa-embed ({CONFIG_VERSION})")
@@ -70,4 +76,5 @@ DEFAULT_MODEL = "ofa_tiny"
 
 
 def list_models() -> list[str]:
+    """The names of the model sizes in :data:`CONFIGS`."""
     return list(CONFIGS)

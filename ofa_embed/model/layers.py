@@ -38,6 +38,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, in_chans, H, W)`` -> ``(B, H/P * W/P, D)`` tokens, row-major, and the grid ``(H/P, W/P)``."""
         x = self.proj(x)
         grid = (x.shape[-2], x.shape[-1])
         return x.flatten(2).transpose(1, 2), grid
@@ -85,6 +86,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Scaled dot-product attention over all tokens (no mask): ``(B, N, D)`` -> ``(B, N, D)``."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
@@ -99,6 +101,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``fc2(gelu(fc1(x)))``: ``(..., D)`` -> ``(..., D)``."""
         return self.fc2(F.gelu(self.fc1(x)))
 
 
@@ -122,5 +125,6 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: Tensor) -> Tensor:
+        """The block on ``(B, N, D)`` tokens; same shape out."""
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))

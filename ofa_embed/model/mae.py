@@ -79,11 +79,24 @@ class OFAMAE(nn.Module):
 
     def forward_encoder(self, images: Tensor, modality: str, ratio: float,
                         generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Encode a random ``1 - ratio`` of the patches of ``(B, C, H, W)`` images.
+
+        Returns:
+            ``(latent, mask, ids_restore)``: final-normed encoder tokens of the kept patches ``(B, K, D)``,
+            mask ``(B, N)`` with 1 = masked, and the ``(B, N)`` permutation back to patch order
+            (see :func:`random_masking`).
+        """
         tokens = self.encoder.embed_tokens(images, modality)
         kept, mask, ids_restore = random_masking(tokens, ratio, generator)
         return self.encoder.norm(self.encoder.blocks(kept)), mask, ids_restore
 
     def forward_decoder(self, latent: Tensor, ids_restore: Tensor, grid: tuple[int, int], modality: str) -> Tensor:
+        """Reconstruct every patch from the kept tokens ``(B, K, D)``, mask tokens filling the others.
+
+        Returns:
+            ``(B, N, P*P*C)`` predicted pixels per patch, in patch order over the ``grid`` (rows, columns),
+            with ``modality``'s head (C = its bands).
+        """
         x = self.decoder_embed(latent)
         b, kept, d = x.shape
         n = ids_restore.shape[1]

@@ -66,6 +66,7 @@ class OFANet(nn.Module):
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The modality names the backbone has a patch embedding for."""
         return tuple(self.config.in_chans)
 
     def pos_embed(self, grid_h: int, grid_w: int, device: torch.device) -> Tensor:

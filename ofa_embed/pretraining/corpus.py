@@ -40,6 +40,15 @@ CORPUS_VERSION = 1
 
 @dataclass
 class CorpusReport:
+    """What :func:`curate` wrote.
+
+    Attributes:
+        corpus: the corpus directory.
+        tiles: modality -> tiles in the whole corpus.
+        added: scene -> tiles added by this call.
+        skipped: scene -> tiles left out for a valid fraction below ``min_valid``.
+    """
+
     corpus: Path
     tiles: dict[str, int] = field(default_factory=dict)  # per modality, whole corpus
     added: dict[str, int] = field(default_factory=dict)  # per scene, this call
@@ -135,7 +144,9 @@ def curate(
     Args:
         scenes: scenes as for :func:`ofa_embed.extract`.
         corpus: corpus directory.
-        modality, bands, nodata: as for :func:`ofa_embed.extract`.
+        modality: registered modality; detected per scene when None (as for :func:`ofa_embed.extract`).
+        bands: names of the file's bands in file order (subset input; missing bands are mean-filled).
+        nodata: nodata value overriding the file's.
         tile_size: tile edge in pixels; must match the corpus's if it exists.
         stride: step between tiles (default: ``tile_size``).
         min_valid: tiles with a smaller valid-pixel fraction are left out.

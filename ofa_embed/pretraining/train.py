@@ -42,6 +42,18 @@ __all__ = ["PretrainConfig", "PretrainReport", "pretrain", "param_groups", "Corp
 
 @dataclass
 class PretrainReport:
+    """The outcome of :func:`pretrain`.
+
+    Attributes:
+        out: the output directory.
+        steps: total optimiser steps (``config.steps``, steps before a resume included).
+        samples_seen: ``steps * batch_size * world_size``.
+        seconds: wall time of the training loop in this call, in seconds.
+        final_loss: MAE loss of the last step (NaN if no step ran).
+        weights_hash: hash of the saved encoder weights (empty on ranks other than 0).
+        losses: MAE loss per step, in step order.
+    """
+
     out: Path
     steps: int
     samples_seen: int
@@ -100,9 +112,11 @@ class CorpusSampler:
         return name, out
 
     def state(self) -> dict:
+        """The sampler's RNG state, for a checkpoint to resume from."""
         return self.rng.bit_generator.state
 
     def restore(self, state: dict) -> None:
+        """Restore the RNG state saved by :meth:`state`, so sampling continues where it stopped."""
         self.rng.bit_generator.state = state
 
 

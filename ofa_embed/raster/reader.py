@@ -36,6 +36,15 @@ PREFETCH_DEPTH = 1
 
 @dataclass
 class TilePlan:
+    """The tiles to read from one scene.
+
+    Attributes:
+        scene: the opened scene.
+        tiles: every tile window of the scene, row-major.
+        tile_size: tile edge in pixels.
+        stride: step between tile starts in pixels.
+    """
+
     scene: Scene
     tiles: list[TileWindow]
     tile_size: int
@@ -43,6 +52,12 @@ class TilePlan:
 
 
 def plan_tiles(scene: Scene, tile_size: int | None, stride: int | None, patch_size: int) -> TilePlan:
+    """The tiling of ``scene``: ``tile_size`` (default: the modality's) every ``stride`` (default: ``tile_size``) px.
+
+    Raises:
+        TilingError: a tile size not a multiple of ``patch_size``, a stride outside ``1..tile_size``, or a
+            scene smaller than one tile.
+    """
     size = tile_size or scene.modality.default_tile_size
     step = stride or size
     validate_tiling(size, step, patch_size, width=scene.width, height=scene.height, name=str(scene.path))
@@ -51,6 +66,16 @@ def plan_tiles(scene: Scene, tile_size: int | None, stride: int | None, patch_si
 
 @dataclass
 class TileBatch:
+    """Kept tiles read from a scene, and how many were skipped since the previous batch.
+
+    Attributes:
+        tiles: the kept tiles' windows, in row-major order.
+        data: ``(B, C, T, T)`` float32 normalised tiles, padding zero; valid only until the consumer has
+            asked for ``held`` more batches (see the module docstring).
+        valid_fraction: ``(B,)`` fraction of valid (not nodata) pixels of each tile.
+        skipped: tiles left out for a valid fraction below ``min_valid`` (the last batch may hold only these).
+    """
+
     tiles: list[TileWindow]
     data: np.ndarray  # (B, C, T, T) float32
     valid_fraction: np.ndarray  # (B,)

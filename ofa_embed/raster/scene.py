@@ -262,6 +262,7 @@ class Scene:
         return _bounds(self.transform, self.width, self.height)
 
     def close(self) -> None:
+        """Close the scene's source files; the scene cannot be read afterwards."""
         for source in self._sources:
             source.close()
         self._sources.clear()

@@ -90,22 +90,27 @@ class Modality:
 
     @property
     def band_names(self) -> tuple[str, ...]:
+        """The canonical band names, in model order."""
         return tuple(b.name for b in self.bands)
 
     @property
     def num_bands(self) -> int:
+        """The number of bands C the model's patch embedding takes."""
         return len(self.bands)
 
     @property
     def wavelengths_um(self) -> np.ndarray:
+        """``(C,)`` float64 centre wavelengths in µm, in band order."""
         return np.array([b.wavelength_um for b in self.bands], dtype=np.float64)
 
     @property
     def mean(self) -> np.ndarray:
+        """``(C,)`` float32 normalisation means of the scaled (physical) values, in band order."""
         return np.array([b.mean for b in self.bands], dtype=np.float32)
 
     @property
     def std(self) -> np.ndarray:
+        """``(C,)`` float32 normalisation standard deviations of the scaled values, in band order."""
         return np.array([b.std for b in self.bands], dtype=np.float32)
 
     def normalising_affine(self) -> tuple[np.ndarray, np.ndarray]:
@@ -321,4 +326,5 @@ def get_modality(name: str) -> Modality:
 
 
 def list_modalities() -> list[Modality]:
+    """The registered modalities, in registration order."""
     return list(MODALITIES.values())

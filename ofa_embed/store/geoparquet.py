@@ -78,6 +78,7 @@ def tile_id(scene: str, row: int, col: int, tile_size: int) -> str:
 
 
 def scene_path(store: Path, scene: str) -> Path:
+    """The store file of scene ``scene``: ``STORE/<scene>.parquet``."""
     return store / f"{scene}.parquet"
 
 
@@ -303,6 +304,8 @@ def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS, *,
     """Every tile of a store without its embedding, files in :func:`describe_store` order.
 
     Args:
+        store: store directory (not read again when ``files`` is given).
+        columns: store columns to read; ``geometry`` is always read.
         files: the store's files from :func:`describe_store`, when the caller has them already.
 
     Returns:
@@ -329,6 +332,8 @@ def read_embeddings(store: str | Path, positions: np.ndarray, *, files: Sequence
     """``(len(positions), D)`` float32 embeddings of the rows at store ``positions`` (in that order).
 
     Args:
+        store: store directory (not read again when ``files`` is given).
+        positions: ``(n,)`` int row indices over the whole store, as in :func:`read_tiles`'s ``position``.
         files: the store's files from :func:`describe_store`, when the caller has them already.
     """
     described = files if files is not None else describe_store(store)

@@ -226,6 +226,7 @@ class TaskFiles:
     partition: dict[str, list[str]]
 
     def sample_path(self, name: str) -> Path:
+        """The ``.hdf5`` file of sample ``name`` in the task folder."""
         return self.path / f"{name}.hdf5"
 
     def samples(self, split: str, bands: Sequence[str] | None = None) -> Iterator[GeoBenchSample]:

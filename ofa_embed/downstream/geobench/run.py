@@ -74,6 +74,7 @@ class GeoBenchReport:
     rows: list[GeoBenchResult] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame, one row per task and one column per :class:`GeoBenchResult` field."""
         return pd.DataFrame([asdict(r) for r in self.rows], columns=list(GeoBenchResult.__dataclass_fields__))
 
     def to_dict(self) -> dict[str, Any]:

@@ -103,6 +103,7 @@ def mean_iou(confusions: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> Es
     Args:
         confusions: ``(N, C, C)`` pixel counts per test image, rows = truth, columns = prediction.
         n_boot: bootstrap replicates resampling images (0: no interval, NaN bounds).
+        seed: seed of the bootstrap draws.
 
     Returns:
         mIoU over the classes present in truth or prediction (IoU = TP / (TP + FP + FN)), and its

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ofa_embed.errors import GeoBenchError
@@ -37,7 +38,7 @@ class GeoBenchTask:
     benchmark: str
     kind: str
     modality: str
-    bands: dict[str, str | None]
+    bands: Mapping[str, str | None]
     n_classes: int
     metric: str
     value_scale: float = 1.0
