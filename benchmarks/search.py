@@ -351,7 +351,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, block: int = 131_072) 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean over queries of |found ∩ truth| / K (padding -1 never matches)."""
-    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found.tolist(), truth.tolist(), strict=False)]))
+    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found.tolist(), truth.tolist(), strict=True)]))
 
 
 def filter_for(rows: int) -> SearchFilter:
@@ -498,10 +498,10 @@ def duckdb_brute_force(store: Path, queries: np.ndarray, ids: np.ndarray) -> tup
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     print(f"\n{title}")
     for line in [header, *rows]:
-        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip())
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     sys.stdout.flush()
 
 

@@ -63,7 +63,7 @@ def print_report(report: DownstreamReport, as_json: bool) -> None:
         confusion.add_column("")
         for name in evaluation.classes:
             confusion.add_column(str(name), justify="right")
-        for name, row in zip(evaluation.classes, evaluation.confusion, strict=False):
+        for name, row in zip(evaluation.classes, evaluation.confusion, strict=True):
             confusion.add_row(str(name), *(str(int(n)) for n in row))
         stdout.print(confusion)
     if report.model is not None:

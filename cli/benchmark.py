@@ -20,7 +20,9 @@ benchmark_app = typer.Typer(no_args_is_help=True, help="Score the frozen backbon
 @benchmark_app.command()
 def geobench(
     root: Annotated[Path, typer.Option(help="GEO-Bench folder holding classification_v1.0 / segmentation_v1.0.")],
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks, e.g. m-eurosat,m-pv4ger-seg (default: all found).")] = None,
+    tasks: Annotated[
+        str | None, typer.Option(help="Comma-separated tasks, e.g. m-eurosat,m-pv4ger-seg (default: all found).")
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="Checkpoint (.safetensors). Default: packaged.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates of the 95% intervals.")] = 1000,

@@ -70,7 +70,7 @@ def sql(store: str | Path, query: str, *, weights: str | Path | None = None) -> 
             return pd.DataFrame()
         columns = [
             f'ST_AsText("{name}") AS "{name}"' if str(kind).startswith("GEOMETRY") else f'"{name}"'
-            for name, kind in zip(relation.columns, relation.types, strict=False)
+            for name, kind in zip(relation.columns, relation.types, strict=True)
         ]
         return relation.project(", ".join(columns)).df()
     except duckdb.Error as exc:

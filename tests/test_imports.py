@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("torch", "faiss", "sklearn", "pandas", "geopandas", "rasterio", "pyarrow", "duckdb", "timm", "torchvision")
 
 
@@ -20,6 +22,7 @@ def test_the_cli_imports_no_heavy_library_until_a_command_needs_it():
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
+@pytest.mark.slow
 def test_importing_the_library_leaves_gdal_and_matplotlib_alone():
     state = _after_import(
         "import ofa_embed.raster.scene, ofa_embed.downstream, ofa_embed.downstream.plots, ofa_embed.embedding.extract\n"

@@ -16,6 +16,7 @@ def test_import_whole_returns_the_module():
     assert import_whole("ofa_embed.tiling").__name__ == "ofa_embed.tiling"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child process is POSIX-only")
 @pytest.mark.parametrize("delay_s", [0.3, 0.9, 1.6])
 def test_interrupt_during_the_first_torch_import_is_delivered_after_it_and_leaves_torch_usable(delay_s):

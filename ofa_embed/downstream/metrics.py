@@ -237,8 +237,8 @@ def evaluate(
     groups = np.arange(len(truth)) if groups is None else np.asarray(groups)
     if task == "classify":
         classes = list(classes) if classes is not None else sorted(set(truth.tolist()) | set(predicted.tolist()))
-        t, p = class_codes(truth, classes), class_codes(predicted, classes)
-        point, ci = _bootstrap(lambda w: _classify_metrics(_confusion(t, p, len(classes), w)), groups, n_boot, seed)
+        t, p, n_classes = class_codes(truth, classes), class_codes(predicted, classes), len(classes)
+        point, ci = _bootstrap(lambda w: _classify_metrics(_confusion(t, p, n_classes, w)), groups, n_boot, seed)
         confusion = _confusion(t, p, len(classes), np.ones(len(t)))
         tp = np.diag(confusion)
         per_class = _per_class(classes, (tp, confusion.sum(0) - tp, confusion.sum(1) - tp), confusion.sum(1))

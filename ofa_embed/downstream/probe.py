@@ -233,6 +233,7 @@ def fit_probe(
             if inner_groups is None:
                 raise ConfigError(f"no inner cross-validation fold could be fitted on {len(targets)} samples "
                                   f"({first_line(exc)}); label more tiles") from None
+    assert search is not None  # the loop above either fitted one or raised
     scaler = search.best_estimator_.named_steps["scale"]
     coef, intercept = _arrays(search.best_estimator_, task)
     if task == "classify" and len(classes) == 2:  # sklearn stores binary as one row for classes[1]

@@ -53,7 +53,7 @@ class Split:
     def describe(self) -> str:
         """A one-line summary: kind, block size (km) or number of units, and folds."""
         units = len(np.unique(self.groups))
-        if self.kind == "spatial-block":
+        if self.kind == "spatial-block" and self.block_size_m is not None:
             return f"spatial-block ({self.block_size_m / 1000:.3g} km blocks, {units} blocks, {self.k} folds)"
         if self.kind == "random":
             return f"random ({self.k} folds; neighbouring tiles may fall on both sides, so scores can be optimistic)"

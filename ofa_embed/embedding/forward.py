@@ -15,7 +15,7 @@ worker, over 16 runs each).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -76,7 +76,7 @@ def model_workers(device: torch.device) -> tuple[int, int]:
 def embed_batches(
     batches: Iterator[TileBatch], model: OFANet, modality: str, device: torch.device, workers: int = 1,
     threads: int = 0,
-) -> Iterator[tuple[TileBatch, np.ndarray]]:
+) -> Generator[tuple[TileBatch, np.ndarray], None, None]:
     """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches in flight at once.
 
     Each worker thread runs with ``threads`` torch threads (0: unchanged); torch's thread count is

@@ -52,10 +52,12 @@ class OFANet(nn.Module):
 
     def _init_weights(self) -> None:
         for embed in self.patch_embed.values():
+            assert isinstance(embed, PatchEmbed)
             # MAE: initialise the patch projection like a Linear layer (xavier on the flattened kernel)
             weight = embed.proj.weight
             nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
-            nn.init.zeros_(embed.proj.bias)
+            if embed.proj.bias is not None:
+                nn.init.zeros_(embed.proj.bias)
         for param in self.modality_embed.values():
             nn.init.trunc_normal_(param, std=0.02)
         for module in self.blocks.modules():

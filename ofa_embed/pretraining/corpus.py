@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class CorpusReport:
     skipped: dict[str, int] = field(default_factory=dict)  # per scene: tiles below min_valid
 
 
-def load_manifest(corpus: str | Path) -> dict:
+def load_manifest(corpus: str | Path) -> dict[str, Any]:
     """The corpus manifest.
 
     Raises:
@@ -113,7 +114,7 @@ class _BandMoments:
         self.total += values.sum(axis=1)
         self.squares += (values**2).sum(axis=1)
 
-    def merge(self, other: dict[str, object] | None) -> None:
+    def merge(self, other: dict[str, Any] | None) -> None:
         if other:
             self.n += int(other["n"])
             self.total += np.asarray(other["sum"])
@@ -158,7 +159,7 @@ def curate(
         TilingError: tile size not a multiple of 16 or different from the existing corpus's.
     """
     corpus = Path(corpus)
-    manifest = load_manifest(corpus) if (corpus / "manifest.json").is_file() else {
+    manifest: dict[str, Any] = load_manifest(corpus) if (corpus / "manifest.json").is_file() else {
         "corpus_version": CORPUS_VERSION, "tile_size": tile_size, "dtype": "float16",
         "normalisation": "registered modality statistics (ofa_embed/modalities.py)",
         "modalities": {}, "scenes": {},
@@ -177,7 +178,9 @@ def curate(
             corpus.mkdir(parents=True, exist_ok=True)
             for plan in plans:
                 scene, name = plan.scene, plan.scene.modality.name
-                entry = manifest["modalities"].setdefault(name, {"tiles": 0, "bands": list(scene.modality.band_names), "shards": []})
+                entry = manifest["modalities"].setdefault(
+                    name, {"tiles": 0, "bands": list(scene.modality.band_names), "shards": []}
+                )
                 writer = _ShardWriter(corpus / name, scene.modality.num_bands, tile_size, shard_size, len(entry["shards"]))
                 moments = _BandMoments(scene.modality.num_bands)
                 moments.merge(stats.get(name))

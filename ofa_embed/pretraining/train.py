@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ class CorpusSampler:
         if sampling not in ("proportional", "balanced"):
             raise ConfigError(f"sampling must be proportional or balanced, got {sampling!r}")
         self.weights = counts / counts.sum() if sampling == "proportional" else np.full(len(counts), 1 / len(counts))
-        self.counts = dict(zip(self.names, counts.astype(int).tolist(), strict=False))
+        self.counts = dict(zip(self.names, counts.astype(int).tolist(), strict=True))
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int) -> tuple[str, np.ndarray]:
@@ -101,7 +102,7 @@ class CorpusSampler:
         shard_of = np.searchsorted(np.cumsum(sizes), picks, side="right")
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         out = np.empty((batch_size, arrays[0].shape[1], self.crop, self.crop), np.float32)
-        for i, (shard, pick) in enumerate(zip(shard_of, picks, strict=False)):
+        for i, (shard, pick) in enumerate(zip(shard_of, picks, strict=True)):
             r, c = self.rng.integers(0, self.tile_size - self.crop + 1, 2)
             tile = arrays[shard][pick - offsets[shard], :, r : r + self.crop, c : c + self.crop]
             if self.rng.random() < 0.5:
@@ -111,9 +112,9 @@ class CorpusSampler:
             out[i] = tile
         return name, out
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         """The sampler's RNG state, for a checkpoint to resume from."""
-        return self.rng.bit_generator.state
+        return dict(self.rng.bit_generator.state)
 
     def restore(self, state: dict) -> None:
         """Restore the RNG state saved by :meth:`state`, so sampling continues where it stopped."""
@@ -132,11 +133,15 @@ def _distributed() -> tuple[int, int, torch.device]:
     return (dist.get_rank() if world > 1 else 0), world, device
 
 
+DEFAULT_CONFIG = PretrainConfig()
+
+
 def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, object]]:
     """AdamW groups as MAE uses them: weight decay on weight matrices and kernels only, none on norms,
     biases, the per-modality embeddings and the mask token (decaying those only pulls them to zero).
     """
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
@@ -170,13 +175,14 @@ def _plot(rows: list[dict[str, str]], path: Path) -> None:
     ys = height - margin - (losses - lo) / span_y * (height - 2 * margin)
     draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
     if len(xs) > 1:
-        draw.line(list(zip(xs.tolist(), ys.tolist(), strict=False)), fill=(170, 190, 230), width=1)
+        draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=(170, 190, 230), width=1)
         # one modality per step makes single losses noisy: the 50-step moving average shows the trend
         window = min(50, len(losses))
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         smooth_y = height - margin - (smooth - lo) / span_y * (height - 2 * margin)
-        draw.line(list(zip(xs[window - 1 :].tolist(), smooth_y.tolist(), strict=False)), fill="navy", width=2)
-    draw.text((margin, 10), f"MAE loss: {losses[0]:.3f} at step {int(steps[0])} -> {losses[-1]:.3f} at step {int(steps[-1])}", fill="black")
+        draw.line(list(zip(xs[window - 1 :].tolist(), smooth_y.tolist(), strict=True)), fill="navy", width=2)
+    title = f"MAE loss: {losses[0]:.3f} at step {int(steps[0])} -> {losses[-1]:.3f} at step {int(steps[-1])}"
+    draw.text((margin, 10), title, fill="black")
     draw.text((margin, height - margin + 10), f"step {int(steps.min())}", fill="black")
     draw.text((width - margin - 80, height - margin + 10), f"step {int(steps.max())}", fill="black")
     draw.text((5, margin), f"{hi:.3f}", fill="black")
@@ -187,7 +193,7 @@ def _plot(rows: list[dict[str, str]], path: Path) -> None:
 def pretrain(
     corpus: str | Path,
     out: str | Path,
-    config: PretrainConfig = PretrainConfig(),
+    config: PretrainConfig = DEFAULT_CONFIG,
     *,
     resume: bool = False,
     on_progress: Callable[[int, int, float, float], None] | None = None,
@@ -257,7 +263,8 @@ def pretrain(
         if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
             _save_state(state_path, mae, optimizer, scheduler, sampler, step + 1)
             _write_log(rows, log_path)
-    weights = save_checkpoint(mae.encoder, out / "encoder.safetensors", source=f"ofa-embed pretrain {corpus}") if rank == 0 else ""
+    source = f"ofa-embed pretrain {corpus}"
+    weights = save_checkpoint(mae.encoder, out / "encoder.safetensors", source=source) if rank == 0 else ""
     if rank == 0 and rows:
         _write_log(rows, log_path)
         _plot(rows, out / "loss.png")
@@ -266,7 +273,7 @@ def pretrain(
                           time.perf_counter() - started, losses[-1] if losses else float("nan"), weights, losses)
 
 
-def _save_state(path: Path, mae: OFAMAE, optimizer: torch.optim.Optimizer, scheduler: object,
+def _save_state(path: Path, mae: OFAMAE, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
                 sampler: CorpusSampler, step: int) -> None:
     with atomic_target(path) as tmp:
         torch.save({"model": mae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -129,7 +129,7 @@ def read_tile_batches(
     bounds = [_bounds(run) for run in runs]
     # one window buffer for the whole scene: a fresh 10-30 MB array per window costs page faults and,
     # freed from this thread's malloc arena, memory that stays mapped
-    scratch = np.empty(channels * max((r - l) * (b - t) for l, t, r, b in bounds), np.float32)
+    scratch = np.empty(channels * max((right - left) * (bottom - top) for left, top, right, bottom in bounds), np.float32)
     for run, (left, top, right, bottom) in zip(runs, bounds, strict=True):
         if stop.is_set():
             return

@@ -97,6 +97,7 @@ class _Source:
 
     def _read_aligned(self, window: Window, out: np.ndarray) -> bool:
         """Upsample ``window`` from the native pixels into ``out``; False if it reaches too far past the band."""
+        assert self.aligned is not None
         row, col = int(window.row_off), int(window.col_off)
         span = self.aligned.source_window(row, col, int(window.height), int(window.width))
         if span is None:
@@ -113,6 +114,7 @@ class _Source:
 
     def _source_window(self, window: Window) -> Window | None:
         """The dataset window covering ``window`` of the scene grid, if a plain resampled read can serve it."""
+        assert self.grid is not None
         crs, transform, _, _ = self.grid
         own = self.dataset.transform
         if crs != self.dataset.crs or transform.b or transform.d or own.b or own.d:
@@ -170,7 +172,7 @@ class Scene:
         else:
             present = np.zeros(self.modality.num_bands, bool)
             present[self.band_positions] = True
-        return tuple(b.name for b, ok in zip(self.modality.bands, present, strict=False) if not ok)
+        return tuple(b.name for b, ok in zip(self.modality.bands, present, strict=True) if not ok)
 
     def read(self, window: Window, buffer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read a window (inside the scene) in the model's band order, normalised.
@@ -343,7 +345,8 @@ def _parse_datetime(text: str) -> datetime | None:
         if match:
             try:
                 if has_time:
-                    return datetime(*map(int, match.groups()), tzinfo=UTC)
+                    year, month, day, hour, minute, second = map(int, match.groups())
+                    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
                 return datetime.strptime(match.group(3), "%Y%m%d").replace(tzinfo=UTC)
             except ValueError:
                 continue

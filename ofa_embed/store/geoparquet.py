@@ -139,7 +139,7 @@ def _table(scene: str, modality: str, acquired: datetime | None, tile_size: int,
     flat = pa.array(np.ascontiguousarray(records.embeddings[order], dtype=np.float32).ravel())
     columns = {
         "id": pa.array([tile_id(scene, int(r), int(c), tile_size)
-                        for r, c in zip(records.rows[order], records.cols[order], strict=False)]),
+                        for r, c in zip(records.rows[order], records.cols[order], strict=True)]),
         "scene": pa.array([scene] * n),
         "modality": pa.array([modality] * n),
         "datetime": pa.array([acquired] * n, pa.timestamp("us", tz="UTC")),

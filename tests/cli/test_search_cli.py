@@ -90,7 +90,9 @@ def test_sql_embed_and_spatial_predicates_offline(indexed, s2_tif, tmp_path):
     frame = gpd.read_parquet(indexed / f"{s2_tif.stem}.parquet")
     x0, y0, x1, y1 = frame.total_bounds
     polygon = f"POLYGON(({x0} {y0}, {(x0 + x1) / 2} {y0}, {(x0 + x1) / 2} {y1}, {x0} {y1}, {x0} {y0}))"
-    inside = ofa_embed.sql(indexed, f"SELECT count(*) AS n FROM embeddings WHERE ST_Intersects(geometry, ST_GeomFromText('{polygon}'))")
+    inside = ofa_embed.sql(
+        indexed, f"SELECT count(*) AS n FROM embeddings WHERE ST_Intersects(geometry, ST_GeomFromText('{polygon}'))"
+    )
     expected = frame.intersects(__import__("shapely").from_wkt(polygon)).sum()
     assert 0 < inside.n[0] == expected < len(frame)
     out = tmp_path / "r.csv"

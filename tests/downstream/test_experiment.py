@@ -8,6 +8,8 @@ known function of the tile's content and independent of its position.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -68,7 +70,7 @@ def point_labels(store, tmp_path_factory):
     points = gpd.GeoDataFrame(
         {"cover": np.where(classes[rows, cols] == 1, "water", "land"),
          "brightness": np.where(classes[rows, cols] == 1, 0.2, 1.0) + 0.01 * cols, "zone": cols // 2},
-        geometry=[shapely.Point(*tile_centre(r, c)) for r, c in zip(rows, cols, strict=False)], crs=UTM33,
+        geometry=[shapely.Point(*tile_centre(r, c)) for r, c in zip(rows, cols, strict=True)], crs=UTM33,
     ).to_crs("EPSG:3857")
     path = tmp_path_factory.mktemp("labels") / "points.gpkg"
     points.to_file(path)
@@ -113,7 +115,8 @@ def test_spatial_block_split_keeps_blocks_whole(store, point_labels):
         ofa_embed.probe(store, point_labels, "cover", split="scene")  # a store column: one scene
 
 
-def test_knn_through_the_index_equals_brute_force(store, point_labels):
+def test_knn_through_the_index_equals_brute_force(store, point_labels, tmp_path):
+    store = Path(shutil.copytree(store, tmp_path / "indexed"))  # the module's store stays without an index
     indexes.build(store, kind="hnsw")
     tiles = read_tiles(store)
     join = join_labels(read_labels(point_labels, "cover"), tiles, "cover", "classify")
@@ -193,7 +196,7 @@ def test_join_points_polygons_and_ids():
         shapely.Point(0.005, -0.005), shapely.Point(0.006, -0.004), shapely.Point(0.004, -0.006),  # tile t00: a, a, b
         shapely.Point(0.015, -0.005), shapely.Point(5, 5), shapely.Point(0.025, -0.025)])
     join = join_labels(points, tiles, "y", "classify")
-    assert dict(zip(join.tiles["id"], join.targets, strict=False)) == {"t00": "a", "t01": "c"}
+    assert dict(zip(join.tiles["id"], join.targets, strict=True)) == {"t00": "a", "t01": "c"}
     assert join.unmatched["outside every tile"] == 1 and join.unmatched["no target value"] == 1
     assert join.matched == 3 and join.unmatched["tied with another class"] == 0
 
@@ -202,14 +205,14 @@ def test_join_points_polygons_and_ids():
         shapely.box(0.006, -0.01, 0.01, 0.0),  # 40 % of t00
         shapely.box(0.02, -0.03, 0.024, -0.02)])  # 40 % of t22 only
     join = join_labels(polygons, tiles, "y", "classify")
-    assert dict(zip(join.tiles["id"], join.targets, strict=False)) == {"t00": "a"}
+    assert dict(zip(join.tiles["id"], join.targets, strict=True)) == {"t00": "a"}
     assert join.unmatched["below --min-overlap in every tile"] == 2
-    assert dict(zip(join.tiles["id"], join.targets.tolist(), strict=False)) == {"t00": "a"}
+    assert dict(zip(join.tiles["id"], join.targets.tolist(), strict=True)) == {"t00": "a"}
     loose = join_labels(polygons, tiles, "y", "multilabel", min_overlap=0.3)
     assert loose.classes == ["a", "b", "c"]
-    assert dict(zip(loose.tiles["id"], map(tuple, loose.targets), strict=False)) == {"t00": (1, 1, 0), "t22": (0, 0, 1)}
+    assert dict(zip(loose.tiles["id"], map(tuple, loose.targets), strict=True)) == {"t00": (1, 1, 0), "t22": (0, 0, 1)}
     regress = join_labels(polygons, tiles, "v", "regress", min_overlap=0.3)
-    assert dict(zip(regress.tiles["id"], regress.targets, strict=False)) == pytest.approx({"t00": 0.6 * 1 + 0.4 * 3, "t22": 5.0})
+    assert dict(zip(regress.tiles["id"], regress.targets, strict=True)) == pytest.approx({"t00": 0.6 * 1 + 0.4 * 3, "t22": 5.0})
 
     bow_tie = gpd.GeoDataFrame({"y": ["a"]}, crs="OGC:CRS84",  # self-intersecting: repaired, not refused
                                geometry=[shapely.Polygon([(0, 0), (0.01, -0.01), (0.01, 0), (0, -0.01)])])
@@ -222,7 +225,7 @@ def test_join_points_polygons_and_ids():
 
     table = pd.DataFrame({"id": ["t11", "t12", "nope"], "y": ["a", "b", "a"]})
     join = join_labels(table, tiles, "y", "classify")
-    assert dict(zip(join.tiles["id"], join.targets, strict=False)) == {"t11": "a", "t12": "b"} and join.kind == "ids"
+    assert dict(zip(join.tiles["id"], join.targets, strict=True)) == {"t11": "a", "t12": "b"} and join.kind == "ids"
     assert join.unmatched["id not in the store"] == 1
 
 

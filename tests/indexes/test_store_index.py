@@ -105,7 +105,7 @@ def test_ivfpq_recall_at_10_against_exact(tmp_path):
     queries = queries_near(vectors, 100, seed=4)
     _, positions = indexes.open(tmp_path / "big").search_vectors(queries, k=10)
     truth = exact(vectors, queries, 10)
-    recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(positions, truth, strict=False)])
+    recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(positions, truth, strict=True)])
     assert recall >= 0.9
 
 
@@ -142,7 +142,7 @@ def test_changed_or_removed_file_refuses_the_index(store):
 def test_other_model_is_refused(store):
     write_vector_store(store, SCENES)
     indexes.build(store)
-    for name, *rest in SCENES:
+    for name, *_ in SCENES:
         (store / f"{name}.parquet").unlink()
     write_vector_store(store, SCENES, weights_hash="0123456789abcdef")
     with pytest.raises(IndexStateError, match="built for model weights feedfacefeedface.*0123456789abcdef"):

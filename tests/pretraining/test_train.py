@@ -140,7 +140,7 @@ def test_two_process_data_parallel_pretraining_trains_one_modality_per_step(corp
         for rank in range(2)
     ]
     results = [child.communicate(timeout=300) for child in children]
-    for child, (out, err) in zip(children, results, strict=False):
+    for child, (out, err) in zip(children, results, strict=True):
         assert child.returncode == 0, err[-2000:]
         assert "steps 4" in out
     assert load_checkpoint(tmp_path / "ddp" / "encoder.safetensors").model.config.name == "ofa_test"

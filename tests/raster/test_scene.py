@@ -91,7 +91,7 @@ def test_hyperspectral_bands_are_resampled_by_wavelength(tmp_path):
     with open_scene(path) as scene:
         assert scene.modality.name == "hyperspectral"
         grid = scene.modality.wavelengths_um
-        outside = [b.name for b, w in zip(scene.modality.bands, grid, strict=False) if w < 0.5 or w > 2.0]
+        outside = [b.name for b, w in zip(scene.modality.bands, grid, strict=True) if w < 0.5 or w > 2.0]
         assert set(scene.missing_bands) == set(outside)
         data, _ = scene.read(Window(0, 0, 32, 32))
     inside = (grid >= 0.5) & (grid <= 2.0)

@@ -201,7 +201,7 @@ def _stack(channels: list[np.ndarray], names: list[str]) -> tuple[np.ndarray, li
     height = max(c.shape[1] for c in channels)
     width = max(c.shape[2] for c in channels)
     resized = [c if c.shape[1:] == (height, width) else _resize(c, (height, width)) for c in channels]
-    expanded = [name for name, c in zip(names, channels, strict=False) for _ in range(c.shape[0])]
+    expanded = [name for name, c in zip(names, channels, strict=True) for _ in range(c.shape[0])]
     return np.concatenate(resized), expanded
 
 

@@ -17,6 +17,7 @@ from ofa_embed.downstream.metrics import CONFIDENCE, Estimate, evaluate
 from ofa_embed.downstream.probe import fit_probe
 from ofa_embed.embedding.forward import embed
 from ofa_embed.errors import GeoBenchError
+from ofa_embed.model.ofa import OFANet
 from ofa_embed.sensors import Modality, get_modality
 
 __all__ = ["mean_iou"]
@@ -141,6 +142,9 @@ def _majority_patch_class(mask: np.ndarray, tile: tuple[int, int], patch: int, n
 class _PatchProbe(nn.Module):
     """Standardised patch tokens -> class logits: ``(..., D)`` -> ``(..., C)``."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, n_classes: int) -> None:
         super().__init__()
         self.register_buffer("mean", mean)
@@ -172,7 +176,7 @@ def _fit_patch_probe(tokens: np.ndarray, targets: np.ndarray, n_classes: int, se
 
 
 def classification_score(
-    files: TaskFiles, model: nn.Module, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
+    files: TaskFiles, model: OFANet, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
     n_boot: int, seed: int, progress: Callable[[int], None],
 ) -> tuple[Estimate, int, int]:
     task = files.task
@@ -180,7 +184,7 @@ def classification_score(
     labels: dict[str, list[Any]] = {"fit": [], "test": []}
     for images, samples in _image_batches(files, SPLITS, layout, tile, batch_size, progress):
         embedded = embed(model, images, layout.modality.name, device, tokens=False)
-        for sample, vector in zip(samples, embedded, strict=False):
+        for sample, vector in zip(samples, embedded, strict=True):
             part = "test" if sample.split == "test" else "fit"
             features[part].append(vector)
             labels[part].append(_checked_label(files, sample))
@@ -224,7 +228,7 @@ def _checked_mask(files: TaskFiles, sample: GeoBenchSample) -> np.ndarray:
 
 
 def segmentation_score(
-    files: TaskFiles, model: nn.Module, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
+    files: TaskFiles, model: OFANet, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
     n_boot: int, seed: int, progress: Callable[[int], None],
 ) -> tuple[Estimate, int, int]:
     n_classes, patch = files.task.n_classes, model.patch_size
@@ -236,7 +240,7 @@ def segmentation_score(
     targets: list[np.ndarray] = []
     for images, samples in _image_batches(files, ("train", "valid"), layout, tile, batch_size, progress):
         embedded = embed(model, images, layout.modality.name, device, tokens=True)
-        for sample, sample_tokens in zip(samples, embedded, strict=False):
+        for sample, sample_tokens in zip(samples, embedded, strict=True):
             majority = _majority_patch_class(_checked_mask(files, sample), tile, patch, n_classes).flatten().numpy()
             keep = np.sort(rng.choice(grid, per_image, replace=False)) if per_image < grid else slice(None)
             tokens.append(sample_tokens[keep])
@@ -245,10 +249,10 @@ def segmentation_score(
     grid_shape = (tile[0] // patch, tile[1] // patch)
     confusions: list[np.ndarray] = []
     for images, samples in _image_batches(files, ("test",), layout, tile, batch_size, progress):
-        embedded = torch.from_numpy(embed(model, images, layout.modality.name, device, tokens=True))
+        test_tokens = torch.from_numpy(embed(model, images, layout.modality.name, device, tokens=True))
         with torch.no_grad():
-            logits = probe(embedded).reshape(len(samples), *grid_shape, n_classes).permute(0, 3, 1, 2)
-        for sample, sample_logits in zip(samples, logits, strict=False):
+            logits = probe(test_tokens).reshape(len(samples), *grid_shape, n_classes).permute(0, 3, 1, 2)
+        for sample, sample_logits in zip(samples, logits, strict=True):
             mask = _checked_mask(files, sample)
             pixels = F.interpolate(sample_logits[None], size=mask.shape, mode="bilinear", align_corners=False)
             predicted = pixels[0].argmax(0).numpy()

@@ -48,10 +48,13 @@ class GeoBenchTask:
 _S2_STORED = ("01 - Coastal aerosol", "02 - Blue", "03 - Green", "04 - Red", "05 - Vegetation Red Edge",
               "06 - Vegetation Red Edge", "07 - Vegetation Red Edge", "08 - NIR", "08A - Vegetation Red Edge",
               "09 - Water vapour", "10 - SWIR - Cirrus", "11 - SWIR", "12 - SWIR")
-_S2 = dict(zip(_S2_STORED, ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"), strict=False))
+_S2 = dict(zip(_S2_STORED, ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"),
+               strict=True))
 _S2_NO_CIRRUS = {name: band for name, band in _S2.items() if band != "B10"}
-_EUROSAT = dict(zip(_S2_STORED, ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"), strict=False))
-_BRICK_KILN = dict(zip(_S2_STORED, ("B01", "B02", "B03", "B04", "B05", "B07", "B8A", "B08", "B11", "B12", None, None, None), strict=False))
+_EUROSAT = dict(zip(_S2_STORED, ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"),
+                    strict=True))
+_BRICK_KILN = dict(zip(_S2_STORED, ("B01", "B02", "B03", "B04", "B05", "B07", "B8A", "B08", "B11", "B12", None, None, None),
+                       strict=True))
 _S1_SO2SAT = ("01 - VH.Real", "02 - VH.Imaginary", "03 - VV.Real", "04 - VV.Imaginary", "05 - VH.LEE Filtered",
               "06 - VV.LEE Filtered", "07 - VH.LEE Filtered.Real", "08 - VV.LEE Filtered.Imaginary")
 _SO2SAT = {name: None for name in _S1_SO2SAT} | {
