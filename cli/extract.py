@@ -10,6 +10,7 @@ from rich.table import Table
 
 import ofa_embed
 from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.embedding import PRECISIONS
 from ofa_embed.model.config import DEFAULT_MODEL, list_models
 from ofa_embed.sample import sample_scene
 from ofa_embed.sensors import MODALITIES
@@ -31,6 +32,8 @@ def extract(
     model: Annotated[str, typer.Option(help=f"Model size for a random init: {', '.join(list_models())}.")] = DEFAULT_MODEL,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")] = None,
+    precision: Annotated[str, typer.Option(
+        help=f"{', '.join(PRECISIONS)}: auto is bf16 on CUDA and on CPUs with native bf16, else fp32.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Recompute scenes already in the store.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -46,11 +49,11 @@ def extract(
             report = ofa_embed.extract(
                 inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
                 tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights, model=model,
-                batch_size=batch_size, device=device, overwrite=overwrite, on_progress=progress,
+                batch_size=batch_size, device=device, precision=precision, overwrite=overwrite, on_progress=progress,
             )
     if quiet:
         return
-    table = Table(title=f"{report.store}  (weights {report.weights_hash}, {report.device})")
+    table = Table(title=f"{report.store}  (weights {report.weights_hash}, {report.device}, {report.precision})")
     for column in ("scene", "tiles", "skipped (nodata)", "seconds", "file"):
         table.add_column(column)
     for s in report.scenes:

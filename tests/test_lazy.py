@@ -24,7 +24,9 @@ def test_interrupt_during_the_first_torch_import_is_delivered_after_it_and_leave
     gets its KeyboardInterrupt and its next call works (without the held interrupt, 6 of 7 such delays
     left torch half-initialised or crashed the child)."""
     script = textwrap.dedent("""
-        import sys, time
+        import signal, sys, time
+        # as in an interactive session: a shell that starts jobs in the background hands them SIGINT ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import ofa_embed
         print("ready", flush=True)
         try:

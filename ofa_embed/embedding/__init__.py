@@ -1,3 +1,6 @@
 """Turning pixels into embeddings: the one forward pass (:mod:`.forward`), scene extraction into a store
 (:mod:`.extract`) and query tiles embedded like a store's (:mod:`.query`).
 """
+
+# forward-pass precisions (torch-free here, so that the CLI can offer them without importing torch)
+PRECISIONS = ("auto", "fp32", "bf16")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ofa_embed import __version__
-from ofa_embed.embedding.forward import embed_batches, model_workers, resolve_device
+from ofa_embed.embedding.forward import embed_batches, model_workers, resolve_device, resolve_precision
 from ofa_embed.errors import ModalityError, StoreError, TilingError
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
@@ -80,6 +80,7 @@ class ExtractReport:
         weights_source: where the weights came from (a path, or ``random-init(seed=0)``).
         pretrained: False for a random initialisation.
         device: the torch device the backbone ran on (e.g. ``cpu``, ``cuda:0``).
+        precision: ``fp32`` or ``bf16``, as the forward passes ran.
         scenes: one report per scene, in the order processed.
     """
 
@@ -88,6 +89,7 @@ class ExtractReport:
     weights_source: str
     pretrained: bool
     device: str
+    precision: str
     scenes: list[SceneReport] = field(default_factory=list)
 
     @property
@@ -118,7 +120,7 @@ def _check_writable(store: Path) -> None:
 
 def _extract_scene(
     plan: TilePlan, loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
-    on_progress: ProgressCallback | None,
+    on_progress: ProgressCallback | None, precision: str,
 ) -> SceneReport:
     scene = plan.scene
     start = time.perf_counter()
@@ -132,7 +134,7 @@ def _extract_scene(
     workers, threads = model_workers(device)
     reader = read_tile_batches(plan, batch_size, min_valid, stop, held=workers)
     with prefetched(reader, stop) as batches, closing(
-        embed_batches(batches, loaded.model, scene.modality.name, device, workers, threads)
+        embed_batches(batches, loaded.model, scene.modality.name, device, workers, threads, precision)
     ) as embedded:
         for batch, batch_embeddings in embedded:
             if batch.tiles:
@@ -156,21 +158,22 @@ def _extract_scene(
     path = write_scene(
         store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
         missing_bands=list(scene.missing_bands), records=records,
-        metadata=_scene_metadata(plan, loaded, min_valid), emb_metadata=emb_metadata(_model_record(loaded), scene.acquired),
+        metadata=_scene_metadata(plan, loaded, min_valid, precision),
+        emb_metadata=emb_metadata(_model_record(loaded, precision), scene.acquired),
     )
     return SceneReport(scene.name, path, len(kept), skipped, seconds=time.perf_counter() - start)
 
 
-def _model_record(loaded: LoadedModel) -> ModelRecord:
+def _model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
     model = loaded.model
     return ModelRecord(model.config.name, model.config.to_dict(), loaded.weights_hash, loaded.source, loaded.pretrained,
-                       model.POOLING, model.embed_dim)
+                       model.POOLING, precision, model.embed_dim)
 
 
-def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float) -> dict[str, object]:
+def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float, precision: str) -> dict[str, object]:
     scene = plan.scene
     return scene_metadata(
-        package_version=__version__, model=_model_record(loaded), modality=scene.modality.to_metadata(),
+        package_version=__version__, model=_model_record(loaded, precision), modality=scene.modality.to_metadata(),
         source_bands=list(scene.source_labels), missing_bands=list(scene.missing_bands),
         tiling=TilingRecord(plan.tile_size, plan.stride, min_valid),
         scene=SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
@@ -192,6 +195,7 @@ def extract(
     model: str = DEFAULT_MODEL,
     batch_size: int = 32,
     device: str | None = None,
+    precision: str = "auto",
     overwrite: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> ExtractReport:
@@ -211,6 +215,8 @@ def extract(
         model: model size used for the random init when no checkpoint is available.
         batch_size: tiles per forward pass.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        precision: ``auto`` (bfloat16 on CUDA and on CPUs with native bfloat16, else float32), ``fp32`` or
+            ``bf16``; recorded in every scene file.
         overwrite: recompute scenes already in the store (default: skip them).
         on_progress: called as ``(scene_name, tiles_done, tiles_total)`` after every batch.
 
@@ -231,6 +237,7 @@ def extract(
                 opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
             loaded = load_weights(weights, model)
             torch_device = resolve_device(device)
+            precision = resolve_precision(precision, torch_device)
             loaded.model.to(torch_device)
             for scene in opened:
                 if scene.modality.name not in loaded.model.modalities:
@@ -241,7 +248,8 @@ def extract(
                 raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
             _check_writable(store)
             _check_same_weights(store, loaded)
-            report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device))
+            report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device),
+                                   precision)
             for plan in plans:
                 target = scene_path(store, plan.scene.name)
                 if target.exists() and not overwrite:
@@ -250,7 +258,7 @@ def extract(
                     continue
                 store.mkdir(parents=True, exist_ok=True)
                 report.scenes.append(
-                    _extract_scene(plan, loaded, store, torch_device, batch_size, min_valid, on_progress)
+                    _extract_scene(plan, loaded, store, torch_device, batch_size, min_valid, on_progress, precision)
                 )
             return report
         finally:

@@ -2,7 +2,9 @@
 
 Every path that turns tiles into embeddings (``extract``, query tiles of ``search --like`` and SQL
 ``embed()``, GEO-Bench) calls :func:`embed`, so all of them run the model the same way: inference mode,
-bfloat16 autocast on CUDA only (CPU stays float32), float32 output.
+the precision of :func:`resolve_precision`, float32 output. Under bfloat16 the Transformer blocks run in
+bfloat16 autocast while the patch embedding (where radiometry enters) stays float32
+(:meth:`~ofa_embed.model.ofa.OFANet.embed_tokens`).
 
 On CPU the forward passes of ``extract`` run in :func:`model_workers` threads, each on its own batch
 with a share of torch's threads. Alone, one intra-op team over all cores does the same work in the
@@ -14,6 +16,7 @@ worker, over 16 runs each).
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,10 +24,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
+from ofa_embed.embedding import PRECISIONS
+from ofa_embed.errors import ConfigError
 from ofa_embed.model.ofa import OFANet
 from ofa_embed.raster.reader import TileBatch
 
-__all__ = ["MAX_CPU_WORKERS", "embed", "embed_batches", "model_workers", "resolve_device"]
+__all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "embed", "embed_batches", "model_workers", "native_cpu_bf16",
+           "resolve_device", "resolve_precision"]
 
 # beyond this many concurrent batches, more threads per batch are cheaper than more batches in memory
 MAX_CPU_WORKERS = 4
@@ -37,8 +43,32 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
+@functools.cache
+def native_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); without it torch emulates bf16,
+    which is slower than float32.
+    """
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"fp32"`` or ``"bf16"`` for a requested precision on ``device``.
+
+    ``auto`` is bf16 on CUDA and on CPUs with native bf16 (:func:`native_cpu_bf16`), else fp32.
+
+    Raises:
+        ConfigError: ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16()) else "fp32"
+
+
 def embed(
-    model: OFANet, images: np.ndarray | torch.Tensor, modality: str, device: torch.device, *, tokens: bool = False
+    model: OFANet, images: np.ndarray | torch.Tensor, modality: str, device: torch.device, *, tokens: bool = False,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Embeddings of a batch of normalised tiles.
 
@@ -46,8 +76,9 @@ def embed(
         model: the backbone, already on ``device``.
         images: ``(B, C, H, W)`` float32, C = the bands of ``modality``.
         modality: registered modality name.
-        device: where the forward pass runs (CUDA: bfloat16 autocast; CPU: float32).
+        device: where the forward pass runs.
         tokens: return final-normed patch tokens ``(B, N, D)`` instead of pooled ``(B, D)`` embeddings.
+        precision: ``auto``, ``fp32`` or ``bf16`` (see :func:`resolve_precision`).
 
     Returns:
         float32 ``(B, D)`` (or ``(B, N, D)``); ``(0, D)`` for an empty batch.
@@ -55,7 +86,8 @@ def embed(
     if not len(images):  # a last batch whose tiles were all skipped
         return np.empty((0, model.embed_dim), np.float32)
     x = (torch.from_numpy(images) if isinstance(images, np.ndarray) else images).to(device, non_blocking=True)
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+    bf16 = resolve_precision(precision, device) == "bf16"
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
         out = model.forward_features(x, modality) if tokens else model(x, modality)
     return out.float().cpu().numpy()
 
@@ -75,7 +107,7 @@ def model_workers(device: torch.device) -> tuple[int, int]:
 
 def embed_batches(
     batches: Iterator[TileBatch], model: OFANet, modality: str, device: torch.device, workers: int = 1,
-    threads: int = 0,
+    threads: int = 0, precision: str = "auto",
 ) -> Generator[tuple[TileBatch, np.ndarray], None, None]:
     """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches in flight at once.
 
@@ -84,7 +116,7 @@ def embed_batches(
     """
     if workers == 1:
         for batch in batches:
-            yield batch, embed(model, batch.data, modality, device)
+            yield batch, embed(model, batch.data, modality, device, precision=precision)
         return
     def set_threads() -> None:
         if threads:
@@ -94,7 +126,7 @@ def embed_batches(
     pending: deque[tuple[TileBatch, Future[np.ndarray]]] = deque()
     try:
         for batch in batches:
-            pending.append((batch, pool.submit(embed, model, batch.data, modality, device)))
+            pending.append((batch, pool.submit(embed, model, batch.data, modality, device, precision=precision)))
             if len(pending) == workers:
                 done, future = pending.popleft()
                 yield done, future.result()

@@ -95,9 +95,10 @@ class OFANet(nn.Module):
             raise ValueError(f"{modality} expects input (B, {expected}, H, W), got {tuple(x.shape)}")
         if x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
             raise ValueError(f"tile size {tuple(x.shape[-2:])} is not a multiple of patch size {self.patch_size}")
-        tokens, (gh, gw) = self.patch_embed[modality](x)
-        pos = self.pos_embed(gh, gw, tokens.device).to(tokens.dtype)
-        return tokens + pos + self.modality_embed[modality].to(tokens.dtype)
+        # radiometry enters here: kept in float32 under a bfloat16 autocast (8 mantissa bits would round it)
+        with torch.autocast(x.device.type, enabled=False):
+            tokens, (gh, gw) = self.patch_embed[modality](x.float())
+            return tokens + self.pos_embed(gh, gw, tokens.device) + self.modality_embed[modality]
 
     def forward_features(self, x: Tensor, modality: str) -> Tensor:
         """``(B, C, H, W)`` -> final-normed patch tokens ``(B, N, D)``."""

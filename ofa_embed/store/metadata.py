@@ -10,7 +10,8 @@ Parquet file metadata keys of a scene file (JSON values)::
                 store_version      schema version of columns and metadata (readers refuse newer ones)
                 package_version    the ofa-embed that wrote the file; created (UTC, ISO 8601)
                 model              name, config (the model config dict), weights_hash, weights_source,
-                                   pretrained, pooling (how tokens became the embedding)
+                                   pretrained, pooling (how tokens became the embedding), precision
+                                   (fp32 or bf16: the forward pass; absent in files before it was recorded)
                 modality           registered modality: band order, wavelengths, scale/offset, units,
                                    mean/std, statistics source (the exact model input)
                 source_bands       the file's band labels in file order; missing_bands: bands mean-filled
@@ -36,7 +37,8 @@ EDGE_RULE = "last tile may run past the edge: clipped for reading, padded with t
 @dataclass(frozen=True)
 class ModelRecord:
     """What made the embeddings: ``name`` and ``config`` of the architecture, the weights' content hash
-    and source, whether they are pre-trained, and the pooling that turned tokens into one vector.
+    and source, whether they are pre-trained, the pooling that turned tokens into one vector, the forward
+    pass's precision (``fp32``/``bf16``) and the embedding dimension.
     """
 
     name: str
@@ -45,6 +47,7 @@ class ModelRecord:
     weights_source: str
     pretrained: bool
     pooling: str
+    precision: str
     dimension: int
 
 

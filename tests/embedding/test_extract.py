@@ -12,7 +12,7 @@ from pyproj import Transformer
 
 import ofa_embed
 from ofa_embed.embedding import forward
-from ofa_embed.errors import SceneReadError, StoreError, TilingError
+from ofa_embed.errors import ConfigError, SceneReadError, StoreError, TilingError
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TileBatch
 from ofa_embed.store import read_metadata, store_files, tile_id
@@ -243,11 +243,11 @@ def test_a_failing_model_worker_raises_in_the_caller(monkeypatch):
     model = load_weights(None, "ofa_test").model
     real_embed, calls = forward.embed, []
 
-    def failing_embed(*args):
+    def failing_embed(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise ValueError("boom")
-        return real_embed(*args)
+        return real_embed(*args, **kwargs)
 
     monkeypatch.setattr(forward, "embed", failing_embed)
     batches = (TileBatch([], np.zeros((2, 13, 32, 32), np.float32), np.ones(2), 0) for _ in range(6))
@@ -269,3 +269,11 @@ def test_a_store_of_other_weights_is_refused_before_anything_is_written(tmp_path
     with pytest.raises(StoreError, match="holds embeddings of weights .*write them to another store"):
         ofa_embed.extract(s2_band_folder, store, model="ofa_tiny", weights=None, tile_size=64)
     assert sorted(p.name for p in store.iterdir()) == before
+
+
+def test_the_precision_is_recorded_in_every_scene_file(tmp_path, s2_tif):
+    report = ofa_embed.extract(s2_tif, tmp_path / "store", precision="bf16", **FAST)
+    assert report.precision == "bf16"
+    assert read_metadata(report.scenes[0].path)["model"]["precision"] == "bf16"
+    with pytest.raises(ConfigError, match="precision 'half'"):
+        ofa_embed.extract(s2_tif, tmp_path / "other", precision="half", **FAST)
