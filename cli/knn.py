@@ -33,7 +33,7 @@ def knn(
     min_overlap: MinOverlap = None, predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = 1000,
     seed: Seed = 0, as_json: AsJson = False, quiet: Quiet = False,
 ) -> None:
-    """KNN over labelled tiles (the store's index when built): cross-validated metrics and predictions."""
+    """Nearest-neighbour vote (kNN) over labelled tiles, through the store's index when built: metrics and predictions."""
     setup_logging(quiet or as_json)
     with errors_to_exit(), progress_bar(quiet or as_json, "steps") as on_progress:
         report = ofa_embed.knn(

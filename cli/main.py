@@ -58,6 +58,8 @@ def run() -> None:
         app()
         code = 0
     except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     if threading.active_count() > 1:
         raise SystemExit(code)

@@ -32,8 +32,10 @@ def import_whole(name: str) -> ModuleType:
 
 @contextmanager
 def _interrupts_held() -> Iterator[None]:
-    # only the main thread receives Python's signal handlers and may replace them
-    if threading.current_thread() is not threading.main_thread() or getattr(_deferring, "active", False):
+    # only the main thread receives Python's signal handlers and may replace them; a handler installed
+    # outside Python (embedded interpreters) reads as None and cannot be restored, so it is left alone
+    if (threading.current_thread() is not threading.main_thread() or getattr(_deferring, "active", False)
+            or signal.getsignal(signal.SIGINT) is None):
         yield
         return
     received: list[tuple[int, FrameType | None]] = []

@@ -45,7 +45,8 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
     @functools.lru_cache(maxsize=256)
     def cached(path: str, stamp: int) -> list[float]:
         query = import_whole("ofa_embed.embedding.query")  # torch loads only when a query embeds a tile
-        return query.embed_file(path, query.store_model(store, weights)).tolist()
+        loaded, precision = query.store_model(store, weights)
+        return query.embed_file(path, loaded, precision=precision).tolist()
 
     def embed(path: str) -> list[float]:
         target = Path(path)

@@ -4,7 +4,7 @@
 
 For each modality with real data here, reads every band file at its native resolution, applies the
 modality's registered scale/offset, ignores zeros (the nodata fill of these products) and prints
-mean and std per band. These figures are what ``ofa_embed/modalities.py`` registers.
+mean and std per band. These figures are what ``ofa_embed/sensors/registry.py`` registers.
 """
 
 from __future__ import annotations

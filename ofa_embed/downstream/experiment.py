@@ -169,7 +169,7 @@ def _probe_predictor(model: ProbeModel) -> Predictor:
 
 def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.ndarray, positions: np.ndarray,
                    task: str, classes: list[Any], k: int) -> Predictor:
-    """KNN over the labelled samples ``allowed`` (store rows ``positions[allowed]``); a labelled tile
+    """Nearest-neighbour (kNN) vote over the labelled samples ``allowed`` (store rows ``positions[allowed]``); a labelled tile
     never votes for itself, so its prediction comes from its neighbours only.
     """
     def predict(features: np.ndarray, query_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -292,7 +292,10 @@ def knn(
     predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
     on_progress: ProgressCallback | None = None,
 ) -> DownstreamReport:
-    """KNN over labelled tiles through FAISS (the store's index when fresh): same protocol as :func:`probe`."""
+    """Nearest-neighbour (kNN) vote over labelled tiles through FAISS (the store's index when fresh).
+
+    Same protocol as :func:`probe`.
+    """
     if k < 1:
         raise ConfigError(f"--k must be at least 1, got {k}")
     prepared = _prepare(store, labels, target, task, split, folds, block_size_m, min_overlap, seed, n_boot)

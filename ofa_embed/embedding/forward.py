@@ -28,6 +28,7 @@ from ofa_embed.embedding import PRECISIONS
 from ofa_embed.errors import ConfigError
 from ofa_embed.model.ofa import OFANet
 from ofa_embed.raster.reader import TileBatch
+from ofa_embed.threads import wait_through_interrupts
 
 __all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "embed", "embed_batches", "model_workers", "native_cpu_bf16",
            "resolve_device", "resolve_precision"]
@@ -134,4 +135,5 @@ def embed_batches(
             done, future = pending.popleft()
             yield done, future.result()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)
+        wait_through_interrupts(lambda: pool.shutdown(wait=True), lambda: not any(t.is_alive() for t in pool._threads))

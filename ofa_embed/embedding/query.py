@@ -20,15 +20,20 @@ __all__ = ["store_model", "embed_file", "MAX_QUERY_PIXELS"]
 MAX_QUERY_PIXELS = 1024
 
 
-def store_model(store: str | Path, weights: str | Path | None = None) -> LoadedModel:
-    """The model that made a store's embeddings (verified by weights hash).
+def store_model(store: str | Path, weights: str | Path | None = None) -> tuple[LoadedModel, str]:
+    """The model that made a store's embeddings (verified by weights hash) and the precision it ran in.
+
+    Returns:
+        ``(loaded, precision)``; precision ``auto`` for files written before it was recorded (they ran as
+        ``auto`` resolves on a CPU without native bf16: float32, or bf16 on CUDA).
 
     Raises:
         StoreError: missing or empty store.
+        WeightsError: ``weights`` is given but cannot be loaded.
         IndexStateError: those weights are not available, or ``weights`` are other weights.
     """
-    first = describe_store(store)[0].path
-    return weights_for_store(read_metadata(first)["model"], weights)
+    model_meta = read_metadata(describe_store(store)[0].path)["model"]
+    return weights_for_store(model_meta, weights), str(model_meta.get("precision", "auto"))
 
 
 def embed_file(
@@ -38,11 +43,13 @@ def embed_file(
     modality: str | None = None,
     bands: Sequence[str] | None = None,
     nodata: float | None = None,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Embed a whole query tile (any supported modality) as one ``(D,)`` float32 vector.
 
     The tile is normalised like ``extract`` does, zero-padded (= band mean) to a multiple of the
-    patch size, and mean-pooled over its patch tokens.
+    patch size, and mean-pooled over its patch tokens, at ``precision`` (pass the store's, from
+    :func:`store_model`, to embed it exactly as the store's tiles were).
 
     Raises:
         OFAEmbedError subclasses for unreadable files or unknown modalities;
@@ -59,4 +66,4 @@ def embed_file(
     patch = loaded.model.patch_size
     padded = np.zeros((data.shape[0], -(-data.shape[1] // patch) * patch, -(-data.shape[2] // patch) * patch), np.float32)
     padded[:, : data.shape[1], : data.shape[2]] = data
-    return embed(loaded.model, padded[None], name, next(loaded.model.parameters()).device)[0]
+    return embed(loaded.model, padded[None], name, next(loaded.model.parameters()).device, precision=precision)[0]

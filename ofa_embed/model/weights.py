@@ -68,10 +68,13 @@ def weights_for_store(model_meta: dict[str, Any], weights: str | Path | None = N
         weights: a checkpoint the caller names instead of the recorded source.
 
     Raises:
+        WeightsError: ``weights`` is given but missing or unreadable.
         IndexStateError: ``weights`` are other weights than the store's, or the store's are not available.
     """
     wanted = model_meta["weights_hash"]
     source = str(model_meta.get("weights_source", ""))
+    if weights is not None and not Path(weights).is_file():
+        raise WeightsError(f"{weights}: checkpoint not found")
     for candidate in _candidates(model_meta, weights):
         if isinstance(candidate, str):
             loaded = _random_init(candidate)

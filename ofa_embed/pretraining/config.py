@@ -57,8 +57,8 @@ class PretrainConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
-        if not 0 <= self.warmup_steps < self.steps:
-            raise ConfigError(f"warmup_steps {self.warmup_steps} must be within [0, steps={self.steps})")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be non-negative, got {self.warmup_steps}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ConfigError(f"mask_ratio must be within (0, 1), got {self.mask_ratio}")
         if self.weight_decay < 0:

@@ -161,7 +161,7 @@ def curate(
     corpus = Path(corpus)
     manifest: dict[str, Any] = load_manifest(corpus) if (corpus / "manifest.json").is_file() else {
         "corpus_version": CORPUS_VERSION, "tile_size": tile_size, "dtype": "float16",
-        "normalisation": "registered modality statistics (ofa_embed/modalities.py)",
+        "normalisation": "registered modality statistics (ofa_embed/sensors/registry.py)",
         "modalities": {}, "scenes": {},
     }
     if manifest["tile_size"] != tile_size:

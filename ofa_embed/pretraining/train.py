@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ofa_embed.atomic import atomic_target
-from ofa_embed.errors import ConfigError, StoreError
+from ofa_embed.errors import ConfigError, StoreError, first_line
 from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.model.mae import OFAMAE
@@ -227,7 +227,13 @@ def pretrain(
             raise ConfigError(f"{state_path}: nothing to resume from")
         state = torch.load(state_path, map_location=device, weights_only=False)
         mae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # a state.pt from before the weight-decay groups holds one group
+            raise ConfigError(
+                f"{state_path}: optimiser state does not fit this version's parameter groups ({first_line(exc)}); "
+                "start a new run instead of --resume"
+            ) from None
         scheduler.load_state_dict(state["scheduler"])
         sampler.restore(state["sampler"])
         torch.set_rng_state(state["torch_rng"])

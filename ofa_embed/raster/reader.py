@@ -27,6 +27,7 @@ import torch
 from rasterio.windows import Window
 
 from ofa_embed.raster.scene import Scene
+from ofa_embed.threads import wait_through_interrupts
 from ofa_embed.tiling import TileWindow, tile_windows, validate_tiling
 
 __all__ = ["TilePlan", "TileBatch", "plan_tiles", "read_tile_batches", "prefetched", "PREFETCH_DEPTH"]
@@ -200,4 +201,4 @@ def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[
         yield consume()
     finally:
         stop.set()
-        thread.join()
+        wait_through_interrupts(thread.join, lambda: not thread.is_alive())

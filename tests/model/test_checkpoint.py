@@ -42,3 +42,19 @@ def test_bad_checkpoints_are_refused(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="junk.safetensors: not a readable safetensors"):
         load_checkpoint(junk)
+
+
+def test_a_checkpoint_whose_tensors_do_not_fit_its_config_is_a_weights_error(tmp_path, model):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(model, path)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    state = load_file(str(path))
+    state.pop("norm.weight")
+    state["stray.weight"] = torch.zeros(1)
+    save_file(state, str(path), metadata=metadata)
+    with pytest.raises(WeightsError, match=r"m.safetensors: weights do not match config ofa_test"):
+        load_checkpoint(path)

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from ofa_embed.model.checkpoint import load_checkpoint
@@ -40,3 +41,11 @@ def test_shipped_checkpoint_reproduces_its_reference_embedding():
     reference = [-0.00886, -0.02209, -0.02634, 0.08637, 0.04683, 0.09958, -0.02273, -0.05973]
     assert torch.allclose(embedding[:8], torch.tensor(reference), atol=5e-5)
     assert abs(float(embedding.norm()) - 9.26767) < 1e-3
+
+
+def test_naming_a_missing_checkpoint_for_a_store_says_so(tmp_path):
+    from ofa_embed.errors import WeightsError
+    from ofa_embed.model.weights import weights_for_store
+
+    with pytest.raises(WeightsError, match="nope.safetensors: checkpoint not found"):
+        weights_for_store({"weights_hash": "0" * 16, "weights_source": "x"}, tmp_path / "nope.safetensors")

@@ -113,7 +113,7 @@ def test_weight_decay_spares_norms_biases_and_embeddings():
 
 
 @pytest.mark.parametrize("settings", [{"model": "nope"}, {"sampling": "uniform"}, {"steps": 0}, {"mask_ratio": 1.0},
-                                      {"warmup_steps": 100, "steps": 10}])
+                                      {"warmup_steps": -1}])
 def test_bad_hyper_parameters_are_one_line_config_errors(settings):
     with pytest.raises(ConfigError):
         PretrainConfig(**settings)

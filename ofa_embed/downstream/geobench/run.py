@@ -20,7 +20,7 @@ from ofa_embed.downstream.geobench.scoring import (
 )
 from ofa_embed.downstream.geobench.tasks import GEOBENCH_TASKS, REFERENCE_SOURCE, task_name
 from ofa_embed.downstream.metrics import CONFIDENCE, json_safe
-from ofa_embed.embedding.forward import resolve_device
+from ofa_embed.embedding.forward import resolve_device, resolve_precision
 from ofa_embed.errors import GeoBenchError
 from ofa_embed.model.weights import load_weights
 
@@ -71,6 +71,7 @@ class GeoBenchReport:
     model: str
     device: str
     n_boot: int
+    precision: str = "fp32"
     rows: list[GeoBenchResult] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
@@ -82,7 +83,7 @@ class GeoBenchReport:
         return json_safe({
             "benchmark": "GEO-Bench v1.0", "root": str(self.root), "model": self.model,
             "weights_hash": self.weights_hash, "weights_source": self.weights_source, "pretrained": self.pretrained,
-            "device": self.device, "confidence": CONFIDENCE, "bootstrap_replicates": self.n_boot,
+            "device": self.device, "precision": self.precision, "confidence": CONFIDENCE, "bootstrap_replicates": self.n_boot,
             "reference_source": REFERENCE_SOURCE,
             "tasks": [asdict(r) for r in self.rows],
         })
@@ -125,6 +126,7 @@ def geobench(
     n_boot: int = 1000,
     seed: int = 0,
     device: str | None = None,
+    precision: str = "auto",
     on_progress: ProgressCallback | None = None,
 ) -> GeoBenchReport:
     """Score the frozen backbone on GEO-Bench v1.0 tasks found under ``root`` with linear probes.
@@ -137,6 +139,7 @@ def geobench(
         n_boot: bootstrap replicates of the 95 % intervals (0: none).
         seed: seed of the probes, patch sampling and bootstrap.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        precision: ``auto``, ``fp32`` or ``bf16``, as for :func:`ofa_embed.extract`; recorded in the report.
         on_progress: called as ``(task, samples_done, samples_total)`` after every batch.
 
     Raises:
@@ -151,12 +154,13 @@ def geobench(
     opened = [open_task(found[name], name) for name in _select(found, tasks, root)]
     loaded = load_weights(weights)
     torch_device = resolve_device(device)
+    resolved = resolve_precision(precision, torch_device)
     model = loaded.model.to(torch_device).eval()
     for files in opened:
         if files.task.modality not in model.modalities:
             raise GeoBenchError(f"{files.task.name}: the model has no patch embedding for {files.task.modality}")
     report = GeoBenchReport(root, loaded.weights_hash, loaded.source, loaded.pretrained, model.config.name,
-                            str(torch_device), n_boot)
+                            str(torch_device), n_boot, resolved)
     for files in opened:
         start = time.perf_counter()
         task, layout = files.task, Layout.of(files.task)
@@ -164,7 +168,7 @@ def geobench(
         tile = (tile_size_for(first.image.shape[1], model.patch_size), tile_size_for(first.image.shape[2], model.patch_size))
         progress = _counter(task.name, sum(len(v) for v in files.partition.values()), on_progress)
         score = segmentation_score if task.kind == "segment" else classification_score
-        estimate, n_fit, n_test = score(files, model, layout, tile, torch_device, batch_size, n_boot, seed, progress)
+        estimate, n_fit, n_test = score(files, model, layout, tile, torch_device, batch_size, n_boot, seed, progress, resolved)
         report.rows.append(GeoBenchResult(
             task.name, task.kind, task.metric, estimate.value, estimate.low, estimate.high, n_fit, n_test,
             task.reference, task.modality, tile, time.perf_counter() - start,

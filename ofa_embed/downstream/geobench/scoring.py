@@ -177,13 +177,13 @@ def _fit_patch_probe(tokens: np.ndarray, targets: np.ndarray, n_classes: int, se
 
 def classification_score(
     files: TaskFiles, model: OFANet, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
-    n_boot: int, seed: int, progress: Callable[[int], None],
+    n_boot: int, seed: int, progress: Callable[[int], None], precision: str = "fp32",
 ) -> tuple[Estimate, int, int]:
     task = files.task
     features: dict[str, list[np.ndarray]] = {"fit": [], "test": []}
     labels: dict[str, list[Any]] = {"fit": [], "test": []}
     for images, samples in _image_batches(files, SPLITS, layout, tile, batch_size, progress):
-        embedded = embed(model, images, layout.modality.name, device, tokens=False)
+        embedded = embed(model, images, layout.modality.name, device, tokens=False, precision=precision)
         for sample, vector in zip(samples, embedded, strict=True):
             part = "test" if sample.split == "test" else "fit"
             features[part].append(vector)
@@ -229,7 +229,7 @@ def _checked_mask(files: TaskFiles, sample: GeoBenchSample) -> np.ndarray:
 
 def segmentation_score(
     files: TaskFiles, model: OFANet, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
-    n_boot: int, seed: int, progress: Callable[[int], None],
+    n_boot: int, seed: int, progress: Callable[[int], None], precision: str = "fp32",
 ) -> tuple[Estimate, int, int]:
     n_classes, patch = files.task.n_classes, model.patch_size
     fit_images = sum(len(files.partition.get(s, [])) for s in ("train", "valid"))
@@ -239,7 +239,7 @@ def segmentation_score(
     tokens: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     for images, samples in _image_batches(files, ("train", "valid"), layout, tile, batch_size, progress):
-        embedded = embed(model, images, layout.modality.name, device, tokens=True)
+        embedded = embed(model, images, layout.modality.name, device, tokens=True, precision=precision)
         for sample, sample_tokens in zip(samples, embedded, strict=True):
             majority = _majority_patch_class(_checked_mask(files, sample), tile, patch, n_classes).flatten().numpy()
             keep = np.sort(rng.choice(grid, per_image, replace=False)) if per_image < grid else slice(None)
@@ -249,7 +249,7 @@ def segmentation_score(
     grid_shape = (tile[0] // patch, tile[1] // patch)
     confusions: list[np.ndarray] = []
     for images, samples in _image_batches(files, ("test",), layout, tile, batch_size, progress):
-        test_tokens = torch.from_numpy(embed(model, images, layout.modality.name, device, tokens=True))
+        test_tokens = torch.from_numpy(embed(model, images, layout.modality.name, device, tokens=True, precision=precision))
         with torch.no_grad():
             logits = probe(test_tokens).reshape(len(samples), *grid_shape, n_classes).permute(0, 3, 1, 2)
         for sample, sample_logits in zip(samples, logits, strict=True):
