@@ -36,6 +36,9 @@ def setup_logging(quiet: bool) -> None:
         level=logging.WARNING if quiet else logging.INFO, format="%(message)s", force=True,
         handlers=[RichHandler(console=stderr, show_time=False, show_path=False, markup=False)],
     )
+    # libraries' own progress chatter (faiss announces which SIMD build it loaded) is not the user's business
+    for noisy in ("faiss", "faiss.loader"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @contextmanager
