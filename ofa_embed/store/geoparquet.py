@@ -34,12 +34,13 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import shapely
 from pyproj import CRS as ProjCRS
@@ -136,31 +137,65 @@ def _table(scene: str, modality: str, acquired: datetime | None, tile_size: int,
     rings = np.concatenate([corners, corners[:, :1]], axis=1)[order]
     geometry = shapely.to_wkb(shapely.polygons(rings))
     bounds = {k: v[order] for k, v in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax))}
-    flat = pa.array(np.ascontiguousarray(records.embeddings[order], dtype=np.float32).ravel())
+    flat = _numeric(np.ascontiguousarray(records.embeddings[order], dtype=np.float32).ravel(), pa.float32())
+    ids = [tile_id(scene, int(r), int(c), tile_size) for r, c in zip(records.rows[order], records.cols[order], strict=True)]
     columns = {
-        "id": pa.array([tile_id(scene, int(r), int(c), tile_size)
-                        for r, c in zip(records.rows[order], records.cols[order], strict=True)]),
-        "scene": pa.array([scene] * n),
-        "modality": pa.array([modality] * n),
-        "datetime": pa.array([acquired] * n, pa.timestamp("us", tz="UTC")),
-        "row": pa.array(records.rows[order], pa.int32()),
-        "col": pa.array(records.cols[order], pa.int32()),
-        "width": pa.array(records.widths[order], pa.int32()),
-        "height": pa.array(records.heights[order], pa.int32()),
-        "padded": pa.array(records.padded[order]),
-        "valid_fraction": pa.array(records.valid_fraction[order], pa.float32()),
-        "missing_bands": pa.array([missing] * n, pa.list_(pa.string())),
-        "geometry": pa.array(geometry, pa.binary()),
-        "bbox": pa.StructArray.from_arrays([pa.array(bounds[k]) for k in bounds], names=list(bounds)),
-        **{k: pa.array(v) for k, v in bounds.items()},
+        "id": _strings(ids),
+        "scene": _strings([scene] * n),
+        "modality": _strings([modality] * n),
+        "datetime": _timestamps(acquired, n),
+        "row": _numeric(records.rows[order], pa.int32()),
+        "col": _numeric(records.cols[order], pa.int32()),
+        "width": _numeric(records.widths[order], pa.int32()),
+        "height": _numeric(records.heights[order], pa.int32()),
+        "padded": _booleans(records.padded[order]),
+        "valid_fraction": _numeric(records.valid_fraction[order], pa.float32()),
+        "missing_bands": pa.ListArray.from_arrays(
+            _numeric(np.arange(n + 1, dtype=np.int32) * len(missing), pa.int32()), _strings(missing * n)
+        ),
+        "geometry": _binary(list(geometry)),
+        "bbox": pa.StructArray.from_arrays([_numeric(bounds[k], pa.float64()) for k in bounds], names=list(bounds)),
+        **{k: _numeric(v, pa.float64()) for k, v in bounds.items()},
         "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
     }
     return pa.table(columns)
 
 
+# Columns are built from buffers: pyarrow's pa.array() and pa.scalar() import pandas on first use (0.47 s
+# of a 3 s `extract --sample`), and writing a store never needs pandas.
+def _numeric(values: np.ndarray, kind: pa.DataType) -> pa.Array:
+    data = np.ascontiguousarray(values, dtype=kind.to_pandas_dtype())
+    return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(data)])
+
+
+def _booleans(values: np.ndarray) -> pa.Array:
+    bits = np.packbits(np.asarray(values, dtype=bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+
+
+def _binary(values: Sequence[bytes], kind: pa.DataType | None = None) -> pa.Array:
+    offsets = np.zeros(len(values) + 1, np.int32)
+    np.cumsum([len(v) for v in values], out=offsets[1:])
+    data = b"".join(values)
+    return pa.Array.from_buffers(kind or pa.binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _strings(values: Sequence[str]) -> pa.Array:
+    return _binary([v.encode() for v in values], pa.string())
+
+
+def _timestamps(when: datetime | None, n: int) -> pa.Array:
+    kind = pa.timestamp("us", tz="UTC")
+    if when is None:
+        return pa.nulls(n, kind)
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)  # naive times are UTC, as pa.array reads them
+    micros = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(np.full(n, micros, np.int64))])
+
+
 def _geo_metadata(table: pa.Table) -> dict[str, Any]:
-    bbox = [pa.compute.min(table[k]).as_py() for k in ("xmin", "ymin")] + [
-        pa.compute.max(table[k]).as_py() for k in ("xmax", "ymax")
+    bbox = [pc.min(table[k]).as_py() for k in ("xmin", "ymin")] + [
+        pc.max(table[k]).as_py() for k in ("xmax", "ymax")
     ]
     return {
         "version": GEOPARQUET_VERSION,
