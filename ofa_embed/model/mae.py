@@ -82,22 +82,22 @@ class OFAMAE(nn.Module):
         """Encode a random ``1 - ratio`` of the patches of ``(B, C, H, W)`` images.
 
         Returns:
-            ``(latent, mask, ids_restore)``: final-normed encoder tokens of the kept patches ``(B, K, D)``,
-            mask ``(B, N)`` with 1 = masked, and the ``(B, N)`` permutation back to patch order
-            (see :func:`random_masking`).
+            ``(encoded, mask, ids_restore)``: the blocks' output for the kept patches ``(B, K, D)``
+            (before the final norm), mask ``(B, N)`` with 1 = masked, and the ``(B, N)`` permutation back
+            to patch order (see :func:`random_masking`).
         """
         tokens = self.encoder.embed_tokens(images, modality)
         kept, mask, ids_restore = random_masking(tokens, ratio, generator)
-        return self.encoder.norm(self.encoder.blocks(kept)), mask, ids_restore
+        return self.encoder.blocks(kept), mask, ids_restore
 
-    def forward_decoder(self, latent: Tensor, ids_restore: Tensor, grid: tuple[int, int], modality: str) -> Tensor:
-        """Reconstruct every patch from the kept tokens ``(B, K, D)``, mask tokens filling the others.
+    def forward_decoder(self, encoded: Tensor, ids_restore: Tensor, grid: tuple[int, int], modality: str) -> Tensor:
+        """Reconstruct every patch from the kept tokens ``(B, K, D)`` (blocks' output), mask tokens filling the others.
 
         Returns:
             ``(B, N, P*P*C)`` predicted pixels per patch, in patch order over the ``grid`` (rows, columns),
             with ``modality``'s head (C = its bands).
         """
-        x = self.decoder_embed(latent)
+        x = self.decoder_embed(self.encoder.norm(encoded))
         b, kept, d = x.shape
         n = ids_restore.shape[1]
         x = torch.cat([x, self.mask_token.expand(b, n - kept, d)], dim=1)
@@ -119,6 +119,6 @@ class OFAMAE(nn.Module):
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(B, C, H, W)`` -> ``(loss, prediction (B, N, P*P*C), mask (B, N))``."""
         grid = (images.shape[-2] // self.patch, images.shape[-1] // self.patch)
-        latent, mask, ids_restore = self.forward_encoder(images, modality, ratio, generator)
-        prediction = self.forward_decoder(latent, ids_restore, grid, modality)
+        encoded, mask, ids_restore = self.forward_encoder(images, modality, ratio, generator)
+        prediction = self.forward_decoder(encoded, ids_restore, grid, modality)
         return self.forward_loss(images, prediction, mask), prediction, mask

@@ -1,14 +1,21 @@
 """OFA-Net: one shared Vision Transformer for every Earth-observation modality.
 
 Xiong et al., "One for All: Toward Unified Foundation Models for Earth Vision" (OFA-Net, 2024,
-arXiv:2401.07527): each modality has its own patch embedding (a Conv2d with that modality's band
-count) feeding one shared Transformer encoder, pre-trained with masked image modelling. Here the encoder
-is built from pre-norm ViT blocks (:class:`~ofa_embed.model.layers.Block`, timm's parameter layout); a fixed
-2-D sin-cos position embedding makes any tile size whose
-edge is a multiple of the patch size valid, and a learned per-modality embedding is added to every
-token. The embedding of a tile is the mean of its final-normed patch tokens.
+arXiv:2401.07527): patch embeddings feed one shared Transformer encoder, pre-trained with masked image
+modelling. Two patch embeddings (``OFAConfig.patch_embed``):
 
-The model knows nothing about files: it takes normalised tensors and a modality name.
+- ``spectral`` (default since config version 2): one wavelength-conditioned embedding for every sensor
+  (:class:`~ofa_embed.model.layers.SpectralPatchEmbed`, DOFA's design): a band is known by its centre
+  wavelength, so every sensor trains the same spectral encoder and an unseen sensor still works.
+- ``per_modality`` (OFA-Net, config version 1): one Conv2d per modality with that modality's band count,
+  plus a learned per-modality embedding added to every token.
+
+The encoder is built from pre-norm ViT blocks (:class:`~ofa_embed.model.layers.Block`, timm's parameter
+layout); a fixed 2-D sin-cos position embedding makes any tile size whose edge is a multiple of the patch
+size valid. The embedding of a tile pools its patch tokens as ``OFAConfig.pooling`` says.
+
+The model knows nothing about files: it takes normalised tensors and a modality name (whose band
+wavelengths come from the sensor registry) or explicit band wavelengths.
 """
 
 from __future__ import annotations
@@ -17,32 +24,48 @@ import torch
 from torch import Tensor, nn
 
 from ofa_embed.errors import ConfigError
-from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
-from ofa_embed.model.layers import LAYER_NORM_EPS, Block, PatchEmbed, sincos_pos_embed_2d
+from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, POOLINGS, OFAConfig
+from ofa_embed.model.layers import (
+    LAYER_NORM_EPS,
+    POLARISATIONS,
+    Block,
+    PatchEmbed,
+    SpectralPatchEmbed,
+    sincos_pos_embed_2d,
+)
+from ofa_embed.sensors.registry import MODALITIES
 
 __all__ = ["CONFIGS", "OFAConfig", "OFANet", "create_model"]
 
+# DOFA's factor on generated kernels; the generator's init divides it out again (see _init_weights)
+SPECTRAL_KERNEL_SCALE = 0.01
+SPECTRAL_INIT_GAIN = 0.01
+
 
 class OFANet(nn.Module):
-    """Shared ViT encoder with one patch embedding per modality.
+    """Shared ViT encoder behind a spectral or per-modality patch embedding.
 
     Backbone API (timm style): :meth:`forward_features` returns final-normed patch tokens,
-    :meth:`pool` turns tokens into one embedding, :meth:`forward` does both.
+    :meth:`pool` turns them into one embedding, :meth:`forward` does both.
     """
-
-    POOLING = "mean of final-normed patch tokens"  # recorded in every store file
 
     def __init__(self, config: OFAConfig) -> None:
         super().__init__()
         self.config = config
         self.embed_dim = config.embed_dim
         self.patch_size = config.patch_size
-        self.patch_embed = nn.ModuleDict(
-            {name: PatchEmbed(c, config.embed_dim, config.patch_size) for name, c in config.in_chans.items()}
-        )
-        self.modality_embed = nn.ParameterDict(
-            {name: nn.Parameter(torch.zeros(1, 1, config.embed_dim)) for name in config.in_chans}
-        )
+        self.spectral = config.patch_embed == "spectral"
+        self.patch_embed: nn.Module
+        if self.spectral:
+            self.patch_embed = SpectralPatchEmbed(config.embed_dim, config.patch_size, config.wave_dim,
+                                                  kernel_scale=SPECTRAL_KERNEL_SCALE)
+        else:
+            self.patch_embed = nn.ModuleDict(
+                {name: PatchEmbed(c, config.embed_dim, config.patch_size) for name, c in config.in_chans.items()}
+            )
+            self.modality_embed = nn.ParameterDict(
+                {name: nn.Parameter(torch.zeros(1, 1, config.embed_dim)) for name in config.in_chans}
+            )
         self.blocks = nn.Sequential(
             *[Block(config.embed_dim, config.num_heads, config.mlp_ratio, qkv_bias=True) for _ in range(config.depth)]
         )
@@ -50,16 +73,28 @@ class OFANet(nn.Module):
         self._pos_cache: dict[tuple[int, int, torch.device], Tensor] = {}
         self._init_weights()
 
+    @property
+    def pooling(self) -> str:
+        """How patch tokens become the embedding, in words (recorded in every store file)."""
+        return POOLINGS[self.config.pooling]
+
     def _init_weights(self) -> None:
-        for embed in self.patch_embed.values():
-            assert isinstance(embed, PatchEmbed)
-            # MAE: initialise the patch projection like a Linear layer (xavier on the flattened kernel)
-            weight = embed.proj.weight
-            nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
-            if embed.proj.bias is not None:
-                nn.init.zeros_(embed.proj.bias)
-        for param in self.modality_embed.values():
-            nn.init.trunc_normal_(param, std=0.02)
+        if self.spectral:
+            # generated kernels start with the spread of a xavier-initialised patch projection
+            generator = self.patch_embed.weight_generator
+            fan_in = self.config.wave_dim
+            nn.init.normal_(generator.fc_weight.weight, std=SPECTRAL_INIT_GAIN / (fan_in**0.5 * SPECTRAL_KERNEL_SCALE))
+            nn.init.zeros_(generator.fc_weight.bias)
+        else:
+            for embed in self.patch_embed.values():
+                assert isinstance(embed, PatchEmbed)
+                # MAE: initialise the patch projection like a Linear layer (xavier on the flattened kernel)
+                weight = embed.proj.weight
+                nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+                if embed.proj.bias is not None:
+                    nn.init.zeros_(embed.proj.bias)
+            for param in self.modality_embed.values():
+                nn.init.trunc_normal_(param, std=0.02)
         for module in self.blocks.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -68,8 +103,14 @@ class OFANet(nn.Module):
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        """The modality names the backbone has a patch embedding for."""
-        return tuple(self.config.in_chans)
+        """The modality names the backbone embeds (spectral: every registered sensor)."""
+        return tuple(MODALITIES) if self.spectral else tuple(self.config.in_chans)
+
+    def band_keys(self, modality: str) -> tuple[Tensor, Tensor]:
+        """``(C,)`` float32 centre wavelengths (µm) and ``(C,)`` polarisation codes of a registered modality."""
+        bands = MODALITIES[modality].bands
+        return (torch.tensor([b.wavelength_um for b in bands], dtype=torch.float32),
+                torch.tensor([POLARISATIONS.get(b.name, 0) for b in bands], dtype=torch.long))
 
     def pos_embed(self, grid_h: int, grid_w: int, device: torch.device) -> Tensor:
         """``(1, grid_h * grid_w, D)`` position embedding, cached per grid and device."""
@@ -78,39 +119,57 @@ class OFANet(nn.Module):
             self._pos_cache[key] = sincos_pos_embed_2d(grid_h, grid_w, self.embed_dim, device=device)[None]
         return self._pos_cache[key]
 
-    def embed_tokens(self, x: Tensor, modality: str) -> Tensor:
-        """Patch tokens with position and modality embeddings, before the encoder.
+    def embed_tokens(self, x: Tensor, modality: str, wavelengths_um: Tensor | None = None) -> Tensor:
+        """Patch tokens with position (and, per-modality, modality) embeddings, before the encoder.
 
         Args:
             x: ``(B, C, H, W)`` normalised tile batch, C = bands of ``modality``.
             modality: registered modality name.
+            wavelengths_um: spectral embedding only: ``(C,)`` centre wavelengths of the bands of ``x``
+                in µm, for bands other than the modality's (a subset, or a sensor not registered).
 
         Returns:
             ``(B, N, D)`` with ``N = (H / P) * (W / P)``.
         """
-        if modality not in self.patch_embed:
+        if modality not in self.modalities:
             raise KeyError(f"model has no patch embedding for modality {modality!r}; has {self.modalities}")
-        expected = self.config.in_chans[modality]
-        if x.ndim != 4 or x.shape[1] != expected:
-            raise ValueError(f"{modality} expects input (B, {expected}, H, W), got {tuple(x.shape)}")
+        if wavelengths_um is None:
+            expected = MODALITIES[modality].num_bands if self.spectral else self.config.in_chans[modality]
+            if x.ndim != 4 or x.shape[1] != expected:
+                raise ValueError(f"{modality} expects input (B, {expected}, H, W), got {tuple(x.shape)}")
+        elif not self.spectral:
+            raise ValueError("explicit band wavelengths need the spectral patch embedding")
         if x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
             raise ValueError(f"tile size {tuple(x.shape[-2:])} is not a multiple of patch size {self.patch_size}")
         # radiometry enters here: kept in float32 under a bfloat16 autocast (8 mantissa bits would round it)
         with torch.autocast(x.device.type, enabled=False):
+            if self.spectral:
+                waves, polarisations = self.band_keys(modality)
+                if wavelengths_um is not None:
+                    waves, polarisations = wavelengths_um.float(), None
+                tokens, (gh, gw) = self.patch_embed(x.float(), waves, polarisations)
+                return tokens + self.pos_embed(gh, gw, tokens.device)
             tokens, (gh, gw) = self.patch_embed[modality](x.float())
             return tokens + self.pos_embed(gh, gw, tokens.device) + self.modality_embed[modality]
 
-    def forward_features(self, x: Tensor, modality: str) -> Tensor:
-        """``(B, C, H, W)`` -> final-normed patch tokens ``(B, N, D)``."""
-        return self.norm(self.blocks(self.embed_tokens(x, modality)))
+    def forward_features(self, x: Tensor, modality: str, wavelengths_um: Tensor | None = None) -> Tensor:
+        """``(B, C, H, W)`` -> patch tokens ``(B, N, D)``: final-normed, except under ``mean_norm`` pooling,
+        where (as timm does with ``fc_norm``) the norm comes after the mean, in :meth:`pool`.
+        """
+        return self.finish(self.blocks(self.embed_tokens(x, modality, wavelengths_um)))
+
+    def finish(self, encoded: Tensor) -> Tensor:
+        """Output of the blocks ``(B, N, D)`` -> the tokens :meth:`forward_features` returns."""
+        return encoded if self.config.pooling == "mean_norm" else self.norm(encoded)
 
     def pool(self, tokens: Tensor) -> Tensor:
-        """Mean over patch tokens: ``(B, N, D)`` -> ``(B, D)``."""
-        return tokens.mean(dim=1)
+        """Patch tokens from :meth:`forward_features` ``(B, N, D)`` -> embeddings ``(B, D)``."""
+        pooled = tokens.mean(dim=1)
+        return self.norm(pooled) if self.config.pooling == "mean_norm" else pooled
 
-    def forward(self, x: Tensor, modality: str) -> Tensor:
+    def forward(self, x: Tensor, modality: str, wavelengths_um: Tensor | None = None) -> Tensor:
         """``(B, C, H, W)`` -> embeddings ``(B, D)``."""
-        return self.pool(self.forward_features(x, modality))
+        return self.pool(self.forward_features(x, modality, wavelengths_um))
 
 
 def create_model(config: str | OFAConfig = DEFAULT_MODEL, *, seed: int = 0) -> OFANet:

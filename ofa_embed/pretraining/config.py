@@ -26,8 +26,13 @@ class PretrainConfig:
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps before cosine decay.
-        mask_ratio: fraction of patches masked.
-        crop: random crop edge in pixels (multiple of the patch size, <= corpus tile size).
+        mask_ratio: fraction of patches masked (in every view).
+        crop: edge in pixels of the first view, a random crop of the tile (multiple of the patch size,
+            <= corpus tile size).
+        second_crop: edge of the second view of the same tile (0: one view, MAE only).
+        norm_pix_loss: MAE's per-patch normalised pixel targets instead of the normalised pixels.
+        contrastive_weight: weight of the InfoNCE term between the two views (0: MAE only).
+        temperature: InfoNCE temperature.
         sampling: ``proportional`` (to tiles per modality) or ``balanced`` (uniform over modalities).
         seed: seed of initialisation, sampling and masking.
         checkpoint_every: steps between ``state.pt`` writes.
@@ -42,6 +47,10 @@ class PretrainConfig:
     warmup_steps: int = 100
     mask_ratio: float = 0.75
     crop: int = 96
+    second_crop: int = 64
+    norm_pix_loss: bool = False
+    contrastive_weight: float = 0.5
+    temperature: float = 0.2
     sampling: str = "proportional"
     seed: int = 0
     checkpoint_every: int = 500
@@ -61,5 +70,10 @@ class PretrainConfig:
             raise ConfigError(f"warmup_steps must be non-negative, got {self.warmup_steps}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ConfigError(f"mask_ratio must be within (0, 1), got {self.mask_ratio}")
+        if self.second_crop < 0 or self.contrastive_weight < 0 or self.temperature <= 0:
+            raise ConfigError("second_crop and contrastive_weight must be non-negative and temperature positive, got "
+                              f"{self.second_crop}, {self.contrastive_weight}, {self.temperature}")
+        if self.contrastive_weight > 0 and not self.second_crop:
+            raise ConfigError("the contrastive term needs a second view: set second_crop, or contrastive_weight 0")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be non-negative, got {self.weight_decay}")

@@ -1,8 +1,9 @@
 """``pretrain``: masked image modelling of the shared OFA encoder on a curated corpus.
 
 Each step draws one modality (in proportion to its tiles, or uniformly with ``sampling="balanced"``)
-and a batch of its tiles, randomly cropped and flipped, and takes one AdamW step on the MAE loss
-(linear warm-up, then cosine decay to zero). The code is the same on CPU and GPU except for the device
+and a batch of its tiles, each seen as one or two views (random crops, flips, quarter turns), and takes
+one AdamW step on the objective of :mod:`ofa_embed.pretraining.objective` (MAE on every view plus
+InfoNCE between the views; linear warm-up, then cosine decay to zero). The code is the same on CPU and GPU except for the device
 and the autocast dtype; under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
 DistributedDataParallel, each rank samples with its own seed and rank 0 alone writes files.
 
@@ -10,7 +11,7 @@ Output directory::
 
     state.pt              everything to resume: model + decoder, optimiser, scheduler, step, RNG states
     encoder.safetensors   the encoder alone (an ofa-embed checkpoint, what ``extract --weights`` takes)
-    loss.csv, loss.png    step, loss, learning rate, samples/s, modality
+    loss.csv, loss.png    step, loss (and its MAE / contrastive parts), learning rate, samples/s, modality
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import ConfigError, StoreError, first_line
 from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
-from ofa_embed.model.mae import OFAMAE
 from ofa_embed.pretraining.config import PretrainConfig
 from ofa_embed.pretraining.corpus import load_manifest
+from ofa_embed.pretraining.objective import MaskedSiamese
 
 __all__ = ["PretrainConfig", "PretrainReport", "pretrain", "param_groups", "CorpusSampler"]
 
@@ -50,9 +51,9 @@ class PretrainReport:
         steps: total optimiser steps (``config.steps``, steps before a resume included).
         samples_seen: ``steps * batch_size * world_size``.
         seconds: wall time of the training loop in this call, in seconds.
-        final_loss: MAE loss of the last step (NaN if no step ran).
+        final_loss: loss of the last step (NaN if no step ran).
         weights_hash: hash of the saved encoder weights (empty on ranks other than 0).
-        losses: MAE loss per step, in step order.
+        losses: loss per step, in step order.
     """
 
     out: Path
@@ -65,19 +66,27 @@ class PretrainReport:
 
 
 class CorpusSampler:
-    """Random batches of one modality from a corpus, memory-mapped, cropped and flipped.
+    """Random batches of one modality from a corpus, memory-mapped, each tile seen as one or more views.
+
+    Args:
+        corpus: corpus directory.
+        crops: edge in pixels of each view; every view is an independent random crop of the tile, flipped
+            and turned by a random multiple of 90 degrees.
+        sampling: ``proportional`` or ``balanced`` over modalities.
+        seed: seed of the sampler's generator.
 
     Raises:
-        StoreError: not a corpus, or an empty one.
+        StoreError: not a corpus, or an empty one; ConfigError: a crop larger than the tiles.
     """
 
-    def __init__(self, corpus: str | Path, *, crop: int, sampling: str, seed: int) -> None:
+    def __init__(self, corpus: str | Path, *, crops: tuple[int, ...], sampling: str, seed: int) -> None:
         self.corpus = Path(corpus)
         manifest = load_manifest(corpus)
         self.tile_size = manifest["tile_size"]
-        if crop > self.tile_size:
-            raise ConfigError(f"crop {crop} is larger than the corpus tiles ({self.tile_size} px)")
-        self.crop = crop
+        for crop in crops:
+            if crop > self.tile_size:
+                raise ConfigError(f"crop {crop} is larger than the corpus tiles ({self.tile_size} px)")
+        self.crops = crops
         self.shards: dict[str, list[np.ndarray]] = {}
         for name, entry in manifest["modalities"].items():
             arrays = [np.load(self.corpus / s["file"], mmap_mode="r") for s in entry["shards"]]
@@ -93,24 +102,24 @@ class CorpusSampler:
         self.counts = dict(zip(self.names, counts.astype(int).tolist(), strict=True))
         self.rng = np.random.default_rng(seed)
 
-    def sample(self, batch_size: int) -> tuple[str, np.ndarray]:
-        """``(modality, (B, C, crop, crop) float32)``."""
+    def sample(self, batch_size: int) -> tuple[str, list[np.ndarray]]:
+        """``(modality, [(B, C, crop, crop) float32 per view])``, row i of every view from the same tile."""
         name = self.names[self.rng.choice(len(self.names), p=self.weights)]
         arrays = self.shards[name]
         sizes = np.array([len(a) for a in arrays])
         picks = self.rng.integers(0, sizes.sum(), batch_size)
         shard_of = np.searchsorted(np.cumsum(sizes), picks, side="right")
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        out = np.empty((batch_size, arrays[0].shape[1], self.crop, self.crop), np.float32)
+        views = [np.empty((batch_size, arrays[0].shape[1], crop, crop), np.float32) for crop in self.crops]
         for i, (shard, pick) in enumerate(zip(shard_of, picks, strict=True)):
-            r, c = self.rng.integers(0, self.tile_size - self.crop + 1, 2)
-            tile = arrays[shard][pick - offsets[shard], :, r : r + self.crop, c : c + self.crop]
-            if self.rng.random() < 0.5:
-                tile = tile[:, :, ::-1]
-            if self.rng.random() < 0.5:
-                tile = tile[:, ::-1, :]
-            out[i] = tile
-        return name, out
+            tile = arrays[shard][pick - offsets[shard]]
+            for view, crop in zip(views, self.crops, strict=True):
+                r, c = self.rng.integers(0, self.tile_size - crop + 1, 2)
+                cut = tile[:, r : r + crop, c : c + crop]
+                if self.rng.random() < 0.5:
+                    cut = cut[:, :, ::-1]
+                view[i] = np.rot90(cut, int(self.rng.integers(4)), axes=(1, 2))
+        return name, views
 
     def state(self) -> dict[str, Any]:
         """The sampler's RNG state, for a checkpoint to resume from."""
@@ -134,18 +143,20 @@ def _distributed() -> tuple[int, int, torch.device]:
 
 
 DEFAULT_CONFIG = PretrainConfig()
+_NO_DECAY = ("modality_embed", "polarisation", "weight_tokens", "bias_token", "mask_token")
 
 
 def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, object]]:
     """AdamW groups as MAE uses them: weight decay on weight matrices and kernels only, none on norms,
-    biases, the per-modality embeddings and the mask token (decaying those only pulls them to zero).
+    biases, learned embeddings and tokens (modality and polarisation embeddings, the spectral generator's
+    weight and bias tokens, the mask token): decaying those only pulls them to zero.
     """
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
-        exempt = param.ndim < 2 or "modality_embed" in name or name.endswith("mask_token")
+        exempt = param.ndim < 2 or any(key in name for key in _NO_DECAY)
         (no_decay if exempt else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -181,7 +192,7 @@ def _plot(rows: list[dict[str, str]], path: Path) -> None:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         smooth_y = height - margin - (smooth - lo) / span_y * (height - 2 * margin)
         draw.line(list(zip(xs[window - 1 :].tolist(), smooth_y.tolist(), strict=True)), fill="navy", width=2)
-    title = f"MAE loss: {losses[0]:.3f} at step {int(steps[0])} -> {losses[-1]:.3f} at step {int(steps[-1])}"
+    title = f"loss: {losses[0]:.3f} at step {int(steps[0])} -> {losses[-1]:.3f} at step {int(steps[-1])}"
     draw.text((margin, 10), title, fill="black")
     draw.text((margin, height - margin + 10), f"step {int(steps.min())}", fill="black")
     draw.text((width - margin - 80, height - margin + 10), f"step {int(steps.max())}", fill="black")
@@ -213,25 +224,28 @@ def pretrain(
     rank, world, device = _distributed()
     out = Path(out)
     state_path = out / "state.pt"
-    sampler = CorpusSampler(corpus, crop=config.crop, sampling=config.sampling, seed=config.seed + rank)
+    crops = (config.crop, config.second_crop) if config.second_crop else (config.crop,)
+    sampler = CorpusSampler(corpus, crops=crops, sampling=config.sampling, seed=config.seed + rank)
     encoder = create_model(config.model, seed=config.seed)
-    if config.crop % encoder.patch_size:
-        raise ConfigError(f"crop {config.crop} must be a multiple of the patch size {encoder.patch_size}")
+    for crop in crops:
+        if crop % encoder.patch_size:
+            raise ConfigError(f"crop {crop} must be a multiple of the patch size {encoder.patch_size}")
     torch.manual_seed(config.seed + rank)
-    mae = OFAMAE(encoder).to(device)
-    optimizer = torch.optim.AdamW(param_groups(mae, config.weight_decay), lr=config.lr, betas=(0.9, 0.95))
+    objective = MaskedSiamese(encoder, norm_pix_loss=config.norm_pix_loss, contrastive_weight=config.contrastive_weight,
+                              temperature=config.temperature).to(device)
+    optimizer = torch.optim.AdamW(param_groups(objective, config.weight_decay), lr=config.lr, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     start_step = 0
     if resume:
         if not state_path.is_file():
             raise ConfigError(f"{state_path}: nothing to resume from")
         state = torch.load(state_path, map_location=device, weights_only=False)
-        mae.load_state_dict(state["model"])
         try:
+            objective.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-        except ValueError as exc:  # a state.pt from before the weight-decay groups holds one group
+        except (RuntimeError, ValueError) as exc:  # a state.pt of another model, objective or optimiser layout
             raise ConfigError(
-                f"{state_path}: optimiser state does not fit this version's parameter groups ({first_line(exc)}); "
+                f"{state_path}: the saved run does not fit this configuration ({first_line(exc)}); "
                 "start a new run instead of --resume"
             ) from None
         scheduler.load_state_dict(state["scheduler"])
@@ -239,7 +253,7 @@ def pretrain(
         torch.set_rng_state(state["torch_rng"])
         start_step = state["step"]
     # each step trains one modality: the other modalities' patch embeddings and heads get no gradient
-    model = DistributedDataParallel(mae, find_unused_parameters=True) if world > 1 else mae
+    model = DistributedDataParallel(objective, find_unused_parameters=True) if world > 1 else objective
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda" or config.bf16)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -249,28 +263,29 @@ def pretrain(
     if resume and log_path.is_file():
         rows = [r for r in csv.DictReader(log_path.open()) if int(r["step"]) <= start_step]
     started = time.perf_counter()
-    mae.train()
+    objective.train()
     for step in range(start_step, config.steps):
         tick = time.perf_counter()
         modality, batch = sampler.sample(config.batch_size)
-        images = torch.from_numpy(batch).to(device, non_blocking=True)
+        views = [torch.from_numpy(view).to(device, non_blocking=True) for view in batch]
         with autocast:
-            loss, _, _ = model(images, modality, config.mask_ratio)
+            loss, parts = model(views, modality, config.mask_ratio)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(mae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(objective.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         rate = config.batch_size * world / (time.perf_counter() - tick)
-        rows.append({"step": str(step + 1), "loss": f"{loss.item():.5f}", "lr": f"{scheduler.get_last_lr()[0]:.3e}",
-                     "samples_per_s": f"{rate:.1f}", "modality": modality})
+        rows.append({"step": str(step + 1), "loss": f"{loss.item():.5f}", "mae": f"{parts['mae']:.5f}",
+                     "contrastive": f"{parts.get('contrastive', float('nan')):.5f}",
+                     "lr": f"{scheduler.get_last_lr()[0]:.3e}", "samples_per_s": f"{rate:.1f}", "modality": modality})
         if on_progress:
             on_progress(step + 1, config.steps, loss.item(), rate)
         if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-            _save_state(state_path, mae, optimizer, scheduler, sampler, step + 1)
+            _save_state(state_path, objective, optimizer, scheduler, sampler, step + 1)
             _write_log(rows, log_path)
     source = f"ofa-embed pretrain {corpus}"
-    weights = save_checkpoint(mae.encoder, out / "encoder.safetensors", source=source) if rank == 0 else ""
+    weights = save_checkpoint(objective.encoder, out / "encoder.safetensors", source=source) if rank == 0 else ""
     if rank == 0 and rows:
         _write_log(rows, log_path)
         _plot(rows, out / "loss.png")
@@ -279,10 +294,10 @@ def pretrain(
                           time.perf_counter() - started, losses[-1] if losses else float("nan"), weights, losses)
 
 
-def _save_state(path: Path, mae: OFAMAE, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                sampler: CorpusSampler, step: int) -> None:
+def _save_state(path: Path, objective: MaskedSiamese, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, sampler: CorpusSampler, step: int) -> None:
     with atomic_target(path) as tmp:
-        torch.save({"model": mae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        torch.save({"model": objective.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "sampler": sampler.state(), "torch_rng": torch.get_rng_state(), "step": step}, tmp)
 
 

@@ -232,6 +232,33 @@ _L8 = (
     Band("B7", 2.2010, 30, 0.0782, 0.0409, ("swir2",)),
 )
 
+# --- Landsat 8/9 OLI Collection-2 Level-2 surface reflectance ---------------------------------------
+# Same bands, wavelengths and aliases as `_L8` (plus the C2 band-file tokens ``SR_B1`` ... ``SR_B7``).
+# Scaling: USGS Collection-2 Level-2 Science Product guide, SR = DN * 2.75e-5 - 0.2 (fill 0). Statistics:
+# the 6 xlandsat L2SP crops in ../shared/data/xlandsat (compgeolab/xlandsat @20c2569, CC0: Brazil x3,
+# Liverpool, Momotombo, Manaus L9; B1 only in the Liverpool crop, B5-B7 in 5 of the 6), all non-zero
+# pixels at 30 m, printed by `python benchmarks/data/band_stats.py landsat_oli_sr` (needs ../shared/data).
+_L8_SR_STATS_SOURCE = (
+    "6 xlandsat L2SP crops (compgeolab/xlandsat @20c2569, CC0), non-zero pixels, "
+    "benchmarks/data/band_stats.py"
+)
+_L8_SR_STATS = {  # name: (mean, std) of surface reflectance
+    "B1": (0.0216, 0.0214), "B2": (0.0379, 0.0735), "B3": (0.0635, 0.0748), "B4": (0.0576, 0.0803),
+    "B5": (0.2064, 0.1469), "B6": (0.1214, 0.0949), "B7": (0.0655, 0.0662),
+}
+_L8_SR = tuple(
+    Band(b.name, b.wavelength_um, b.gsd_m, *_L8_SR_STATS[b.name], (*b.aliases, f"SR_{b.name}")) for b in _L8
+)
+# File-name patterns: L1 and L2 products share the ``LC08_``/``LC09_`` prefix, the ``_B<n>`` band token
+# and the SPACECRAFT_ID tag ``LANDSAT_8``/``LANDSAT_9``, and both have 7 bands B1-B7, so the band
+# descriptions cannot separate them either. What separates them is the processing level in the product
+# ID (``LC08_L1TP_...`` vs ``LC08_L2SP_...``, L2SR for SR-only) and the ``_SR_`` in the C2 L2 band-file
+# names (``..._SR_B4``). So the L1 patterns refuse names carrying ``L2SP``/``L2SR`` or ``_SR_B<n>``, and
+# the L2 patterns require one of them; neither modality's detection then depends on the other's
+# position in the registry.
+_L1_PATTERNS = (r"^L[COT]0[89]_(?!L2S[PR]_)", r"(?<!_SR)_B[1-7]$", r"^(?!.*_L2S[PR]_).*LANDSAT_[89]")
+_L2_SR_PATTERNS = (r"^L[COT]0[89]_L2S[PR]_", r"_SR_B[1-7]$")
+
 # --- Sentinel-1 GRD ---------------------------------------------------------------------------------
 # C-band, 5.405 GHz => 5.547 cm = 55,465 µm. Values are backscatter in dB (10*log10 of linear sigma0);
 # linear inputs must be converted first. Statistics: the 6 BigEarthNet-S1 patches (dB) shipped in
@@ -290,8 +317,11 @@ def _modality_list() -> list[Modality]:
         ),
         Modality(
             "landsat_oli", "Landsat 8/9 OLI reflective bands B1-B7 (Level-1 DN -> TOA reflectance)",
-            _L8, 2e-5, -0.1, "TOA reflectance (no sun-angle correction)", 64, _L8_STATS_SOURCE,
-            (r"^L[COT]0[89]_", r"_B[1-7]$", r"LANDSAT_[89]"),
+            _L8, 2e-5, -0.1, "TOA reflectance (no sun-angle correction)", 64, _L8_STATS_SOURCE, _L1_PATTERNS,
+        ),
+        Modality(
+            "landsat_oli_sr", "Landsat 8/9 OLI Collection-2 Level-2 surface reflectance, bands B1-B7",
+            _L8_SR, 2.75e-5, -0.2, "surface reflectance", 64, _L8_SR_STATS_SOURCE, _L2_SR_PATTERNS,
         ),
         Modality(
             "rgbn", "RGB-NIR aerial, 8-bit (NAIP, Gaofen-2 pan-sharpened)",

@@ -93,7 +93,7 @@ def test_probe_learns_content_and_shuffled_labels_fall_to_chance(store, point_la
 
 def test_knn_and_regression_probe_on_the_same_labels(store, point_labels):
     report = ofa_embed.knn(store, point_labels, "cover", k=5, n_boot=0)
-    assert report.evaluation.metrics["macro_f1"].value >= 0.9 and report.model is None
+    assert report.evaluation.metrics["macro_f1"].value >= 0.85 and report.model is None  # chance: 0.5
     regress = ofa_embed.probe(store, point_labels, "brightness", task="regress", n_boot=100)
     assert regress.evaluation.metrics["r2"].value >= 0.8
 

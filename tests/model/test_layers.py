@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ofa_embed.model import create_model
-from ofa_embed.model.layers import LAYER_NORM_EPS, Block
+from ofa_embed.model.layers import GENERATOR_LAYER_NORM_EPS, LAYER_NORM_EPS, Block
 from ofa_embed.model.mae import OFAMAE
 
 
@@ -24,6 +24,10 @@ def test_block_equals_timms_vision_transformer_block_with_the_same_weights():
 
 def test_every_layer_norm_uses_the_fixed_epsilon():
     model = create_model("ofa_test")
-    norms = [m for m in OFAMAE(model).modules() if isinstance(m, nn.LayerNorm)]
+    mae = OFAMAE(model)
+    generator = {id(m) for m in model.patch_embed.weight_generator.modules()}
+    norms = [m for m in mae.modules() if isinstance(m, nn.LayerNorm) and id(m) not in generator]
     assert len(norms) == 2 * 2 + 1 + 2 * 2 + 1  # encoder blocks, final norm, decoder blocks, decoder norm
     assert {m.eps for m in norms} == {LAYER_NORM_EPS}
+    generated = [m for m in model.patch_embed.weight_generator.modules() if isinstance(m, nn.LayerNorm)]
+    assert len(generated) == 2 and {m.eps for m in generated} == {GENERATOR_LAYER_NORM_EPS}

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import socket
@@ -10,14 +11,16 @@ import torch
 
 import ofa_embed
 from ofa_embed.errors import ConfigError, StoreError
-from ofa_embed.model import create_model
+from ofa_embed.model import CONFIGS, create_model
 from ofa_embed.model.checkpoint import load_checkpoint
 from ofa_embed.model.mae import OFAMAE, patchify, random_masking, unpatchify
 from ofa_embed.pretraining.config import PretrainConfig
+from ofa_embed.pretraining.objective import MaskedSiamese, info_nce
 from ofa_embed.pretraining.train import CorpusSampler, param_groups, pretrain
 from tests.helpers import s2_values, write_raster
 
-TINY = PretrainConfig(model="ofa_test", steps=30, batch_size=8, lr=3e-3, warmup_steps=3, crop=32, checkpoint_every=10)
+TINY = PretrainConfig(model="ofa_test", steps=30, batch_size=8, lr=3e-3, warmup_steps=3, crop=32, second_crop=16,
+                      checkpoint_every=10)
 
 
 @pytest.fixture
@@ -47,16 +50,39 @@ def test_curate_refuses_a_different_tile_size(corpus, tmp_path):
         ofa_embed.curate([write_raster(tmp_path / "x.tif", s2_values(96, 96))], corpus, tile_size=64)
 
 
-def test_sampler_draws_crops_of_one_modality(corpus):
-    sampler = CorpusSampler(corpus, crop=32, sampling="balanced", seed=0)
+def test_sampler_draws_views_of_the_same_tiles_of_one_modality(corpus):
+    sampler = CorpusSampler(corpus, crops=(32, 16), sampling="balanced", seed=0)
     seen = {sampler.sample(4)[0] for _ in range(20)}
     assert seen == {"sentinel2_l1c", "rgb"}
-    name, batch = sampler.sample(4)
-    assert batch.shape == (4, 13 if name == "sentinel2_l1c" else 3, 32, 32)
+    name, (large, small) = sampler.sample(4)
+    bands = 13 if name == "sentinel2_l1c" else 3
+    assert large.shape == (4, bands, 32, 32) and small.shape == (4, bands, 16, 16)
+    # row i of both views comes from one tile: with tiles that are constant at their own index, views agree
+    sampler.shards = {"rgb": [np.arange(30, dtype=np.float16)[:, None, None, None] * np.ones((1, 3, 48, 48), np.float16)]}
+    sampler.names, sampler.weights = ["rgb"], np.array([1.0])
+    _, (large, small) = sampler.sample(6)
+    assert np.array_equal(large[:, 0, 0, 0], small[:, 0, 0, 0]) and len(set(large[:, 0, 0, 0].tolist())) > 1
     with pytest.raises(ConfigError, match="crop 64 is larger"):
-        CorpusSampler(corpus, crop=64, sampling="balanced", seed=0)
+        CorpusSampler(corpus, crops=(32, 64), sampling="balanced", seed=0)
     with pytest.raises(StoreError, match="not a corpus"):
-        CorpusSampler(corpus / "nope", crop=32, sampling="balanced", seed=0)
+        CorpusSampler(corpus / "nope", crops=(32,), sampling="balanced", seed=0)
+
+
+def test_both_terms_of_the_objective_train_and_the_contrastive_term_finds_views_of_one_tile():
+    torch.manual_seed(0)
+    objective = MaskedSiamese(create_model("ofa_test"), contrastive_weight=1.0)
+    tiles = torch.randn(8, 13, 32, 32)
+    views = [tiles, tiles[:, :, 8:24, 8:24].flip(-1)]
+    loss, parts = objective(views, "sentinel2_l1c", 0.5)
+    assert set(parts) == {"mae", "contrastive"} and loss.item() == pytest.approx(parts["mae"] + parts["contrastive"], rel=1e-5)
+    loss.backward()
+    assert objective.projector[0].weight.grad.abs().sum() > 0
+    assert objective.encoder.patch_embed.weight_generator.fc_weight.weight.grad.abs().sum() > 0
+    same = info_nce(torch.eye(4), torch.eye(4), 0.1)
+    shuffled = info_nce(torch.eye(4), torch.eye(4)[[1, 2, 3, 0]], 0.1)
+    assert same < 0.01 < 1.0 < shuffled
+    mae_only, parts = MaskedSiamese(create_model("ofa_test"), contrastive_weight=0.0)(views, "sentinel2_l1c", 0.5)
+    assert set(parts) == {"mae"}
 
 
 def test_mae_pieces_keep_their_shape_contracts():
@@ -100,20 +126,25 @@ def test_resume_continues_at_the_saved_step_with_the_same_state(corpus, tmp_path
     assert resumed.weights_hash == straight.weights_hash
 
 
-def test_weight_decay_spares_norms_biases_and_embeddings():
-    mae = OFAMAE(create_model("ofa_test"))
+@pytest.mark.parametrize("patch_embed", ["spectral", "per_modality"])
+def test_weight_decay_spares_norms_biases_and_embeddings(patch_embed):
+    mae = OFAMAE(create_model(dataclasses.replace(CONFIGS["ofa_test"], patch_embed=patch_embed)))
     decay, no_decay = (group["params"] for group in param_groups(mae, 0.05))
     names = {id(p): n for n, p in mae.named_parameters()}
-    spared = {names[id(p)] for p in no_decay}
-    assert {"encoder.norm.weight", "encoder.norm.bias", "mask_token", "encoder.modality_embed.rgb",
-            "encoder.blocks.0.attn.qkv.bias"} <= spared
-    decayed = {names[id(p)] for p in decay}
-    assert {"encoder.blocks.0.attn.qkv.weight", "encoder.patch_embed.rgb.proj.weight"} <= decayed
+    spared, decayed = {names[id(p)] for p in no_decay}, {names[id(p)] for p in decay}
+    assert {"encoder.norm.weight", "encoder.norm.bias", "mask_token", "encoder.blocks.0.attn.qkv.bias"} <= spared
+    assert "encoder.blocks.0.attn.qkv.weight" in decayed
+    if patch_embed == "per_modality":
+        assert "encoder.modality_embed.rgb" in spared and "encoder.patch_embed.rgb.proj.weight" in decayed
+    else:
+        generator = "encoder.patch_embed.weight_generator"
+        assert {f"{generator}.weight_tokens", f"{generator}.bias_token", "encoder.patch_embed.polarisation.weight"} <= spared
+        assert f"{generator}.fc_weight.weight" in decayed
     assert len(decay) + len(no_decay) == len(list(mae.parameters()))
 
 
 @pytest.mark.parametrize("settings", [{"model": "nope"}, {"sampling": "uniform"}, {"steps": 0}, {"mask_ratio": 1.0},
-                                      {"warmup_steps": -1}])
+                                      {"warmup_steps": -1}, {"second_crop": 0}, {"temperature": 0.0}])
 def test_bad_hyper_parameters_are_one_line_config_errors(settings):
     with pytest.raises(ConfigError):
         PretrainConfig(**settings)
@@ -128,7 +159,7 @@ def test_two_process_data_parallel_pretraining_trains_one_modality_per_step(corp
         "import sys; from ofa_embed.pretraining.config import PretrainConfig; "
         "from ofa_embed.pretraining.train import pretrain; "
         "r = pretrain(sys.argv[1], sys.argv[2], PretrainConfig(model='ofa_test', steps=4, batch_size=4, "
-        "warmup_steps=1, crop=32, checkpoint_every=2, sampling='balanced')); print('steps', r.steps)"
+        "warmup_steps=1, crop=32, second_crop=16, checkpoint_every=2, sampling='balanced')); print('steps', r.steps)"
     )
     children = [
         subprocess.Popen(
