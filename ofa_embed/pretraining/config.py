@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ofa_embed.errors import ConfigError
-from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL
+from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
 
 __all__ = ["DEFAULT_TILE_SIZE", "PATCH_MULTIPLE", "SAMPLINGS", "PretrainConfig"]
 
@@ -21,6 +21,7 @@ class PretrainConfig:
 
     Attributes:
         model: backbone size (``ofa_tiny`` ...).
+        patch_size: patch edge in pixels instead of the size's own (None: keep it).
         steps: optimiser steps in total.
         batch_size: tiles per step (per rank).
         lr: peak learning rate (AdamW).
@@ -40,6 +41,7 @@ class PretrainConfig:
     """
 
     model: str = DEFAULT_MODEL
+    patch_size: int | None = None
     steps: int = 2000
     batch_size: int = 32
     lr: float = 1.5e-3
@@ -66,6 +68,8 @@ class PretrainConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if self.patch_size is not None and (self.patch_size <= 0 or PATCH_MULTIPLE % self.patch_size):
+            raise ConfigError(f"patch_size must divide {PATCH_MULTIPLE}, got {self.patch_size}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be non-negative, got {self.warmup_steps}")
         if not 0.0 < self.mask_ratio < 1.0:
@@ -77,3 +81,8 @@ class PretrainConfig:
             raise ConfigError("the contrastive term needs a second view: set second_crop, or contrastive_weight 0")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be non-negative, got {self.weight_decay}")
+
+    def model_config(self) -> OFAConfig:
+        """The architecture to train: the named size, with ``patch_size`` if given."""
+        config = CONFIGS[self.model]
+        return config if self.patch_size is None else replace(config, patch_size=self.patch_size)

@@ -226,7 +226,7 @@ def pretrain(
     state_path = out / "state.pt"
     crops = (config.crop, config.second_crop) if config.second_crop else (config.crop,)
     sampler = CorpusSampler(corpus, crops=crops, sampling=config.sampling, seed=config.seed + rank)
-    encoder = create_model(config.model, seed=config.seed)
+    encoder = create_model(config.model_config(), seed=config.seed)
     for crop in crops:
         if crop % encoder.patch_size:
             raise ConfigError(f"crop {crop} must be a multiple of the patch size {encoder.patch_size}")

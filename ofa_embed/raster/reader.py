@@ -138,7 +138,8 @@ def read_tile_batches(
         for tile in run:
             r0, c0 = tile.row - top, tile.col - left
             tile_valid = valid[r0 : r0 + tile.height, c0 : c0 + tile.width]
-            fraction = float(tile_valid.mean())
+            # padding past the scene edge is no data: a tile half outside the scene is at most half valid
+            fraction = float(tile_valid.sum()) / (tile.tile_size * tile.tile_size)
             if fraction < min_valid:
                 skipped += 1
                 continue

@@ -518,7 +518,7 @@ def _open_band_files(
     if modality_name:
         modality = get_modality(modality_name)
     else:
-        modality = _detect_band_file_modality(label, names)
+        modality = _detect_band_file_modality(label, names, [f.stem for f in files])
     keep = [i for i, n in enumerate(names) if modality.band_index(n) is not None]
     if not keep:
         raise ModalityError(f"{label}: no band file matches a {modality.name} band ({', '.join(modality.band_names)})")
@@ -554,11 +554,17 @@ def _scene_name(label: Path) -> str:
     return re.sub(r"[_\-.](B\d{1,2}A?|VV|VH|HH|HV)(_\d+m)?$", "", label.stem, flags=re.IGNORECASE) or label.stem
 
 
-def _detect_band_file_modality(label: Path, names: Sequence[str]) -> Modality:
-    """Band-file naming tells the sensor: zero-padded ``B02`` or ``B8A`` is Sentinel-2, ``B2`` Landsat."""
+def _detect_band_file_modality(label: Path, names: Sequence[str], stems: Sequence[str]) -> Modality:
+    """Band-file naming tells the sensor: zero-padded ``B02`` or ``B8A`` is Sentinel-2, ``B2`` Landsat;
+    Landsat Level-2 surface reflectance (``..._L2SP_..._SR_B4``) scales differently from Level-1 DN.
+    """
     if any(re.fullmatch(r"B0\d|B8A", n) for n in names):
         return get_modality("sentinel2_l1c" if "B10" in names else "sentinel2_l2a")
     if all(re.fullmatch(r"B\d{1,2}", n) for n in names):
+        surface = get_modality("landsat_oli_sr")
+        texts = [label.name, *stems]
+        if any(re.search(p, t, re.IGNORECASE) for p in surface.filename_patterns for t in texts):
+            return surface
         return get_modality("landsat_oli")
     raise ModalityError(f"{label}: band files {', '.join(names)} fit no known modality; pass --modality")
 

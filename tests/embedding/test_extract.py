@@ -31,10 +31,13 @@ def scene_footprint_lonlat(path):
 
 def test_extract_writes_one_complete_geoparquet_per_scene(tmp_path, s2_tif):
     report = ofa_embed.extract(s2_tif, tmp_path / "store", **FAST)
-    assert [s.tiles for s in report.scenes] == [5 * 5]  # 300 x 260 px in 64 px tiles: ceil(236/64)+1 = 5 each way
+    # 300 x 260 px in 64 px tiles: ceil(236/64)+1 = 5 columns, the last 44 px wide (69 % valid); 5 rows, the
+    # last 4 px high (6 % of its tile valid: below min_valid, skipped)
+    assert [s.tiles for s in report.scenes] == [5 * 4] and report.scenes[0].skipped_tiles == 5
     frame = gpd.read_parquet(report.scenes[0].path)
-    assert len(frame) == 25 and frame.crs.to_epsg() == 4326 or frame.crs.to_string() == "OGC:CRS84"
-    assert frame.padded.sum() == 9  # last column and last row
+    assert len(frame) == 20 and frame.crs.to_epsg() == 4326 or frame.crs.to_string() == "OGC:CRS84"
+    assert frame.padded.sum() == 4  # last column
+    assert np.allclose(frame.valid_fraction[frame.padded], 44 / 64)
     assert set(frame.modality) == {"sentinel2_l1c"}
     assert str(frame.datetime.iloc[0]) == "2020-05-18 10:10:31+00:00"
     footprint = scene_footprint_lonlat(s2_tif)
@@ -43,7 +46,7 @@ def test_extract_writes_one_complete_geoparquet_per_scene(tmp_path, s2_tif):
     assert not frame.geometry.within(footprint.buffer(-1e-4)).all()  # edge tiles do reach the edge
     assert frame.geometry.is_valid.all() and (frame.geometry.exterior.is_ccw).all()
     embeddings = np.stack(frame.embedding.to_numpy())
-    assert embeddings.shape == (25, 32) and np.isfinite(embeddings).all()
+    assert embeddings.shape == (20, 32) and np.isfinite(embeddings).all()
     assert np.allclose(frame[["xmin", "ymin", "xmax", "ymax"]].to_numpy(), frame.geometry.bounds.to_numpy())
     row = frame.iloc[0]
     assert row["id"] == tile_id(s2_tif.stem, int(row["row"]), int(row["col"]), 64)
@@ -102,12 +105,12 @@ def test_duckdb_spatial_reads_the_store(tmp_path, s2_tif, s2_band_folder):
         f"SELECT count(*), any_value(ST_GeometryType(geometry)), max(len(embedding)) "
         f"FROM read_parquet('{store}/*.parquet')"
     ).fetchone()
-    assert count == 25 + 16 and geometry_type == "POLYGON" and dims == 32
+    assert count == 20 + 16 and geometry_type == "POLYGON" and dims == 32
     inside = con.execute(
         f"SELECT count(*) FROM read_parquet('{store}/*.parquet') "
         "WHERE ST_Intersects(geometry, ST_MakeEnvelope(14, 45, 16, 46)) AND xmin > 14"
     ).fetchone()[0]
-    assert inside == 41
+    assert inside == 36
 
 
 def test_band_folder_and_subset_flags(tmp_path, s2_band_folder):
@@ -140,7 +143,7 @@ def test_existing_scenes_are_skipped_unless_overwrite(tmp_path, s2_tif):
     again = ofa_embed.extract(s2_tif, store, **FAST).scenes[0]
     assert again.skipped_existing and first.path.stat().st_mtime_ns == mtime
     redone = ofa_embed.extract(s2_tif, store, overwrite=True, **FAST).scenes[0]
-    assert not redone.skipped_existing and redone.tiles == 25
+    assert not redone.skipped_existing and redone.tiles == 20
 
 
 def test_failure_mid_scene_leaves_no_partial_file(tmp_path, s2_tif, monkeypatch):
@@ -219,7 +222,8 @@ def test_block_aligned_windows_give_the_same_tiles_as_row_runs(tmp_path):
         frame = pq.read_table(ofa_embed.extract(path, tmp_path / f"store-{layout}", **FAST).scenes[0].path).to_pandas()
         stores[layout] = frame.sort_values(["row", "col"]).reset_index(drop=True)
     tiled, striped = stores["tiled"], stores["striped"]
-    assert len(tiled) == len(striped) == 90 and (tiled.id == striped.id).all()
+    # 600 x 520 px: 10 x 9 tiles; the last column (24 px wide) and row (8 px high) are below min_valid
+    assert len(tiled) == len(striped) == 9 * 8 and (tiled.id == striped.id).all()
     np.testing.assert_allclose(tiled.valid_fraction, striped.valid_fraction)
     np.testing.assert_allclose(np.stack(tiled.embedding), np.stack(striped.embedding), atol=1e-5)
 

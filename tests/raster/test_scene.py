@@ -180,3 +180,14 @@ def test_gdal_block_cache_is_held_for_a_run_only_and_import_changes_nothing(tmp_
     ofa_embed.extract(s2_tif, tmp_path / "store2", model="ofa_test", tile_size=64,
                       on_progress=lambda *_: chosen.append(get_gdal_config("GDAL_CACHEMAX")))
     assert DEFAULT_GDAL_CACHE_MB * 2**20 not in chosen
+
+
+def test_landsat_level_2_band_files_are_surface_reflectance_not_level_1_dn(tmp_path):
+    values = np.full((1, 32, 32), 10000, np.uint16)
+    level1 = [write_raster(tmp_path / f"LC08_L1TP_224078_20200518_20200518_01_T1_B{b}.TIF", values) for b in (2, 3)]
+    level2 = [write_raster(tmp_path / f"LC08_L2SP_224078_20200518_20200820_02_T1_SR_B{b}.TIF", values) for b in (2, 3)]
+    with open_scene(level1) as l1, open_scene(level2) as l2:
+        assert (l1.modality.name, l2.modality.name) == ("landsat_oli", "landsat_oli_sr")
+        # the same DN is 0.1 TOA reflectance in Level-1 and 0.075 surface reflectance in Level-2
+        assert l1.modality.scale * 10000 + l1.modality.offset == pytest.approx(0.1)
+        assert l2.modality.scale * 10000 + l2.modality.offset == pytest.approx(0.075)
