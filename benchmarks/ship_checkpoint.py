@@ -42,10 +42,11 @@ def main() -> None:
     step_seconds = sum(int(config["batch_size"]) / float(r["samples_per_s"]) for r in rows)
     wall = (run / "encoder.safetensors").stat().st_mtime - (run / "config.json").stat().st_mtime
     print(f"wall time: {wall / 60:.1f} min (sum of step times {step_seconds / 60:.1f} min, rest is checkpoints)")
-    print("step  loss (mean of the 50 steps before)")
-    for end in range(500, len(rows) + 1, 500):
-        window = [float(r["loss"]) for r in rows[max(0, end - 50) : end]]
-        print(f"{end:>5} {sum(window) / len(window):.4f}")
+    print("step  loss, MAE, contrastive (means of the 50 steps before)")
+    for end in [1, *range(500, len(rows) + 1, 500)]:
+        window = rows[max(0, end - 50) : end]
+        means = [sum(float(r.get(key, "nan")) for r in window) / len(window) for key in ("loss", "mae", "contrastive")]
+        print(f"{end:>5} " + " ".join(f"{m:.4f}" for m in means))
     manifest = json.loads((Path(config["corpus"]) / "manifest.json").read_text())
     print("corpus tiles:", {m: e["tiles"] for m, e in manifest["modalities"].items()})
 

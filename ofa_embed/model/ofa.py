@@ -55,7 +55,7 @@ class OFANet(nn.Module):
         self.embed_dim = config.embed_dim
         self.patch_size = config.patch_size
         self.spectral = config.patch_embed == "spectral"
-        self.patch_embed: nn.Module
+        self.patch_embed: SpectralPatchEmbed | nn.ModuleDict
         if self.spectral:
             self.patch_embed = SpectralPatchEmbed(config.embed_dim, config.patch_size, config.wave_dim,
                                                   kernel_scale=SPECTRAL_KERNEL_SCALE)
@@ -79,7 +79,7 @@ class OFANet(nn.Module):
         return POOLINGS[self.config.pooling]
 
     def _init_weights(self) -> None:
-        if self.spectral:
+        if isinstance(self.patch_embed, SpectralPatchEmbed):
             # generated kernels start with the spread of a xavier-initialised patch projection
             generator = self.patch_embed.weight_generator
             fan_in = self.config.wave_dim
@@ -143,11 +143,12 @@ class OFANet(nn.Module):
             raise ValueError(f"tile size {tuple(x.shape[-2:])} is not a multiple of patch size {self.patch_size}")
         # radiometry enters here: kept in float32 under a bfloat16 autocast (8 mantissa bits would round it)
         with torch.autocast(x.device.type, enabled=False):
-            if self.spectral:
+            if isinstance(self.patch_embed, SpectralPatchEmbed):
                 waves, polarisations = self.band_keys(modality)
-                if wavelengths_um is not None:
-                    waves, polarisations = wavelengths_um.float(), None
-                tokens, (gh, gw) = self.patch_embed(x.float(), waves, polarisations)
+                if wavelengths_um is None:
+                    tokens, (gh, gw) = self.patch_embed(x.float(), waves, polarisations)
+                else:
+                    tokens, (gh, gw) = self.patch_embed(x.float(), wavelengths_um.float())
                 return tokens + self.pos_embed(gh, gw, tokens.device)
             tokens, (gh, gw) = self.patch_embed[modality](x.float())
             return tokens + self.pos_embed(gh, gw, tokens.device) + self.modality_embed[modality]

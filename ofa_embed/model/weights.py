@@ -30,7 +30,7 @@ __all__ = ["PACKAGED_WEIGHTS", "PACKAGED_WEIGHTS_HASH", "load_weights", "weights
 logger = logging.getLogger(__name__)
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / f"{DEFAULT_MODEL}.safetensors"
-PACKAGED_WEIGHTS_HASH = "72cfdab177f39f8a"
+PACKAGED_WEIGHTS_HASH = "c1ade443d37dc885"
 
 
 def load_weights(weights: str | Path | None = None, model: str = DEFAULT_MODEL) -> LoadedModel:
