@@ -144,9 +144,8 @@ class OFANet(nn.Module):
         # radiometry enters here: kept in float32 under a bfloat16 autocast (8 mantissa bits would round it)
         with torch.autocast(x.device.type, enabled=False):
             if isinstance(self.patch_embed, SpectralPatchEmbed):
-                waves, polarisations = self.band_keys(modality)
                 if wavelengths_um is None:
-                    tokens, (gh, gw) = self.patch_embed(x.float(), waves, polarisations)
+                    tokens, (gh, gw) = self.patch_embed(x.float(), *self.band_keys(modality))
                 else:
                     tokens, (gh, gw) = self.patch_embed(x.float(), wavelengths_um.float())
                 return tokens + self.pos_embed(gh, gw, tokens.device)
