@@ -8,12 +8,14 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-# torch/torchvision are pinned first so that pip takes the local 2.14.1 wheels, not a newer CUDA build
-$(STAMP): pyproject.toml
+# torch/torchvision are pinned first so that pip takes the local 2.14.1 wheels, not a newer CUDA build;
+# the TorchGeo wheel (hash-pinned, not installed) holds the DOFA reference the tests check against
+$(STAMP): pyproject.toml tests/reference/torchgeo.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip download --quiet --no-deps --require-hashes -r tests/reference/torchgeo.txt -d .cache/reference
 	touch $(STAMP)
 
 demo: install

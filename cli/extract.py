@@ -11,7 +11,7 @@ from rich.table import Table
 import ofa_embed
 from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from ofa_embed.embedding import PRECISIONS
-from ofa_embed.model.config import DEFAULT_MODEL, list_models
+from ofa_embed.model.config import DEFAULT_MODEL, DOFA_CONFIGS, list_models
 from ofa_embed.sample import sample_scene
 from ofa_embed.sensors import MODALITIES
 from ofa_embed.tiling import DEFAULT_MIN_VALID
@@ -28,8 +28,13 @@ def extract(
     tile_size: Annotated[int | None, typer.Option(help="Tile edge in pixels (default: per modality).")] = None,
     stride: Annotated[int | None, typer.Option(help="Step between tiles in pixels (default: tile size).")] = None,
     min_valid: Annotated[float, typer.Option(help="Skip tiles with a smaller valid-pixel fraction.")] = DEFAULT_MIN_VALID,
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint (.safetensors). Default: packaged.")] = None,
-    model: Annotated[str, typer.Option(help=f"Model size for a random init: {', '.join(list_models())}.")] = DEFAULT_MODEL,
+    weights: Annotated[Path | None, typer.Option(
+        help="Checkpoint: ofa-embed .safetensors, or a published DOFA .pth. Default: packaged.")] = None,
+    weights_layout: Annotated[str | None, typer.Option(
+        help="Kernel layout of a DOFA .pth that is not a recognised release: bands_first (TorchGeo's) or legacy.",
+    )] = None,
+    model: Annotated[str, typer.Option(
+        help=f"Model size for a random init: {', '.join([*list_models(), *DOFA_CONFIGS])}.")] = DEFAULT_MODEL,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")] = None,
     precision: Annotated[str, typer.Option(
@@ -48,7 +53,8 @@ def extract(
         with progress_bar(quiet, "tiles") as progress:
             report = ofa_embed.extract(
                 inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
-                tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights, model=model,
+                tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights, weights_layout=weights_layout,
+                model=model,
                 batch_size=batch_size, device=device, precision=precision, overwrite=overwrite, on_progress=progress,
             )
     if quiet:

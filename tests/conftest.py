@@ -11,6 +11,14 @@ from ofa_embed.sensors import get_modality
 from tests.helpers import s2_values, write_raster
 
 
+@pytest.fixture(autouse=True, scope="session")
+def weights_cache(tmp_path_factory):
+    """Converted weights go to a temporary cache, never the user's ``~/.cache/ofa-embed``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OFA_EMBED_CACHE", str(tmp_path_factory.mktemp("weights-cache")))
+        yield
+
+
 @pytest.fixture
 def s2_tif(tmp_path: Path) -> Path:
     """A 13-band Sentinel-2 L1C GeoTIFF, 300 x 260 px (odd size: edge tiles), band descriptions set."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.windows
 from affine import Affine
 
 from ofa_embed.sensors import get_modality
@@ -92,3 +93,68 @@ def write_vector_store(store: Path, scenes: Sequence[tuple[str, int, float, str 
 
         written[name] = embedding_matrix(pq.read_table(path, columns=["embedding"]).column(0))
     return np.concatenate([written[n] for n in sorted(written)])
+
+
+TORCHGEO_WHEEL = Path(__file__).resolve().parents[1] / ".cache" / "reference" / "torchgeo-0.8.1-py3-none-any.whl"
+
+
+def torchgeo_dofa(tmp_dir: Path):
+    """TorchGeo 0.8.1's ``torchgeo/models/dofa.py``, imported alone from its wheel (fetched by ``make install``,
+    hash-pinned in ``tests/reference/torchgeo.txt``), without the rest of the package and its dependencies.
+    """
+    import importlib.util
+    import zipfile
+
+    import pytest
+
+    if not TORCHGEO_WHEEL.is_file():
+        pytest.fail(f"{TORCHGEO_WHEEL} is missing: `make install` fetches it (tests/reference/torchgeo.txt)")
+    source = tmp_dir / "torchgeo_dofa.py"
+    with zipfile.ZipFile(TORCHGEO_WHEEL) as wheel:
+        source.write_bytes(wheel.read("torchgeo/models/dofa.py"))
+    spec = importlib.util.spec_from_file_location("torchgeo_dofa", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mae_pos_embed(dim: int, grid: int) -> np.ndarray:
+    """MAE's reference ``get_2d_sincos_pos_embed(dim, grid, cls_token=True)``, written from its description:
+    ``meshgrid(w, h)``, so the first half of the channels encodes the column; a zero row for the class token.
+    """
+    def one_d(d: int, pos: np.ndarray) -> np.ndarray:
+        omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
+        out = np.einsum("m,d->md", pos.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    w, h = np.meshgrid(np.arange(grid, dtype=np.float32), np.arange(grid, dtype=np.float32))
+    table = np.concatenate([one_d(dim // 2, w), one_d(dim // 2, h)], axis=1)
+    return np.concatenate([np.zeros((1, dim)), table]).astype(np.float32)
+
+
+def published_dofa_file(path: Path, name: str = "dofa_small", seed: int = 0) -> Path:
+    """A seeded random DOFA saved as the released files are: flat state dict, MAE's position table, no fc_norm."""
+    import torch
+
+    from ofa_embed.model.dofa import create_dofa
+
+    model = create_dofa(name, seed=seed)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc_norm.")}
+    grid = model.config.img_size // model.config.patch_size
+    state["pos_embed"] = torch.from_numpy(mae_pos_embed(model.embed_dim, grid))[None]
+    torch.save(state, path)
+    return path
+
+
+def cut_tile(scene: Path, window, path: Path) -> Path:
+    """Copy ``window`` of ``scene`` (band descriptions kept) into its own georeferenced file ``path``."""
+    with rasterio.open(scene) as src:
+        data = src.read(window=window)
+        profile = src.profile | {"width": window.width, "height": window.height,
+                                 "transform": rasterio.windows.transform(window, src.transform)}
+        descriptions = src.descriptions
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+    return path

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ofa_embed import __version__
-from ofa_embed.embedding.forward import embed_batches, model_workers, resolve_device, resolve_precision
+from ofa_embed.embedding.forward import ModelInput, embed_batches, model_input, model_workers, resolve_device, resolve_precision
 from ofa_embed.errors import ModalityError, StoreError, TilingError
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
@@ -132,9 +132,13 @@ def _extract_scene(
     skipped = 0
     stop = threading.Event()
     workers, threads = model_workers(device)
+    fed = model_input(loaded.model, scene.modality, scene.missing_bands)
+    if unseen := loaded.model.unseen_bands(scene.modality.name, fed.bands):
+        logger.warning("%s: %s was not trained on %s band(s) %s; they are fed at their physical centre wavelengths",
+                       scene.path, loaded.model.config.name, scene.modality.name, ", ".join(unseen))
     reader = read_tile_batches(plan, batch_size, min_valid, stop, held=workers)
     with prefetched(reader, stop) as batches, closing(
-        embed_batches(batches, loaded.model, scene.modality.name, device, workers, threads, precision)
+        embed_batches(batches, loaded.model, fed, device, workers, threads, precision)
     ) as embedded:
         for batch, batch_embeddings in embedded:
             if batch.tiles:
@@ -158,7 +162,7 @@ def _extract_scene(
     path = write_scene(
         store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
         missing_bands=list(scene.missing_bands), records=records,
-        metadata=_scene_metadata(plan, loaded, min_valid, precision),
+        metadata=_scene_metadata(plan, loaded, min_valid, precision, fed),
         emb_metadata=emb_metadata(_model_record(loaded, precision), scene.acquired),
     )
     return SceneReport(scene.name, path, len(kept), skipped, seconds=time.perf_counter() - start)
@@ -170,10 +174,12 @@ def _model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
                        model.pooling, precision, model.embed_dim)
 
 
-def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float, precision: str) -> dict[str, object]:
+def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float, precision: str,
+                    fed: ModelInput) -> dict[str, object]:
     scene = plan.scene
     return scene_metadata(
         package_version=__version__, model=_model_record(loaded, precision), modality=scene.modality.to_metadata(),
+        model_input=fed.record,
         source_bands=list(scene.source_labels), missing_bands=list(scene.missing_bands),
         tiling=TilingRecord(plan.tile_size, plan.stride, min_valid),
         scene=SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
@@ -192,6 +198,7 @@ def extract(
     stride: int | None = None,
     min_valid: float = DEFAULT_MIN_VALID,
     weights: str | Path | None = None,
+    weights_layout: str | None = None,
     model: str = DEFAULT_MODEL,
     batch_size: int = 32,
     device: str | None = None,
@@ -211,7 +218,10 @@ def extract(
         tile_size: tile edge in pixels (default: the modality's); must be a multiple of the patch size.
         stride: step between tiles in pixels (default: ``tile_size``; smaller overlaps).
         min_valid: tiles with a smaller fraction of valid (non-nodata) pixels are skipped.
-        weights: checkpoint path; default: the packaged checkpoint, else a seeded random init.
+        weights: checkpoint path (an ofa-embed ``.safetensors`` or a published DOFA ``.pth``); default: the
+            packaged checkpoint, else a seeded random init.
+        weights_layout: kernel layout of a DOFA ``.pth`` that is not a recognised release (``bands_first``
+            for TorchGeo's files, ``legacy`` for DOFA's first release).
         model: model size used for the random init when no checkpoint is available.
         batch_size: tiles per forward pass.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
@@ -235,7 +245,7 @@ def extract(
         try:
             for item in items:
                 opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
-            loaded = load_weights(weights, model)
+            loaded = load_weights(weights, model, weights_layout)
             torch_device = resolve_device(device)
             precision = resolve_precision(precision, torch_device)
             loaded.model.to(torch_device)

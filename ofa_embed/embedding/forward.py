@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ofa_embed.embedding import PRECISIONS
 from ofa_embed.errors import ConfigError
-from ofa_embed.model.ofa import OFANet
+from ofa_embed.model.checkpoint import Backbone
 from ofa_embed.raster.reader import TileBatch
+from ofa_embed.sensors import Modality, get_modality
 from ofa_embed.threads import wait_through_interrupts
 
-__all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "embed", "embed_batches", "model_workers", "native_cpu_bf16",
-           "resolve_device", "resolve_precision"]
+__all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "ModelInput", "embed", "embed_batches", "model_input", "model_workers",
+           "native_cpu_bf16", "resolve_device", "resolve_precision"]
 
 # beyond this many concurrent batches, more threads per batch are cheaper than more batches in memory
 MAX_CPU_WORKERS = 4
@@ -67,16 +70,80 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16()) else "fp32"
 
 
+@dataclass(frozen=True)
+class ModelInput:
+    """What a backbone is fed from a modality's normalised band stack (as :class:`~ofa_embed.raster.scene.Scene`
+    reads it): which bands, at which wavelengths, re-normalised how.
+
+    Attributes:
+        modality: the registered modality of the stack.
+        positions: indices into the stack of the bands fed, in order; None: all of them.
+        bands: names of the bands fed.
+        wavelengths_um: the wavelength each fed band is given (wavelength-conditioned models), or None.
+        gain, bias: ``(C_fed,)`` affine from the registry's normalisation to the weights' own, or None.
+        record: the exact model input, for the store's metadata: ``bands``, ``wavelengths_um`` and per
+            fed band the ``scale``/``offset`` from file values and the ``mean``/``std`` of the result.
+    """
+
+    modality: str
+    positions: tuple[int, ...] | None
+    bands: tuple[str, ...]
+    wavelengths_um: tuple[float, ...] | None
+    gain: np.ndarray | None
+    bias: np.ndarray | None
+    record: dict[str, Any]
+
+    def feed(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C_stack, H, W)`` normalised tiles -> ``(B, C_fed, H, W)``, the fed bands as the weights expect."""
+        if self.positions is not None:
+            images = images[:, list(self.positions)]
+        if self.gain is not None and self.bias is not None:
+            gain, bias = self.gain[None, :, None, None], self.bias[None, :, None, None]
+            images = images * torch.from_numpy(gain).to(images) + torch.from_numpy(bias).to(images)
+        return images
+
+
+def model_input(model: Backbone, modality: Modality | str, missing_bands: Sequence[str] = ()) -> ModelInput:
+    """What ``model`` is fed from a stack of ``modality``'s bands of which ``missing_bands`` are absent.
+
+    Wavelength-conditioned models are fed the present bands only (a missing band is left out, not
+    filled) at the wavelengths their weights were trained with; the per-modality model takes every band,
+    missing ones filled with the band mean. Where the weights document their own normalisation
+    (``band_stats`` of a DOFA config), the registry's is mapped onto it.
+    """
+    modality = get_modality(modality) if isinstance(modality, str) else modality
+    conditioned = model.wavelength_conditioned
+    names = [b.name for b in modality.bands if not (conditioned and b.name in missing_bands)]
+    positions = tuple(modality.band_names.index(n) for n in names)
+    wavelengths = tuple(model.band_wavelengths(modality.name, names)) if conditioned else None
+    registry = {b.name: (b.mean, b.std) for b in modality.bands}
+    own = getattr(model.config, "band_stats", {}).get(modality.name, {})
+    stats = [tuple(own.get(n, registry[n])) for n in names]
+    gain = bias = None
+    if own:
+        # x_registry = (v - m_r) / s_r  ->  x_own = (v - m_o) / s_o = x_registry * s_r / s_o + (m_r - m_o) / s_o
+        gain = np.array([registry[n][1] / st[1] for n, st in zip(names, stats, strict=True)], np.float32)
+        bias = np.array([(registry[n][0] - st[0]) / st[1] for n, st in zip(names, stats, strict=True)], np.float32)
+    record = {
+        "bands": names, "wavelengths_um": list(wavelengths) if wavelengths else None,
+        "scale": [modality.scale] * len(names), "offset": [modality.offset] * len(names),
+        "mean": [float(st[0]) for st in stats], "std": [float(st[1]) for st in stats],
+    }
+    return ModelInput(modality.name, None if len(positions) == modality.num_bands else positions, tuple(names),
+                      wavelengths, gain, bias, record)
+
+
 def embed(
-    model: OFANet, images: np.ndarray | torch.Tensor, modality: str, device: torch.device, *, tokens: bool = False,
-    precision: str = "auto",
+    model: Backbone, images: np.ndarray | torch.Tensor, modality: str | ModelInput, device: torch.device, *,
+    tokens: bool = False, precision: str = "auto",
 ) -> np.ndarray:
     """Embeddings of a batch of normalised tiles.
 
     Args:
         model: the backbone, already on ``device``.
         images: ``(B, C, H, W)`` float32, C = the bands of ``modality``.
-        modality: registered modality name.
+        modality: registered modality name (all bands present), or the :class:`ModelInput` of
+            :func:`model_input`.
         device: where the forward pass runs.
         tokens: return final-normed patch tokens ``(B, N, D)`` instead of pooled ``(B, D)`` embeddings.
         precision: ``auto``, ``fp32`` or ``bf16`` (see :func:`resolve_precision`).
@@ -86,10 +153,13 @@ def embed(
     """
     if not len(images):  # a last batch whose tiles were all skipped
         return np.empty((0, model.embed_dim), np.float32)
-    x = (torch.from_numpy(images) if isinstance(images, np.ndarray) else images).to(device, non_blocking=True)
+    fed = model_input(model, modality) if isinstance(modality, str) else modality
+    x = fed.feed((torch.from_numpy(images) if isinstance(images, np.ndarray) else images).to(device, non_blocking=True))
+    bands = list(fed.bands) if model.wavelength_conditioned else None
     bf16 = resolve_precision(precision, device) == "bf16"
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-        out = model.forward_features(x, modality) if tokens else model(x, modality)
+        forward = model.forward_features if tokens else model
+        out = forward(x, fed.modality, bands=bands)
     return out.float().cpu().numpy()
 
 
@@ -107,7 +177,7 @@ def model_workers(device: torch.device) -> tuple[int, int]:
 
 
 def embed_batches(
-    batches: Iterator[TileBatch], model: OFANet, modality: str, device: torch.device, workers: int = 1,
+    batches: Iterator[TileBatch], model: Backbone, modality: str | ModelInput, device: torch.device, workers: int = 1,
     threads: int = 0, precision: str = "auto",
 ) -> Generator[tuple[TileBatch, np.ndarray], None, None]:
     """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches in flight at once.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from ofa_embed.embedding.forward import embed
+from ofa_embed.embedding.forward import embed, model_input
 from ofa_embed.errors import TilingError
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.weights import weights_for_store
@@ -62,8 +62,8 @@ def embed_file(
                 f"{MAX_QUERY_PIXELS} px (about the store's tile size)"
             )
         data, _ = scene.read(Window(0, 0, scene.width, scene.height))
-        name = scene.modality.name
+        fed = model_input(loaded.model, scene.modality, scene.missing_bands)
     patch = loaded.model.patch_size
     padded = np.zeros((data.shape[0], -(-data.shape[1] // patch) * patch, -(-data.shape[2] // patch) * patch), np.float32)
     padded[:, : data.shape[1], : data.shape[2]] = data
-    return embed(loaded.model, padded[None], name, next(loaded.model.parameters()).device, precision=precision)[0]
+    return embed(loaded.model, padded[None], fed, next(loaded.model.parameters()).device, precision=precision)[0]

@@ -11,7 +11,8 @@ from typing import Any
 
 from ofa_embed.sensors.registry import MODALITIES
 
-__all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "PATCH_EMBEDS", "POOLINGS", "OFAConfig", "list_models"]
+__all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "DOFA_CONFIGS", "PATCH_EMBEDS", "POOLINGS", "DOFAConfig",
+           "ModelConfig", "OFAConfig", "config_from_dict", "list_models"]
 
 # 2: patch_embed, wave_dim and pooling added; a version-1 config is the per-modality, token-mean model
 CONFIG_VERSION = 2
@@ -20,6 +21,13 @@ POOLINGS = {
     "token_mean": "mean of final-normed patch tokens",
     "mean_norm": "final norm of the mean of patch tokens",
 }
+
+
+def _checked_version(data: dict[str, Any]) -> int:
+    version = int(data.get("config_version", CONFIG_VERSION))
+    if version > CONFIG_VERSION:
+        raise ValueError(f"model config version {version} is newer than this ofa-embed ({CONFIG_VERSION})")
+    return version
 
 
 def _registered_in_chans() -> dict[str, int]:
@@ -76,14 +84,88 @@ class OFAConfig:
         Raises:
             ValueError: ``config_version`` is newer than this ofa-embed.
         """
-        version = int(data.get("config_version", CONFIG_VERSION))
-        if version > CONFIG_VERSION:
-            raise ValueError(f"model config version {version} is newer than this ofa-embed ({CONFIG_VERSION})")
+        version = _checked_version(data)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if version < 2:
             known |= {"patch_embed": "per_modality", "pooling": "token_mean"}
         known["config_version"] = CONFIG_VERSION
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class DOFAConfig:
+    """Architecture of a DOFA backbone (Xiong et al. 2024; ``ofa_embed/model/dofa.py``), as the released
+    weights define it: a ViT behind DOFA's wavelength-conditioned patch embedding.
+
+    Attributes:
+        name: size name (``dofa_small``, ``dofa_base``, ``dofa_large``, ``dofa_huge``).
+        embed_dim, depth, num_heads, mlp_ratio, patch_size: the ViT.
+        wave_dim: width of the sin-cos wavelength code (128 in every release).
+        img_size: tile edge the weights were trained on; other multiples of ``patch_size`` are valid.
+        kernel_layout: how generated kernels are laid out (``SpectralPatchEmbed``): ``bands_first`` for
+            TorchGeo's released files, ``legacy`` for DOFA's first release.
+        band_wavelengths: per modality, per band, the wavelength (µm) the weights were trained with;
+            bands not listed get the registry's physical centre.
+        band_stats: per modality, per band, ``[mean, std]`` of the physical (scaled) value the weights
+            were trained with, where documented; other bands are normalised with the registry's.
+        trained_modalities: modalities the weights saw in training; other sensors still embed (the
+            patch embedding is wavelength-conditioned), with a warning.
+        positions: the position embedding; DOFA's fixed 2-D sin-cos (column half first, a zero code
+            for the class token), evaluated on each tile's own patch grid, so tiles other than
+            ``img_size`` get the formula's values rather than an interpolated table.
+        pooling: a key of :data:`POOLINGS` (DOFA: ``fc_norm`` of the mean of patch tokens).
+        source_sha256: SHA-256 of the published file these weights were converted from.
+        family: ``dofa``.
+    """
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    wave_dim: int = 128
+    img_size: int = 224
+    kernel_layout: str = "bands_first"
+    band_wavelengths: dict[str, dict[str, float]] = field(default_factory=dict)
+    band_stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    trained_modalities: tuple[str, ...] = ()
+    positions: str = "sincos_2d_column_first_on_tile_grid"
+    pooling: str = "mean_norm"
+    source_sha256: str = ""
+    family: str = "dofa"
+    config_version: int = CONFIG_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-ready dict."""
+        data = asdict(self)
+        data["trained_modalities"] = list(self.trained_modalities)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DOFAConfig:
+        """The configuration in ``data`` (from :meth:`to_dict`); unknown keys are ignored."""
+        _checked_version(data)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["trained_modalities"] = tuple(known.get("trained_modalities", ()))
+        return cls(**known)
+
+
+ModelConfig = OFAConfig | DOFAConfig
+
+
+def config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """The configuration of either family from its JSON dict (``family`` absent: an OFA config).
+
+    Raises:
+        ValueError: a newer config version or an unknown family.
+    """
+    family = data.get("family", "ofa")
+    if family == "dofa":
+        return DOFAConfig.from_dict(data)
+    if family != "ofa":
+        raise ValueError(f"unknown model family {family!r} in config")
+    return OFAConfig.from_dict(data)
 
 
 # --- sizes --------------------------------------------------------------------------------------------
@@ -97,6 +179,14 @@ CONFIGS: dict[str, OFAConfig] = {
 }
 
 DEFAULT_MODEL = "ofa_tiny"
+
+# DOFA's sizes (TorchGeo's builders); published weights exist for base and large
+DOFA_CONFIGS: dict[str, DOFAConfig] = {
+    "dofa_small": DOFAConfig("dofa_small", embed_dim=384, depth=12, num_heads=6),
+    "dofa_base": DOFAConfig("dofa_base", embed_dim=768, depth=12, num_heads=12),
+    "dofa_large": DOFAConfig("dofa_large", embed_dim=1024, depth=24, num_heads=16),
+    "dofa_huge": DOFAConfig("dofa_huge", embed_dim=1280, depth=32, num_heads=16, patch_size=14),
+}
 
 
 def list_models() -> list[str]:

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GENERATOR_LAYER_NORM_EPS", "LAYER_NORM_EPS", "POLARISATIONS", "Attention", "Block", "Mlp", "PatchEmbed",
-           "SpectralPatchEmbed", "sincos_1d", "sincos_pos_embed_2d"]
+__all__ = ["GENERATOR_LAYER_NORM_EPS", "KERNEL_LAYOUTS", "LAYER_NORM_EPS", "POLARISATIONS", "Attention", "Block", "Mlp",
+           "PatchEmbed", "SpectralPatchEmbed", "sincos_1d", "sincos_pos_embed_2d"]
 
 # every LayerNorm of the backbone (blocks and final norm), as in MAE and the shipped checkpoint's training
 LAYER_NORM_EPS = 1e-6
@@ -47,14 +47,17 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2), grid
 
 
-def sincos_1d(positions: Tensor, dim: int) -> Tensor:
+def sincos_1d(positions: Tensor, dim: int, dtype: torch.dtype = torch.float64) -> Tensor:
     """Sine-cosine code of scalar positions (Vaswani et al. 2017; MAE's 1-D embedding).
 
-    ``dim/2`` frequencies ``omega_k = 1 / 10000^(k / (dim/2))``; computed in float64, returned float32.
+    ``dim/2`` frequencies ``omega_k = 1 / 10000^(k / (dim/2))``.
 
     Args:
         positions: ``(N,)`` positions (any real values).
         dim: code width, even.
+        dtype: precision of the arithmetic. The result is always float32, but at positions in the
+            thousands (wavelengths in nm) float32 and float64 arithmetic differ by ~1e-4: a model is
+            evaluated in the precision it was trained with (this project: float64; DOFA: float32).
 
     Returns:
         ``(N, dim)``: ``[sin(p * omega), cos(p * omega)]``.
@@ -62,16 +65,18 @@ def sincos_1d(positions: Tensor, dim: int) -> Tensor:
     if dim % 2:
         raise ValueError(f"sin-cos code width must be even, got {dim}")
     half = dim // 2
-    omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64, device=positions.device) / half)
-    angles = positions.reshape(-1, 1).double() * omega.reshape(1, -1)
+    omega = 1.0 / 10000 ** (torch.arange(half, dtype=dtype, device=positions.device) / half)
+    angles = positions.reshape(-1, 1).to(dtype) * omega.reshape(1, -1)
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
 
 
-def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int, *, device: torch.device | None = None) -> Tensor:
+def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int, *, device: torch.device | None = None,
+                        column_first: bool = False) -> Tensor:
     """Fixed 2-D sine-cosine position embedding (MAE), defined for any grid size.
 
     The first half of the channels encodes the row, the second half the column, each with
-    :func:`sincos_1d` of width ``dim/2``.
+    :func:`sincos_1d` of width ``dim/2``; ``column_first`` swaps the halves, as MAE's reference code
+    (and so DOFA's released weights) does through its ``meshgrid(w, h)``.
 
     Returns:
         ``(grid_h * grid_w, dim)`` float32, row-major over the grid.
@@ -81,8 +86,12 @@ def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int, *, device: torch.dev
     rows = torch.arange(grid_h, dtype=torch.float64, device=device)
     cols = torch.arange(grid_w, dtype=torch.float64, device=device)
     rr, cc = torch.meshgrid(rows, cols, indexing="ij")
-    return torch.cat([sincos_1d(rr.reshape(-1), dim // 2), sincos_1d(cc.reshape(-1), dim // 2)], dim=1)
+    halves = [sincos_1d(rr.reshape(-1), dim // 2), sincos_1d(cc.reshape(-1), dim // 2)]
+    return torch.cat(halves[::-1] if column_first else halves, dim=1)
 
+
+# how a generated kernel vector is laid out (see SpectralPatchEmbed)
+KERNEL_LAYOUTS = ("bands_first", "legacy")
 
 # SAR bands share one radar wavelength: the polarisation tells them apart (0 = optical, no code)
 POLARISATIONS = {"VV": 1, "VH": 2, "HH": 3, "HV": 4}
@@ -150,19 +159,29 @@ class SpectralPatchEmbed(nn.Module):
         padding: zero padding of the convolution (DOFA: 1; this project's backbone: 0, so patches tile
             the input exactly).
         polarisation_codes: learn a code per SAR polarisation (:data:`POLARISATIONS`); DOFA has none.
+        kernel_layout: how each band's generated vector becomes its kernel: ``bands_first`` reads it as
+            ``(P, P, D)`` (DOFA as fixed upstream, and TorchGeo's released weights); ``legacy`` reads the
+            whole ``(C, P*P*D)`` output as ``(D, C, P, P)``, as DOFA's first release did. Both give the
+            same shapes, so weights loaded with the wrong one run "fine" and embed wrongly.
+        code_dtype: arithmetic of the wavelength code (see :func:`sincos_1d`).
 
     Shapes:
         input ``(B, C, H, W)`` and ``(C,)`` wavelengths -> ``(B, N, D)`` tokens and the grid.
     """
 
     def __init__(self, embed_dim: int, patch_size: int, wave_dim: int = 128, *, kernel_scale: float = 0.01,
-                 padding: int = 0, polarisation_codes: bool = True) -> None:
+                 padding: int = 0, polarisation_codes: bool = True, kernel_layout: str = "bands_first",
+                 code_dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
+        if kernel_layout not in KERNEL_LAYOUTS:
+            raise ValueError(f"kernel_layout {kernel_layout!r}: choose one of {', '.join(KERNEL_LAYOUTS)}")
         self.embed_dim = embed_dim
         self.patch_size = patch_size
         self.wave_dim = wave_dim
         self.kernel_scale = kernel_scale
         self.padding = padding
+        self.kernel_layout = kernel_layout
+        self.code_dtype = code_dtype
         self.fclayer = _ResidualMlp(wave_dim)
         self.weight_generator = _KernelGenerator(wave_dim, patch_size * patch_size * embed_dim, embed_dim)
         self.polarisation = nn.Embedding(len(POLARISATIONS) + 1, wave_dim, padding_idx=0) if polarisation_codes else None
@@ -173,7 +192,7 @@ class SpectralPatchEmbed(nn.Module):
         """``(C,)`` wavelengths in µm (and ``(C,)`` indices into :data:`POLARISATIONS`, 0 = optical)
         -> ``(C, wave_dim)`` codes.
         """
-        codes = sincos_1d(wavelengths_um * 1000, self.wave_dim)
+        codes = sincos_1d(wavelengths_um * 1000, self.wave_dim, self.code_dtype)
         if self.polarisation is not None and polarisations is not None:
             codes = codes + self.polarisation(polarisations)
         return self.fclayer(codes)
@@ -182,8 +201,10 @@ class SpectralPatchEmbed(nn.Module):
         """The generated convolution: ``(D, C, P, P)`` kernel and ``(D,)`` bias, scaled."""
         weight, bias = self.weight_generator(self.band_codes(wavelengths_um, polarisations))
         p = self.patch_size
-        # each band's generated vector is laid out (P, P, D), as in DOFA's released weights
-        kernel = weight.reshape(-1, p, p, self.embed_dim).permute(3, 0, 1, 2)
+        if self.kernel_layout == "bands_first":
+            kernel = weight.reshape(-1, p, p, self.embed_dim).permute(3, 0, 1, 2)
+        else:
+            kernel = weight.reshape(self.embed_dim, -1, p, p)
         return kernel * self.kernel_scale, bias * self.kernel_scale
 
     def forward(self, x: Tensor, wavelengths_um: Tensor,

@@ -20,6 +20,8 @@ wavelengths come from the sensor registry) or explicit band wavelengths.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -106,11 +108,27 @@ class OFANet(nn.Module):
         """The modality names the backbone embeds (spectral: every registered sensor)."""
         return tuple(MODALITIES) if self.spectral else tuple(self.config.in_chans)
 
-    def band_keys(self, modality: str) -> tuple[Tensor, Tensor]:
-        """``(C,)`` float32 centre wavelengths (µm) and ``(C,)`` polarisation codes of a registered modality."""
-        bands = MODALITIES[modality].bands
-        return (torch.tensor([b.wavelength_um for b in bands], dtype=torch.float32),
-                torch.tensor([POLARISATIONS.get(b.name, 0) for b in bands], dtype=torch.long))
+    @property
+    def wavelength_conditioned(self) -> bool:
+        """Whether bands are inputs (spectral: a missing band is left out, not filled)."""
+        return self.spectral
+
+    def band_wavelengths(self, modality: str, bands: Sequence[str] | None = None) -> list[float]:
+        """Centre wavelengths (µm) of ``bands`` (default: all) of a registered modality, from the registry."""
+        by_name = {b.name: b.wavelength_um for b in MODALITIES[modality].bands}
+        return [by_name[name] for name in (bands or list(by_name))]
+
+    def unseen_bands(self, modality: str, bands: Sequence[str] | None = None) -> list[str]:
+        """Bands fed at a wavelength the weights were not trained with: none (training used the registry's)."""
+        return []
+
+    def band_keys(self, modality: str, bands: Sequence[str] | None = None) -> tuple[Tensor, Tensor]:
+        """``(C,)`` float32 centre wavelengths (µm) and ``(C,)`` polarisation codes of ``bands`` (default: all)
+        of a registered modality.
+        """
+        names = list(bands or MODALITIES[modality].band_names)
+        return (torch.tensor(self.band_wavelengths(modality, names), dtype=torch.float32),
+                torch.tensor([POLARISATIONS.get(name, 0) for name in names], dtype=torch.long))
 
     def pos_embed(self, grid_h: int, grid_w: int, device: torch.device) -> Tensor:
         """``(1, grid_h * grid_w, D)`` position embedding, cached per grid and device."""
@@ -119,44 +137,51 @@ class OFANet(nn.Module):
             self._pos_cache[key] = sincos_pos_embed_2d(grid_h, grid_w, self.embed_dim, device=device)[None]
         return self._pos_cache[key]
 
-    def embed_tokens(self, x: Tensor, modality: str, wavelengths_um: Tensor | None = None) -> Tensor:
+    def embed_tokens(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
+                     bands: Sequence[str] | None = None) -> Tensor:
         """Patch tokens with position (and, per-modality, modality) embeddings, before the encoder.
 
         Args:
-            x: ``(B, C, H, W)`` normalised tile batch, C = bands of ``modality``.
-            modality: registered modality name.
+            x: ``(B, C, H, W)`` normalised tile batch, C = bands of ``modality`` (or of ``bands``).
+            modality: registered modality name (None with explicit ``wavelengths_um``).
             wavelengths_um: spectral embedding only: ``(C,)`` centre wavelengths of the bands of ``x``
-                in µm, for bands other than the modality's (a subset, or a sensor not registered).
+                in µm, for a sensor the registry does not know.
+            bands: spectral embedding only: the names of the modality's bands in ``x``, a subset in
+                ``x``'s order (default: all).
 
         Returns:
             ``(B, N, D)`` with ``N = (H / P) * (W / P)``.
         """
-        if modality not in self.modalities:
-            raise KeyError(f"model has no patch embedding for modality {modality!r}; has {self.modalities}")
+        if (wavelengths_um is not None or bands is not None) and not self.spectral:
+            raise ValueError("explicit bands or band wavelengths need the spectral patch embedding")
         if wavelengths_um is None:
-            expected = MODALITIES[modality].num_bands if self.spectral else self.config.in_chans[modality]
+            if modality not in self.modalities:
+                raise KeyError(f"model has no patch embedding for modality {modality!r}; has {self.modalities}")
+            expected = len(bands) if bands is not None else (
+                MODALITIES[modality].num_bands if self.spectral else self.config.in_chans[modality])
             if x.ndim != 4 or x.shape[1] != expected:
                 raise ValueError(f"{modality} expects input (B, {expected}, H, W), got {tuple(x.shape)}")
-        elif not self.spectral:
-            raise ValueError("explicit band wavelengths need the spectral patch embedding")
         if x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
             raise ValueError(f"tile size {tuple(x.shape[-2:])} is not a multiple of patch size {self.patch_size}")
         # radiometry enters here: kept in float32 under a bfloat16 autocast (8 mantissa bits would round it)
         with torch.autocast(x.device.type, enabled=False):
             if isinstance(self.patch_embed, SpectralPatchEmbed):
                 if wavelengths_um is None:
-                    tokens, (gh, gw) = self.patch_embed(x.float(), *self.band_keys(modality))
+                    assert modality is not None
+                    tokens, (gh, gw) = self.patch_embed(x.float(), *self.band_keys(modality, bands))
                 else:
                     tokens, (gh, gw) = self.patch_embed(x.float(), wavelengths_um.float())
                 return tokens + self.pos_embed(gh, gw, tokens.device)
+            assert modality is not None
             tokens, (gh, gw) = self.patch_embed[modality](x.float())
             return tokens + self.pos_embed(gh, gw, tokens.device) + self.modality_embed[modality]
 
-    def forward_features(self, x: Tensor, modality: str, wavelengths_um: Tensor | None = None) -> Tensor:
+    def forward_features(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
+                         bands: Sequence[str] | None = None) -> Tensor:
         """``(B, C, H, W)`` -> patch tokens ``(B, N, D)``: final-normed, except under ``mean_norm`` pooling,
         where (as timm does with ``fc_norm``) the norm comes after the mean, in :meth:`pool`.
         """
-        return self.finish(self.blocks(self.embed_tokens(x, modality, wavelengths_um)))
+        return self.finish(self.blocks(self.embed_tokens(x, modality, wavelengths_um, bands)))
 
     def finish(self, encoded: Tensor) -> Tensor:
         """Output of the blocks ``(B, N, D)`` -> the tokens :meth:`forward_features` returns."""
@@ -167,9 +192,10 @@ class OFANet(nn.Module):
         pooled = tokens.mean(dim=1)
         return self.norm(pooled) if self.config.pooling == "mean_norm" else pooled
 
-    def forward(self, x: Tensor, modality: str, wavelengths_um: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
+                bands: Sequence[str] | None = None) -> Tensor:
         """``(B, C, H, W)`` -> embeddings ``(B, D)``."""
-        return self.pool(self.forward_features(x, modality, wavelengths_um))
+        return self.pool(self.forward_features(x, modality, wavelengths_um, bands))
 
 
 def create_model(config: str | OFAConfig = DEFAULT_MODEL, *, seed: int = 0) -> OFANet:

@@ -2,7 +2,8 @@
 
 Rules, in order:
 
-1. ``weights`` given: that checkpoint, or a one-line error.
+1. ``weights`` given: that checkpoint (an ofa-embed ``.safetensors``, or a published DOFA ``.pth``,
+   converted once and cached: ``model/checkpoint.py``), or a one-line error.
 2. No ``weights`` and the default model: the checkpoint shipped in the package (:data:`PACKAGED_WEIGHTS`,
    whose content hash must be :data:`PACKAGED_WEIGHTS_HASH`, the hash the model card states).
 3. Otherwise a seeded random initialisation of the model, with a warning: deterministic, not meaningful.
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ofa_embed.errors import ConfigError, IndexStateError, WeightsError
-from ofa_embed.model.checkpoint import LoadedModel, load_checkpoint, random_init
-from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
+from ofa_embed.model.checkpoint import LoadedModel, load_checkpoint, load_published, random_init
+from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, DOFA_CONFIGS, config_from_dict
+from ofa_embed.model.dofa import published_config
 
 __all__ = ["PACKAGED_WEIGHTS", "PACKAGED_WEIGHTS_HASH", "load_weights", "weights_for_store"]
 
@@ -33,15 +35,25 @@ PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / f"{DEFAULT_MOD
 PACKAGED_WEIGHTS_HASH = "c1ade443d37dc885"
 
 
-def load_weights(weights: str | Path | None = None, model: str = DEFAULT_MODEL) -> LoadedModel:
+# published state dicts; everything else is read as an ofa-embed checkpoint
+PUBLISHED_SUFFIXES = (".pth", ".pt")
+
+
+def load_weights(weights: str | Path | None = None, model: str = DEFAULT_MODEL,
+                 weights_layout: str | None = None) -> LoadedModel:
     """The checkpoint at ``weights``; else the packaged default; else a seeded random init of ``model``.
+
+    Args:
+        weights: an ofa-embed checkpoint, or a published DOFA ``.pth``.
+        model: a size of :data:`CONFIGS` or :data:`DOFA_CONFIGS`, for the random init.
+        weights_layout: kernel layout of a ``.pth`` that is not a recognised release.
 
     Raises:
         WeightsError: ``weights`` cannot be loaded, or the packaged file is not the released checkpoint.
         ConfigError: ``model`` is not a known size.
     """
     if weights is not None:
-        return _checkpoint(Path(weights))
+        return _checkpoint(Path(weights), weights_layout)
     if model == DEFAULT_MODEL and PACKAGED_WEIGHTS.is_file():
         loaded = _checkpoint(PACKAGED_WEIGHTS)
         if loaded.weights_hash != PACKAGED_WEIGHTS_HASH:
@@ -50,9 +62,10 @@ def load_weights(weights: str | Path | None = None, model: str = DEFAULT_MODEL) 
                 f"{PACKAGED_WEIGHTS_HASH}; reinstall ofa-embed"
             )
         return loaded
-    if model not in CONFIGS:
-        raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(CONFIGS)}")
-    loaded = _random_init(json.dumps(CONFIGS[model].to_dict()))
+    if model not in CONFIGS and model not in DOFA_CONFIGS:
+        raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join([*CONFIGS, *DOFA_CONFIGS])}")
+    config = CONFIGS[model] if model in CONFIGS else published_config(model)
+    loaded = _random_init(json.dumps(config.to_dict()))
     logger.warning(
         "no pre-trained weights for %s: using a seeded random init (hash %s); embeddings are "
         "deterministic but not meaningful; pass a checkpoint with --weights", model, loaded.weights_hash,
@@ -75,11 +88,12 @@ def weights_for_store(model_meta: dict[str, Any], weights: str | Path | None = N
     source = str(model_meta.get("weights_source", ""))
     if weights is not None and not Path(weights).is_file():
         raise WeightsError(f"{weights}: checkpoint not found")
+    layout = model_meta.get("config", {}).get("kernel_layout") if model_meta.get("config", {}).get("family") == "dofa" else None
     for candidate in _candidates(model_meta, weights):
         if isinstance(candidate, str):
             loaded = _random_init(candidate)
         elif candidate.is_file():
-            loaded = _checkpoint(candidate)
+            loaded = _checkpoint(candidate, layout)
         else:
             continue
         if loaded.weights_hash == wanted:
@@ -105,18 +119,20 @@ def _candidates(model_meta: dict[str, Any], weights: str | Path | None) -> list[
     return [Path(source), PACKAGED_WEIGHTS]
 
 
-def _checkpoint(path: Path) -> LoadedModel:
+def _checkpoint(path: Path, layout: str | None = None) -> LoadedModel:
     if not path.is_file():
         raise WeightsError(f"{path}: checkpoint not found")
     stat = path.stat()
-    return _cached_checkpoint(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return _cached_checkpoint(str(path.resolve()), stat.st_size, stat.st_mtime_ns, layout)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_checkpoint(path: str, size: int, mtime_ns: int) -> LoadedModel:
+def _cached_checkpoint(path: str, size: int, mtime_ns: int, layout: str | None) -> LoadedModel:
+    if path.lower().endswith(PUBLISHED_SUFFIXES):
+        return load_published(path, layout)
     return load_checkpoint(path)
 
 
 @functools.lru_cache(maxsize=4)
 def _random_init(config_json: str) -> LoadedModel:
-    return random_init(OFAConfig.from_dict(json.loads(config_json)))
+    return random_init(config_from_dict(json.loads(config_json)))

@@ -14,7 +14,12 @@ Parquet file metadata keys of a scene file (JSON values)::
                                    (fp32 or bf16: the forward pass; absent in files before it was recorded)
                 modality           registered modality: band order, wavelengths, scale/offset, units,
                                    mean/std, statistics source (the exact model input)
-                source_bands       the file's band labels in file order; missing_bands: bands mean-filled
+                model_input        the exact input of the model (absent in files before it was recorded):
+                                   bands fed, wavelengths_um they were fed at (None: a per-modality
+                                   model), and per band the scale/offset from file values and the
+                                   mean/std the result was normalised with
+                source_bands       the file's band labels in file order; missing_bands: bands the scene
+                                   lacks (mean-filled for a per-modality model, left out otherwise)
                 tiling             tile_size, stride, min_valid, edge_rule
                 scene              name, path, native CRS (WKT), transform (6 affine terms), width,
                                    height, nodata
@@ -76,8 +81,8 @@ class SceneRecord:
 
 
 def scene_metadata(
-    *, package_version: str, model: ModelRecord, modality: dict[str, Any], source_bands: list[str],
-    missing_bands: list[str], tiling: TilingRecord, scene: SceneRecord,
+    *, package_version: str, model: ModelRecord, modality: dict[str, Any], model_input: dict[str, Any],
+    source_bands: list[str], missing_bands: list[str], tiling: TilingRecord, scene: SceneRecord,
 ) -> dict[str, Any]:
     """The ``ofa_embed`` record of one scene file (``store_version`` is added by the writer)."""
     return {
@@ -85,6 +90,7 @@ def scene_metadata(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": {k: v for k, v in asdict(model).items() if k != "dimension"},
         "modality": modality,
+        "model_input": model_input,
         "source_bands": source_bands,
         "missing_bands": missing_bands,
         "tiling": {**asdict(tiling), "edge_rule": EDGE_RULE},

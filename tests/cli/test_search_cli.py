@@ -5,9 +5,7 @@ import json
 import geopandas as gpd
 import pandas as pd
 import pytest
-import rasterio
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 from typer.testing import CliRunner
 
 import ofa_embed
@@ -16,7 +14,7 @@ from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.store import tile_id
 from ofa_embed.store.duck import connect
-from tests.helpers import s2_values, write_raster
+from tests.helpers import cut_tile, s2_values, write_raster
 
 runner = CliRunner()
 FAST = ["--model", "ofa_test", "--tile-size", "64"]
@@ -34,18 +32,6 @@ def indexed(tmp_path, s2_tif):
     # 5 x 4 tiles: the last row of the 300 x 260 px scene is 4 px high, below min_valid
     assert result.exit_code == 0 and "flat index, 20 vectors" in " ".join(result.output.split())
     return store
-
-
-def cut_tile(scene, window, path):
-    with rasterio.open(scene) as src:
-        data = src.read(window=window)
-        profile = src.profile | {"width": window.width, "height": window.height,
-                                 "transform": window_transform(window, src.transform)}
-        descriptions = src.descriptions
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        dst.descriptions = descriptions
-    return path
 
 
 def test_tile_cut_from_the_scene_finds_its_own_row(indexed, s2_tif, tmp_path):

@@ -45,3 +45,40 @@ def test_the_patch_embedding_stays_fp32_under_bf16_autocast():
     assert tokens.dtype == torch.float32
     with torch.inference_mode():
         assert torch.equal(tokens, model.embed_tokens(x, "sentinel2_l1c"))
+
+
+def test_wavelength_conditioned_models_leave_missing_bands_out_and_per_modality_ones_fill_them():
+    from ofa_embed.embedding.forward import model_input
+    from ofa_embed.model import OFAConfig, create_model
+
+    spectral = create_model("ofa_test")
+    fed = model_input(spectral, "sentinel2_l2a", missing_bands=("B01", "B09"))
+    assert "B01" not in fed.bands and len(fed.bands) == 10 and fed.positions == tuple(range(1, 9)) + (10, 11)
+    assert fed.record["wavelengths_um"][0] == pytest.approx(0.4924)
+    x = torch.randn(2, 12, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = spectral(x[:, list(fed.positions)], "sentinel2_l2a", bands=list(fed.bands)).numpy()
+        # a missing band filled with the mean would still shape every other band's kernel
+        filled = spectral(x, "sentinel2_l2a").numpy()
+    got = embed(spectral, x.numpy(), fed, torch.device("cpu"), precision="fp32")
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.abs(got - filled).max() > 1e-4
+    per_modality = create_model(OFAConfig("v1", embed_dim=32, depth=1, num_heads=2, patch_embed="per_modality"))
+    kept = model_input(per_modality, "sentinel2_l2a", missing_bands=("B01",))
+    assert kept.positions is None and kept.wavelengths_um is None and len(kept.bands) == 12
+
+
+def test_dofa_is_fed_its_documented_normalisation_where_there_is_one():
+    from ofa_embed.embedding.forward import model_input
+    from ofa_embed.model.dofa import create_dofa
+    from ofa_embed.sensors import get_modality
+
+    fed = model_input(create_dofa("dofa_small"), "rgbn")
+    red, nir = get_modality("rgbn").bands[0], get_modality("rgbn").bands[3]
+    assert fed.record["mean"] == [0.485, 0.456, 0.406, nir.mean] and fed.record["std"][:3] == [0.229, 0.224, 0.225]
+    raw = np.array([40.0, 90.0, 200.0, 120.0]) / 255  # physical values of one pixel
+    registry = (raw - get_modality("rgbn").mean) / get_modality("rgbn").std
+    out = fed.feed(torch.tensor(registry, dtype=torch.float32)[None, :, None, None])[0, :, 0, 0].numpy()
+    expected = (raw - np.array(fed.record["mean"])) / np.array(fed.record["std"])
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    assert red.mean != 0.485  # the registry's rgbn statistics really differ

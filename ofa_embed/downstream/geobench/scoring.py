@@ -17,7 +17,7 @@ from ofa_embed.downstream.metrics import CONFIDENCE, Estimate, evaluate
 from ofa_embed.downstream.probe import fit_probe
 from ofa_embed.embedding.forward import embed
 from ofa_embed.errors import GeoBenchError
-from ofa_embed.model.ofa import OFANet
+from ofa_embed.model.checkpoint import Backbone
 from ofa_embed.sensors import Modality, get_modality
 
 __all__ = ["mean_iou"]
@@ -176,7 +176,7 @@ def _fit_patch_probe(tokens: np.ndarray, targets: np.ndarray, n_classes: int, se
 
 
 def classification_score(
-    files: TaskFiles, model: OFANet, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
+    files: TaskFiles, model: Backbone, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
     n_boot: int, seed: int, progress: Callable[[int], None], precision: str = "fp32",
 ) -> tuple[Estimate, int, int]:
     task = files.task
@@ -228,7 +228,7 @@ def _checked_mask(files: TaskFiles, sample: GeoBenchSample) -> np.ndarray:
 
 
 def segmentation_score(
-    files: TaskFiles, model: OFANet, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
+    files: TaskFiles, model: Backbone, layout: Layout, tile: tuple[int, int], device: torch.device, batch_size: int,
     n_boot: int, seed: int, progress: Callable[[int], None], precision: str = "fp32",
 ) -> tuple[Estimate, int, int]:
     n_classes, patch = files.task.n_classes, model.patch_size
