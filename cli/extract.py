@@ -25,6 +25,9 @@ def extract(
     modality: Annotated[str | None, typer.Option(help=f"One of: {', '.join(MODALITIES)}. Default: detected.")] = None,
     bands: Annotated[str | None, typer.Option(help="Comma-separated names of the file's bands, in file order.")] = None,
     nodata: Annotated[float | None, typer.Option(help="Nodata value (default: the file's).")] = None,
+    wavelengths: Annotated[str | None, typer.Option(
+        help="A sensor the registry does not know: comma-separated centre wavelengths in µm, file band order.",
+    )] = None,
     tile_size: Annotated[int | None, typer.Option(help="Tile edge in pixels (default: per modality).")] = None,
     stride: Annotated[int | None, typer.Option(help="Step between tiles in pixels (default: tile size).")] = None,
     min_valid: Annotated[float, typer.Option(help="Skip tiles with a smaller valid-pixel fraction.")] = DEFAULT_MIN_VALID,
@@ -50,12 +53,13 @@ def extract(
         inputs += [paths] if stack and paths else paths
         if not inputs:
             raise typer.BadParameter("give at least one SCENE, or --sample")
+        waves = _wavelengths(wavelengths) if wavelengths else None
         with progress_bar(quiet, "tiles") as progress:
             report = ofa_embed.extract(
                 inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
-                tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights, weights_layout=weights_layout,
-                model=model,
-                batch_size=batch_size, device=device, precision=precision, overwrite=overwrite, on_progress=progress,
+                wavelengths=waves, tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights,
+                weights_layout=weights_layout, model=model, batch_size=batch_size, device=device, precision=precision,
+                overwrite=overwrite, on_progress=progress,
             )
     if quiet:
         return
@@ -66,3 +70,10 @@ def extract(
         status = "already in store" if s.skipped_existing else f"{s.seconds:.1f}"
         table.add_row(s.scene, str(s.tiles), str(s.skipped_tiles), status, str(s.path))
     stdout.print(table)
+
+
+def _wavelengths(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--wavelengths {text!r}: give numbers in µm, e.g. 0.49,0.56,0.665") from None

@@ -75,8 +75,7 @@ def search(
     index = indexes.open(store)
     if like is not None:
         query = import_whole("ofa_embed.embedding.query")  # torch loads only to embed a query tile
-        loaded, precision = query.store_model(store, weights)
-        vector = query.embed_file(like, loaded, modality=query_modality, bands=query_bands, precision=precision)
+        vector = query.embed_file(like, query.store_model(store, weights), modality=query_modality, bands=query_bands)
     elif like_id is not None:
         vector = _stored_embedding(store, "id = ?", [like_id], "id", f"no tile with id {like_id!r}")
     else:

@@ -45,8 +45,7 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
     @functools.lru_cache(maxsize=256)
     def cached(path: str, stamp: int) -> list[float]:
         query = import_whole("ofa_embed.embedding.query")  # torch loads only when a query embeds a tile
-        loaded, precision = query.store_model(store, weights)
-        return query.embed_file(path, loaded, precision=precision).tolist()
+        return query.embed_file(path, query.store_model(store, weights)).tolist()
 
     def embed(path: str) -> list[float]:
         target = Path(path)

@@ -33,7 +33,8 @@ from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TilePlan, plan_tiles, prefetched, read_tile_batches
 from ofa_embed.raster.scene import Scene, gdal_block_cache, open_scene
-from ofa_embed.store import TileRecords, describe_store, scene_path, store_files, write_scene
+from ofa_embed.sensors import CUSTOM, custom_modality
+from ofa_embed.store import TileRecords, describe_store, read_metadata, scene_path, store_files, write_scene
 from ofa_embed.store.metadata import ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
 
@@ -110,6 +111,34 @@ def _check_same_weights(store: Path, loaded: LoadedModel) -> None:
         )
 
 
+def _share_custom_statistics(scenes: list[Scene], store: Path) -> None:
+    """One normalisation per store for a sensor given by wavelengths, so that its scenes' embeddings compare:
+    the one the store already records, else the mean/std of all these scenes' samples pooled.
+    """
+    if not scenes:
+        return
+    wavelengths = [b.wavelength_um for b in scenes[0].modality.bands]
+    for scene in scenes[1:]:
+        if [b.wavelength_um for b in scene.modality.bands] != wavelengths:
+            raise ModalityError(f"{scene.path}: its band wavelengths differ from {scenes[0].path}'s; "
+                                "extract each sensor into its own store")
+    metas = [(path, read_metadata(path)) for path in store_files(store)] if store.is_dir() else []
+    recorded = [(path, meta) for path, meta in metas if meta["modality"]["name"] == CUSTOM]
+    if recorded:
+        path, meta = recorded[0]
+        fed = meta["model_input"]
+        if fed["wavelengths_um"] != wavelengths:
+            raise ModalityError(f"{scenes[0].path}: band wavelengths {wavelengths} differ from those of the sensor "
+                                f"in {store} ({fed['wavelengths_um']}); use another store")
+        mean, std, source = fed["mean"], fed["std"], f"as recorded in {path.name}"
+    else:
+        pooled = np.concatenate([scene.sample_raw() for scene in scenes], axis=1)
+        mean, std = pooled.mean(axis=1), np.maximum(pooled.std(axis=1), 1e-12)
+        source = f"{pooled.shape[1]} valid pixels sampled from {len(scenes)} scene(s)"
+    for scene in scenes:
+        scene.modality = custom_modality(wavelengths, mean, std, stats_source=source, labels=scene.modality.band_names)
+
+
 def _check_writable(store: Path) -> None:
     existing = store
     while not existing.exists():
@@ -133,7 +162,9 @@ def _extract_scene(
     stop = threading.Event()
     workers, threads = model_workers(device)
     fed = model_input(loaded.model, scene.modality, scene.missing_bands)
-    if unseen := loaded.model.unseen_bands(scene.modality.name, fed.bands):
+    if scene.modality.name == CUSTOM:
+        logger.info("%s: fed at the given wavelengths %s µm", scene.path, ", ".join(map(str, fed.wavelengths_um or ())))
+    elif unseen := loaded.model.unseen_bands(scene.modality.name, fed.bands):
         logger.warning("%s: %s was not trained on %s band(s) %s; they are fed at their physical centre wavelengths",
                        scene.path, loaded.model.config.name, scene.modality.name, ", ".join(unseen))
     reader = read_tile_batches(plan, batch_size, min_valid, stop, held=workers)
@@ -194,6 +225,7 @@ def extract(
     modality: str | None = None,
     bands: Sequence[str] | None = None,
     nodata: float | None = None,
+    wavelengths: Sequence[float] | None = None,
     tile_size: int | None = None,
     stride: int | None = None,
     min_valid: float = DEFAULT_MIN_VALID,
@@ -215,6 +247,8 @@ def extract(
         modality: registered modality; detected per scene when None.
         bands: names of the file's bands in file order (subset input; missing bands are mean-filled).
         nodata: nodata value overriding the file's.
+        wavelengths: centre wavelength (µm) of each band in file order, for a sensor the registry does not
+            know (wavelength-conditioned models only; normalised with a sample of each scene's own values).
         tile_size: tile edge in pixels (default: the modality's); must be a multiple of the patch size.
         stride: step between tiles in pixels (default: ``tile_size``; smaller overlaps).
         min_valid: tiles with a smaller fraction of valid (non-nodata) pixels are skipped.
@@ -244,13 +278,15 @@ def extract(
         plans: list[TilePlan] = []
         try:
             for item in items:
-                opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
+                opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata, wavelengths=wavelengths))
             loaded = load_weights(weights, model, weights_layout)
             torch_device = resolve_device(device)
             precision = resolve_precision(precision, torch_device)
             loaded.model.to(torch_device)
             for scene in opened:
-                if scene.modality.name not in loaded.model.modalities:
+                if scene.modality.name == CUSTOM:
+                    model_input(loaded.model, scene.modality)  # refuses a model that cannot take wavelengths
+                elif scene.modality.name not in loaded.model.modalities:
                     raise ModalityError(f"{scene.path}: the model has no patch embedding for {scene.modality.name}")
                 plans.append(plan_tiles(scene, tile_size, stride, loaded.model.patch_size))
             names = [p.scene.name for p in plans]
@@ -258,6 +294,7 @@ def extract(
                 raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
             _check_writable(store)
             _check_same_weights(store, loaded)
+            _share_custom_statistics([s for s in opened if s.modality.name == CUSTOM], store)
             report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device),
                                    precision)
             for plan in plans:

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from ofa_embed.embedding import PRECISIONS
-from ofa_embed.errors import ConfigError
+from ofa_embed.errors import ConfigError, ModalityError
 from ofa_embed.model.checkpoint import Backbone
 from ofa_embed.raster.reader import TileBatch
-from ofa_embed.sensors import Modality, get_modality
+from ofa_embed.sensors import CUSTOM, Modality, get_modality
 from ofa_embed.threads import wait_through_interrupts
 
 __all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "ModelInput", "embed", "embed_batches", "model_input", "model_workers",
@@ -113,11 +113,20 @@ def model_input(model: Backbone, modality: Modality | str, missing_bands: Sequen
     """
     modality = get_modality(modality) if isinstance(modality, str) else modality
     conditioned = model.wavelength_conditioned
+    registered = modality.name != CUSTOM
+    if not registered and not conditioned:
+        raise ModalityError(f"a sensor given by wavelengths needs a wavelength-conditioned model; "
+                            f"{model.config.name} has one patch embedding per registered modality")
     names = [b.name for b in modality.bands if not (conditioned and b.name in missing_bands)]
     positions = tuple(modality.band_names.index(n) for n in names)
-    wavelengths = tuple(model.band_wavelengths(modality.name, names)) if conditioned else None
+    if not conditioned:
+        wavelengths = None
+    elif registered:
+        wavelengths = tuple(model.band_wavelengths(modality.name, names))
+    else:
+        wavelengths = tuple(b.wavelength_um for b in modality.bands if b.name in names)
     registry = {b.name: (b.mean, b.std) for b in modality.bands}
-    own = getattr(model.config, "band_stats", {}).get(modality.name, {})
+    own = getattr(model.config, "band_stats", {}).get(modality.name, {}) if registered else {}
     stats = [tuple(own.get(n, registry[n])) for n in names]
     gain = bias = None
     if own:
@@ -155,11 +164,14 @@ def embed(
         return np.empty((0, model.embed_dim), np.float32)
     fed = model_input(model, modality) if isinstance(modality, str) else modality
     x = fed.feed((torch.from_numpy(images) if isinstance(images, np.ndarray) else images).to(device, non_blocking=True))
-    bands = list(fed.bands) if model.wavelength_conditioned else None
     bf16 = resolve_precision(precision, device) == "bf16"
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
         forward = model.forward_features if tokens else model
-        out = forward(x, fed.modality, bands=bands)
+        if fed.modality == CUSTOM:
+            assert fed.wavelengths_um is not None
+            out = forward(x, None, wavelengths_um=torch.tensor(fed.wavelengths_um, dtype=torch.float32))
+        else:
+            out = forward(x, fed.modality, bands=list(fed.bands) if model.wavelength_conditioned else None)
     return out.float().cpu().numpy()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -13,49 +15,68 @@ from ofa_embed.errors import TilingError
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.weights import weights_for_store
 from ofa_embed.raster.scene import open_scene
+from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import describe_store, read_metadata
 
-__all__ = ["store_model", "embed_file", "MAX_QUERY_PIXELS"]
+__all__ = ["MAX_QUERY_PIXELS", "StoreModel", "embed_file", "store_model"]
 
 MAX_QUERY_PIXELS = 1024
 
 
-def store_model(store: str | Path, weights: str | Path | None = None) -> tuple[LoadedModel, str]:
-    """The model that made a store's embeddings (verified by weights hash) and the precision it ran in.
+@dataclass(frozen=True)
+class StoreModel:
+    """How a store's embeddings were made, to embed queries the same way.
 
-    Returns:
-        ``(loaded, precision)``; precision ``auto`` for files written before it was recorded (they ran as
-        ``auto`` resolves on a CPU without native bf16: float32, or bf16 on CUDA).
+    Attributes:
+        loaded: the weights (verified by hash).
+        precision: the forward pass's; ``auto`` for files written before it was recorded (they ran as
+            ``auto`` resolves on a CPU without native bf16: float32, or bf16 on CUDA).
+        custom_input: for a store of a sensor given by wavelengths, the recorded model input (bands,
+            wavelengths, normalisation) that query tiles of that sensor are read with; else None.
+    """
+
+    loaded: LoadedModel
+    precision: str
+    custom_input: dict[str, Any] | None = None
+
+
+def store_model(store: str | Path, weights: str | Path | None = None) -> StoreModel:
+    """The model that made a store's embeddings, the precision it ran in and, for a sensor given by
+    wavelengths, how its bands were fed.
 
     Raises:
         StoreError: missing or empty store.
         WeightsError: ``weights`` is given but cannot be loaded.
         IndexStateError: those weights are not available, or ``weights`` are other weights.
     """
-    model_meta = read_metadata(describe_store(store)[0].path)["model"]
-    return weights_for_store(model_meta, weights), str(model_meta.get("precision", "auto"))
+    meta = read_metadata(describe_store(store)[0].path)
+    model_meta = meta["model"]
+    custom = meta.get("model_input") if meta["modality"]["name"] == CUSTOM else None
+    return StoreModel(weights_for_store(model_meta, weights), str(model_meta.get("precision", "auto")), custom)
 
 
 def embed_file(
     path: str | Path | Sequence[str | Path],
-    loaded: LoadedModel,
+    made: StoreModel,
     *,
     modality: str | None = None,
     bands: Sequence[str] | None = None,
     nodata: float | None = None,
-    precision: str = "auto",
 ) -> np.ndarray:
-    """Embed a whole query tile (any supported modality) as one ``(D,)`` float32 vector.
+    """Embed a whole query tile (any supported modality) as one ``(D,)`` float32 vector, as ``made``'s store
+    embedded its tiles.
 
     The tile is normalised like ``extract`` does, zero-padded (= band mean) to a multiple of the
-    patch size, and mean-pooled over its patch tokens, at ``precision`` (pass the store's, from
-    :func:`store_model`, to embed it exactly as the store's tiles were).
+    patch size, and pooled over its patch tokens, at the store's precision. A store of a sensor given by
+    wavelengths reads a query tile without a ``modality`` as that sensor, with the store's normalisation.
 
     Raises:
         OFAEmbedError subclasses for unreadable files or unknown modalities;
         TilingError: the tile is larger than :data:`MAX_QUERY_PIXELS` on a side.
     """
-    with open_scene(path, modality=modality, bands=bands, nodata=nodata) as scene:
+    loaded, custom = made.loaded, made.custom_input if modality is None else None
+    sensor = {"wavelengths": custom["wavelengths_um"], "statistics": (custom["mean"], custom["std"])} if custom else {}
+    with open_scene(path, modality=modality, bands=bands, nodata=nodata, **sensor) as scene:
         if max(scene.width, scene.height) > MAX_QUERY_PIXELS:
             raise TilingError(
                 f"{scene.path}: query tile is {scene.width} x {scene.height} px; cut a tile of at most "
@@ -66,4 +87,4 @@ def embed_file(
     patch = loaded.model.patch_size
     padded = np.zeros((data.shape[0], -(-data.shape[1] // patch) * patch, -(-data.shape[2] // patch) * patch), np.float32)
     padded[:, : data.shape[1], : data.shape[2]] = data
-    return embed(loaded.model, padded[None], fed, next(loaded.model.parameters()).device, precision=precision)[0]
+    return embed(loaded.model, padded[None], fed, next(loaded.model.parameters()).device, precision=made.precision)[0]

@@ -31,7 +31,7 @@ from rasterio.windows import Window, from_bounds
 
 from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError, first_line
 from ofa_embed.raster.resample import AlignedGrid, aligned_grid
-from ofa_embed.sensors import Modality, band_name_from_filename, detect_modality, get_modality
+from ofa_embed.sensors import CUSTOM, Modality, band_name_from_filename, custom_modality, detect_modality, get_modality
 
 __all__ = ["Scene", "open_scene", "gdal_block_cache", "RASTER_SUFFIXES", "DEFAULT_GDAL_CACHE_MB"]
 
@@ -253,6 +253,22 @@ class Scene:
             if not consecutive:
                 out[list(targets)] = part
 
+    def sample_raw(self, windows_per_side: int = 3, edge: int = 256) -> np.ndarray:
+        r"""Raw values of the valid pixels of a few windows spread over the scene: ``(source_bands, n)`` float32.
+
+        ``windows_per_side``\ :sup:`2` windows of at most ``edge`` px, evenly spaced: a cheap sample for
+        statistics and range checks, whatever the scene's size.
+        """
+        h, w = min(edge, self.height), min(edge, self.width)
+        rows = np.linspace(0, self.height - h, windows_per_side).astype(int)
+        cols = np.linspace(0, self.width - w, windows_per_side).astype(int)
+        parts = []
+        for row in sorted(set(rows)):
+            for col in sorted(set(cols)):
+                raw = self.read_raw(Window(col, row, w, h))
+                parts.append(raw[:, self._valid(raw, raw.shape[1:])])
+        return np.concatenate(parts, axis=1)
+
     @property
     def block_height(self) -> int:
         """Rows of one compressed block of the finest source (1 for striped files), in scene pixels."""
@@ -417,6 +433,8 @@ def open_scene(
     modality: str | None = None,
     bands: Sequence[str] | None = None,
     nodata: float | None = None,
+    wavelengths: Sequence[float] | None = None,
+    statistics: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> Scene:
     """Open a scene as a band stack on one grid.
 
@@ -427,6 +445,11 @@ def open_scene(
         bands: names of the file's bands in file order (a subset of the modality's bands is allowed;
             missing bands are filled with the band mean). Overrides band descriptions.
         nodata: nodata value; defaults to the file's.
+        wavelengths: centre wavelength (µm) of each band in file order, for a sensor the registry does
+            not know: the scene becomes a :data:`~ofa_embed.sensors.CUSTOM` modality, normalised with
+            ``statistics`` or else with the mean/std of a sample of its own file values. (A file whose
+            modality cannot be detected but whose bands carry wavelength tags is opened the same way.)
+        statistics: ``(mean, std)`` per band of the file values, for ``wavelengths`` (e.g. a store's).
 
     Raises:
         SceneNotFoundError: a path does not exist.
@@ -434,6 +457,33 @@ def open_scene(
         NoGeoreferenceError: no CRS or geotransform.
         ModalityError: modality unknown, or bands that do not fit it.
     """
+    if wavelengths is not None and modality is not None:
+        raise ModalityError("give either a modality or band wavelengths, not both")
+    opened = _open_scene(scene, modality, bands, nodata, wavelengths)
+    if opened.modality.name != CUSTOM:
+        return opened
+    try:
+        given = [b.wavelength_um for b in opened.modality.bands]
+        if statistics is None:
+            sample = opened.sample_raw()
+            if sample.shape[1] < 2:
+                raise ModalityError(f"{opened.path}: too few valid pixels to normalise a sensor given by wavelengths")
+            stats_source = f"{sample.shape[1]} valid pixels sampled from {opened.path.name}"
+            statistics = (sample.mean(axis=1), np.maximum(sample.std(axis=1), 1e-6 * np.abs(sample.mean(axis=1)) + 1e-12))
+        else:
+            stats_source = "given"
+        labels = [b.name for b in opened.modality.bands]
+        opened.modality = custom_modality(given, *statistics, stats_source=stats_source, labels=labels)
+        return opened
+    except BaseException:
+        opened.close()
+        raise
+
+
+def _open_scene(
+    scene: str | Path | Sequence[str | Path], modality: str | None, bands: Sequence[str] | None,
+    nodata: float | None, wavelengths: Sequence[float] | None,
+) -> Scene:
     paths = [Path(scene)] if isinstance(scene, (str, Path)) else [Path(p) for p in scene]
     if not paths:
         raise SceneNotFoundError("no scene given")
@@ -445,12 +495,21 @@ def open_scene(
     else:
         label, files = paths[0], paths
     if len(files) == 1:
-        return _open_multiband(files[0], modality, bands, nodata)
-    return _open_band_files(label, files, modality, bands, nodata)
+        return _open_multiband(files[0], modality, bands, nodata, wavelengths)
+    return _open_band_files(label, files, modality, bands, nodata, wavelengths)
+
+
+def _given_sensor(source: Path, wavelengths: Sequence[float], labels: Sequence[str], count: int) -> Modality:
+    """A placeholder custom modality (statistics follow in :func:`open_scene`) for ``count`` bands."""
+    if len(wavelengths) != count:
+        raise ModalityError(f"{source}: {len(wavelengths)} wavelength(s) given for {count} band(s)")
+    names = list(labels) if len(set(labels)) == count and all(labels) else None
+    return custom_modality(wavelengths, [0.0] * count, [1.0] * count, stats_source="", labels=names)
 
 
 def _open_multiband(
-    path: Path, modality_name: str | None, bands: Sequence[str] | None, nodata: float | None
+    path: Path, modality_name: str | None, bands: Sequence[str] | None, nodata: float | None,
+    given_wavelengths: Sequence[float] | None,
 ) -> Scene:
     dataset = _open_dataset(path)
     try:
@@ -460,12 +519,24 @@ def _open_multiband(
         tags = dataset.tags()
         # sensor tags (SPACECRAFT_NAME=Sentinel-2A, PRODUCT_TYPE=S2MSI2A, ...) count like the file name
         evidence = " ".join([path.stem, *(v for k, v in tags.items() if k.upper() in _SENSOR_TAGS)])
-        modality = get_modality(modality_name) if modality_name else detect_modality(
-            dataset.count, descriptions=descriptions, name=evidence, has_wavelengths=wavelengths is not None,
-            source=str(path),
-        )
+        labels_given = list(bands) if bands is not None else descriptions
+        if given_wavelengths is not None:
+            modality = _given_sensor(path, given_wavelengths, labels_given, dataset.count)
+        elif modality_name:
+            modality = get_modality(modality_name)
+        else:
+            try:
+                modality = detect_modality(dataset.count, descriptions=descriptions, name=evidence,
+                                           has_wavelengths=wavelengths is not None, source=str(path))
+            except ModalityError:
+                if wavelengths is None or bands is not None:
+                    raise
+                # no registered sensor, but the file says where its bands sit in the spectrum
+                modality = _given_sensor(path, wavelengths, labels_given, dataset.count)
         spectral = None
-        if modality.spectral_resample:
+        if modality.name == CUSTOM:
+            labels, positions = list(modality.band_names), list(range(dataset.count))
+        elif modality.spectral_resample:
             if wavelengths is None:
                 raise ModalityError(
                     f"{path}: hyperspectral input needs a wavelength per band (band tag 'wavelength')"
@@ -506,9 +577,14 @@ def _band_layout(
 
 
 def _open_band_files(
-    label: Path, files: list[Path], modality_name: str | None, bands: Sequence[str] | None, nodata: float | None
+    label: Path, files: list[Path], modality_name: str | None, bands: Sequence[str] | None, nodata: float | None,
+    given_wavelengths: Sequence[float] | None,
 ) -> Scene:
     tokens = [band_name_from_filename(f.stem) for f in files]
+    if given_wavelengths is not None:
+        # file order is band order: the wavelengths were given for the files as listed
+        modality = _given_sensor(label, given_wavelengths, list(bands) if bands else [t or "" for t in tokens], len(files))
+        return _stack_band_files(label, files, modality, list(range(len(files))), list(modality.band_names), nodata)
     if bands is None and any(t is None for t in tokens):
         unnamed = files[tokens.index(None)]
         raise ModalityError(f"{unnamed}: cannot tell which band this file is (no _B<n> in its name); use --bands")
@@ -524,6 +600,11 @@ def _open_band_files(
         raise ModalityError(f"{label}: no band file matches a {modality.name} band ({', '.join(modality.band_names)})")
     files, names = [files[i] for i in keep], [names[i] for i in keep]
     positions = modality.resolve_bands(names, source=str(label))
+    return _stack_band_files(label, files, modality, positions, names, nodata)
+
+
+def _stack_band_files(label: Path, files: list[Path], modality: Modality, positions: list[int], names: list[str],
+                      nodata: float | None) -> Scene:
     datasets: list[rasterio.io.DatasetReader] = []
     try:
         for path in files:

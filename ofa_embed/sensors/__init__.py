@@ -2,15 +2,18 @@
 
 from ofa_embed.sensors.detection import band_name_from_filename, detect_modality
 from ofa_embed.sensors.registry import (
+    CUSTOM,
     HYPERSPECTRAL_GRID_UM,
     MODALITIES,
     Band,
     Modality,
+    custom_modality,
     get_modality,
     list_modalities,
 )
 
 __all__ = [
-    "Band", "Modality", "MODALITIES", "get_modality", "list_modalities", "band_name_from_filename", "detect_modality",
+    "Band", "CUSTOM", "Modality", "MODALITIES", "custom_modality", "get_modality", "list_modalities",
+    "band_name_from_filename", "detect_modality",
     "HYPERSPECTRAL_GRID_UM",
 ]

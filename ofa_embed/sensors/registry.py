@@ -24,8 +24,10 @@ from ofa_embed.errors import ModalityError
 
 __all__ = [
     "Band",
+    "CUSTOM",
     "Modality",
     "MODALITIES",
+    "custom_modality",
     "get_modality",
     "list_modalities",
     "HYPERSPECTRAL_GRID_UM",
@@ -340,6 +342,37 @@ def _modality_list() -> list[Modality]:
 
 
 MODALITIES: dict[str, Modality] = {m.name: m for m in _modality_list()}
+
+# a sensor the registry does not know, described by its band wavelengths (wavelength-conditioned models only)
+CUSTOM = "custom"
+
+
+def custom_modality(wavelengths_um: Sequence[float], mean: Sequence[float], std: Sequence[float], *,
+                    stats_source: str, labels: Sequence[str] | None = None) -> Modality:
+    """A sensor given by its bands' centre wavelengths (µm, file band order), normalised with ``mean``/``std``
+    of its file values (no scaling: the units are whatever the file holds).
+
+    Bands are named by wavelength (``490nm``) unless ``labels`` are given.
+
+    Raises:
+        ModalityError: a wavelength that is no band centre in µm (0.3-20 or radar 3,000-1,000,000), or
+            lengths that differ.
+    """
+    if not (len(wavelengths_um) == len(mean) == len(std)) or not wavelengths_um:
+        raise ModalityError(f"{len(wavelengths_um)} wavelength(s) for {len(mean)} band(s)")
+    # optical to thermal infrared, or radar (centimetres); between them no Earth-observation band sits,
+    # and values there are most often nanometres given as µm
+    if bad := [w for w in wavelengths_um if not (0.3 <= w <= 20 or 3_000 <= w <= 1_000_000)]:
+        hint = f" (nanometres? {bad[0]} nm is {bad[0] / 1000:g} µm)" if 300 <= bad[0] < 3_000 else ""
+        raise ModalityError(f"wavelength {bad[0]} is not a centre wavelength in µm: optical 0.4-2.5, thermal 8-14, "
+                            f"radar 3,000-1,000,000{hint}")
+    names = list(labels) if labels else [f"{w * 1000:.0f}nm" for w in wavelengths_um]
+    names = [n if names.count(n) == 1 else f"{n}_{i + 1}" for i, n in enumerate(names)]
+    bands = tuple(Band(n, float(w), 0.0, float(m), float(sd)) for n, w, m, sd in zip(names, wavelengths_um, mean, std,
+                                                                                      strict=True))
+    return Modality(CUSTOM, f"a sensor given by {len(bands)} band wavelengths", bands, 1.0, 0.0, "file values", 128,
+                    stats_source)
+
 
 def get_modality(name: str) -> Modality:
     """Look a modality up by name.
