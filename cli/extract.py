@@ -28,7 +28,10 @@ def extract(
     wavelengths: Annotated[str | None, typer.Option(
         help="A sensor the registry does not know: comma-separated centre wavelengths in µm, file band order.",
     )] = None,
-    tile_size: Annotated[int | None, typer.Option(help="Tile edge in pixels (default: per modality).")] = None,
+    sar_scale: Annotated[str, typer.Option(
+        help="Sentinel-1 values: db (default), or linear power / amplitude, converted to dB.")] = "db",
+    tile_size: Annotated[int | None, typer.Option(
+        help="Tile edge in pixels (default: per modality; a smaller raster, a chip, is one tile).")] = None,
     stride: Annotated[int | None, typer.Option(help="Step between tiles in pixels (default: tile size).")] = None,
     min_valid: Annotated[float, typer.Option(help="Skip tiles with a smaller valid-pixel fraction.")] = DEFAULT_MIN_VALID,
     weights: Annotated[Path | None, typer.Option(
@@ -57,7 +60,7 @@ def extract(
         with progress_bar(quiet, "tiles") as progress:
             report = ofa_embed.extract(
                 inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
-                wavelengths=waves, tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights,
+                wavelengths=waves, sar_scale=sar_scale, tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights,
                 weights_layout=weights_layout, model=model, batch_size=batch_size, device=device, precision=precision,
                 overwrite=overwrite, on_progress=progress,
             )

@@ -53,12 +53,20 @@ def _starts(length: int, tile_size: int, stride: int) -> list[int]:
     return [i * stride for i in range(count)]
 
 
-def validate_tiling(tile_size: int, stride: int, patch_size: int, *, width: int, height: int, name: str) -> None:
-    """Raise :class:`TilingError` for parameters or a scene that cannot be tiled."""
+def validate_tiling(tile_size: int, stride: int, patch_size: int, *, width: int, height: int, name: str,
+                    whole: bool = False) -> None:
+    """Raise :class:`TilingError` for parameters or a scene that cannot be tiled (``whole``: a chip that is
+    one padded tile, which may be smaller than ``tile_size`` but not than one patch).
+    """
     if tile_size <= 0 or tile_size % patch_size:
         raise TilingError(f"tile size {tile_size} must be a positive multiple of the model patch size {patch_size}")
     if not 0 < stride <= tile_size:
         raise TilingError(f"stride {stride} must be between 1 and the tile size {tile_size}")
+    if whole:
+        if min(width, height) < patch_size:
+            raise TilingError(f"{name}: raster is {width} x {height} px, smaller than one {patch_size} px patch of "
+                              "the model")
+        return
     if width < tile_size or height < tile_size:
         raise TilingError(
             f"{name}: scene is {width} x {height} px, smaller than one {tile_size} px tile; use a smaller --tile-size"

@@ -32,7 +32,7 @@ from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TilePlan, plan_tiles, prefetched, read_tile_batches
-from ofa_embed.raster.scene import Scene, gdal_block_cache, open_scene
+from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scene
 from ofa_embed.sensors import CUSTOM, custom_modality
 from ofa_embed.store import TileRecords, describe_store, read_metadata, scene_path, store_files, write_scene
 from ofa_embed.store.metadata import ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
@@ -210,7 +210,7 @@ def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float, preci
     scene = plan.scene
     return scene_metadata(
         package_version=__version__, model=_model_record(loaded, precision), modality=scene.modality.to_metadata(),
-        model_input=fed.record,
+        model_input=fed.record, input_values=scene.input_values,
         source_bands=list(scene.source_labels), missing_bands=list(scene.missing_bands),
         tiling=TilingRecord(plan.tile_size, plan.stride, min_valid),
         scene=SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
@@ -226,6 +226,7 @@ def extract(
     bands: Sequence[str] | None = None,
     nodata: float | None = None,
     wavelengths: Sequence[float] | None = None,
+    sar_scale: str = "db",
     tile_size: int | None = None,
     stride: int | None = None,
     min_valid: float = DEFAULT_MIN_VALID,
@@ -242,13 +243,15 @@ def extract(
 
     Args:
         scenes: a scene, or a list of scenes; a scene is a multi-band raster, a folder of band files,
-            or a list of single-band files (a nested list).
+            or a list of single-band files (a nested list). Single-band files given together whose names
+            share a product id are grouped into one scene per product (``group_band_files``).
         store: store directory (created when missing).
         modality: registered modality; detected per scene when None.
         bands: names of the file's bands in file order (subset input; missing bands are mean-filled).
         nodata: nodata value overriding the file's.
         wavelengths: centre wavelength (µm) of each band in file order, for a sensor the registry does not
-            know (wavelength-conditioned models only; normalised with a sample of each scene's own values).
+            know (wavelength-conditioned models only; normalised with a sample of the scenes' own values).
+        sar_scale: Sentinel-1 values in ``db`` (default), or linear ``power`` / ``amplitude`` to convert.
         tile_size: tile edge in pixels (default: the modality's); must be a multiple of the patch size.
         stride: step between tiles in pixels (default: ``tile_size``; smaller overlaps).
         min_valid: tiles with a smaller fraction of valid (non-nodata) pixels are skipped.
@@ -271,14 +274,15 @@ def extract(
         raise TilingError(f"min_valid must be within [0, 1], got {min_valid}")
     if batch_size <= 0:
         raise TilingError(f"batch_size must be positive, got {batch_size}")
-    items = [scenes] if isinstance(scenes, (str, Path)) else list(scenes)
+    items = group_band_files([scenes] if isinstance(scenes, (str, Path)) else list(scenes))
     store = Path(store)
     with gdal_block_cache():
         opened: list[Scene] = []
         plans: list[TilePlan] = []
         try:
             for item in items:
-                opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata, wavelengths=wavelengths))
+                opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata, wavelengths=wavelengths,
+                                         sar_scale=sar_scale))
             loaded = load_weights(weights, model, weights_layout)
             torch_device = resolve_device(device)
             precision = resolve_precision(precision, torch_device)

@@ -33,11 +33,13 @@ class StoreModel:
             ``auto`` resolves on a CPU without native bf16: float32, or bf16 on CUDA).
         custom_input: for a store of a sensor given by wavelengths, the recorded model input (bands,
             wavelengths, normalisation) that query tiles of that sensor are read with; else None.
+        sar_scale: how the store's SAR values were given (query tiles of SAR are read the same way).
     """
 
     loaded: LoadedModel
     precision: str
     custom_input: dict[str, Any] | None = None
+    sar_scale: str = "db"
 
 
 def store_model(store: str | Path, weights: str | Path | None = None) -> StoreModel:
@@ -52,7 +54,9 @@ def store_model(store: str | Path, weights: str | Path | None = None) -> StoreMo
     meta = read_metadata(describe_store(store)[0].path)
     model_meta = meta["model"]
     custom = meta.get("model_input") if meta["modality"]["name"] == CUSTOM else None
-    return StoreModel(weights_for_store(model_meta, weights), str(model_meta.get("precision", "auto")), custom)
+    sar_scale = str(meta.get("input_values", {}).get("sar_scale", "db"))
+    return StoreModel(weights_for_store(model_meta, weights), str(model_meta.get("precision", "auto")), custom,
+                      sar_scale)
 
 
 def embed_file(
@@ -76,7 +80,7 @@ def embed_file(
     """
     loaded, custom = made.loaded, made.custom_input if modality is None else None
     sensor = {"wavelengths": custom["wavelengths_um"], "statistics": (custom["mean"], custom["std"])} if custom else {}
-    with open_scene(path, modality=modality, bands=bands, nodata=nodata, **sensor) as scene:
+    with open_scene(path, modality=modality, bands=bands, nodata=nodata, **sensor, sar_scale=made.sar_scale) as scene:
         if max(scene.width, scene.height) > MAX_QUERY_PIXELS:
             raise TilingError(
                 f"{scene.path}: query tile is {scene.width} x {scene.height} px; cut a tile of at most "

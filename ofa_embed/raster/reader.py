@@ -55,13 +55,21 @@ class TilePlan:
 def plan_tiles(scene: Scene, tile_size: int | None, stride: int | None, patch_size: int) -> TilePlan:
     """The tiling of ``scene``: ``tile_size`` (default: the modality's) every ``stride`` (default: ``tile_size``) px.
 
+    A chip, a raster smaller than the modality's default tile but at least one patch on each side, is one
+    tile when no ``tile_size`` is given: its longer side rounded up to a multiple of ``patch_size``, the
+    rest padded (and flagged ``padded``), its footprint the raster's own.
+
     Raises:
         TilingError: a tile size not a multiple of ``patch_size``, a stride outside ``1..tile_size``, or a
-            scene smaller than one tile.
+            scene smaller than one tile (or than one patch).
     """
     size = tile_size or scene.modality.default_tile_size
+    longer = max(scene.width, scene.height)
+    chip = tile_size is None and longer < size
+    if chip:
+        size = -(-longer // patch_size) * patch_size
     step = stride or size
-    validate_tiling(size, step, patch_size, width=scene.width, height=scene.height, name=str(scene.path))
+    validate_tiling(size, step, patch_size, width=scene.width, height=scene.height, name=str(scene.path), whole=chip)
     return TilePlan(scene, tile_windows(scene.width, scene.height, size, step), size, step)
 
 

@@ -10,6 +10,7 @@ window by window (see :class:`_Source`).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import re
@@ -31,9 +32,20 @@ from rasterio.windows import Window, from_bounds
 
 from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError, first_line
 from ofa_embed.raster.resample import AlignedGrid, aligned_grid
-from ofa_embed.sensors import CUSTOM, Modality, band_name_from_filename, custom_modality, detect_modality, get_modality
+from ofa_embed.sensors import (
+    CUSTOM,
+    Modality,
+    band_name_from_filename,
+    custom_modality,
+    detect_modality,
+    generic_descriptions,
+    get_modality,
+)
 
-__all__ = ["Scene", "open_scene", "gdal_block_cache", "RASTER_SUFFIXES", "DEFAULT_GDAL_CACHE_MB"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_GDAL_CACHE_MB", "RASTER_SUFFIXES", "SAR_SCALES", "Scene", "check_value_range", "gdal_block_cache",
+           "group_band_files", "open_scene"]
 
 # GDAL's block cache defaults to 5% of RAM and fills up on large scenes: that, not the pipeline, would
 # set peak memory. Tiles are read in windows aligned to the file's block rows (raster/reader.py), so the
@@ -41,6 +53,8 @@ __all__ = ["Scene", "open_scene", "gdal_block_cache", "RASTER_SUFFIXES", "DEFAUL
 # of 1024 px JPEG 2000 blocks 26-52 MB.
 DEFAULT_GDAL_CACHE_MB = 64
 
+# SAR file values -> dB: the factor on log10 (dB files are read as they are)
+SAR_SCALES = {"db": 1.0, "power": 10.0, "amplitude": 20.0}
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 # Sentinel-2 L1C TCI/preview images and Landsat quality bands sit beside the band files: not bands.
 _NOT_BANDS = re.compile(r"(preview|tci|_bqa|_qa_|_qa$|_pvi|_scl|_aot|_wvp)", re.IGNORECASE)
@@ -148,6 +162,10 @@ class Scene:
         nodata: the nodata value, or None.
         acquired: acquisition time (UTC) from metadata or file name, or None.
         spectral_matrix: hyperspectral only, ``(canonical_bands, source_bands)`` linear resampling.
+        sar_scale: what SAR file values are: ``db`` (as the modality expects), or linear ``power`` /
+            ``amplitude``, converted to dB on reading (``10 log10`` / ``20 log10``; values <= 0 invalid).
+        input_values: what the value-range check of :func:`open_scene` found (dtype, percentiles of the
+            file values, the SAR scale, any warning), recorded in the store.
     """
 
     path: Path
@@ -163,6 +181,8 @@ class Scene:
     acquired: datetime | None
     spectral_matrix: np.ndarray | None = None
     _sources: list[_Source] = field(default_factory=list, repr=False)
+    sar_scale: str = "db"
+    input_values: dict[str, object] = field(default_factory=dict)
 
     @property
     def missing_bands(self) -> tuple[str, ...]:
@@ -211,6 +231,13 @@ class Scene:
                 out.fill(0.0)
             self._read_into(window, out, self.band_positions)
             valid = self._valid((out[p] for p in self.band_positions), shape[1:])
+            if self.sar_scale != "db":
+                factor = np.float32(SAR_SCALES[self.sar_scale])
+                for p in self.band_positions:
+                    positive = out[p] > 0
+                    valid &= positive
+                    np.log10(out[p], out=out[p], where=positive)
+                    out[p] *= factor
             gain, bias = modality.normalising_affine()
             for p in self.band_positions:
                 out[p] *= gain[p]
@@ -435,8 +462,10 @@ def open_scene(
     nodata: float | None = None,
     wavelengths: Sequence[float] | None = None,
     statistics: tuple[Sequence[float], Sequence[float]] | None = None,
+    sar_scale: str = "db",
+    check_values: bool = True,
 ) -> Scene:
-    """Open a scene as a band stack on one grid.
+    """Open a scene as a band stack on one grid, with its values checked against the modality's scaling.
 
     Args:
         scene: a multi-band raster (GeoTIFF/COG/JP2/VRT), a folder of single-band files (band-per-file
@@ -450,6 +479,12 @@ def open_scene(
             ``statistics`` or else with the mean/std of a sample of its own file values. (A file whose
             modality cannot be detected but whose bands carry wavelength tags is opened the same way.)
         statistics: ``(mean, std)`` per band of the file values, for ``wavelengths`` (e.g. a store's).
+        sar_scale: Sentinel-1 file values in ``db`` (default), linear ``power`` or ``amplitude``
+            (converted to dB while reading).
+        check_values: sample the file's values and refuse those that contradict the modality's scaling
+            (8-bit modalities given 16-bit values, digital-number modalities given reflectance floats or
+            8-bit renderings, dB given linear SAR), naming what would fit; where the values are plausible
+            either way, warn (logged, and recorded in ``Scene.input_values``).
 
     Raises:
         SceneNotFoundError: a path does not exist.
@@ -459,9 +494,20 @@ def open_scene(
     """
     if wavelengths is not None and modality is not None:
         raise ModalityError("give either a modality or band wavelengths, not both")
+    if sar_scale not in SAR_SCALES:
+        raise ModalityError(f"--sar-scale {sar_scale!r}: choose one of {', '.join(SAR_SCALES)}")
     opened = _open_scene(scene, modality, bands, nodata, wavelengths)
     if opened.modality.name != CUSTOM:
-        return opened
+        try:
+            if sar_scale != "db" and not opened.modality.name.startswith("sentinel1"):
+                raise ModalityError(f"{opened.path}: --sar-scale is for SAR; this scene is {opened.modality.name}")
+            opened.sar_scale = sar_scale
+            if check_values:
+                opened.input_values = check_value_range(opened)
+            return opened
+        except BaseException:
+            opened.close()
+            raise
     try:
         given = [b.wavelength_um for b in opened.modality.bands]
         if statistics is None:
@@ -478,6 +524,61 @@ def open_scene(
     except BaseException:
         opened.close()
         raise
+
+
+def check_value_range(scene: Scene) -> dict[str, object]:
+    """Check a sample of a scene's file values against its modality's scaling.
+
+    Returns:
+        What was found: ``dtype``, ``p1``/``p50``/``p99`` of the sampled values, ``sar_scale`` and a
+        ``warning`` (None, or the line logged when the values fit the modality and another reading).
+
+    Raises:
+        ModalityError: values the modality's scaling cannot be right for, naming the options that fit.
+    """
+    modality, path = scene.modality, scene.path
+    dtype = np.dtype(scene._sources[0].dataset.dtypes[0])
+    sample = scene.sample_raw()
+    found: dict[str, object] = {"dtype": dtype.name, "sar_scale": scene.sar_scale, "warning": None}
+    if not sample.size:
+        return found
+    p1, p50, p99 = (float(v) for v in np.percentile(sample, [1, 50, 99]))
+    found |= {"p1": p1, "p50": p50, "p99": p99}
+    seen = f"values {p1:.4g} to {p99:.4g} (1st-99th percentile, {dtype.name})"
+    other = "; for another sensor give its band wavelengths with --wavelengths (normalised by their own statistics)"
+    warning = None
+    if modality.name.startswith("sentinel1"):
+        if scene.sar_scale == "db" and p1 >= 0:
+            raise ModalityError(f"{path}: {seen}, none negative: not backscatter in dB ({modality.name} expects dB, "
+                                "about -30 to +5); linear values are converted with --sar-scale power (sigma0) or "
+                                "--sar-scale amplitude")
+        if scene.sar_scale != "db" and p1 < 0:
+            raise ModalityError(f"{path}: {seen}, negative: already in dB, not linear {scene.sar_scale}; drop --sar-scale")
+    elif np.isclose(modality.scale, 1 / 255):
+        if p99 > 255:
+            raise ModalityError(
+                f"{path}: {seen} are not 8-bit {modality.name} imagery (0-255). Landsat 8/9 digital numbers: "
+                "--modality landsat_oli (Level-1) or landsat_oli_sr (Level-2) with --bands (e.g. B4,B3,B2 for "
+                "red, green, blue); Sentinel-2: --modality sentinel2_l2a (or _l1c) with --bands (e.g. B04,B03,B02)"
+                + other)
+        if dtype.kind == "f" and p99 <= 1.5:
+            raise ModalityError(f"{path}: {seen} are already scaled to 0-1, not 8-bit {modality.name} imagery" + other)
+        if dtype.itemsize > 1:
+            warning = f"{path}: {dtype.name} file with {seen}: read as 8-bit {modality.name} (scaled by 1/255)"
+    elif modality.scale < 1e-3:  # digital numbers: reflectance x 10,000 (Sentinel-2), Landsat DN
+        if dtype.kind == "f" and p99 <= 2.0:
+            raise ModalityError(f"{path}: {seen} look like reflectance, not {modality.name} digital numbers "
+                                f"(scaled by {modality.scale:g})" + other)
+        if dtype == np.uint8:
+            raise ModalityError(f"{path}: {seen}: 8-bit values cannot be {modality.name} digital numbers (an 8-bit "
+                                "rendering?); 8-bit RGB(-NIR): --modality rgb or rgbn with --bands" + other)
+        if p99 * modality.scale + modality.offset > 2.0:
+            raise ModalityError(f"{path}: {seen} scale to reflectance above 2 as {modality.name} "
+                                f"(x {modality.scale:g}); not this sensor's digital numbers" + other)
+    if warning:
+        logger.warning(warning)
+        found["warning"] = warning
+    return found
 
 
 def _open_scene(
@@ -566,7 +667,11 @@ def _band_layout(
         if len(bands) != count:
             raise ModalityError(f"{path}: --bands names {len(bands)} band(s) but the file has {count}")
         return list(bands), modality.resolve_bands(bands, source=f"{path}: --bands")
-    if all(descriptions) and all(modality.band_index(d) is not None for d in descriptions):
+    if not generic_descriptions(descriptions):
+        # descriptions that say what the bands are decide, whatever the modality's order or band count
+        if not all(descriptions):
+            raise ModalityError(f"{path}: only some bands have descriptions ({', '.join(map(repr, descriptions))}); "
+                                "name all the file's bands with --bands")
         return list(descriptions), modality.resolve_bands(descriptions, source=f"{path}: band descriptions")
     if count != modality.num_bands:
         raise ModalityError(
@@ -624,6 +729,37 @@ def _stack_band_files(label: Path, files: list[Path], modality: Modality, positi
         for dataset in datasets:
             dataset.close()
         raise
+
+
+def group_band_files(items: Sequence[str | Path | Sequence[str | Path]]) -> list[Path | list[Path]]:
+    """Scenes from inputs given together: single-band files whose names share a product id (the name
+    without its band token: ``LC08_L1TP_..._B4.TIF``, ``T33UUP_..._B02.jp2``, ``*_B<n>.tif``) become one
+    scene per product, in the order first given; quality and preview files of such a product
+    (``..._BQA.TIF``, ``..._TCI.jp2``) are left out. Lists (explicit stacks) and other files stay as given.
+    """
+    products: dict[tuple[Path, str], list[Path]] = {}
+    order: list[tuple[Path, str] | Path | list[Path]] = []
+    for item in items:
+        if isinstance(item, (str, Path)) and Path(item).is_file() and band_name_from_filename(Path(item).stem):
+            path = Path(item)
+            key = (path.parent.resolve(), _scene_name(path))
+            if key not in products:
+                products[key] = []
+                order.append(key)
+            products[key].append(path)
+        else:
+            order.append(Path(item) if isinstance(item, (str, Path)) else [Path(p) for p in item])
+    scenes: list[Path | list[Path]] = []
+    for entry in order:
+        if isinstance(entry, tuple):
+            files = products[entry]
+            scenes.append(files if len(files) > 1 else files[0])
+        elif isinstance(entry, Path) and _NOT_BANDS.search(entry.stem) and any(
+                entry.parent.resolve() == folder and entry.stem.startswith(product) for folder, product in products):
+            logger.info("%s: not a band of %s, left out", entry, entry.stem)
+        else:
+            scenes.append(entry)
+    return scenes
 
 
 def _scene_name(label: Path) -> str:

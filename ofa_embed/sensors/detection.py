@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from ofa_embed.errors import ModalityError
 from ofa_embed.sensors.registry import MODALITIES, Modality
 
-__all__ = ["band_name_from_filename", "detect_modality"]
+__all__ = ["band_name_from_filename", "detect_modality", "generic_descriptions"]
 
 # Band counts that identify a modality when nothing else does; hyperspectral needs wavelengths instead.
 _BY_BAND_COUNT = {13: "sentinel2_l1c", 12: "sentinel2_l2a", 9: "sentinel2_9band", 7: "landsat_oli",
@@ -37,8 +37,11 @@ def detect_modality(
 ) -> Modality:
     """Infer the modality of a scene.
 
-    Evidence, strongest first: band descriptions that all name bands of one modality with the same
-    count; a file-name pattern; then the band count (hyperspectral: many bands with wavelengths).
+    Evidence, strongest first: many bands with wavelengths (hyperspectral); band descriptions, which
+    decide band identity whenever they are given (any order, any subset: ``nir, red, green`` is ``rgbn``
+    without blue; descriptions naming no known band are an error, generic ones like ``Band 1`` are
+    ignored); a file-name pattern; then the band count, whose guess the value-range check of
+    :func:`~ofa_embed.raster.scene.open_scene` guards.
 
     Args:
         band_count: number of bands in the file (or band files in a folder).
@@ -52,20 +55,22 @@ def detect_modality(
     """
     source = source or name or "scene"
     labels = [d for d in descriptions if d]
-    if labels and len(labels) == band_count:
-        complete = [
-            m for m in MODALITIES.values()
-            if not m.spectral_resample and m.num_bands == band_count and all(m.band_index(x) is not None for x in labels)
-        ]
-        if len(complete) == 1:
-            return complete[0]
     if has_wavelengths and band_count >= _MIN_HYPERSPECTRAL_BANDS:
         return MODALITIES["hyperspectral"]
+    if labels and len(labels) == band_count and not generic_descriptions(labels):
+        return _from_descriptions(labels, name, source)
     for modality in MODALITIES.values():
         if modality.num_bands == band_count or modality.spectral_resample:
             if any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
                 if not modality.spectral_resample or has_wavelengths:
                     return modality
+    token = _BAND_TOKEN.search(name.split(" ")[0])
+    if band_count == 1 and token:
+        raise ModalityError(
+            f"{source}: one band ({token.group(1).upper()}) of a band-per-file product; give all its band files "
+            "together (files sharing a product id become one scene), or their folder, or --stack to stack files "
+            "named otherwise"
+        )
     for modality in MODALITIES.values():
         if not modality.spectral_resample and any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
             raise ModalityError(
@@ -79,3 +84,44 @@ def detect_modality(
         f"{source}: {band_count} band(s) fit no known modality; pass --modality "
         f"({', '.join(MODALITIES)}) and, for a subset of its bands, --bands"
     )
+
+
+# descriptions GDAL and common tools write that say nothing about the band ("Band 1", "b2", "layer_3")
+_GENERIC = re.compile(r"(band|layer|channel|b)[ _\-]?\d+", re.IGNORECASE)
+
+
+def generic_descriptions(labels: Sequence[str]) -> bool:
+    """Whether band descriptions say nothing about the bands (``Band 1``, ``layer_2``; empty ones count too)."""
+    return all(not label or _GENERIC.fullmatch(label.strip()) and all(m.band_index(label) is None for m in MODALITIES.values())
+               for label in labels)
+
+
+def _from_descriptions(labels: Sequence[str], name: str, source: str) -> Modality:
+    """The modality whose bands the descriptions name: complete where one fits exactly, else the one
+    registered sensor they are a subset of; the file name breaks ties; several left is an error.
+    """
+    fitting = [m for m in MODALITIES.values() if not m.spectral_resample and _names_distinct_bands(m, labels)]
+    if not fitting:
+        unknown = [x for x in labels if all(m.band_index(x) is None for m in MODALITIES.values())]
+        what = f"band description(s) {', '.join(map(repr, unknown))} name no known band" if unknown else (
+            f"band descriptions {', '.join(labels)} are not bands of one sensor")
+        raise ModalityError(f"{source}: {what}; name the file's bands with --bands (and --modality), or give "
+                            "--wavelengths for a sensor not in the registry")
+    # the file name first, then descriptions that are a sensor's own band names (``B4`` is Landsat's, ``B04``
+    # Sentinel-2's, ``nir`` the RGB-NIR band's) rather than aliases
+    evidence = {m.name: (sum(bool(re.search(p, name, re.IGNORECASE)) for p in m.filename_patterns),
+                         sum(x in m.band_names for x in labels)) for m in fitting}
+    best = max(evidence.values())
+    pool = [m for m in fitting if evidence[m.name] == best]
+    complete = [m for m in pool if m.num_bands == len(labels)]
+    if len(complete) == 1:
+        return complete[0]
+    if len(pool) == 1:
+        return pool[0]
+    raise ModalityError(f"{source}: band descriptions {', '.join(labels)} fit {', '.join(m.name for m in pool)}; "
+                        "pass --modality")
+
+
+def _names_distinct_bands(modality: Modality, labels: Sequence[str]) -> bool:
+    positions = [modality.band_index(label) for label in labels]
+    return None not in positions and len(set(positions)) == len(positions)

@@ -18,6 +18,9 @@ Parquet file metadata keys of a scene file (JSON values)::
                                    bands fed, wavelengths_um they were fed at (None: a per-modality
                                    model), and per band the scale/offset from file values and the
                                    mean/std the result was normalised with
+                input_values       what the value-range check found in the file (absent before it ran):
+                                   dtype, p1/p50/p99 of sampled values, sar_scale (db, or the linear
+                                   power/amplitude converted to dB), warning (None or the line logged)
                 source_bands       the file's band labels in file order; missing_bands: bands the scene
                                    lacks (mean-filled for a per-modality model, left out otherwise)
                 tiling             tile_size, stride, min_valid, edge_rule
@@ -82,7 +85,7 @@ class SceneRecord:
 
 def scene_metadata(
     *, package_version: str, model: ModelRecord, modality: dict[str, Any], model_input: dict[str, Any],
-    source_bands: list[str], missing_bands: list[str], tiling: TilingRecord, scene: SceneRecord,
+    input_values: dict[str, Any], source_bands: list[str], missing_bands: list[str], tiling: TilingRecord, scene: SceneRecord,
 ) -> dict[str, Any]:
     """The ``ofa_embed`` record of one scene file (``store_version`` is added by the writer)."""
     return {
@@ -91,6 +94,7 @@ def scene_metadata(
         "model": {k: v for k, v in asdict(model).items() if k != "dimension"},
         "modality": modality,
         "model_input": model_input,
+        "input_values": input_values,
         "source_bands": source_bands,
         "missing_bands": missing_bands,
         "tiling": {**asdict(tiling), "edge_rule": EDGE_RULE},

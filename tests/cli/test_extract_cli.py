@@ -71,7 +71,7 @@ def bad_inputs(tmp_path):
         "truncated": ([truncated], "cut.tif"),
         "no georeferencing": ([write_raster(tmp_path / "plain.tif", s2_values(64, 64), crs=None)], "plain.tif: no georef"),
         "band count": ([write_raster(tmp_path / "five.tif", s2_values(64, 64)[:5])], "five.tif: 5 band"),
-        "too small": ([write_raster(tmp_path / "tiny.tif", s2_values(40, 40))], "tiny.tif: scene is 40 x 40 px"),
+        "too small": ([write_raster(tmp_path / "tiny.tif", s2_values(8, 8))], "tiny.tif: raster is 8 x 8 px"),
         "all nodata": ([write_raster(tmp_path / "void.tif", np.zeros((13, 128, 128), np.uint16), nodata=0)], "void.tif: no tile"),
         "unwritable": ([good, "--out", blocker / "store"], "not a writable directory"),
         "bad modality": ([good, "--modality", "sentinel3"], "unknown modality 'sentinel3'"),
