@@ -35,7 +35,19 @@ def _registered_in_chans() -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class OFAConfig:
+class _ViTShape:
+    """The fields every backbone config starts with: size name and the Vision Transformer's shape."""
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+
+
+@dataclass(frozen=True)
+class OFAConfig(_ViTShape):
     """Architecture of an OFA backbone; serialised as JSON next to its weights.
 
     Attributes:
@@ -55,12 +67,6 @@ class OFAConfig:
         config_version: schema version of this dataclass, bumped on incompatible changes.
     """
 
-    name: str
-    embed_dim: int
-    depth: int
-    num_heads: int
-    mlp_ratio: float = 4.0
-    patch_size: int = 16
     in_chans: dict[str, int] = field(default_factory=_registered_in_chans)
     patch_embed: str = "spectral"
     wave_dim: int = 128
@@ -93,7 +99,7 @@ class OFAConfig:
 
 
 @dataclass(frozen=True)
-class DOFAConfig:
+class DOFAConfig(_ViTShape):
     """Architecture of a DOFA backbone (Xiong et al. 2024; ``ofa_embed/model/dofa.py``), as the released
     weights define it: a ViT behind DOFA's wavelength-conditioned patch embedding.
 
@@ -118,12 +124,6 @@ class DOFAConfig:
         family: ``dofa``.
     """
 
-    name: str
-    embed_dim: int
-    depth: int
-    num_heads: int
-    mlp_ratio: float = 4.0
-    patch_size: int = 16
     wave_dim: int = 128
     img_size: int = 224
     kernel_layout: str = "bands_first"
