@@ -14,7 +14,9 @@ import logging
 import math
 import os
 import re
+import tarfile
 import warnings
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -340,12 +342,39 @@ def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, f
     return min(xs), min(ys), max(xs), max(ys)
 
 
+ARCHIVE_SUFFIXES = {".zip": "/vsizip", ".tar": "/vsitar", ".tgz": "/vsitar", ".tar.gz": "/vsitar"}
+
+
+def _archive_kind(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((vsi for suffix, vsi in ARCHIVE_SUFFIXES.items() if name.endswith(suffix)), None)
+
+
+def _archive_members(archive: Path) -> list[Path]:
+    """The files of a ``.zip``/``.tar`` archive as GDAL virtual paths, sorted."""
+    vsi = _archive_kind(archive)
+    try:
+        if vsi == "/vsizip":
+            with zipfile.ZipFile(archive) as handle:
+                names = [n for n in handle.namelist() if not n.endswith("/")]
+        else:
+            with tarfile.open(archive) as handle:
+                names = [m.name for m in handle.getmembers() if m.isfile()]
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
+        raise SceneReadError(f"{archive}: not a readable archive ({first_line(exc)})") from None
+    return [Path(f"{vsi}{archive.resolve()}/{name}") for name in sorted(names)]
+
+
 def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
+    text = str(path)
+    if text.startswith(("/vsizip/", "/vsitar/")):
+        # a Path folds GDAL's "/vsizip//abs/file.zip" to "/vsizip/abs/...", which GDAL reads as relative
+        text = text[:8] + "/" + text[8:]
     try:
         with warnings.catch_warnings():
             # a missing geotransform is reported by _check_georeferenced as an error of its own
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(text)
     except RasterioError as exc:
         raise SceneReadError(f"{path}: not a readable raster ({first_line(exc)})") from None
 
@@ -358,18 +387,22 @@ def _check_georeferenced(path: Path, dataset: rasterio.io.DatasetReader) -> None
 
 
 def _band_files(folder: Path) -> list[Path]:
-    """Band files below a folder (SAFE ``GRANULE/*/IMG_DATA`` included).
+    """Band files below a folder, or inside a ``.zip``/``.tar`` archive (SAFE ``GRANULE/*/IMG_DATA`` included).
 
     Previews, quality and auxiliary rasters (no ``_B<n>`` in the name) are left out; a band found at
     several resolutions (L2A ``R10m/R20m/R60m``) is taken at the finest. A folder holding a single
-    raster yields that raster (a multi-band file).
+    raster yields that raster (a multi-band file). Archive members are read in place through GDAL's
+    ``/vsizip/`` and ``/vsitar/`` (their paths here carry the prefix, see :func:`_open_dataset`).
     """
-    rasters = [
-        p for p in sorted(folder.rglob("*"))
-        if p.suffix.lower() in RASTER_SUFFIXES and p.is_file() and not _NOT_BANDS.search(p.stem)
-    ]
+    if folder.is_dir():
+        candidates = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+        what = "folder"
+    else:
+        candidates = _archive_members(folder)
+        what = "archive"
+    rasters = [p for p in candidates if p.suffix.lower() in RASTER_SUFFIXES and not _NOT_BANDS.search(p.stem)]
     if not rasters:
-        raise SceneReadError(f"{folder}: folder holds no raster band files ({', '.join(RASTER_SUFFIXES)})")
+        raise SceneReadError(f"{folder}: {what} holds no raster band files ({', '.join(RASTER_SUFFIXES)})")
     finest: dict[str, tuple[int, Path]] = {}
     for path in rasters:
         band = band_name_from_filename(path.stem)
@@ -591,7 +624,7 @@ def _open_scene(
     for path in paths:
         if not path.exists():
             raise SceneNotFoundError(f"{path}: no such file or folder")
-    if len(paths) == 1 and paths[0].is_dir():
+    if len(paths) == 1 and (paths[0].is_dir() or _archive_kind(paths[0])):
         label, files = paths[0], _band_files(paths[0])
     else:
         label, files = paths[0], paths
@@ -768,6 +801,9 @@ def _scene_name(label: Path) -> str:
     """
     if label.is_dir():
         return label.name.removesuffix(".SAFE")
+    if vsi := _archive_kind(label):
+        suffix = next(x for x, v in ARCHIVE_SUFFIXES.items() if v == vsi and label.name.lower().endswith(x))
+        return label.name[: -len(suffix)].removesuffix(".SAFE")
     return re.sub(r"[_\-.](B\d{1,2}A?|VV|VH|HH|HV)(_\d+m)?$", "", label.stem, flags=re.IGNORECASE) or label.stem
 
 

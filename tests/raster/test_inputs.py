@@ -10,7 +10,7 @@ import rasterio
 from rasterio.windows import Window
 
 import ofa_embed
-from ofa_embed.errors import ModalityError, TilingError
+from ofa_embed.errors import ModalityError, SceneReadError, TilingError
 from ofa_embed.raster.reader import plan_tiles
 from ofa_embed.raster.scene import group_band_files, open_scene
 from ofa_embed.sensors import get_modality
@@ -138,3 +138,30 @@ def test_a_chip_smaller_than_the_default_tile_is_one_padded_tile(tmp_path):
     with open_scene(write_raster(tmp_path / "tiny.tif", s2_values(8, 8))) as tiny:
         with pytest.raises(TilingError, match="8 x 8 px, smaller than one 16 px patch"):
             plan_tiles(tiny, None, None, 16)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_archives_are_read_in_place_like_their_folder(s2_band_folder, tmp_path, kind):
+    import tarfile
+    import zipfile
+
+    archive = tmp_path / f"S2A_MSIL1C_20200518T101031.SAFE.{kind}"
+    members = sorted(s2_band_folder.iterdir())
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as handle:
+            for path in members:
+                handle.write(path, f"S2A.SAFE/GRANULE/L1C_T33TWM/IMG_DATA/{path.name}")
+    else:
+        with tarfile.open(archive, "w") as handle:
+            for path in members:
+                handle.add(path, f"S2A.SAFE/GRANULE/L1C_T33TWM/IMG_DATA/{path.name}")
+    window = Window(64, 64, 64, 64)
+    with open_scene(s2_band_folder) as folder, open_scene(archive) as packed:
+        assert packed.name == "S2A_MSIL1C_20200518T101031" and packed.modality.name == folder.modality.name
+        np.testing.assert_array_equal(packed.read(window)[0], folder.read(window)[0])
+    report = ofa_embed.extract(archive, tmp_path / "store", model="ofa_test", tile_size=64)
+    assert report.scenes[0].tiles == 16
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(SceneReadError, match=r"broken\.zip: not a readable archive"):
+        open_scene(broken)
