@@ -594,6 +594,9 @@ def check_value_range(scene: Scene) -> dict[str, object]:
                 "--modality landsat_oli (Level-1) or landsat_oli_sr (Level-2) with --bands (e.g. B4,B3,B2 for "
                 "red, green, blue); Sentinel-2: --modality sentinel2_l2a (or _l1c) with --bands (e.g. B04,B03,B02)"
                 + other)
+        if p1 < 0:
+            raise ModalityError(f"{path}: {seen}, negative: not 8-bit {modality.name} imagery (0-255); SAR backscatter "
+                                "in dB is --modality sentinel1_grd with --bands (e.g. VV,VH)" + other)
         if dtype.kind == "f" and p99 <= 1.5:
             raise ModalityError(f"{path}: {seen} are already scaled to 0-1, not 8-bit {modality.name} imagery" + other)
         if dtype.itemsize > 1:
@@ -804,7 +807,7 @@ def _scene_name(label: Path) -> str:
     if vsi := _archive_kind(label):
         suffix = next(x for x, v in ARCHIVE_SUFFIXES.items() if v == vsi and label.name.lower().endswith(x))
         return label.name[: -len(suffix)].removesuffix(".SAFE")
-    return re.sub(r"[_\-.](B\d{1,2}A?|VV|VH|HH|HV)(_\d+m)?$", "", label.stem, flags=re.IGNORECASE) or label.stem
+    return re.sub(r"[_\-.\s,]+(B\d{1,2}A?|VV|VH|HH|HV)(_\d+m)?$", "", label.stem, flags=re.IGNORECASE) or label.stem
 
 
 def _detect_band_file_modality(label: Path, names: Sequence[str], stems: Sequence[str]) -> Modality:

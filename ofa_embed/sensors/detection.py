@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import PurePath
 
 from ofa_embed.errors import ModalityError
 from ofa_embed.sensors.registry import MODALITIES, Modality
@@ -16,7 +17,8 @@ _BY_BAND_COUNT = {13: "sentinel2_l1c", 12: "sentinel2_l2a", 9: "sentinel2_9band"
 _MIN_HYPERSPECTRAL_BANDS = 20
 
 
-_BAND_TOKEN = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)(?:_\d+m)?$", re.IGNORECASE)
+# the band token ends the stem after a separator: "_B02", "-B8A_20m", ".B4", or ", B08" (tutorial exports)
+_BAND_TOKEN = re.compile(r"(?:^|[_\-.\s,])(B\d{1,2}A?)(?:_\d+m)?$", re.IGNORECASE)
 
 
 def band_name_from_filename(stem: str) -> str | None:
@@ -64,7 +66,7 @@ def detect_modality(
             if any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
                 if not modality.spectral_resample or has_wavelengths:
                     return modality
-    token = _BAND_TOKEN.search(name.split(" ")[0])
+    token = _BAND_TOKEN.search(PurePath(source).stem)
     if band_count == 1 and token:
         raise ModalityError(
             f"{source}: one band ({token.group(1).upper()}) of a band-per-file product; give all its band files "
@@ -75,8 +77,8 @@ def detect_modality(
         if not modality.spectral_resample and any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
             raise ModalityError(
                 f"{source}: its name or sensor tags say {modality.name} but it has {band_count} of its "
-                f"{modality.num_bands} bands; name them with --bands (e.g. --bands "
-                f"{','.join(modality.band_names[:band_count])})"
+                f"{modality.num_bands} bands; name them in file order with --bands (choosing among "
+                f"{', '.join(modality.band_names)})"
             )
     if band_count in _BY_BAND_COUNT:
         return MODALITIES[_BY_BAND_COUNT[band_count]]

@@ -165,3 +165,17 @@ def test_archives_are_read_in_place_like_their_folder(s2_band_folder, tmp_path, 
     broken.write_bytes(b"not a zip")
     with pytest.raises(SceneReadError, match=r"broken\.zip: not a readable archive"):
         open_scene(broken)
+
+
+def test_tutorial_style_band_files_and_db_values_in_an_rgb_file(tmp_path):
+    # names like open-geo-tutorial's exports: "2018-10-13, Sentinel-2B L1C, B08.tiff"
+    files = [write_raster(tmp_path / f"2018-10-13, Sentinel-2B L1C, {b}.tiff", s2_values(32, 32)[i : i + 1])
+             for i, b in ((1, "B02"), (2, "B03"), (3, "B04"), (7, "B08"))]
+    assert group_band_files(files) == [files]
+    with pytest.raises(ModalityError, match=r"one band \(B08\) of a band-per-file product"):
+        open_scene(files[-1])
+    with open_scene(files) as scene:
+        assert scene.name == "2018-10-13, Sentinel-2B L1C" and scene.modality.name.startswith("sentinel2")
+    db = np.random.default_rng(4).normal(-12, 4, (4, 32, 32)).astype(np.float32)
+    with pytest.raises(ModalityError, match="negative: not 8-bit rgbn imagery.*--modality sentinel1_grd"):
+        open_scene(write_raster(tmp_path / "sar_masked.tif", db))
