@@ -32,7 +32,7 @@ from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TilePlan, plan_tiles, prefetched, read_tile_batches
-from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scene
+from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scene, sample_statistics
 from ofa_embed.sensors import CUSTOM, custom_modality
 from ofa_embed.store import TileRecords, describe_store, read_metadata, scene_path, store_files, write_scene
 from ofa_embed.store.metadata import ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
@@ -132,9 +132,8 @@ def _share_custom_statistics(scenes: list[Scene], store: Path) -> None:
                                 f"in {store} ({fed['wavelengths_um']}); use another store")
         mean, std, source = fed["mean"], fed["std"], f"as recorded in {path.name}"
     else:
-        pooled = np.concatenate([scene.sample_raw() for scene in scenes], axis=1)
-        mean, std = pooled.mean(axis=1), np.maximum(pooled.std(axis=1), 1e-12)
-        source = f"{pooled.shape[1]} valid pixels sampled from {len(scenes)} scene(s)"
+        sampled_mean, sampled_std, source = sample_statistics(scenes)
+        mean, std = sampled_mean.tolist(), sampled_std.tolist()
     for scene in scenes:
         scene.modality = custom_modality(wavelengths, mean, std, stats_source=source, labels=scene.modality.band_names)
 

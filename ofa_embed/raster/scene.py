@@ -47,7 +47,7 @@ from ofa_embed.sensors import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_GDAL_CACHE_MB", "RASTER_SUFFIXES", "SAR_SCALES", "Scene", "check_value_range", "gdal_block_cache",
-           "group_band_files", "open_scene"]
+           "group_band_files", "open_scene", "sample_statistics"]
 
 # GDAL's block cache defaults to 5% of RAM and fills up on large scenes: that, not the pipeline, would
 # set peak memory. Tiles are read in windows aligned to the file's block rows (raster/reader.py), so the
@@ -185,6 +185,7 @@ class Scene:
     _sources: list[_Source] = field(default_factory=list, repr=False)
     sar_scale: str = "db"
     input_values: dict[str, object] = field(default_factory=dict)
+    _sample: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def missing_bands(self) -> tuple[str, ...]:
@@ -282,21 +283,22 @@ class Scene:
             if not consecutive:
                 out[list(targets)] = part
 
-    def sample_raw(self, windows_per_side: int = 3, edge: int = 256) -> np.ndarray:
-        r"""Raw values of the valid pixels of a few windows spread over the scene: ``(source_bands, n)`` float32.
-
-        ``windows_per_side``\ :sup:`2` windows of at most ``edge`` px, evenly spaced: a cheap sample for
-        statistics and range checks, whatever the scene's size.
+    def sample_raw(self) -> np.ndarray:
+        """Raw values of the valid pixels of 3 x 3 windows of at most 256 px spread evenly over the scene,
+        ``(source_bands, n)`` float32: a cheap sample for statistics and range checks, whatever the scene's
+        size. Read once per scene (the value check and the statistics of a custom sensor share it).
         """
-        h, w = min(edge, self.height), min(edge, self.width)
-        rows = np.linspace(0, self.height - h, windows_per_side).astype(int)
-        cols = np.linspace(0, self.width - w, windows_per_side).astype(int)
-        parts = []
-        for row in sorted(set(rows)):
-            for col in sorted(set(cols)):
-                raw = self.read_raw(Window(col, row, w, h))
-                parts.append(raw[:, self._valid(raw, raw.shape[1:])])
-        return np.concatenate(parts, axis=1)
+        if self._sample is None:
+            h, w = min(256, self.height), min(256, self.width)
+            rows = np.linspace(0, self.height - h, 3).astype(int)
+            cols = np.linspace(0, self.width - w, 3).astype(int)
+            parts = []
+            for row in sorted(set(rows)):
+                for col in sorted(set(cols)):
+                    raw = self.read_raw(Window(col, row, w, h))
+                    parts.append(raw[:, self._valid(raw, raw.shape[1:])])
+            self._sample = np.concatenate(parts, axis=1)
+        return self._sample
 
     @property
     def block_height(self) -> int:
@@ -542,21 +544,33 @@ def open_scene(
             opened.close()
             raise
     try:
-        given = [b.wavelength_um for b in opened.modality.bands]
         if statistics is None:
-            sample = opened.sample_raw()
-            if sample.shape[1] < 2:
-                raise ModalityError(f"{opened.path}: too few valid pixels to normalise a sensor given by wavelengths")
-            stats_source = f"{sample.shape[1]} valid pixels sampled from {opened.path.name}"
-            statistics = (sample.mean(axis=1), np.maximum(sample.std(axis=1), 1e-6 * np.abs(sample.mean(axis=1)) + 1e-12))
+            sampled_mean, sampled_std, stats_source = sample_statistics([opened])
+            mean, std = sampled_mean.tolist(), sampled_std.tolist()
         else:
-            stats_source = "given"
-        labels = [b.name for b in opened.modality.bands]
-        opened.modality = custom_modality(given, *statistics, stats_source=stats_source, labels=labels)
+            (mean, std), stats_source = statistics, "given"
+        opened.modality = custom_modality(opened.modality.wavelengths_um.tolist(), mean, std, stats_source=stats_source,
+                                          labels=opened.modality.band_names)
         return opened
     except BaseException:
         opened.close()
         raise
+
+
+def sample_statistics(scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(mean, std, source)`` per band of the file values of ``scenes``' samples pooled, to normalise a sensor
+    given by wavelengths; std is kept above zero for a constant band.
+
+    Raises:
+        ModalityError: fewer than 2 valid pixels in the samples.
+    """
+    pooled = np.concatenate([scene.sample_raw() for scene in scenes], axis=1)
+    if pooled.shape[1] < 2:
+        raise ModalityError(f"{scenes[0].path}: too few valid pixels to normalise a sensor given by wavelengths")
+    mean = pooled.mean(axis=1)
+    names = scenes[0].path.name if len(scenes) == 1 else f"{len(scenes)} scenes"
+    std = np.maximum(pooled.std(axis=1), 1e-6 * np.abs(mean) + 1e-12)
+    return mean, std, f"{pooled.shape[1]} valid pixels sampled from {names}"
 
 
 def check_value_range(scene: Scene) -> dict[str, object]:
