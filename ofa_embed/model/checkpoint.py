@@ -129,9 +129,7 @@ def build_model(config: ModelConfig, seed: int = RANDOM_INIT_SEED) -> Backbone:
 
 def random_init(config: str | ModelConfig = DEFAULT_MODEL) -> LoadedModel:
     """The seeded random initialisation used until pre-trained weights are given."""
-    if isinstance(config, str):
-        config = create_model(config).config
-    model = build_model(config).eval()
+    model = (create_model(config, seed=RANDOM_INIT_SEED) if isinstance(config, str) else build_model(config)).eval()
     return LoadedModel(model, weights_hash(model.state_dict()), f"random-init(seed={RANDOM_INIT_SEED})", False)
 
 
@@ -162,8 +160,9 @@ def published_layout(path: Path, sha256: str, kernel_layout: str | None) -> str:
     if kernel_layout is not None and kernel_layout not in KERNEL_LAYOUTS:
         raise WeightsError(f"{path}: unknown weights layout {kernel_layout!r}; choose one of {', '.join(KERNEL_LAYOUTS)}")
     match = _HASH_IN_NAME.search(path.stem)
-    release = PUBLISHED_WEIGHTS.get(match.group(1)) if match else None
-    if release is not None and not sha256.startswith(match.group(1) if match else ""):
+    prefix = match.group(1) if match else ""
+    release = PUBLISHED_WEIGHTS.get(prefix)
+    if release is not None and not sha256.startswith(prefix):
         raise WeightsError(f"{path}: named as the release {release.filename}, but its SHA-256 is {sha256[:8]}...: "
                            f"a renamed or damaged file; download it again from {release.url}")
     if kernel_layout is not None:
