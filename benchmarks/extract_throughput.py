@@ -116,13 +116,14 @@ def _synchronize(device: torch.device) -> None:
 
 
 def forward_timer(
-    tiles: int, batch_size: int, device: torch.device, workers: int, threads: int
+    tiles: int, batch_size: int, device: torch.device, workers: int, threads: int, tile_size: int = TILE_SIZE
 ) -> Callable[[], float]:
-    """A function timing one embedding of ``tiles`` in-memory random tiles in batches of ``batch_size``,
-    ``workers`` batches at once with ``threads`` torch threads each (1, 0: a plain loop on all threads)."""
+    """A function timing one embedding of ``tiles`` in-memory random tiles of ``tile_size`` px in batches of
+    ``batch_size``, ``workers`` batches at once with ``threads`` torch threads each (1, 0: a plain loop on all
+    threads)."""
     model = load_weights(None, DEFAULT_MODEL).model.to(device)
     generator = torch.Generator().manual_seed(0)
-    data = torch.randn(batch_size, MODALITY.num_bands, TILE_SIZE, TILE_SIZE, generator=generator).numpy()
+    data = torch.randn(batch_size, MODALITY.num_bands, tile_size, tile_size, generator=generator).numpy()
     sizes = [min(batch_size, tiles - start) for start in range(0, tiles, batch_size)]
 
     def embed(sizes: list[int]) -> float:

@@ -15,7 +15,10 @@ if TYPE_CHECKING:  # the CLI imports a command's library code only when that com
     from ofa_embed.downstream import DownstreamReport
 
 Store = Annotated[Path, typer.Argument(help="Store directory (from ofa-embed extract).")]
-Labels = Annotated[Path, typer.Option("--labels", help="Labels: points/polygons vector file, or a table with tile ids.")]
+Labels = Annotated[Path | None, typer.Option(
+    "--labels", help="Labels: points/polygons vector file, or a table with tile ids. Default: --target is a store "
+                     "column (a chip collection's label).",
+)]
 Target = Annotated[str, typer.Option("--target", help="Label column.")]
 Task = Annotated[str, typer.Option("--task", help="classify, multilabel or regress.")]
 Split = Annotated[str, typer.Option(

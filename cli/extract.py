@@ -22,6 +22,10 @@ def extract(
     out: Annotated[Path, typer.Option("--out", "-o", help="Store directory.")] = Path("embeddings"),
     sample: Annotated[bool, typer.Option(help="Extract the bundled Sentinel-2 L1C sample scene.")] = False,
     stack: Annotated[bool, typer.Option(help="Treat all SCENES as the single-band files of one scene.")] = False,
+    chips: Annotated[bool, typer.Option(
+        help="SCENES are chips (files, or folders such as class/*.tif): one tile each, labelled by folder, "
+             "batched across files.")] = False,
+    chips_per_file: Annotated[int, typer.Option(help="With --chips: chips per store file.")] = 4096,
     modality: Annotated[str | None, typer.Option(help=f"One of: {', '.join(MODALITIES)}. Default: detected.")] = None,
     bands: Annotated[str | None, typer.Option(help="Comma-separated names of the file's bands, in file order.")] = None,
     nodata: Annotated[float | None, typer.Option(help="Nodata value (default: the file's).")] = None,
@@ -57,6 +61,25 @@ def extract(
         if not inputs:
             raise typer.BadParameter("give at least one SCENE, or --sample")
         waves = _wavelengths(wavelengths) if wavelengths else None
+        if chips:
+            if stack or stride or overwrite:
+                raise typer.BadParameter("--chips embeds each chip whole once: drop --stack, --stride and --overwrite")
+            with progress_bar(quiet, "chips") as progress:
+                collection = ofa_embed.extract_chips(
+                    paths, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
+                    wavelengths=waves, sar_scale=sar_scale, tile_size=tile_size, min_valid=min_valid, weights=weights,
+                    weights_layout=weights_layout, model=model, batch_size=batch_size, chips_per_file=chips_per_file,
+                    device=device, precision=precision, on_progress=progress,
+                )
+            if not quiet:
+                stdout.print(
+                    f"{collection.store}: {collection.chips} chips embedded ({collection.tile_size} px tiles) into "
+                    f"{len(collection.files)} file(s) in {collection.seconds:.1f} s, "
+                    f"{collection.chips / max(collection.seconds, 1e-9):.0f} chips/s; {collection.skipped_existing} "
+                    f"already in the store, {collection.skipped_invalid} below --min-valid "
+                    f"(weights {collection.weights_hash}, {collection.device}, {collection.precision})"
+                )
+            return
         with progress_bar(quiet, "tiles") as progress:
             report = ofa_embed.extract(
                 inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,

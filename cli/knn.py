@@ -27,7 +27,7 @@ from ofa_embed.cli._downstream import (
 
 
 def knn(
-    store: Store, labels: Labels, target: Target,
+    store: Store, target: Target, labels: Labels = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours that vote.")] = 10,
     task: Task = "classify", split: Split = "spatial-block", folds: Folds = 5, block_size: BlockSize = None,
     min_overlap: MinOverlap = None, predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = 1000,

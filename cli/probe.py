@@ -28,7 +28,7 @@ from ofa_embed.cli._downstream import (
 
 
 def probe(
-    store: Store, labels: Labels, target: Target, task: Task = "classify", split: Split = "spatial-block",
+    store: Store, target: Target, labels: Labels = None, task: Task = "classify", split: Split = "spatial-block",
     folds: Folds = 5, block_size: BlockSize = None, min_overlap: MinOverlap = None,
     save: Annotated[Path | None, typer.Option("--save", help="Write the probe fitted on all labels (JSON).")] = None,
     predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = 1000, seed: Seed = 0, as_json: AsJson = False,

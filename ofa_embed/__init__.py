@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the lazily loaded names, as type checkers and IDEs should see them
     from ofa_embed.downstream import knn, predict, probe
+    from ofa_embed.embedding.chips import ChipsReport, extract_chips
     from ofa_embed.embedding.extract import ExtractReport, SceneReport, extract
     from ofa_embed.pretraining.corpus import curate
     from ofa_embed.raster.scene import open_scene
@@ -25,6 +26,7 @@ _API = {
     "curate": "ofa_embed.pretraining.corpus",
     "extract": "ofa_embed.embedding.extract", "ExtractReport": "ofa_embed.embedding.extract",
     "SceneReport": "ofa_embed.embedding.extract",
+    "extract_chips": "ofa_embed.embedding.chips", "ChipsReport": "ofa_embed.embedding.chips",
     "MODALITIES": "ofa_embed.sensors", "get_modality": "ofa_embed.sensors",
     "open_scene": "ofa_embed.raster.scene",
     "search": "ofa_embed.retrieval",
@@ -33,7 +35,8 @@ _API = {
 }
 
 __all__ = [
-    "__version__", "curate", "extract", "ExtractReport", "SceneReport", "MODALITIES", "get_modality", "open_scene",
+    "__version__", "curate", "extract", "ExtractReport", "SceneReport", "extract_chips", "ChipsReport", "MODALITIES",
+    "get_modality", "open_scene",
     "search", "sql", "probe", "knn", "predict",
 ]
 

@@ -23,7 +23,7 @@ __all__ = ["search", "QueryError"]
 def _stored_embedding(store: Path, where: str, params: list[object], order: str, what: str) -> np.ndarray:
     files = [str(p) for p in store_files(store)]
     table = connect().execute(
-        f"SELECT embedding FROM read_parquet(?) WHERE {where} ORDER BY {order} LIMIT 1", [files, *params]
+        f"SELECT embedding FROM read_parquet(?, union_by_name = true) WHERE {where} ORDER BY {order} LIMIT 1", [files, *params]
     ).to_arrow_table()
     if table.num_rows == 0:
         raise QueryError(f"{store}: {what}")

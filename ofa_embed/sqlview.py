@@ -39,7 +39,7 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
     paths = ", ".join("'" + str(f.path).replace("'", "''") + "'" for f in files)
     con.execute(
         f"CREATE VIEW embeddings AS SELECT * REPLACE (embedding::FLOAT[{dim}] AS embedding) "
-        f"FROM read_parquet([{paths}])"
+        f"FROM read_parquet([{paths}], union_by_name = true)"  # scene and chip files differ in columns
     )
 
     @functools.lru_cache(maxsize=256)

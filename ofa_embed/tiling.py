@@ -9,6 +9,7 @@ scene is left uncovered and no edge tile is dropped.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,11 +20,12 @@ from affine import Affine
 from ofa_embed.errors import TilingError
 
 if TYPE_CHECKING:
+    from pyproj import Transformer
     from rasterio.crs import CRS
 
 DEFAULT_MIN_VALID = 0.5  # tiles with a smaller fraction of valid (not nodata) pixels are skipped
 
-__all__ = ["TileWindow", "tile_windows", "footprints", "validate_tiling"]
+__all__ = ["TileWindow", "tile_windows", "footprints", "to_lonlat", "validate_tiling"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,22 @@ def tile_windows(width: int, height: int, tile_size: int, stride: int) -> list[T
     ]
 
 
+@functools.lru_cache(maxsize=32)
+def _to_lonlat(crs: CRS) -> Transformer:
+    """The transformer to longitude/latitude, built once per CRS (a chip collection has thousands of chips
+    in a few CRSs, and building one costs ~1 ms).
+    """
+    from pyproj import Transformer  # the CLI imports this module for its defaults: keep pyproj off its start-up
+
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+
+def to_lonlat(xs: np.ndarray, ys: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
+    """Longitudes and latitudes (EPSG:4326) of points ``xs, ys`` in ``crs``, any shape."""
+    lon, lat = _to_lonlat(crs).transform(xs, ys)
+    return np.asarray(lon), np.asarray(lat)
+
+
 def footprints(tiles: list[TileWindow], transform: Affine, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
     """Corner coordinates of each tile's in-scene extent.
 
@@ -93,8 +111,5 @@ def footprints(tiles: list[TileWindow], transform: Affine, crs: CRS) -> tuple[np
     cols = np.array([[t.col, t.col + t.width, t.col + t.width, t.col] for t in tiles], dtype=np.float64)
     xs = transform.c + cols * transform.a + rows * transform.b
     ys = transform.f + cols * transform.d + rows * transform.e
-    from pyproj import Transformer  # the CLI imports this module for its defaults: keep pyproj off its start-up
-
-    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    lon, lat = to_lonlat.transform(xs, ys)
-    return np.stack([xs, ys], axis=-1), np.stack([np.asarray(lon), np.asarray(lat)], axis=-1)
+    lon, lat = to_lonlat(xs, ys, crs)
+    return np.stack([xs, ys], axis=-1), np.stack([lon, lat], axis=-1)

@@ -35,7 +35,7 @@ from ofa_embed.downstream.probe import ProbeModel, fit_probe
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError
 from ofa_embed.indexes.store_index import open_index
-from ofa_embed.store import StoreFile, describe_store, embedding_matrix, read_embeddings, read_tiles, tiles_frame
+from ofa_embed.store import TILE_COLUMNS, StoreFile, describe_store, embedding_matrix, read_embeddings, read_tiles, tiles_frame
 
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
 
@@ -98,14 +98,21 @@ class _Prepared:
         return self.files[0].weights_hash
 
 
-def _prepare(store: str | Path, labels: str | Path, target: str, task: str, split: str, folds: int,
+def _prepare(store: str | Path, labels: str | Path | None, target: str, task: str, split: str, folds: int,
              block_size_m: float | None, min_overlap: float | None, seed: int, n_boot: int) -> _Prepared:
     if n_boot < 0:
         raise ConfigError(f"--bootstrap must be 0 or more, got {n_boot}")
     store = Path(store)
     described = describe_store(store)
-    table = read_labels(labels, target)
-    tiles = read_tiles(store, files=described)
+    if labels is None:
+        tiles = read_tiles(store, (*TILE_COLUMNS, target), files=described)
+        if target not in tiles.columns or tiles[target].isna().all():
+            raise LabelError(f"{store}: no store column {target!r} with values (chip collections have 'label'); "
+                             "give a labels file with --labels")
+        table, labels = pd.DataFrame({"id": tiles["id"], target: tiles[target]}), f"{store} column {target!r}"
+    else:
+        table = read_labels(labels, target)
+        tiles = read_tiles(store, files=described)
     group_column = None if split in SPLITS else split
     join = join_labels(table, tiles, target, task, min_overlap=min_overlap, group_column=group_column, source=labels)
     if task == "classify" and len(join.classes) < 2:
@@ -240,7 +247,7 @@ def _finish(prepared: _Prepared, report: DownstreamReport, predictor: Predictor,
 
 
 def probe(
-    store: str | Path, labels: str | Path, target: str, *, task: str = "classify", split: str = "spatial-block",
+    store: str | Path, labels: str | Path | None, target: str, *, task: str = "classify", split: str = "spatial-block",
     folds: int = 5, block_size_m: float | None = None, min_overlap: float | None = None, save: str | Path | None = None,
     predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
     on_progress: ProgressCallback | None = None,
@@ -249,8 +256,9 @@ def probe(
 
     Args:
         store: store directory.
-        labels: labels file (see ``labels.py``).
-        target: its label column.
+        labels: labels file (see ``labels.py``), or None when ``target`` is a column of the store itself
+            (a chip collection's folder-derived ``label``).
+        target: the label column (of the labels file, or of the store).
         task: ``classify``, ``multilabel`` or ``regress``.
         split: ``spatial-block`` (default), ``random``, or a column (labels, or store column such as
             ``scene``) whose values are kept whole.
@@ -287,7 +295,7 @@ def probe(
 
 
 def knn(
-    store: str | Path, labels: str | Path, target: str, *, k: int = 10, task: str = "classify",
+    store: str | Path, labels: str | Path | None, target: str, *, k: int = 10, task: str = "classify",
     split: str = "spatial-block", folds: int = 5, block_size_m: float | None = None, min_overlap: float | None = None,
     predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
     on_progress: ProgressCallback | None = None,

@@ -1,5 +1,5 @@
 """Turning pixels into embeddings: the one forward pass (:mod:`.forward`), scene extraction into a store
-(:mod:`.extract`) and query tiles embedded like a store's (:mod:`.query`).
+(:mod:`.extract`), chip collections (:mod:`.chips`) and query tiles embedded like a store's (:mod:`.query`).
 """
 
 # forward-pass precisions (torch-free here, so that the CLI can offer them without importing torch)

@@ -99,7 +99,7 @@ class ExtractReport:
         return sum(s.tiles for s in self.scenes)
 
 
-def _check_same_weights(store: Path, loaded: LoadedModel) -> None:
+def check_same_weights(store: Path, loaded: LoadedModel) -> None:
     """A store holds the embeddings of one set of weights: refuse to add other weights' embeddings."""
     if not store_files(store):
         return
@@ -111,7 +111,7 @@ def _check_same_weights(store: Path, loaded: LoadedModel) -> None:
         )
 
 
-def _share_custom_statistics(scenes: list[Scene], store: Path) -> None:
+def share_custom_statistics(scenes: list[Scene], store: Path) -> None:
     """One normalisation per store for a sensor given by wavelengths, so that its scenes' embeddings compare:
     the one the store already records, else the mean/std of all these scenes' samples pooled.
     """
@@ -138,12 +138,31 @@ def _share_custom_statistics(scenes: list[Scene], store: Path) -> None:
         scene.modality = custom_modality(wavelengths, mean, std, stats_source=source, labels=scene.modality.band_names)
 
 
-def _check_writable(store: Path) -> None:
+def check_writable(store: Path) -> None:
     existing = store
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise StoreError(f"{store}: output location is not a writable directory ({existing})")
+
+
+def check_model_takes(scene: Scene, loaded: LoadedModel) -> None:
+    """Refuse a scene the model has no input for (a modality it lacks, wavelengths it cannot take)."""
+    if scene.modality.name == CUSTOM:
+        model_input(loaded.model, scene.modality)
+    elif scene.modality.name not in loaded.model.modalities:
+        raise ModalityError(f"{scene.path}: the model has no patch embedding for {scene.modality.name}")
+
+
+def feed(scene: Scene, loaded: LoadedModel) -> ModelInput:
+    """What the model is fed for ``scene``, with a line logged for given wavelengths and for untrained bands."""
+    fed = model_input(loaded.model, scene.modality, scene.missing_bands)
+    if scene.modality.name == CUSTOM:
+        logger.info("%s: fed at the given wavelengths %s µm", scene.path, ", ".join(map(str, fed.wavelengths_um or ())))
+    elif unseen := loaded.model.unseen_bands(scene.modality.name, fed.bands):
+        logger.warning("%s: %s was not trained on %s band(s) %s; they are fed at their physical centre wavelengths",
+                       scene.path, loaded.model.config.name, scene.modality.name, ", ".join(unseen))
+    return fed
 
 
 def _extract_scene(
@@ -160,12 +179,7 @@ def _extract_scene(
     skipped = 0
     stop = threading.Event()
     workers, threads = model_workers(device)
-    fed = model_input(loaded.model, scene.modality, scene.missing_bands)
-    if scene.modality.name == CUSTOM:
-        logger.info("%s: fed at the given wavelengths %s µm", scene.path, ", ".join(map(str, fed.wavelengths_um or ())))
-    elif unseen := loaded.model.unseen_bands(scene.modality.name, fed.bands):
-        logger.warning("%s: %s was not trained on %s band(s) %s; they are fed at their physical centre wavelengths",
-                       scene.path, loaded.model.config.name, scene.modality.name, ", ".join(unseen))
+    fed = feed(scene, loaded)
     reader = read_tile_batches(plan, batch_size, min_valid, stop, held=workers)
     with prefetched(reader, stop) as batches, closing(
         embed_batches(batches, loaded.model, fed, device, workers, threads, precision)
@@ -193,12 +207,12 @@ def _extract_scene(
         store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
         missing_bands=list(scene.missing_bands), records=records,
         metadata=_scene_metadata(plan, loaded, min_valid, precision, fed),
-        emb_metadata=emb_metadata(_model_record(loaded, precision), scene.acquired),
+        emb_metadata=emb_metadata(model_record(loaded, precision), [scene.acquired]),
     )
     return SceneReport(scene.name, path, len(kept), skipped, seconds=time.perf_counter() - start)
 
 
-def _model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
+def model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
     model = loaded.model
     return ModelRecord(model.config.name, model.config.to_dict(), loaded.weights_hash, loaded.source, loaded.pretrained,
                        model.pooling, precision, model.embed_dim)
@@ -208,7 +222,7 @@ def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float, preci
                     fed: ModelInput) -> dict[str, object]:
     scene = plan.scene
     return scene_metadata(
-        package_version=__version__, model=_model_record(loaded, precision), modality=scene.modality.to_metadata(),
+        package_version=__version__, model=model_record(loaded, precision), modality=scene.modality.to_metadata(),
         model_input=fed.record, input_values=scene.input_values,
         source_bands=list(scene.source_labels), missing_bands=list(scene.missing_bands),
         tiling=TilingRecord(plan.tile_size, plan.stride, min_valid),
@@ -287,17 +301,14 @@ def extract(
             precision = resolve_precision(precision, torch_device)
             loaded.model.to(torch_device)
             for scene in opened:
-                if scene.modality.name == CUSTOM:
-                    model_input(loaded.model, scene.modality)  # refuses a model that cannot take wavelengths
-                elif scene.modality.name not in loaded.model.modalities:
-                    raise ModalityError(f"{scene.path}: the model has no patch embedding for {scene.modality.name}")
+                check_model_takes(scene, loaded)
                 plans.append(plan_tiles(scene, tile_size, stride, loaded.model.patch_size))
             names = [p.scene.name for p in plans]
             if duplicate := next((n for n in names if names.count(n) > 1), None):
                 raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
-            _check_writable(store)
-            _check_same_weights(store, loaded)
-            _share_custom_statistics([s for s in opened if s.modality.name == CUSTOM], store)
+            check_writable(store)
+            check_same_weights(store, loaded)
+            share_custom_statistics([s for s in opened if s.modality.name == CUSTOM], store)
             report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device),
                                    precision)
             for plan in plans:

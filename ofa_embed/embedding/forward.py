@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -188,10 +188,13 @@ def model_workers(device: torch.device) -> tuple[int, int]:
     return workers, max(1, threads // workers)
 
 
+AnyBatch = TypeVar("AnyBatch", bound=TileBatch)
+
+
 def embed_batches(
-    batches: Iterator[TileBatch], model: Backbone, modality: str | ModelInput, device: torch.device, workers: int = 1,
+    batches: Iterator[AnyBatch], model: Backbone, modality: str | ModelInput, device: torch.device, workers: int = 1,
     threads: int = 0, precision: str = "auto",
-) -> Generator[tuple[TileBatch, np.ndarray], None, None]:
+) -> Generator[tuple[AnyBatch, np.ndarray], None, None]:
     """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches in flight at once.
 
     Each worker thread runs with ``threads`` torch threads (0: unchanged); torch's thread count is
@@ -206,7 +209,7 @@ def embed_batches(
             torch.set_num_threads(threads)
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ofa-embed-model", initializer=set_threads)
-    pending: deque[tuple[TileBatch, Future[np.ndarray]]] = deque()
+    pending: deque[tuple[AnyBatch, Future[np.ndarray]]] = deque()
     try:
         for batch in batches:
             pending.append((batch, pool.submit(embed, model, batch.data, modality, device, precision=precision)))

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -166,8 +167,11 @@ def read_tile_batches(
         yield TileBatch(kept, buffer[: len(kept)], np.array(fractions), skipped)
 
 
+Batch = TypeVar("Batch")
+
+
 @contextmanager
-def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[Iterator[TileBatch]]:
+def prefetched(batches: Iterator[Batch], stop: threading.Event) -> Iterator[Iterator[Batch]]:
     """Run ``batches`` in a background thread, :data:`PREFETCH_DEPTH` batches ahead.
 
     Use as ``with prefetched(...) as ready: for batch in ready: ...``. The reader's errors are re-raised in
@@ -175,9 +179,9 @@ def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[
     outlives the scene it reads (closing a scene while its reader is inside ``Scene.read`` crashed the
     interpreter).
     """
-    slots: queue.Queue[TileBatch | BaseException | None] = queue.Queue(maxsize=PREFETCH_DEPTH)
+    slots: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=PREFETCH_DEPTH)
 
-    def offer(item: TileBatch | BaseException | None) -> None:
+    def offer(item: Batch | BaseException | None) -> None:
         # never block for good: the consumer may have stopped listening (error, interrupt)
         while not stop.is_set():
             try:
@@ -198,7 +202,7 @@ def prefetched(batches: Iterator[TileBatch], stop: threading.Event) -> Iterator[
         except BaseException as exc:  # handed to the consumer, which re-raises it
             offer(exc)
 
-    def consume() -> Iterator[TileBatch]:
+    def consume() -> Iterator[Batch]:
         while (item := slots.get()) is not None:
             if isinstance(item, BaseException):
                 raise item

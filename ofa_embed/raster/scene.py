@@ -9,6 +9,7 @@ window by window (see :class:`_Source`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -47,7 +48,7 @@ from ofa_embed.sensors import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_GDAL_CACHE_MB", "RASTER_SUFFIXES", "SAR_SCALES", "Scene", "check_value_range", "gdal_block_cache",
-           "group_band_files", "open_scene", "sample_statistics"]
+           "group_band_files", "open_like", "open_scene", "sample_statistics"]
 
 # GDAL's block cache defaults to 5% of RAM and fills up on large scenes: that, not the pipeline, would
 # set peak memory. Tiles are read in windows aligned to the file's block rows (raster/reader.py), so the
@@ -554,6 +555,40 @@ def open_scene(
         return opened
     except BaseException:
         opened.close()
+        raise
+
+
+def open_like(template: Scene, path: Path, name: str, nodata: float | None = None) -> Scene:
+    """Open ``path``, a file of the same sensor and band layout as ``template`` (one chip of a collection),
+    without detecting its modality or checking its values again: the template's modality, band positions,
+    labels and value check apply. Its grid, CRS, date and nodata (``nodata``, else the file's) are its own.
+
+    Raises:
+        SceneReadError, NoGeoreferenceError: unreadable or not georeferenced.
+        ModalityError: a band count, data type or band descriptions other than the template's.
+    """
+    if len(template._sources) != 1 or template._sources[0].grid is not None:
+        raise ModalityError(f"{template.path}: chips are single multi-band files, not band files on several grids")
+    first = template._sources[0].dataset
+    dataset = _open_dataset(path)
+    try:
+        _check_georeferenced(path, dataset)
+        layout = (dataset.count, dataset.dtypes[0], [d or "" for d in dataset.descriptions])
+        expected = (first.count, first.dtypes[0], [d or "" for d in first.descriptions])
+        if layout != expected:
+            raise ModalityError(
+                f"{path}: {layout[0]} {layout[1]} band(s) described {layout[2]}, but the collection's first chip "
+                f"{template.path} has {expected[0]} {expected[1]} band(s) described {expected[2]}; "
+                "extract each sensor's chips into their own store"
+            )
+        return dataclasses.replace(
+            template, path=path, name=name, crs=dataset.crs, transform=dataset.transform, width=dataset.width,
+            height=dataset.height, nodata=nodata if nodata is not None else dataset.nodata,
+            acquired=_acquired(path.stem, dataset.tags()),
+            _sources=[_Source(path, dataset, template._sources[0].indexes)], _sample=None,
+        )
+    except BaseException:
+        dataset.close()
         raise
 
 

@@ -1,10 +1,11 @@
-"""The embedding store: GeoParquet files, one per scene (layout in :mod:`ofa_embed.store.geoparquet`), and
+"""The embedding store: GeoParquet files, one per scene or batch of chips (layout in :mod:`ofa_embed.store.geoparquet`), and
 DuckDB with the spatial extension over them (:mod:`ofa_embed.store.duck`). Knows no model.
 """
 
 from ofa_embed.store.geoparquet import (
     STORE_VERSION,
     TILE_COLUMNS,
+    ChipColumns,
     StoreFile,
     TileRecords,
     describe_store,
@@ -17,11 +18,12 @@ from ofa_embed.store.geoparquet import (
     take_rows,
     tile_id,
     tiles_frame,
+    write_chips,
     write_scene,
 )
 
 __all__ = [
-    "STORE_VERSION", "TILE_COLUMNS", "StoreFile", "TileRecords", "describe_store", "embedding_matrix",
+    "STORE_VERSION", "TILE_COLUMNS", "ChipColumns", "StoreFile", "TileRecords", "describe_store", "embedding_matrix",
     "read_embeddings", "read_metadata", "read_tiles", "scene_path", "store_files", "take_rows", "tile_id",
-    "tiles_frame", "write_scene",
+    "tiles_frame", "write_chips", "write_scene",
 ]

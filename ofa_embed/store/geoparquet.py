@@ -1,14 +1,16 @@
-"""The embedding store: a directory of GeoParquet 1.1 files, one per scene.
+"""The embedding store: a directory of GeoParquet 1.1 files, one per scene or per batch of chips.
 
 Layout::
 
     STORE/
       <scene>.parquet        one file per extracted scene (written as .<scene>.parquet.tmp, then renamed)
+      chips-<nnnnn>.parquet  up to N chips of a chip collection, one tile per chip (store version 2)
 
 Columns (schema version :data:`STORE_VERSION`)::
 
     id               string     stable tile id: blake2b(scene, row, col, tile_size), 16 hex digits
-    scene            string     scene name (file stem or folder name)
+    scene            string     scene name (file stem or folder name); a chip's name (its path below
+                                the collection folder, without suffix)
     modality         string     registered modality name
     datetime         timestamp[us, UTC], null when unknown
     row, col         int32      top-left pixel of the tile in the scene grid
@@ -20,6 +22,15 @@ Columns (schema version :data:`STORE_VERSION`)::
     bbox             struct<xmin, ymin, xmax, ymax: double>  GeoParquet 1.1 bbox covering
     xmin, ymin, xmax, ymax  double  the same bbox flat: DuckDB filters and prunes row groups on these
     embedding        fixed_size_list<float32>[D]
+
+Chip collection files (version 2) add, after ``missing_bands``::
+
+    path             string     the chip file
+    label            string     the chip's folder-derived label (its parent folder), null when none
+    crs              string     the chip's native CRS (EPSG:<code>, else WKT)
+
+Version history: 1, scene files; 2, chip collection files (columns above, metadata ``chips`` instead of
+``scene``). Version 1 files stay readable; a store may hold both.
 
 File metadata keys ``geo``, ``emb`` and ``ofa_embed``: layout in :mod:`ofa_embed.store.metadata`.
 
@@ -53,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STORE_VERSION",
+    "ChipColumns",
     "TileRecords",
     "describe_store",
     "embedding_matrix",
@@ -64,10 +76,11 @@ __all__ = [
     "scene_path",
     "store_files",
     "tile_id",
+    "write_chips",
     "write_scene",
 ]
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 GEOPARQUET_VERSION = "1.1.0"
 ROW_GROUP_SIZE = 1024
 _CRS84 = ProjCRS("OGC:CRS84").to_json_dict()
@@ -127,8 +140,28 @@ def _zorder(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return spread(quantise(x)) | (spread(quantise(y)) << np.uint64(1))
 
 
-def _table(scene: str, modality: str, acquired: datetime | None, tile_size: int,
-           missing: list[str], records: TileRecords) -> pa.Table:
+@dataclass
+class ChipColumns:
+    """Per-chip columns of a chip collection file, one entry per chip in the order of its ``TileRecords``.
+
+    Attributes:
+        names: chip names (ids are made from them, like scene names).
+        paths: the chip files.
+        labels: the folder-derived label of each chip, or None.
+        crs: each chip's native CRS (``EPSG:<code>``, else WKT).
+        acquired: each chip's acquisition time, or None.
+    """
+
+    names: list[str]
+    paths: list[str]
+    labels: list[str | None]
+    crs: list[str]
+    acquired: list[datetime | None]
+
+
+def _table(scenes: Sequence[str], modality: str, acquired: Sequence[datetime | None], tile_size: int,
+           missing: list[str], records: TileRecords, extra: dict[str, Sequence[str | None]] | None = None) -> pa.Table:
+    """The store columns of ``records``: ``scenes`` and ``acquired`` per row, ``extra`` string columns after them."""
     lon, lat = records.lonlat[..., 0], records.lonlat[..., 1]
     xmin, xmax, ymin, ymax = lon.min(1), lon.max(1), lat.min(1), lat.max(1)
     order = np.argsort(_zorder((xmin + xmax) / 2, (ymin + ymax) / 2), kind="stable")
@@ -138,12 +171,14 @@ def _table(scene: str, modality: str, acquired: datetime | None, tile_size: int,
     geometry = shapely.to_wkb(shapely.polygons(rings))
     bounds = {k: v[order] for k, v in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax))}
     flat = _numeric(np.ascontiguousarray(records.embeddings[order], dtype=np.float32).ravel(), pa.float32())
-    ids = [tile_id(scene, int(r), int(c), tile_size) for r, c in zip(records.rows[order], records.cols[order], strict=True)]
+    ordered_scenes = [scenes[i] for i in order]
+    ids = [tile_id(scene, int(r), int(c), tile_size)
+           for scene, r, c in zip(ordered_scenes, records.rows[order], records.cols[order], strict=True)]
     columns = {
         "id": _strings(ids),
-        "scene": _strings([scene] * n),
+        "scene": _strings(ordered_scenes),
         "modality": _strings([modality] * n),
-        "datetime": _timestamps(acquired, n),
+        "datetime": _timestamps([acquired[i] for i in order]),
         "row": _numeric(records.rows[order], pa.int32()),
         "col": _numeric(records.cols[order], pa.int32()),
         "width": _numeric(records.widths[order], pa.int32()),
@@ -153,6 +188,7 @@ def _table(scene: str, modality: str, acquired: datetime | None, tile_size: int,
         "missing_bands": pa.ListArray.from_arrays(
             _numeric(np.arange(n + 1, dtype=np.int32) * len(missing), pa.int32()), _strings(missing * n)
         ),
+        **{name: _strings([values[i] for i in order]) for name, values in (extra or {}).items()},
         "geometry": _binary(list(geometry)),
         "bbox": pa.StructArray.from_arrays([_numeric(bounds[k], pa.float64()) for k in bounds], names=list(bounds)),
         **{k: _numeric(v, pa.float64()) for k, v in bounds.items()},
@@ -173,24 +209,33 @@ def _booleans(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
 
 
-def _binary(values: Sequence[bytes], kind: pa.DataType | None = None) -> pa.Array:
+def _validity(values: Sequence[object]) -> pa.Buffer | None:
+    """Arrow's validity bitmap of ``values`` (None entries are null), or None when none is."""
+    present = np.fromiter((v is not None for v in values), bool, len(values))
+    return None if present.all() else pa.py_buffer(np.packbits(present, bitorder="little"))
+
+
+def _binary(values: Sequence[bytes | None], kind: pa.DataType | None = None) -> pa.Array:
     offsets = np.zeros(len(values) + 1, np.int32)
-    np.cumsum([len(v) for v in values], out=offsets[1:])
-    data = b"".join(values)
-    return pa.Array.from_buffers(kind or pa.binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    np.cumsum([len(v) if v is not None else 0 for v in values], out=offsets[1:])
+    data = b"".join(v for v in values if v is not None)
+    return pa.Array.from_buffers(kind or pa.binary(), len(values),
+                                 [_validity(values), pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def _strings(values: Sequence[str]) -> pa.Array:
-    return _binary([v.encode() for v in values], pa.string())
+def _strings(values: Sequence[str | None]) -> pa.Array:
+    return _binary([v.encode() if v is not None else None for v in values], pa.string())
 
 
-def _timestamps(when: datetime | None, n: int) -> pa.Array:
-    kind = pa.timestamp("us", tz="UTC")
-    if when is None:
-        return pa.nulls(n, kind)
-    aware = when if when.tzinfo else when.replace(tzinfo=UTC)  # naive times are UTC, as pa.array reads them
-    micros = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(np.full(n, micros, np.int64))])
+def _timestamps(values: Sequence[datetime | None]) -> pa.Array:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    micros: dict[datetime, int] = {}
+    for when in {v for v in values if v is not None}:
+        aware = when if when.tzinfo else when.replace(tzinfo=UTC)  # naive times are UTC, as pa.array reads them
+        micros[when] = (aware - epoch) // timedelta(microseconds=1)
+    data = np.fromiter((micros.get(v, 0) if v is not None else 0 for v in values), np.int64, len(values))
+    return pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), len(values),
+                                 [_validity(values), pa.py_buffer(data)])
 
 
 def _geo_metadata(table: pa.Table) -> dict[str, Any]:
@@ -231,14 +276,38 @@ def write_scene(
     Raises:
         StoreError: the store cannot be written.
     """
-    table = _table(scene, modality, acquired, tile_size, missing_bands, records)
+    n = len(records.embeddings)
+    table = _table([scene] * n, modality, [acquired] * n, tile_size, missing_bands, records)
+    return _write(scene_path(store, scene), table, metadata, emb_metadata)
+
+
+def write_chips(
+    store: Path,
+    name: str,
+    *,
+    modality: str,
+    tile_size: int,
+    missing_bands: list[str],
+    chips: ChipColumns,
+    records: TileRecords,
+    metadata: dict[str, Any],
+    emb_metadata: dict[str, Any],
+) -> Path:
+    """Write the tiles of a batch of chips (one tile per chip) to ``store/<name>.parquet`` atomically, with
+    the chip columns ``path``, ``label`` and ``crs``; ``scene`` holds each chip's name.
+    """
+    extra: dict[str, Sequence[str | None]] = {"path": chips.paths, "label": chips.labels, "crs": chips.crs}
+    table = _table(chips.names, modality, chips.acquired, tile_size, missing_bands, records, extra)
+    return _write(scene_path(store, name), table, metadata, emb_metadata)
+
+
+def _write(target: Path, table: pa.Table, metadata: dict[str, Any], emb_metadata: dict[str, Any]) -> Path:
     file_metadata = {
         b"geo": json.dumps(_geo_metadata(table)).encode(),
         b"emb": json.dumps(emb_metadata).encode(),
         b"ofa_embed": json.dumps({"store_version": STORE_VERSION, **metadata}).encode(),
     }
     table = table.replace_schema_metadata(file_metadata)
-    target = scene_path(store, scene)
     with atomic_target(target) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True)
     return target
@@ -340,7 +409,8 @@ def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS, *,
 
     Args:
         store: store directory (not read again when ``files`` is given).
-        columns: store columns to read; ``geometry`` is always read.
+        columns: store columns to read; ``geometry`` is always read; a column a file lacks is null for its
+            rows (and absent from the frame when no file has it).
         files: the store's files from :func:`describe_store`, when the caller has them already.
 
     Returns:
@@ -348,7 +418,9 @@ def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS, *,
         geometry in EPSG:4326 (OGC:CRS84).
     """
     described = files if files is not None else describe_store(store)
-    parts = [pq.read_table(f.path, columns=list(dict.fromkeys((*columns, "geometry")))) for f in described]
+    wanted = list(dict.fromkeys((*columns, "geometry")))
+    # a column only some files have (a chip file's label beside scene files) is null in the others
+    parts = [pq.read_table(f.path, columns=[c for c in wanted if c in pq.read_schema(f.path).names]) for f in described]
     frame = tiles_frame(pa.concat_tables(parts, promote_options="permissive"))
     frame["position"] = np.arange(len(frame), dtype=np.int64)
     return frame

@@ -25,18 +25,22 @@ Parquet file metadata keys of a scene file (JSON values)::
                                    lacks (mean-filled for a per-modality model, left out otherwise)
                 tiling             tile_size, stride, min_valid, edge_rule
                 scene              name, path, native CRS (WKT), transform (6 affine terms), width,
-                                   height, nodata
+                                   height, nodata (scene files)
+                chips              chip collection files instead of ``scene``: count, roots (the folders
+                                   or files given), label_source (how ``label`` was derived, or None);
+                                   per-chip path, label and CRS are columns
 
 The store knows no model: callers pass what identifies theirs as plain values (:class:`ModelRecord`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["EMB_VERSION", "ModelRecord", "SceneRecord", "TilingRecord", "emb_metadata", "scene_metadata"]
+__all__ = ["EMB_VERSION", "ChipsRecord", "ModelRecord", "SceneRecord", "TilingRecord", "emb_metadata", "scene_metadata"]
 
 EMB_VERSION = "0.1.0"
 EDGE_RULE = "last tile may run past the edge: clipped for reading, padded with the band mean"
@@ -83,11 +87,29 @@ class SceneRecord:
     nodata: float | None
 
 
+@dataclass(frozen=True)
+class ChipsRecord:
+    """A chip collection file: how many chips it holds, the folders or files the collection was given as,
+    and how the ``label`` column was derived (None: no labels).
+    """
+
+    count: int
+    roots: list[str]
+    label_source: str | None
+
+
 def scene_metadata(
     *, package_version: str, model: ModelRecord, modality: dict[str, Any], model_input: dict[str, Any],
-    input_values: dict[str, Any], source_bands: list[str], missing_bands: list[str], tiling: TilingRecord, scene: SceneRecord,
+    input_values: dict[str, Any], source_bands: list[str], missing_bands: list[str], tiling: TilingRecord,
+    scene: SceneRecord | ChipsRecord,
 ) -> dict[str, Any]:
-    """The ``ofa_embed`` record of one scene file (``store_version`` is added by the writer)."""
+    """The ``ofa_embed`` record of one scene file, or of one chip collection file given a :class:`ChipsRecord`
+    (``store_version`` is added by the writer).
+    """
+    where = {"chips": asdict(scene)} if isinstance(scene, ChipsRecord) else {"scene": {
+        "name": scene.name, "path": scene.path, "crs": scene.crs_wkt, "transform": scene.transform,
+        "width": scene.width, "height": scene.height, "nodata": scene.nodata,
+    }}
     return {
         "package_version": package_version,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -98,16 +120,16 @@ def scene_metadata(
         "source_bands": source_bands,
         "missing_bands": missing_bands,
         "tiling": {**asdict(tiling), "edge_rule": EDGE_RULE},
-        "scene": {
-            "name": scene.name, "path": scene.path, "crs": scene.crs_wkt, "transform": scene.transform,
-            "width": scene.width, "height": scene.height, "nodata": scene.nodata,
-        },
+        **where,
     }
 
 
-def emb_metadata(model: ModelRecord, acquired: datetime | None) -> dict[str, Any]:
-    """The ``emb`` record: the embedding column described for readers that know nothing of ofa-embed."""
-    when = acquired.isoformat() if acquired else None
+def emb_metadata(model: ModelRecord, acquired: Sequence[datetime | None]) -> dict[str, Any]:
+    """The ``emb`` record: the embedding column described for readers that know nothing of ofa-embed;
+    ``datetime_range`` spans the known times of ``acquired`` (the file's scene, or its chips).
+    """
+    known = [when for when in acquired if when is not None]
+    first, last = (min(known).isoformat(), max(known).isoformat()) if known else (None, None)
     return {
         "version": EMB_VERSION,
         "column": "embedding",
@@ -116,5 +138,5 @@ def emb_metadata(model: ModelRecord, acquired: datetime | None) -> dict[str, Any
         "dimension": model.dimension,
         "quantization": "float32",
         "l2_normalized": False,
-        "datetime_range": [when, when],
+        "datetime_range": [first, last],
     }
