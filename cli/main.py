@@ -16,6 +16,7 @@ from ofa_embed.cli.curate import curate
 from ofa_embed.cli.extract import extract
 from ofa_embed.cli.index import index
 from ofa_embed.cli.knn import knn
+from ofa_embed.cli.map import map_store
 from ofa_embed.cli.predict import predict
 from ofa_embed.cli.pretrain import pretrain
 from ofa_embed.cli.probe import probe
@@ -43,6 +44,7 @@ def main(
 
 for command in (extract, index, search, sql, probe, knn, predict, curate, pretrain):
     app.command()(command)
+app.command(name="map")(map_store)
 
 app.add_typer(benchmark_app, name="benchmark")
 

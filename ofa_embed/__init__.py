@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # the lazily loaded names, as type checkers and IDEs should s
     from ofa_embed.downstream import knn, predict, probe
     from ofa_embed.embedding.chips import ChipsReport, extract_chips
     from ofa_embed.embedding.extract import ExtractReport, SceneReport, extract
+    from ofa_embed.mapview import MapReport, map
     from ofa_embed.pretraining.corpus import curate
     from ofa_embed.raster.scene import open_scene
     from ofa_embed.retrieval import search
@@ -29,6 +30,7 @@ _API = {
     "extract_chips": "ofa_embed.embedding.chips", "ChipsReport": "ofa_embed.embedding.chips",
     "MODALITIES": "ofa_embed.sensors", "get_modality": "ofa_embed.sensors",
     "open_scene": "ofa_embed.raster.scene",
+    "map": "ofa_embed.mapview", "MapReport": "ofa_embed.mapview",
     "search": "ofa_embed.retrieval",
     "sql": "ofa_embed.sqlview",
     "probe": "ofa_embed.downstream", "knn": "ofa_embed.downstream", "predict": "ofa_embed.downstream",
@@ -36,7 +38,7 @@ _API = {
 
 __all__ = [
     "__version__", "curate", "extract", "ExtractReport", "SceneReport", "extract_chips", "ChipsReport", "MODALITIES",
-    "get_modality", "open_scene",
+    "get_modality", "open_scene", "map", "MapReport",
     "search", "sql", "probe", "knn", "predict",
 ]
 

@@ -64,6 +64,10 @@ class GeoBenchError(OFAEmbedError, ValueError):
     """A GEO-Bench root, task folder, partition or sample file is missing or unreadable."""
 
 
+class MapError(OFAEmbedError, ValueError):
+    """A map cannot be drawn: a hits, predictions or query file that is missing or unreadable, an unknown column."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (for one-line errors), or its type when it has none."""
     text = str(exc).strip()
