@@ -51,7 +51,8 @@ def main() -> None:
     shot = args.out / "map_sample_browser.png"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,700",
-                        f"--user-data-dir={profile}", "--virtual-time-budget=5000", f"--screenshot={shot}", page.resolve().as_uri()],
+                        f"--user-data-dir={profile}", "--virtual-time-budget=5000", f"--screenshot={shot}",
+                        page.resolve().as_uri()],
                        check=True, capture_output=True, timeout=120)
     print(f"{shot}: {shot.stat().st_size / 1024:.0f} KiB")
 

@@ -99,8 +99,10 @@ from ofa_embed import (
     indexes,  # noqa: E402
 )
 from ofa_embed.indexes import SearchFilter, StoreIndex  # noqa: E402
-from ofa_embed.indexes.manifest import index_dir  # noqa: E402
-from ofa_embed.indexes.store_index import INDEX_FILE  # noqa: E402
+from ofa_embed.indexes.manifest import (
+    SINGLE_INDEX_FILE,  # noqa: E402
+    index_dir,  # noqa: E402
+)
 from ofa_embed.indexes.vectors import embedding_matrix, iter_blocks, l2_normalise  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
@@ -434,7 +436,7 @@ def build_in_child(store: Path, kind: str) -> tuple[Built, StoreIndex]:
     start = time.perf_counter()
     index = indexes.open(store)
     open_s = time.perf_counter() - start
-    disk_mib = (index_dir(store) / INDEX_FILE).stat().st_size / 2**20
+    disk_mib = (index_dir(store) / SINGLE_INDEX_FILE).stat().st_size / 2**20
     return Built(kind, child["config"], child["reason"], child["seconds"], disk_mib, child["rss_before"] / 2**30,
                  child["peak"] / 2**30, open_s), index
 

@@ -50,6 +50,10 @@ def extract(
     precision: Annotated[str, typer.Option(
         help=f"{', '.join(PRECISIONS)}: auto is bf16 on CUDA and on CPUs with native bf16, else fp32.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Recompute scenes already in the store.")] = False,
+    dask: Annotated[str | None, typer.Option(
+        help="Run on a Dask cluster: a scheduler address (tcp://host:8786), or local (one worker per core).")] = None,
+    partition_by: Annotated[str | None, typer.Option(
+        help="Partition the store into hive folders by keys: utm_zone, year (e.g. utm_zone,year).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Embed every tile of each scene; write one GeoParquet file per scene into the store."""
@@ -85,7 +89,8 @@ def extract(
                 inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
                 wavelengths=waves, sar_scale=sar_scale, tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights,
                 weights_layout=weights_layout, model=model, batch_size=batch_size, device=device, precision=precision,
-                overwrite=overwrite, on_progress=progress,
+                overwrite=overwrite, partition_by=partition_by.split(",") if partition_by else None, client=dask,
+                on_progress=progress,
             )
     if quiet:
         return

@@ -16,6 +16,9 @@ def index(
     store: Annotated[Path, typer.Argument(help="Store directory.")],
     kind: Annotated[str, typer.Option(help=f"One of: {', '.join(KINDS)}.")] = "auto",
     update: Annotated[bool, typer.Option("--update", help="Add new scene files without a rebuild.")] = False,
+    shards: Annotated[int, typer.Option(help="Split the index into N shard indexes (searched together, merged exactly).")] = 1,
+    dask: Annotated[str | None, typer.Option(
+        help="Build the shards on a Dask cluster: a scheduler address (tcp://host:8786), or local.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Build the faiss index of a store (cosine similarity), or add newly extracted scenes to it."""
@@ -25,11 +28,13 @@ def index(
     with errors_to_exit():
         if update and kind != "auto":
             raise ConfigError("--update keeps the index's kind; do not combine it with --kind")
+        if update and shards != 1:
+            raise ConfigError("--update keeps the index's shards; do not combine it with --shards")
         with progress_bar(quiet, "vectors") as progress:
             if update:
-                report = indexes.update(store, on_progress=progress)
+                report = indexes.update(store, client=dask, on_progress=progress)
             else:
-                report = indexes.build(store, kind, on_progress=progress)
+                report = indexes.build(store, kind, shards=shards, client=dask, on_progress=progress)
     if not quiet:
         stdout.print(
             f"{report.store}: {report.config.kind} index, {report.rows:,} vectors ({report.added:,} added) "

@@ -2,28 +2,36 @@
 
 ``STORE/_index/manifest.json``::
 
-    {"manifest_version": 1, "metric": "cosine", "dimension": D, "weights_hash": "...",
+    {"manifest_version": 2, "metric": "cosine", "dimension": D, "weights_hash": "...",
      "config": {"kind": "hnsw", ...}, "reason": "auto: ...", "faiss_version": "1.15.1",
      "files": [{"name": "scene.parquet", "rows": N, "fingerprint": "sha256 of the Parquet footer",
-                "offset": first vector id of the file}, ...]}
+                "offset": first vector id of the file, "shard": 0}, ...],
+     "shard_files": ["index.faiss"]}
 
-Vector ids are positions: the file's ``offset`` plus the row number inside the file. Files are only
-ever appended (``--update``), so existing ids never move.
+Vector ids are store positions: the file's ``offset`` plus the row number inside the file. Files are only
+ever appended (``--update``), so existing ids never move. A sharded index (``shard_files`` lists one
+faiss file per shard) holds each store file in one shard, chosen from a hash of its name, so an update
+adds a file to the same shard a rebuild would; inside a shard, vectors are numbered in manifest order.
+Version 1 manifests (no ``shard``/``shard_files``) are one shard, ``index.faiss``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import IndexStateError, first_line
 from ofa_embed.indexes.config import METRIC, IndexConfig, config_from_dict, config_to_dict
 from ofa_embed.store import StoreFile
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+SINGLE_INDEX_FILE = "index.faiss"
 INDEX_DIR = "_index"
 
 
@@ -32,16 +40,18 @@ class FileEntry:
     """One indexed store file.
 
     Attributes:
-        name: the Parquet file's name inside the store.
+        name: the Parquet file's path below the store (its name, in an unpartitioned store).
         rows: its number of rows (vectors).
         fingerprint: sha256 of its Parquet footer, to detect a changed file.
         offset: vector id (store position) of its first row.
+        shard: the shard index holding it.
     """
 
     name: str
     rows: int
     fingerprint: str
     offset: int
+    shard: int = 0
 
 
 @dataclass
@@ -55,6 +65,7 @@ class Manifest:
         reason: why ``config`` was chosen (from :func:`~ofa_embed.indexes.config.make_config`).
         faiss_version: the faiss version that built the index.
         files: the indexed store files, in vector-id order.
+        shard_files: the faiss file of each shard, inside ``STORE/_index``.
         metric: always ``cosine``.
         manifest_version: format version of the manifest.
     """
@@ -65,8 +76,19 @@ class Manifest:
     reason: str
     faiss_version: str
     files: list[FileEntry] = field(default_factory=list)
+    shard_files: list[str] = field(default_factory=lambda: [SINGLE_INDEX_FILE])
     metric: str = METRIC
     manifest_version: int = MANIFEST_VERSION
+
+    @property
+    def shards(self) -> int:
+        """The number of shard indexes."""
+        return len(self.shard_files)
+
+    def shard_positions(self, shard: int) -> np.ndarray:
+        """``(n,)`` int64 ascending store positions of the vectors of ``shard``, in its own id order."""
+        ranges = [np.arange(f.offset, f.offset + f.rows, dtype=np.int64) for f in self.files if f.shard == shard]
+        return np.concatenate(ranges) if ranges else np.empty(0, np.int64)
 
     @property
     def rows(self) -> int:
@@ -74,10 +96,12 @@ class Manifest:
         return sum(f.rows for f in self.files)
 
     def append(self, described: list[StoreFile]) -> None:
-        """Add ``described`` files after the indexed ones, their ids continuing from :attr:`rows`."""
+        """Add ``described`` files after the indexed ones, their ids continuing from :attr:`rows`, each to
+        the shard :func:`shard_of` its name.
+        """
         offset = self.rows
         for item in described:
-            self.files.append(FileEntry(item.path.name, item.rows, item.fingerprint, offset))
+            self.files.append(FileEntry(item.name, item.rows, item.fingerprint, offset, shard_of(item.name, self.shards)))
             offset += item.rows
 
     def to_json(self) -> str:
@@ -99,6 +123,11 @@ class Manifest:
         data["config"] = config_from_dict(data["config"])
         data["files"] = [FileEntry(**f) for f in data["files"]]
         return cls(**data)
+
+
+def shard_of(name: str, shards: int) -> int:
+    """The shard of the store file ``name``: a stable hash of its name (the same in every process and run)."""
+    return int(hashlib.blake2b(name.encode(), digest_size=8).hexdigest(), 16) % shards if shards > 1 else 0
 
 
 def index_dir(store: Path) -> Path:
@@ -139,7 +168,7 @@ def check_fresh(store: Path, manifest: Manifest, described: list[StoreFile], *, 
         IndexStateError: a file changed or disappeared, the model or dimension differs, or (unless
             ``allow_new``) the store has files the index lacks. The message names what differs.
     """
-    now = {f.path.name: f for f in described}
+    now = {f.name: f for f in described}
     if described and described[0].weights_hash != manifest.weights_hash:
         raise IndexStateError(
             f"{store}: index was built for model weights {manifest.weights_hash}, the store now holds "
@@ -155,10 +184,10 @@ def check_fresh(store: Path, manifest: Manifest, described: list[StoreFile], *, 
                 f"rebuild with: ofa-embed index {store}"
             )
     known = {e.name for e in manifest.files}
-    new = [f for f in described if f.path.name not in known]
+    new = [f for f in described if f.name not in known]
     if new and not allow_new:
         raise IndexStateError(
-            f"{store}: index is stale: {len(new)} scene file(s) not indexed ({new[0].path.name}...); "
+            f"{store}: index is stale: {len(new)} scene file(s) not indexed ({new[0].name}...); "
             f"add them with: ofa-embed index {store} --update"
         )
     return new

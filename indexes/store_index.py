@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import geopandas as gpd
 import numpy as np
 
 from ofa_embed.atomic import atomic_target
-from ofa_embed.errors import IndexStateError, first_line
+from ofa_embed.cluster import dask_client
+from ofa_embed.errors import ConfigError, IndexStateError, first_line
 from ofa_embed.indexes import faiss_index
-from ofa_embed.indexes.config import IndexConfig, IVFPQConfig, make_config
+from ofa_embed.indexes.config import FlatConfig, IndexConfig, IVFPQConfig, make_config
 from ofa_embed.indexes.filters import FilterTable, SearchFilter
-from ofa_embed.indexes.manifest import Manifest, check_fresh, index_dir, read_manifest, write_manifest
+from ofa_embed.indexes.manifest import SINGLE_INDEX_FILE, Manifest, check_fresh, index_dir, read_manifest, write_manifest
 from ofa_embed.indexes.vectors import iter_blocks, l2_normalise, strided_sample
 from ofa_embed.store import StoreFile, describe_store, take_rows, tiles_frame
 
 logger = logging.getLogger(__name__)
 
-INDEX_FILE = "index.faiss"
 # filters admitting at most this many rows are ranked exactly (see faiss_index.search_subset)
 EXACT_SUBSET_MAX_ROWS = 100_000
 ALLOWED_CACHE_SIZE = 16
@@ -60,57 +62,151 @@ class BuildReport:
 ProgressCallback = Callable[[str, int, int], None]
 
 
-def _add(index: faiss.Index, files: list[StoreFile], on_progress: ProgressCallback | None) -> int:
-    added, total = 0, sum(f.rows for f in files)
+def _add(index: faiss.Index, files: list[StoreFile], on_progress: ProgressCallback | None,
+         done: int = 0, total: int | None = None) -> int:
+    added, total = 0, total if total is not None else sum(f.rows for f in files)
     for block in iter_blocks([f.path for f in files]):
         index.add(block)
         added += len(block)
         if on_progress:
-            on_progress("indexing", added, total)
+            on_progress("indexing", done + added, total)
     return added
+
+
+def build_shard(paths: list[Path], config: IndexConfig, dim: int, target: Path, start: bytes | Path | None = None) -> int:
+    """One shard: the vectors of ``paths`` (in order) added to a new index of ``config``, or to ``start`` (an
+    index file to update, or a serialised trained empty index), written atomically to ``target``; returns
+    the shard's vector count.
+
+    A plain function of paths, so that a Dask worker can run it where the store is mounted.
+    """
+    if isinstance(start, Path):
+        index = faiss_index.load(start)
+    elif start is not None:
+        index = faiss.deserialize_index(np.frombuffer(start, np.uint8))
+    else:
+        index = faiss_index.create(config, dim)
+    for block in iter_blocks(paths):
+        index.add(block)
+    with atomic_target(target) as tmp:
+        faiss_index.save(index, tmp)
+    return int(index.ntotal)
+
+
+def _rows(paths: list[Path]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
 
 
 def _write(store: Path, index: faiss.Index, manifest: Manifest) -> None:
     folder = index_dir(store)
     folder.mkdir(exist_ok=True)
-    with atomic_target(folder / INDEX_FILE) as tmp:
+    with atomic_target(folder / SINGLE_INDEX_FILE) as tmp:
         faiss_index.save(index, tmp)
+    manifest.shard_files = [SINGLE_INDEX_FILE]
+    _commit(store, manifest)
+
+
+def _commit(store: Path, manifest: Manifest) -> None:
+    """Write the manifest (the index readers see from then on), then remove faiss files it no longer names."""
     write_manifest(store, manifest)
+    for stale in index_dir(store).glob("*.faiss"):
+        if stale.name not in manifest.shard_files:
+            stale.unlink(missing_ok=True)
+
+
+def _run_shards(jobs: list[tuple[list[Path], Path, bytes | Path | None]], config: IndexConfig, dim: int, client: Any,
+                on_progress: ProgressCallback | None, total: int) -> None:
+    """Build or update shards: as Dask tasks on ``client`` (a ``distributed.Client``), else one after another."""
+    done = 0
+    if client is None:
+        for paths, target, start in jobs:
+            build_shard(paths, config, dim, target, start)
+            done += _rows(paths)
+            if on_progress:
+                on_progress("indexing", done, total)
+        return
+    from distributed import as_completed
+
+    futures = {client.submit(build_shard, paths, config, dim, target, start, pure=False): _rows(paths)
+               for paths, target, start in jobs}
+    for future in as_completed(futures):
+        future.result()  # re-raises a shard's error here
+        done += futures[future]
+        if on_progress:
+            on_progress("indexing", done, total)
+
+
+def _shard_names(shards: int) -> list[str]:
+    # a new name per build: the manifest written last switches readers from the old files to the new
+    token = uuid.uuid4().hex[:8]
+    return [f"shard-{i:03d}-{token}.faiss" for i in range(shards)]
 
 
 def build(
-    store: str | Path, kind: str = "auto", *, on_progress: ProgressCallback | None = None, **params: int | bool
+    store: str | Path, kind: str = "auto", *, shards: int = 1, client: Any = None,
+    on_progress: ProgressCallback | None = None, **params: int | bool,
 ) -> BuildReport:
     """Build the index of a store from scratch, replacing any existing one.
 
     Args:
         store: store directory.
         kind: ``auto``, ``flat``, ``hnsw`` or ``ivfpq``.
-        on_progress: called as ``("indexing", vectors_added, vectors_total)`` after every block.
+        shards: split the index into this many shard indexes (each store file in one, by a hash of its
+            name), built in parallel on ``client``; a search queries every shard and merges the top-k.
+        client: a ``distributed.Client``, a scheduler address or ``"local"`` to build the shards on (default:
+            one after another here).
+        on_progress: called as ``("indexing", vectors_added, vectors_total)``.
         params: parameters of the kind's config (e.g. ``m=32``, ``nlist=4096``).
 
     Raises:
         StoreError: missing or empty store, mixed models.
-        ConfigError: unknown kind or parameter.
+        ConfigError: unknown kind or parameter, or fewer than one shard.
     """
     start = time.perf_counter()
     store = Path(store)
+    if shards < 1:
+        raise ConfigError(f"--shards must be at least 1, got {shards}")
     files = describe_store(store)
     rows, dim = sum(f.rows for f in files), files[0].dimension
-    config, reason = make_config(kind, rows, dim, **params)
-    logger.info("%s: %s index over %d vectors (%s)", store, config.kind, rows, reason)
-    index = faiss_index.on_gpu(faiss_index.create(config, dim))
-    if isinstance(config, IVFPQConfig):
-        faiss_index.train(index, config, strided_sample([f.path for f in files], rows, config.train_size))
-    added = _add(index, files, on_progress)
-    manifest = Manifest(dim, files[0].weights_hash, config, reason, faiss.__version__)
+    if shards == 1:
+        config, reason = make_config(kind, rows, dim, **params)
+        logger.info("%s: %s index over %d vectors (%s)", store, config.kind, rows, reason)
+        index = faiss_index.on_gpu(faiss_index.create(config, dim))
+        if isinstance(config, IVFPQConfig):
+            faiss_index.train(index, config, strided_sample([f.path for f in files], rows, config.train_size))
+        added = _add(index, files, on_progress)
+        manifest = Manifest(dim, files[0].weights_hash, config, reason, faiss.__version__)
+        manifest.append(files)
+        _write(store, index, manifest)
+        return BuildReport(store, config, reason, rows, added, time.perf_counter() - start)
+    manifest = Manifest(dim, files[0].weights_hash, FlatConfig(), "", faiss.__version__, shard_files=_shard_names(shards))
     manifest.append(files)
-    _write(store, index, manifest)
-    return BuildReport(store, config, reason, rows, added, time.perf_counter() - start)
+    per_shard = [[f for f, e in zip(files, manifest.files, strict=True) if e.shard == i] for i in range(shards)]
+    largest = max(sum(f.rows for f in part) for part in per_shard)
+    manifest.config, manifest.reason = make_config(kind, largest, dim, **params)
+    manifest.reason = f"{shards} shards of at most {largest} vectors; {manifest.reason}"
+    logger.info("%s: %s index in %d shards over %d vectors", store, manifest.config.kind, shards, rows)
+    index_dir(store).mkdir(exist_ok=True)
+    start_from = None
+    if isinstance(manifest.config, IVFPQConfig):
+        # one quantiser for every shard, trained on a sample of the whole store: an empty or small shard
+        # gets the same coarse cells as the others, and a file added later lands in trained cells
+        trained = faiss_index.create(manifest.config, dim)
+        faiss_index.train(trained, manifest.config, strided_sample([f.path for f in files], rows, manifest.config.train_size))
+        start_from = faiss.serialize_index(trained).tobytes()
+    jobs = [([f.path for f in part], index_dir(store) / name, start_from)
+            for part, name in zip(per_shard, manifest.shard_files, strict=True)]
+    with dask_client(client) as connected:
+        _run_shards(jobs, manifest.config, dim, connected, on_progress, rows)
+    _commit(store, manifest)
+    return BuildReport(store, manifest.config, manifest.reason, rows, rows, time.perf_counter() - start)
 
 
-def update(store: str | Path, *, on_progress: ProgressCallback | None = None) -> BuildReport:
-    """Add the scene files extracted since the index was built, without a rebuild.
+def update(store: str | Path, *, client: Any = None, on_progress: ProgressCallback | None = None) -> BuildReport:
+    """Add the scene files extracted since the index was built, without a rebuild; in a sharded index,
+    each to the shard its name hashes to (the shards that gain files are rewritten, on ``client`` if given).
 
     Raises:
         IndexStateError: no index, or indexed files changed or disappeared (a rebuild is needed).
@@ -121,23 +217,64 @@ def update(store: str | Path, *, on_progress: ProgressCallback | None = None) ->
     new = check_fresh(store, manifest, describe_store(store), allow_new=True)
     if not new:
         return BuildReport(store, manifest.config, "up to date", manifest.rows, 0, time.perf_counter() - start)
-    index = faiss_index.on_gpu(faiss_index.load(index_dir(store) / INDEX_FILE))
-    added = _add(index, new, on_progress)
+    added = sum(f.rows for f in new)
+    if manifest.shards == 1:
+        index = faiss_index.on_gpu(faiss_index.load(index_dir(store) / manifest.shard_files[0]))
+        _add(index, new, on_progress)
+        manifest.append(new)
+        _write(store, index, manifest)
+        return BuildReport(store, manifest.config, "update", manifest.rows, added, time.perf_counter() - start)
+    before = len(manifest.files)
     manifest.append(new)
-    _write(store, index, manifest)
+    grown = sorted({entry.shard for entry in manifest.files[before:]})
+    renamed = dict(zip(grown, _shard_names(len(grown)), strict=True))
+    jobs: list[tuple[list[Path], Path, bytes | Path | None]] = [
+        ([f.path for f, e in zip(new, manifest.files[before:], strict=True) if e.shard == shard],
+         index_dir(store) / renamed[shard], index_dir(store) / manifest.shard_files[shard]) for shard in grown]
+    with dask_client(client) as connected:
+        _run_shards(jobs, manifest.config, manifest.dimension, connected, on_progress, added)
+    manifest.shard_files = [renamed.get(i, name) for i, name in enumerate(manifest.shard_files)]
+    _commit(store, manifest)
     return BuildReport(store, manifest.config, "update", manifest.rows, added, time.perf_counter() - start)
+
+
+def merge_top_k(similarities: list[np.ndarray], positions: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of several ``(q, k_i)`` result sets, per query: by similarity, ties by position (so the
+    merge of exact shard results equals one exact search); -1 / -inf where fewer than ``k`` were found.
+
+    faiss's ``IndexShards`` merges the same way, but only over indexes whose ids it owns and without a
+    per-shard filter; here each shard maps its ids to store positions and is filtered by its own rows.
+    """
+    sims = np.concatenate(similarities, axis=1)
+    ids = np.concatenate(positions, axis=1)
+    sims = np.where(ids >= 0, sims, -np.inf)
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -sims), axis=1)[:, :k]
+    best_sims, best_ids = np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
+    if best_ids.shape[1] < k:
+        pad = k - best_ids.shape[1]
+        best_sims = np.pad(best_sims, ((0, 0), (0, pad)), constant_values=-np.inf)
+        best_ids = np.pad(best_ids, ((0, 0), (0, pad)), constant_values=-1)
+    return best_sims.astype(np.float32), best_ids
 
 
 class StoreIndex:
     """An opened, fresh index of a store. Use :func:`open_index`."""
 
-    def __init__(self, store: Path, manifest: Manifest, index: faiss.Index) -> None:
+    def __init__(self, store: Path, manifest: Manifest, shards: list[faiss.Index]) -> None:
         self.store = store
         self.manifest = manifest
-        self.index = index
+        # each shard's faiss index and the store position of each of its vector ids (ascending)
+        self.shards = [(index, manifest.shard_positions(i)) for i, index in enumerate(shards)]
         self._offsets = np.array([f.offset for f in manifest.files], dtype=np.int64)
         self._filter_table: FilterTable | None = None
         self._allowed_cache: dict[SearchFilter, np.ndarray] = {}
+
+    @property
+    def index(self) -> faiss.Index:
+        """The faiss index of a one-shard index (vector ids are store positions)."""
+        if len(self.shards) != 1:
+            raise IndexStateError(f"{self.store}: a {len(self.shards)}-shard index has no single faiss index")
+        return self.shards[0][0]
 
     @property
     def config(self) -> IndexConfig:
@@ -198,14 +335,36 @@ class StoreIndex:
     def _search_allowed(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None, **knobs: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        empty = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         if allowed is not None and len(allowed) == 0:
-            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+            return empty
         queries = l2_normalise(queries)
+        found = []
+        for index, positions in self.shards:
+            if not len(positions):
+                continue  # a shard no file hashed to
+            local = None
+            if allowed is not None:
+                # the allowed rows of this shard, as its own ids (positions are ascending)
+                slot = np.minimum(np.searchsorted(positions, allowed), len(positions) - 1)
+                local = slot[positions[slot] == allowed]
+                if not len(local):
+                    continue
+            similarities, ids = self._search_shard(index, queries, k, local, **knobs)
+            found.append((similarities, np.where(ids >= 0, positions[np.maximum(ids, 0)], -1)))
+        if not found:
+            return empty
+        if len(found) == 1:
+            return found[0]
+        return merge_top_k([f[0] for f in found], [f[1] for f in found], k)
+
+    def _search_shard(self, index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray | None,
+                      **knobs: int | None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None and len(allowed) <= EXACT_SUBSET_MAX_ROWS:
-            exact = faiss_index.search_subset(self.index, self.config, queries, k, allowed)
+            exact = faiss_index.search_subset(index, self.config, queries, k, allowed)
             if exact is not None:
                 return exact
-        return faiss_index.search(self.index, self.config, queries, k, allowed, **knobs)
+        return faiss_index.search(index, self.config, queries, k, allowed, **knobs)
 
     def search(
         self, query: np.ndarray, k: int = 10, search_filter: SearchFilter | None = None, **knobs: int | None
@@ -249,24 +408,32 @@ def open_index(store: str | Path) -> StoreIndex:
     described = describe_store(store)
     manifest = read_manifest(store)
     check_fresh(store, manifest, described)
-    stat = (index_dir(store) / INDEX_FILE).stat()
-    key = (stat.st_mtime_ns, stat.st_size, tuple(f.fingerprint for f in described))
+    paths = [index_dir(store) / name for name in manifest.shard_files]
+    try:
+        stats = [path.stat() for path in paths]
+    except FileNotFoundError as exc:
+        raise IndexStateError(f"{store}: index file {Path(str(exc.filename)).name} missing; rebuild it") from None
+    key = (tuple((st.st_mtime_ns, st.st_size) for st in stats), tuple(f.fingerprint for f in described))
     resolved = store.resolve()
     cached = _opened.get(resolved)
     if cached is not None and cached[0] == key:
         return cached[1]
     _opened.pop(resolved, None)  # before loading the new one: two large indexes need not coexist
-    try:
-        index = faiss_index.load(index_dir(store) / INDEX_FILE)
-    except RuntimeError as exc:
-        raise IndexStateError(f"{store}: index file unreadable ({first_line(exc)}); rebuild it") from None
-    if index.ntotal != manifest.rows:
-        raise IndexStateError(f"{store}: index holds {index.ntotal} vectors, manifest {manifest.rows}; rebuild it")
-    opened = StoreIndex(store, manifest, faiss_index.on_gpu(index))
+    shards = []
+    for shard, path in enumerate(paths):
+        try:
+            index = faiss_index.load(path)
+        except RuntimeError as exc:
+            raise IndexStateError(f"{store}: index file {path.name} unreadable ({first_line(exc)}); rebuild it") from None
+        expected = len(manifest.shard_positions(shard))
+        if index.ntotal != expected:
+            raise IndexStateError(f"{store}: {path.name} holds {index.ntotal} vectors, the manifest {expected}; rebuild it")
+        shards.append(faiss_index.on_gpu(index))
+    opened = StoreIndex(store, manifest, shards)
     if len(_opened) >= OPENED_CACHE_SIZE:
         _opened.pop(next(iter(_opened)))
     _opened[resolved] = (key, opened)
     return opened
 
 
-__all__ = ["BuildReport", "StoreIndex", "build", "update", "open_index"]
+__all__ = ["BuildReport", "StoreIndex", "build", "build_shard", "merge_top_k", "update", "open_index"]

@@ -37,9 +37,12 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
     dim = files[0].dimension
     con = connect()
     paths = ", ".join("'" + str(f.path).replace("'", "''") + "'" for f in files)
+    # a partitioned store's key=value folders become columns (only then: a folder named so above the
+    # store must not); scene and chip files differ in columns
+    hive = "true" if any("/" in f.name for f in files) else "false"
     con.execute(
         f"CREATE VIEW embeddings AS SELECT * REPLACE (embedding::FLOAT[{dim}] AS embedding) "
-        f"FROM read_parquet([{paths}], union_by_name = true)"  # scene and chip files differ in columns
+        f"FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = {hive})"
     )
 
     @functools.lru_cache(maxsize=256)

@@ -40,3 +40,13 @@ def s2_band_folder(tmp_path: Path) -> Path:
         write_raster(folder / f"T33TWM_20200518T101031_{band.name}.tif", np.ascontiguousarray(values), res=band.gsd_m)
     write_raster(folder / "T33TWM_20200518T101031_TCI.tif", np.zeros((3, 256, 256), np.uint8))
     return folder
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A LocalCluster of 2 single-thread worker processes, as `extract --dask local` starts on 2 cores."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client

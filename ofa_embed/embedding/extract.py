@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,9 +35,9 @@ from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TilePlan, plan_tiles, prefetched, read_tile_batches
 from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scene, sample_statistics
 from ofa_embed.sensors import CUSTOM, custom_modality
-from ofa_embed.store import TileRecords, describe_store, read_metadata, scene_path, store_files, write_scene
+from ofa_embed.store import TileRecords, describe_store, partition_of, read_metadata, store_files, write_scene
 from ofa_embed.store.metadata import ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
-from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints
+from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints, to_lonlat
 
 __all__ = [
     "extract", "ExtractReport", "SceneReport",
@@ -106,7 +107,7 @@ def check_same_weights(store: Path, loaded: LoadedModel) -> None:
     held = describe_store(store)[0]
     if held.weights_hash != loaded.weights_hash:
         raise StoreError(
-            f"{store}: holds embeddings of weights {held.weights_hash} ({held.path.name}); these are weights "
+            f"{store}: holds embeddings of weights {held.weights_hash} ({held.name}); these are weights "
             f"{loaded.weights_hash} ({loaded.source}): write them to another store (--out)"
         )
 
@@ -165,12 +166,14 @@ def feed(scene: Scene, loaded: LoadedModel) -> ModelInput:
     return fed
 
 
-def _extract_scene(
-    plan: TilePlan, loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
+def embed_plan(
+    plan: TilePlan, loaded: LoadedModel, fed: ModelInput, device: torch.device, batch_size: int, min_valid: float,
     on_progress: ProgressCallback | None, precision: str,
-) -> SceneReport:
+) -> tuple[TileRecords, int]:
+    """Embed the tiles of ``plan`` fed as ``fed`` (:func:`feed`): the kept tiles' records (none, when every
+    tile is below ``min_valid``) and how many were skipped.
+    """
     scene = plan.scene
-    start = time.perf_counter()
     kept: list[TileWindow] = []
     # filled in place: keeping each batch's small output tensor alive instead pins freed batch-sized
     # heap blocks around it (glibc cannot trim them): +270 MB over 200 batches when measured
@@ -179,7 +182,6 @@ def _extract_scene(
     skipped = 0
     stop = threading.Event()
     workers, threads = model_workers(device)
-    fed = feed(scene, loaded)
     reader = read_tile_batches(plan, batch_size, min_valid, stop, held=workers)
     with prefetched(reader, stop) as batches, closing(
         embed_batches(batches, loaded.model, fed, device, workers, threads, precision)
@@ -193,9 +195,9 @@ def _extract_scene(
             if on_progress:
                 on_progress(scene.name, len(kept) + skipped, len(plan.tiles))
     if not kept:
-        raise TilingError(
-            f"{scene.path}: no tile has at least {min_valid:.0%} valid pixels (all nodata?); nothing written"
-        )
+        empty = np.empty(0, np.int64)
+        return TileRecords(empty, empty, empty, empty, np.empty(0, bool), fractions[:0], np.empty((0, 4, 2)),
+                           embeddings[:0]), skipped
     _, lonlat = footprints(kept, scene.transform, scene.crs)
     records = TileRecords(
         rows=np.array([t.row for t in kept]), cols=np.array([t.col for t in kept]),
@@ -203,13 +205,35 @@ def _extract_scene(
         padded=np.array([t.padded for t in kept]), valid_fraction=fractions[: len(kept)],
         lonlat=lonlat, embeddings=embeddings[: len(kept)],
     )
-    path = write_scene(
+    return records, skipped
+
+
+def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: ModelInput, store: Path, min_valid: float,
+               precision: str, partition: dict[str, str] | None) -> Path:
+    """Write the embedded tiles of ``plan`` as its scene's store file, with the scene's metadata."""
+    scene = plan.scene
+    return write_scene(
         store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
         missing_bands=list(scene.missing_bands), records=records,
         metadata=_scene_metadata(plan, loaded, min_valid, precision, fed),
         emb_metadata=emb_metadata(model_record(loaded, precision), [scene.acquired]),
+        partition=partition,
     )
-    return SceneReport(scene.name, path, len(kept), skipped, seconds=time.perf_counter() - start)
+
+
+def _extract_scene(
+    plan: TilePlan, loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
+    on_progress: ProgressCallback | None, precision: str, partition: dict[str, str] | None,
+) -> SceneReport:
+    start = time.perf_counter()
+    fed = feed(plan.scene, loaded)
+    records, skipped = embed_plan(plan, loaded, fed, device, batch_size, min_valid, on_progress, precision)
+    if not len(records.rows):
+        raise TilingError(
+            f"{plan.scene.path}: no tile has at least {min_valid:.0%} valid pixels (all nodata?); nothing written"
+        )
+    path = write_plan(plan, records, loaded, fed, store, min_valid, precision, partition)
+    return SceneReport(plan.scene.name, path, len(records.rows), skipped, seconds=time.perf_counter() - start)
 
 
 def model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
@@ -231,6 +255,40 @@ def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float, preci
     )
 
 
+def _extract_on_cluster(
+    client: Any, todo: list[tuple[TilePlan, Any]], store: Path, loaded: LoadedModel, open_args: dict[str, Any],
+    stride: int | None, partition_by: Sequence[str] | None, tiles_per_task: int, on_progress: ProgressCallback | None,
+    device: str | None, precision: str, batch_size: int, min_valid: float, weights: str | Path | None,
+    weights_layout: str | None, model: str, tile_size: int | None,
+) -> list[SceneReport]:
+    from ofa_embed.cluster import dask_client
+    from ofa_embed.embedding.distributed import RunSpec, SceneJob, extract_on_cluster
+
+    jobs = []
+    for plan, item in todo:
+        scene = plan.scene
+        scene_args = dict(open_args)
+        if scene.modality.name == CUSTOM:  # the normalisation the client chose for the store, not the worker's own
+            scene_args["statistics"] = (scene.modality.mean.tolist(), scene.modality.std.tolist())
+        # workers do not share the client's working directory: absolute paths
+        source = [Path(p).resolve() for p in item] if isinstance(item, list) else Path(item).resolve()
+        jobs.append(SceneJob(source, scene.name, scene_args, tile_size, stride, len(plan.tiles),
+                             scene_partition(scene, partition_by)))
+    weights_path = str(Path(weights).resolve()) if weights is not None else None
+    run = RunSpec(store.resolve(), weights_path, weights_layout, model, device, precision, batch_size, min_valid)
+    with dask_client(client) as connected:
+        return extract_on_cluster(connected, jobs, run, tiles_per_task, on_progress)
+
+
+def scene_partition(scene: Scene, keys: Sequence[str] | None) -> dict[str, str] | None:
+    """The hive partition of ``scene`` in a store partitioned by ``keys`` (None: unpartitioned)."""
+    if not keys:
+        return None
+    left, bottom, right, top = scene.footprint_bounds()
+    lon, lat = to_lonlat(np.array([(left + right) / 2]), np.array([(bottom + top) / 2]), scene.crs)
+    return partition_of(keys, float(lon[0]), float(lat[0]), scene.acquired)
+
+
 def extract(
     scenes: SceneInput | Sequence[SceneInput],
     store: str | Path = "embeddings",
@@ -250,6 +308,9 @@ def extract(
     device: str | None = None,
     precision: str = "auto",
     overwrite: bool = False,
+    partition_by: Sequence[str] | None = None,
+    client: Any = None,
+    tiles_per_task: int = 1024,
     on_progress: ProgressCallback | None = None,
 ) -> ExtractReport:
     """Embed every tile of every scene into ``store`` (one GeoParquet file per scene).
@@ -278,6 +339,11 @@ def extract(
         precision: ``auto`` (bfloat16 on CUDA and on CPUs with native bfloat16, else float32), ``fp32`` or
             ``bf16``; recorded in every scene file.
         overwrite: recompute scenes already in the store (default: skip them).
+        partition_by: write scene files into hive folders by these keys (``utm_zone``, ``year``; see
+            :func:`ofa_embed.store.partition_of`), which DuckDB and geopandas prune on.
+        client: run on a Dask cluster (:mod:`ofa_embed.embedding.distributed`): a ``distributed.Client``, a
+            scheduler address (``tcp://host:8786``) or ``"local"`` (a LocalCluster, one worker per core).
+        tiles_per_task: with ``client``, the most tiles one task embeds (larger scenes are split).
         on_progress: called as ``(scene_name, tiles_done, tiles_total)`` after every batch.
 
     Raises:
@@ -285,17 +351,20 @@ def extract(
     """
     if not 0.0 <= min_valid <= 1.0:
         raise TilingError(f"min_valid must be within [0, 1], got {min_valid}")
+    if partition_by:
+        partition_of(partition_by, 0.0, 0.0, None)  # refuses unknown keys before anything is read
     if batch_size <= 0:
         raise TilingError(f"batch_size must be positive, got {batch_size}")
     items = group_band_files([scenes] if isinstance(scenes, (str, Path)) else list(scenes))
     store = Path(store)
+    open_args: dict[str, Any] = {"modality": modality, "bands": bands, "nodata": nodata, "wavelengths": wavelengths,
+                                 "sar_scale": sar_scale}
     with gdal_block_cache():
         opened: list[Scene] = []
         plans: list[TilePlan] = []
         try:
             for item in items:
-                opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata, wavelengths=wavelengths,
-                                         sar_scale=sar_scale))
+                opened.append(open_scene(item, **open_args))
             loaded = load_weights(weights, model, weights_layout)
             torch_device = resolve_device(device)
             precision = resolve_precision(precision, torch_device)
@@ -311,16 +380,28 @@ def extract(
             share_custom_statistics([s for s in opened if s.modality.name == CUSTOM], store)
             report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device),
                                    precision)
-            for plan in plans:
-                target = scene_path(store, plan.scene.name)
-                if target.exists() and not overwrite:
+            held = {path.stem: path for path in store_files(store)} if store.is_dir() else {}
+            todo = []
+            for plan, item in zip(plans, items, strict=True):
+                if plan.scene.name in held and not overwrite:
                     logger.info("%s: already in %s, skipped (use overwrite to recompute)", plan.scene.name, store)
-                    report.scenes.append(SceneReport(plan.scene.name, target, skipped_existing=True))
-                    continue
+                    report.scenes.append(SceneReport(plan.scene.name, held[plan.scene.name], skipped_existing=True))
+                else:
+                    todo.append((plan, item))
+            if todo:
                 store.mkdir(parents=True, exist_ok=True)
-                report.scenes.append(
-                    _extract_scene(plan, loaded, store, torch_device, batch_size, min_valid, on_progress, precision)
-                )
+            if client is not None and todo:
+                done = _extract_on_cluster(client, todo, store, loaded, open_args, stride, partition_by, tiles_per_task,
+                                           on_progress, device, precision, batch_size, min_valid, weights, weights_layout,
+                                           model, tile_size)
+            else:
+                done = [_extract_scene(plan, loaded, store, torch_device, batch_size, min_valid, on_progress, precision,
+                                       scene_partition(plan.scene, partition_by)) for plan, _ in todo]
+            for scene_report in done:
+                existing = held.get(scene_report.scene)
+                if existing is not None and existing != scene_report.path:
+                    existing.unlink()  # recomputed into another partition: one file per scene
+            report.scenes += done
             return report
         finally:
             for scene in opened:

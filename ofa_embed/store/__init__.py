@@ -3,6 +3,7 @@ DuckDB with the spatial extension over them (:mod:`ofa_embed.store.duck`). Knows
 """
 
 from ofa_embed.store.geoparquet import (
+    PARTITION_KEYS,
     STORE_VERSION,
     TILE_COLUMNS,
     ChipColumns,
@@ -10,6 +11,7 @@ from ofa_embed.store.geoparquet import (
     TileRecords,
     describe_store,
     embedding_matrix,
+    partition_of,
     read_embeddings,
     read_metadata,
     read_tiles,
@@ -23,7 +25,7 @@ from ofa_embed.store.geoparquet import (
 )
 
 __all__ = [
-    "STORE_VERSION", "TILE_COLUMNS", "ChipColumns", "StoreFile", "TileRecords", "describe_store", "embedding_matrix",
-    "read_embeddings", "read_metadata", "read_tiles", "scene_path", "store_files", "take_rows", "tile_id",
-    "tiles_frame", "write_chips", "write_scene",
+    "PARTITION_KEYS", "STORE_VERSION", "TILE_COLUMNS", "ChipColumns", "StoreFile", "TileRecords", "describe_store",
+    "embedding_matrix", "read_embeddings", "read_metadata", "read_tiles", "partition_of", "scene_path", "store_files",
+    "take_rows", "tile_id", "tiles_frame", "write_chips", "write_scene",
 ]

@@ -5,6 +5,10 @@ Layout::
     STORE/
       <scene>.parquet        one file per extracted scene (written as .<scene>.parquet.tmp, then renamed)
       chips-<nnnnn>.parquet  up to N chips of a chip collection, one tile per chip (store version 2)
+      utm_zone=33N/year=2020/<scene>.parquet
+                             a partitioned store (``extract --partition-by utm_zone,year``): scene files in
+                             hive folders, which DuckDB (``hive_partitioning``) and pyarrow/geopandas read
+                             as columns and prune on; a store may mix both layouts
 
 Columns (schema version :data:`STORE_VERSION`)::
 
@@ -73,6 +77,8 @@ __all__ = [
     "read_tiles",
     "take_rows",
     "tiles_frame",
+    "PARTITION_KEYS",
+    "partition_of",
     "scene_path",
     "store_files",
     "tile_id",
@@ -81,6 +87,7 @@ __all__ = [
 ]
 
 STORE_VERSION = 2
+PARTITION_KEYS = ("utm_zone", "year")
 GEOPARQUET_VERSION = "1.1.0"
 ROW_GROUP_SIZE = 1024
 _CRS84 = ProjCRS("OGC:CRS84").to_json_dict()
@@ -91,14 +98,40 @@ def tile_id(scene: str, row: int, col: int, tile_size: int) -> str:
     return hashlib.blake2b(f"{scene}|{row}|{col}|{tile_size}".encode(), digest_size=8).hexdigest()
 
 
-def scene_path(store: Path, scene: str) -> Path:
-    """The store file of scene ``scene``: ``STORE/<scene>.parquet``."""
-    return store / f"{scene}.parquet"
+def scene_path(store: Path, scene: str, partition: dict[str, str] | None = None) -> Path:
+    """The store file of scene ``scene``: ``STORE/<scene>.parquet``, or inside its hive partition
+    ``STORE/<key>=<value>/.../<scene>.parquet``.
+    """
+    folder = store.joinpath(*(f"{key}={value}" for key, value in (partition or {}).items()))
+    return folder / f"{scene}.parquet"
 
 
 def store_files(store: str | Path) -> list[Path]:
-    """The scene files of a store, sorted by name (temporary files excluded)."""
-    return sorted(p for p in Path(store).glob("*.parquet") if not p.name.startswith("."))
+    """The files of a store, top level and in hive partitions, sorted by their path below the store
+    (temporary files and ``.``/``_`` folders such as ``_index`` excluded).
+    """
+    root = Path(store)
+    found = [p for p in root.rglob("*.parquet")
+             if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def partition_of(keys: Sequence[str], lon: float, lat: float, acquired: datetime | None) -> dict[str, str]:
+    """Hive partition values of a scene centred at ``lon, lat`` (degrees) acquired at ``acquired``:
+    ``utm_zone`` (``33N``: the 6-degree zone and hemisphere of the centre) and ``year`` (``unknown`` without
+    a date), in the order of ``keys``.
+
+    Raises:
+        StoreError: a key other than :data:`PARTITION_KEYS`.
+    """
+    values = {
+        "utm_zone": f"{int((lon + 180) // 6) % 60 + 1:02d}{'N' if lat >= 0 else 'S'}",
+        "year": str(acquired.year) if acquired else "unknown",
+    }
+    unknown = [key for key in keys if key not in values]
+    if unknown:
+        raise StoreError(f"partition key(s) {', '.join(unknown)}: choose from {', '.join(PARTITION_KEYS)}")
+    return {key: values[key] for key in keys}
 
 
 @dataclass
@@ -270,15 +303,17 @@ def write_scene(
     records: TileRecords,
     metadata: dict[str, Any],
     emb_metadata: dict[str, Any],
+    partition: dict[str, str] | None = None,
 ) -> Path:
-    """Write one scene's tiles to ``store/<scene>.parquet`` atomically (temporary name, then rename).
+    """Write one scene's tiles to ``store/<scene>.parquet`` (or into its hive ``partition``, see
+    :func:`partition_of`) atomically: temporary name, then rename.
 
     Raises:
         StoreError: the store cannot be written.
     """
     n = len(records.embeddings)
     table = _table([scene] * n, modality, [acquired] * n, tile_size, missing_bands, records)
-    return _write(scene_path(store, scene), table, metadata, emb_metadata)
+    return _write(scene_path(store, scene, partition), table, metadata, emb_metadata)
 
 
 def write_chips(
@@ -308,6 +343,7 @@ def _write(target: Path, table: pa.Table, metadata: dict[str, Any], emb_metadata
         b"ofa_embed": json.dumps({"store_version": STORE_VERSION, **metadata}).encode(),
     }
     table = table.replace_schema_metadata(file_metadata)
+    target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(target) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True)
     return target
@@ -340,6 +376,7 @@ class StoreFile:
 
     Attributes:
         path: the file.
+        name: its path below the store (``scene.parquet``, ``utm_zone=33N/year=2020/scene.parquet``).
         rows: number of tiles.
         fingerprint: SHA-256 of the Parquet footer (schema, per-row-group statistics and our metadata,
             which carries the creation time), so any rewrite of the file changes it; reading the
@@ -349,6 +386,7 @@ class StoreFile:
     """
 
     path: Path
+    name: str
     rows: int
     fingerprint: str
     weights_hash: str
@@ -379,15 +417,15 @@ def describe_store(store: str | Path) -> list[StoreFile]:
     for path in files:
         meta = read_metadata(path)
         described.append(StoreFile(
-            path, pq.ParquetFile(path).metadata.num_rows, _footer_fingerprint(path),
+            path, path.relative_to(store).as_posix(), pq.ParquetFile(path).metadata.num_rows, _footer_fingerprint(path),
             meta["model"]["weights_hash"], int(meta["emb"]["dimension"]),
         ))
     models = {(f.weights_hash, f.dimension) for f in described}
     if len(models) > 1:
         first, other = described[0], next(f for f in described if f.weights_hash != described[0].weights_hash)
         raise StoreError(
-            f"{store}: mixes embeddings of different models ({first.path.name}: weights {first.weights_hash}, "
-            f"{other.path.name}: weights {other.weights_hash}); use one store per model"
+            f"{store}: mixes embeddings of different models ({first.name}: weights {first.weights_hash}, "
+            f"{other.name}: weights {other.weights_hash}); use one store per model"
         )
     return described
 

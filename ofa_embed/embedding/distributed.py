@@ -1,0 +1,177 @@
+"""Extraction on a Dask cluster (``extract(..., client=...)``, ``ofa-embed extract --dask ADDRESS``).
+
+The client opens and checks every scene, as a local run does, before anything is submitted. The work is
+then done by tasks on the workers:
+
+- A scene's tiles are cut into ranges of at most ``tiles_per_task``. Each range is a task that reopens
+  the scene from its path, embeds those tiles with the worker's model, and writes them to a part file.
+  The model is loaded once per worker process. Parts go under ``STORE/.parts/<scene>/``, written under a
+  temporary name and renamed.
+- One merge task per scene runs once all its parts are done. It concatenates them in tile order and
+  writes the scene's store file, with the same metadata, through the same atomic rename as a local run.
+  Then it removes the parts.
+
+No embedding passes through the scheduler; only counts come back. A worker lost mid-run takes its tasks
+with it, and the scheduler runs them again elsewhere. A part written twice is the same part, and a store
+file appears only when it is whole. The paths of scenes and store must mean the same on every worker: a
+shared filesystem.
+
+Object stores have no rename. There, a part or a store file would be uploaded whole as a single object
+(a PUT is atomic: readers see the old object or the new one). That is not built here: store paths are
+local or shared-filesystem paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ofa_embed.atomic import atomic_target
+from ofa_embed.embedding.extract import ProgressCallback, SceneReport, embed_plan, feed, write_plan
+from ofa_embed.embedding.forward import resolve_device, resolve_precision
+from ofa_embed.errors import ConfigError, TilingError
+from ofa_embed.model.checkpoint import LoadedModel
+from ofa_embed.model.weights import load_weights
+from ofa_embed.raster.reader import TilePlan, plan_tiles
+from ofa_embed.raster.scene import gdal_block_cache, open_scene
+from ofa_embed.store import TileRecords
+
+__all__ = ["TILES_PER_TASK", "RunSpec", "SceneJob", "extract_on_cluster"]
+
+TILES_PER_TASK = 1024
+PARTS_DIR = ".parts"
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """One scene as the workers reopen it: what ``open_scene`` and ``plan_tiles`` are given, the number of
+    tiles the client planned, and the store partition of its file.
+    """
+
+    source: Path | list[Path]
+    name: str
+    open_args: dict[str, Any]
+    tile_size: int | None
+    stride: int | None
+    tiles: int
+    partition: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every task of a run shares: the store, the weights, the forward pass and the tile filter."""
+
+    store: Path
+    weights: str | None
+    weights_layout: str | None
+    model: str
+    device: str | None
+    precision: str
+    batch_size: int
+    min_valid: float
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_model(weights: str | None, layout: str | None, model: str, device: str | None) -> tuple[LoadedModel, torch.device]:
+    """The model of a run, loaded once per worker process."""
+    torch_device = resolve_device(device)
+    loaded = load_weights(weights, model, layout)
+    loaded.model.to(torch_device)
+    return loaded, torch_device
+
+
+@contextmanager
+def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, LoadedModel, torch.device, str]]:
+    loaded, device = _worker_model(run.weights, run.weights_layout, run.model, run.device)
+    with gdal_block_cache(), open_scene(job.source, **job.open_args) as scene:
+        yield plan_tiles(scene, job.tile_size, job.stride, loaded.model.patch_size), loaded, device, \
+            resolve_precision(run.precision, device)
+
+
+def embed_part(job: SceneJob, run: RunSpec, start: int, stop: int, part: Path) -> tuple[int, int]:
+    """Task: embed tiles ``start:stop`` of the scene into the part file ``part``; ``(kept, skipped)`` tiles."""
+    with _opened_plan(job, run) as (plan, loaded, device, precision):
+        if len(plan.tiles) != job.tiles:
+            raise TilingError(f"{plan.scene.path}: {len(plan.tiles)} tiles on this worker, {job.tiles} on the client; "
+                              "is the same file mounted at the same path?")
+        subset = TilePlan(plan.scene, plan.tiles[start:stop], plan.tile_size, plan.stride)
+        records, skipped = embed_plan(subset, loaded, feed(plan.scene, loaded), device, run.batch_size, run.min_valid,
+                                      None, precision)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(part) as tmp, tmp.open("wb") as handle:
+        np.savez(handle, **asdict(records))
+    return len(records.rows), skipped
+
+
+def merge_parts(job: SceneJob, run: RunSpec, parts: list[Path], *counts: tuple[int, int]) -> tuple[str, int, int]:
+    """Task: the scene's store file from its parts (in tile order); ``(path, tiles, skipped)``."""
+    with _opened_plan(job, run) as (plan, loaded, _, precision):
+        loaded_parts = [np.load(path) for path in parts]
+        records = TileRecords(**{name: np.concatenate([part[name] for part in loaded_parts])
+                                 for name in TileRecords.__dataclass_fields__})
+        skipped = sum(s for _, s in counts)
+        if not len(records.rows):
+            raise TilingError(f"{plan.scene.path}: no tile has at least {run.min_valid:.0%} valid pixels (all nodata?); "
+                              "nothing written")
+        path = write_plan(plan, records, loaded, feed(plan.scene, loaded), run.store, run.min_valid, precision,
+                          job.partition)
+    shutil.rmtree(parts[0].parent, ignore_errors=True)
+    return str(path), len(records.rows), skipped
+
+
+def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tiles_per_task: int,
+                       on_progress: ProgressCallback | None) -> list[SceneReport]:
+    """Run ``jobs`` on ``client`` (a ``distributed.Client``): one report per scene, in ``jobs`` order.
+
+    On an error or an interrupt the run's tasks are cancelled before it is re-raised.
+    """
+    from distributed import as_completed
+
+    if tiles_per_task < 1:
+        raise ConfigError(f"tiles_per_task must be at least 1, got {tiles_per_task}")
+    started = time.perf_counter()
+    ranges: dict[Any, tuple[SceneJob, int]] = {}
+    merges = []
+    for job in jobs:
+        folder = run.store / PARTS_DIR / job.name
+        parts, futures = [], []
+        for number, start in enumerate(range(0, job.tiles, tiles_per_task)):
+            stop = min(start + tiles_per_task, job.tiles)
+            parts.append(folder / f"part-{number:05d}.npz")
+            future = client.submit(embed_part, job, run, start, stop, parts[-1], pure=False,
+                                   key=f"ofa-embed-{job.name}-{number}-{time.time_ns()}")
+            ranges[future] = (job, stop - start)
+            futures.append(future)
+        merges.append(client.submit(merge_parts, job, run, parts, *futures, pure=False,
+                                    key=f"ofa-embed-merge-{job.name}-{time.time_ns()}"))
+    everything = [*ranges, *merges]
+    try:
+        done: dict[str, int] = {}
+        for future in as_completed(list(ranges)):
+            future.result()  # re-raises a task's error here
+            job, count = ranges[future]
+            done[job.name] = done.get(job.name, 0) + count
+            if on_progress:
+                on_progress(job.name, done[job.name], job.tiles)
+        reports = []
+        for job, merge in zip(jobs, merges, strict=True):
+            path, tiles, skipped = merge.result()
+            reports.append(SceneReport(job.name, Path(path), tiles, skipped, seconds=time.perf_counter() - started))
+        return reports
+    except BaseException:
+        client.cancel(everything)
+        raise
+    finally:
+        try:
+            (run.store / PARTS_DIR).rmdir()  # only when empty: another run's parts may be there
+        except OSError:
+            pass
