@@ -3,7 +3,9 @@
 The client opens and checks every scene, as a local run does, before anything is submitted. The work is
 then done by tasks on the workers:
 
-- A scene's tiles are cut into ranges of at most ``tiles_per_task``. Each range is a task that reopens
+- A scene of at most ``tiles_per_task`` tiles is one task: it reopens the scene from its path, embeds it
+  with the worker's model and writes its store file. A larger scene's tiles are cut into ranges of at
+  most ``tiles_per_task``. Each range is a task that reopens
   the scene from its path, embeds those tiles with the worker's model, and writes them to a part file.
   The model is loaded once per worker process. Parts go under ``STORE/.parts/<scene>/``, written under a
   temporary name and renamed.
@@ -64,6 +66,7 @@ class SceneJob:
     stride: int | None
     tiles: int
     partition: dict[str, str] | None
+    input_values: dict[str, Any]  # the client's value check of the scene, recorded as a local run records it
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ def _worker_model(weights: str | None, layout: str | None, model: str, device: s
 @contextmanager
 def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, LoadedModel, torch.device, str]]:
     loaded, device = _worker_model(run.weights, run.weights_layout, run.model, run.device)
-    with gdal_block_cache(), open_scene(job.source, **job.open_args) as scene:
+    # the client checked the values already: reading the check's sample again on every task is wasted work
+    with gdal_block_cache(), open_scene(job.source, **job.open_args, check_values=False) as scene:
+        scene.input_values = job.input_values
         yield plan_tiles(scene, job.tile_size, job.stride, loaded.model.patch_size), loaded, device, \
             resolve_precision(run.precision, device)
 
@@ -110,6 +115,18 @@ def embed_part(job: SceneJob, run: RunSpec, start: int, stop: int, part: Path) -
     with atomic_target(part) as tmp, tmp.open("wb") as handle:
         np.savez(handle, **asdict(records))
     return len(records.rows), skipped
+
+
+def embed_scene(job: SceneJob, run: RunSpec) -> tuple[str, int, int]:
+    """Task: a scene of one part embedded and written straight to its store file; ``(path, tiles, skipped)``."""
+    with _opened_plan(job, run) as (plan, loaded, device, precision):
+        fed = feed(plan.scene, loaded)
+        records, skipped = embed_plan(plan, loaded, fed, device, run.batch_size, run.min_valid, None, precision)
+        if not len(records.rows):
+            raise TilingError(f"{plan.scene.path}: no tile has at least {run.min_valid:.0%} valid pixels (all nodata?); "
+                              "nothing written")
+        path = write_plan(plan, records, loaded, fed, run.store, run.min_valid, precision, job.partition)
+    return str(path), len(records.rows), skipped
 
 
 def merge_parts(job: SceneJob, run: RunSpec, parts: list[Path], *counts: tuple[int, int]) -> tuple[str, int, int]:
@@ -142,6 +159,11 @@ def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tile
     ranges: dict[Any, tuple[SceneJob, int]] = {}
     merges = []
     for job in jobs:
+        if job.tiles <= tiles_per_task:  # one task does it all: no part file, no merge
+            whole = client.submit(embed_scene, job, run, pure=False, key=f"ofa-embed-{job.name}-{time.time_ns()}")
+            ranges[whole] = (job, job.tiles)
+            merges.append(whole)
+            continue
         folder = run.store / PARTS_DIR / job.name
         parts, futures = [], []
         for number, start in enumerate(range(0, job.tiles, tiles_per_task)):
@@ -153,7 +175,7 @@ def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tile
             futures.append(future)
         merges.append(client.submit(merge_parts, job, run, parts, *futures, pure=False,
                                     key=f"ofa-embed-merge-{job.name}-{time.time_ns()}"))
-    everything = [*ranges, *merges]
+    everything = list({*ranges, *merges})
     try:
         done: dict[str, int] = {}
         for future in as_completed(list(ranges)):

@@ -273,7 +273,7 @@ def _extract_on_cluster(
         # workers do not share the client's working directory: absolute paths
         source = [Path(p).resolve() for p in item] if isinstance(item, list) else Path(item).resolve()
         jobs.append(SceneJob(source, scene.name, scene_args, tile_size, stride, len(plan.tiles),
-                             scene_partition(scene, partition_by)))
+                             scene_partition(scene, partition_by), dict(scene.input_values)))
     weights_path = str(Path(weights).resolve()) if weights is not None else None
     run = RunSpec(store.resolve(), weights_path, weights_layout, model, device, precision, batch_size, min_valid)
     with dask_client(client) as connected:

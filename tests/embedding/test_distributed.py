@@ -42,6 +42,9 @@ def test_cluster_run_equals_local_run(tmp_path, s2_tif, dask_client):
     totals = {name: total for name, _, total in seen}
     assert {name: max(done for n, done, _ in seen if n == name) for name in totals} == totals
     assert not (tmp_path / "remote" / ".parts").exists()
+    whole = ofa_embed.extract(scenes, tmp_path / "whole", model=MODEL, tile_size=64, client=dask_client)  # a task a scene
+    for mine, theirs in zip(local.scenes, whole.scenes, strict=True):
+        assert_same_store_file(mine.path, theirs.path)
     again = ofa_embed.extract(scenes, tmp_path / "remote", model=MODEL, tile_size=64, client=dask_client)
     assert all(s.skipped_existing for s in again.scenes)
 
