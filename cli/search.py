@@ -39,9 +39,13 @@ def _date(text: str | None, name: str, *, end: bool) -> datetime | None:
 
 def search(
     store: Annotated[Path, typer.Argument(help="Store directory (indexed with ofa-embed index).")],
-    like: Annotated[Path | None, typer.Option(help="Query tile file (any supported modality).")] = None,
-    like_id: Annotated[str | None, typer.Option(help="Query: the id of a stored tile.")] = None,
+    like: Annotated[list[Path] | None, typer.Option(
+        help="Query tile file (any supported modality); repeat for several examples.")] = None,
+    like_id: Annotated[list[str] | None, typer.Option(help="Query: the id of a stored tile; repeatable.")] = None,
     like_point: Annotated[str | None, typer.Option(help="Query: the stored tile at LON,LAT.")] = None,
+    unlike: Annotated[list[Path] | None, typer.Option(
+        help="Negative example tile file: results move away from it; repeatable.")] = None,
+    unlike_id: Annotated[list[str] | None, typer.Option(help="Negative example: a stored tile id; repeatable.")] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Number of results.")] = 10,
     bbox: Annotated[str | None, typer.Option(help="Only tiles intersecting MINLON,MINLAT,MAXLON,MAXLAT.")] = None,
     start: Annotated[str | None, typer.Option(help="Only tiles acquired on or after this date.")] = None,
@@ -61,7 +65,7 @@ def search(
         if fmt not in FORMATS:
             raise QueryError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
         hits = ofa_embed.search(
-            store, like=like, like_id=like_id,
+            store, like=like, like_id=like_id, unlike=unlike, unlike_id=unlike_id,
             like_point=cast("tuple[float, float]", _floats(like_point, 2, "--like-point")) if like_point else None, k=k,
             bbox=cast("tuple[float, float, float, float]", _floats(bbox, 4, "--bbox")) if bbox else None,
             start=_date(start, "--start", end=False), end=_date(end, "--end", end=True),

@@ -30,12 +30,25 @@ def _stored_embedding(store: Path, where: str, params: list[object], order: str,
     return embedding_matrix(table.column(0))[0]
 
 
+def _as_list(value: object) -> list:
+    if value is None:
+        return []
+    return [value] if isinstance(value, (str, Path)) else list(value)  # type: ignore[call-overload]
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
 def search(
     store: str | Path,
     *,
     like: str | Path | Sequence[str | Path] | None = None,
-    like_id: str | None = None,
+    like_id: str | Sequence[str] | None = None,
     like_point: tuple[float, float] | None = None,
+    unlike: str | Path | Sequence[str | Path] | None = None,
+    unlike_id: str | Sequence[str] | None = None,
     k: int = 10,
     bbox: tuple[float, float, float, float] | None = None,
     start: datetime | None = None,
@@ -48,9 +61,12 @@ def search(
 ) -> gpd.GeoDataFrame:
     """Find the ``k`` tiles of a store most similar (cosine) to a query, within optional filters.
 
-    Exactly one query: ``like`` (a tile file of any supported modality, embedded with the store's
-    own model: cross-modal queries are allowed), ``like_id`` (a row of the store) or ``like_point``
-    (``(lon, lat)``: the stored tile containing it whose centre is nearest).
+    The query is made of examples: ``like`` (query tile files of any supported modality, embedded with the
+    store's own model: cross-modal queries are allowed; a band-file tile is given as its folder),
+    ``like_id`` (rows of the store) and ``like_point`` (``(lon, lat)``: the stored tile containing it whose
+    centre is nearest). With several positive examples, or negative ones (``unlike`` files, ``unlike_id``
+    rows), the query vector is the mean of the positives' unit vectors minus the mean of the negatives'
+    (Rocchio's rule, as labelling tools refine a search from tiles marked yes and no).
 
     Filters (``bbox`` as ``(min_lon, min_lat, max_lon, max_lat)``, ``start``/``end`` times, ``modality``,
     ``scene``) are resolved to allowed rows first and applied inside the index search.
@@ -59,12 +75,14 @@ def search(
         See :meth:`indexes.StoreIndex.search`.
 
     Raises:
-        QueryError: not exactly one query, k < 1, malformed bbox or dates, unknown id, empty point.
+        QueryError: no positive example, k < 1, malformed bbox or dates, unknown id, empty point.
         IndexStateError: no index, stale index, or a query model that differs from the store's.
         StoreError: missing or empty store.
     """
-    if sum(q is not None for q in (like, like_id, like_point)) != 1:
-        raise QueryError("give exactly one query: like (a tile file), like_id or like_point")
+    positive_files, positive_ids = _as_list(like), _as_list(like_id)
+    negative_files, negative_ids = _as_list(unlike), _as_list(unlike_id)
+    if not (positive_files or positive_ids or like_point is not None):
+        raise QueryError("give a query: like (tile files), like_id (stored tiles) or like_point")
     if k < 1:
         raise QueryError(f"k must be at least 1, got {k}")
     if bbox is not None and not (bbox[0] <= bbox[2] and bbox[1] <= bbox[3]):
@@ -73,18 +91,29 @@ def search(
         raise QueryError(f"start {start.isoformat()} is not before end {end.isoformat()}")
     store = Path(store)
     index = indexes.open(store)
-    if like is not None:
-        query = import_whole("ofa_embed.embedding.query")  # torch loads only to embed a query tile
-        vector = query.embed_file(like, query.store_model(store, weights), modality=query_modality, bands=query_bands)
-    elif like_id is not None:
-        vector = _stored_embedding(store, "id = ?", [like_id], "id", f"no tile with id {like_id!r}")
-    else:
-        assert like_point is not None  # exactly one query was checked above
+    made = None
+
+    def embedded(files: list[str | Path], ids: list[str]) -> list[np.ndarray]:
+        nonlocal made
+        vectors = []
+        if files:
+            query = import_whole("ofa_embed.embedding.query")  # torch loads only to embed a query tile
+            made = made or query.store_model(store, weights)
+            vectors += [query.embed_file(f, made, modality=query_modality, bands=query_bands) for f in files]
+        vectors += [_stored_embedding(store, "id = ?", [i], "id", f"no tile with id {i!r}") for i in ids]
+        return [_unit(np.asarray(v, np.float32)) for v in vectors]
+
+    positives = embedded(positive_files, positive_ids)
+    if like_point is not None:
         lon, lat = like_point
-        vector = _stored_embedding(
+        positives.append(_unit(_stored_embedding(
             store, "xmin <= ? AND xmax >= ? AND ymin <= ? AND ymax >= ?", [lon, lon, lat, lat],
             f"(((xmin + xmax) / 2 - {float(lon)}) ^ 2 + ((ymin + ymax) / 2 - {float(lat)}) ^ 2)",
             f"no tile contains the point {lon}, {lat}",
-        )
+        )))
+    negatives = embedded(negative_files, negative_ids)
+    vector = np.mean(positives, axis=0)
+    if negatives:
+        vector = vector - np.mean(negatives, axis=0)
     search_filter = SearchFilter(bbox=bbox, start=start, end=end, modality=modality, scene=scene)
     return index.search(vector, k, search_filter)

@@ -3,6 +3,7 @@
 import json
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 from rasterio.windows import Window
@@ -105,6 +106,21 @@ def test_update_after_new_scene(indexed, tmp_path):
     assert len(hits) == 4 and {h["scene"] for h in hits} == {"other"} and hits[0]["id"] == first
 
 
+def test_several_positive_and_negative_examples(indexed):
+    frame = gpd.read_parquet(next(indexed.glob("*.parquet")))
+    vectors = np.stack(frame["embedding"]).astype(np.float64)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    a, b, c = 2, 9, 15
+    query = (unit[a] + unit[b]) / 2 - unit[c]
+    expected = frame["id"].to_numpy()[np.argsort(-(unit @ (query / np.linalg.norm(query))), kind="stable")]
+    result = run("search", indexed, "--like-id", frame.id[a], "--like-id", frame.id[b], "--unlike-id", frame.id[c],
+                 "--k", "20", "--format", "json")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert [h["id"] for h in hits] == list(expected)
+    assert hits[-1]["id"] == frame.id[c]  # the negative example ranks last
+
+
 def bad_search_cases(indexed, tmp_path):
     five = write_raster(tmp_path / "five.tif", s2_values(64, 64)[:5])
     other = tmp_path / "other.safetensors"
@@ -114,7 +130,7 @@ def bad_search_cases(indexed, tmp_path):
     return {
         "missing store": (["search", tmp_path / "nope", "--like-id", "x"], "no such store"),
         "empty store": (["search", empty, "--like-id", "x"], "store is empty"),
-        "no query": (["search", indexed], "exactly one query"),
+        "no query": (["search", indexed], "give a query"),
         "unknown id": (["search", indexed, "--like-id", "x"], "no tile with id 'x'"),
         "unknown modality": (["search", indexed, "--like", five], "five.tif: 5 band"),
         "model mismatch": (["search", indexed, "--like", five, "--weights", other], "differ from the store's"),

@@ -210,3 +210,25 @@ def test_corrupt_manifest_is_a_one_line_index_error(store, content):
     (store / "_index" / "manifest.json").write_text(content)
     with pytest.raises(IndexStateError, match=r"manifest.json: unreadable index manifest .*rebuild with: ofa-embed index"):
         indexes.open(store)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_high_k_search_with_and_without_filters(tmp_path, kind):
+    store = tmp_path / "store"
+    vectors = write_vector_store(store, SCENES + [("d_more", 1200, 40.0, None, "sentinel2_l2a")])
+    queries = queries_near(vectors, 3)
+    indexes.build(store, kind, **({"nlist": 64, "m": 8} if kind == "ivfpq" else {}))
+    opened = indexes.open(store)
+    k = 2500
+    similarities, positions = opened.search_vectors(queries, k)
+    truth = exact(vectors, queries, k)
+    recall = np.mean([len(set(p) & set(t)) / k for p, t in zip(positions, truth, strict=True)])
+    assert recall > 0.9 and (positions >= 0).all()
+    assert (np.diff(similarities, axis=1) <= 1e-6).all()  # best first
+    # a filter admitting fewer rows than k: every one of them, exactly, then padding
+    allowed = opened.allowed(SearchFilter(modality="sentinel2_l1c"))
+    similarities, positions = opened.search_vectors(queries, k, SearchFilter(modality="sentinel2_l1c"))
+    assert all(set(p[p >= 0]) == set(allowed) for p in positions) and (positions[:, len(allowed):] == -1).all()
+    assert np.isinf(similarities[:, len(allowed):]).all()
+    hits = opened.search(queries[0], k=k)
+    assert len(hits) == k and hits["id"].is_unique
