@@ -13,11 +13,13 @@ skips the scenes already in the store.
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ from ofa_embed.errors import ModalityError, StoreError, TilingError
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
-from ofa_embed.raster.reader import TilePlan, plan_tiles, prefetched, read_tile_batches
+from ofa_embed.raster.reader import TileBatch, TilePlan, plan_tiles, prefetched, read_tile_batches
 from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scene, sample_statistics
 from ofa_embed.sensors import CUSTOM, custom_modality
 from ofa_embed.store import TileRecords, describe_store, partition_of, read_metadata, store_files, write_scene
@@ -166,45 +168,78 @@ def feed(scene: Scene, loaded: LoadedModel) -> ModelInput:
     return fed
 
 
-def embed_plan(
-    plan: TilePlan, loaded: LoadedModel, fed: ModelInput, device: torch.device, batch_size: int, min_valid: float,
-    on_progress: ProgressCallback | None, precision: str,
-) -> tuple[TileRecords, int]:
-    """Embed the tiles of ``plan`` fed as ``fed`` (:func:`feed`): the kept tiles' records (none, when every
-    tile is below ``min_valid``) and how many were skipped.
+def _chained(plans: Sequence[TilePlan], batch_size: int, min_valid: float, stop: threading.Event,
+             held: int) -> Iterator[TileBatch]:
+    """The batches of every plan in turn, each tagged with its plan's position."""
+    for number, plan in enumerate(plans):
+        for batch in read_tile_batches(plan, batch_size, min_valid, stop, held=held):
+            batch.scene = number
+            yield batch
+
+
+def embed_plans(
+    plans: Sequence[TilePlan], loaded: LoadedModel, fed: ModelInput, device: torch.device, batch_size: int,
+    min_valid: float, on_progress: ProgressCallback | None, precision: str,
+) -> Iterator[tuple[TilePlan, TileRecords, int]]:
+    """Embed the tiles of ``plans`` (scenes fed alike, as ``fed``: :func:`feed`) through one reader thread and one
+    set of model workers: ``(plan, kept tiles' records, tiles skipped below min_valid)`` per scene, in order,
+    as soon as its last batch is embedded.
+
+    The reader goes on into the next scene, and the model with it, while the caller writes the previous
+    one, so a run of many scenes never waits at a scene boundary. A scene whose every tile is below
+    ``min_valid`` gets empty records.
     """
-    scene = plan.scene
-    kept: list[TileWindow] = []
+    dim = loaded.model.config.embed_dim
     # filled in place: keeping each batch's small output tensor alive instead pins freed batch-sized
     # heap blocks around it (glibc cannot trim them): +270 MB over 200 batches when measured
-    fractions = np.empty(len(plan.tiles), np.float32)
-    embeddings = np.empty((len(plan.tiles), loaded.model.config.embed_dim), np.float32)
-    skipped = 0
+    fractions = [np.empty(len(plan.tiles), np.float32) for plan in plans]
+    embeddings = [np.empty((len(plan.tiles), dim), np.float32) for plan in plans]
+    kept: list[list[TileWindow]] = [[] for _ in plans]
+    skipped = [0] * len(plans)
     stop = threading.Event()
     workers, threads = model_workers(device)
-    reader = read_tile_batches(plan, batch_size, min_valid, stop, held=workers)
+    reader = _chained(plans, batch_size, min_valid, stop, workers)
+    finished = 0
     with prefetched(reader, stop) as batches, closing(
         embed_batches(batches, loaded.model, fed, device, workers, threads, precision)
     ) as embedded:
         for batch, batch_embeddings in embedded:
+            number, plan = batch.scene, plans[batch.scene]
+            done = len(kept[number])
             if batch.tiles:
-                embeddings[len(kept) : len(kept) + len(batch.tiles)] = batch_embeddings
-                fractions[len(kept) : len(kept) + len(batch.tiles)] = batch.valid_fraction
-            kept += batch.tiles
-            skipped += batch.skipped
+                embeddings[number][done : done + len(batch.tiles)] = batch_embeddings
+                fractions[number][done : done + len(batch.tiles)] = batch.valid_fraction
+            kept[number] += batch.tiles
+            skipped[number] += batch.skipped
             if on_progress:
-                on_progress(scene.name, len(kept) + skipped, len(plan.tiles))
+                on_progress(plan.scene.name, len(kept[number]) + skipped[number], len(plan.tiles))
+            while finished < len(plans) and len(kept[finished]) + skipped[finished] == len(plans[finished].tiles):
+                yield plans[finished], _records(plans[finished], kept[finished], fractions[finished],
+                                                embeddings[finished]), skipped[finished]
+                kept[finished], fractions[finished], embeddings[finished] = [], fractions[finished][:0], embeddings[finished][:0]
+                finished += 1
+
+
+def _records(plan: TilePlan, kept: list[TileWindow], fractions: np.ndarray, embeddings: np.ndarray) -> TileRecords:
     if not kept:
         empty = np.empty(0, np.int64)
         return TileRecords(empty, empty, empty, empty, np.empty(0, bool), fractions[:0], np.empty((0, 4, 2)),
-                           embeddings[:0]), skipped
-    _, lonlat = footprints(kept, scene.transform, scene.crs)
-    records = TileRecords(
+                           embeddings[:0])
+    _, lonlat = footprints(kept, plan.scene.transform, plan.scene.crs)
+    return TileRecords(
         rows=np.array([t.row for t in kept]), cols=np.array([t.col for t in kept]),
         heights=np.array([t.height for t in kept]), widths=np.array([t.width for t in kept]),
         padded=np.array([t.padded for t in kept]), valid_fraction=fractions[: len(kept)],
         lonlat=lonlat, embeddings=embeddings[: len(kept)],
     )
+
+
+def embed_plan(
+    plan: TilePlan, loaded: LoadedModel, fed: ModelInput, device: torch.device, batch_size: int, min_valid: float,
+    on_progress: ProgressCallback | None, precision: str,
+) -> tuple[TileRecords, int]:
+    """One scene's :func:`embed_plans`: its records and skipped count."""
+    (_, records, skipped), = embed_plans([plan], loaded, fed, device, batch_size, min_valid, on_progress, precision)
     return records, skipped
 
 
@@ -221,19 +256,32 @@ def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: M
     )
 
 
-def _extract_scene(
-    plan: TilePlan, loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
-    on_progress: ProgressCallback | None, precision: str, partition: dict[str, str] | None,
-) -> SceneReport:
-    start = time.perf_counter()
-    fed = feed(plan.scene, loaded)
-    records, skipped = embed_plan(plan, loaded, fed, device, batch_size, min_valid, on_progress, precision)
-    if not len(records.rows):
-        raise TilingError(
-            f"{plan.scene.path}: no tile has at least {min_valid:.0%} valid pixels (all nodata?); nothing written"
-        )
-    path = write_plan(plan, records, loaded, fed, store, min_valid, precision, partition)
-    return SceneReport(plan.scene.name, path, len(records.rows), skipped, seconds=time.perf_counter() - start)
+def _extract_scenes(
+    plans: list[TilePlan], loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
+    on_progress: ProgressCallback | None, precision: str, partition_by: Sequence[str] | None,
+) -> list[SceneReport]:
+    """Embed and write ``plans``; consecutive scenes fed alike share one pipeline (:func:`embed_plans`)."""
+    reports: list[SceneReport] = []
+    feds = [feed(plan.scene, loaded) for plan in plans]
+    def same_input(pair: tuple[TilePlan, ModelInput]) -> str:
+        return json.dumps(pair[1].record, sort_keys=True, default=str)
+
+    for _, group in itertools.groupby(zip(plans, feds, strict=True), key=same_input):
+        members = list(group)
+        start = time.perf_counter()
+        # closed on every exit path: the pipeline's reader thread and model workers stop with it
+        with closing(embed_plans([plan for plan, _ in members], loaded, members[0][1], device, batch_size, min_valid,
+                                 on_progress, precision)) as embedded:
+            for plan, records, skipped in embedded:
+                if not len(records.rows):
+                    raise TilingError(f"{plan.scene.path}: no tile has at least {min_valid:.0%} valid pixels (all "
+                                      "nodata?); nothing written")
+                path = write_plan(plan, records, loaded, members[0][1], store, min_valid, precision,
+                                  scene_partition(plan.scene, partition_by))
+                reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
+                                           seconds=time.perf_counter() - start))
+                start = time.perf_counter()
+    return reports
 
 
 def model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
@@ -395,8 +443,8 @@ def extract(
                                            on_progress, device, precision, batch_size, min_valid, weights, weights_layout,
                                            model, tile_size)
             else:
-                done = [_extract_scene(plan, loaded, store, torch_device, batch_size, min_valid, on_progress, precision,
-                                       scene_partition(plan.scene, partition_by)) for plan, _ in todo]
+                done = _extract_scenes([plan for plan, _ in todo], loaded, store, torch_device, batch_size, min_valid,
+                                       on_progress, precision, partition_by)
             for scene_report in done:
                 existing = held.get(scene_report.scene)
                 if existing is not None and existing != scene_report.path:

@@ -84,12 +84,14 @@ class TileBatch:
             asked for ``held`` more batches (see the module docstring).
         valid_fraction: ``(B,)`` fraction of valid (not nodata) pixels of each tile.
         skipped: tiles left out for a valid fraction below ``min_valid`` (the last batch may hold only these).
+        scene: which scene of a multi-scene run the batch is from (its position in the run's plans).
     """
 
     tiles: list[TileWindow]
     data: np.ndarray  # (B, C, T, T) float32
     valid_fraction: np.ndarray  # (B,)
     skipped: int
+    scene: int = 0
 
 
 def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterator[list[TileWindow]]:

@@ -281,3 +281,24 @@ def test_the_precision_is_recorded_in_every_scene_file(tmp_path, s2_tif):
     assert read_metadata(report.scenes[0].path)["model"]["precision"] == "bf16"
     with pytest.raises(ConfigError, match="precision 'half'"):
         ofa_embed.extract(s2_tif, tmp_path / "other", precision="half", **FAST)
+
+
+def test_scenes_share_one_pipeline_and_embed_as_each_alone(tmp_path, s2_tif):
+    second = write_raster(tmp_path / "second.tif", s2_values(200, 140, seed=3), descriptions=list(
+        ofa_embed.get_modality("sentinel2_l1c").band_names))
+    together = ofa_embed.extract([s2_tif, second], tmp_path / "together", batch_size=6, **FAST)
+    assert [s.scene for s in together.scenes] == [s2_tif.stem, "second"]
+    for scene in together.scenes:
+        alone = ofa_embed.extract(tmp_path / f"{scene.scene}.tif" if scene.scene == "second" else s2_tif,
+                                  tmp_path / f"alone-{scene.scene}", batch_size=6, **FAST).scenes[0]
+        a, b = gpd.read_parquet(scene.path), gpd.read_parquet(alone.path)
+        assert list(a["id"]) == list(b["id"])
+        np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-5)
+
+
+def test_an_empty_scene_mid_run_stops_it_after_the_scenes_before(tmp_path, s2_tif):
+    empty = write_raster(tmp_path / "empty.tif", np.zeros((13, 128, 128), np.uint16), nodata=0)
+    with pytest.raises(TilingError, match="empty.tif: no tile"):
+        ofa_embed.extract([s2_tif, empty], tmp_path / "store", **FAST)
+    assert [p.stem for p in store_files(tmp_path / "store")] == [s2_tif.stem]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("ofa-embed")]
