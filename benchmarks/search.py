@@ -52,7 +52,7 @@ Measurements, for each kind of ``indexes.build(store, kind=...)`` in ``--kinds``
   another, often at multiples of the 4 ms scheduler tick).
 - filtered search: a bbox over the north-west corner of site 0 and a 4-week window around its second
   acquisition (about 1% of the rows; the library's resolution is checked against a numpy evaluation
-  of the same predicate on the flat columns). Resolving (``StoreIndex.allowed``, DuckDB) is timed
+  of the same predicate on the flat columns). Resolving (``StoreIndex.allowed``, the in-memory pre-index of ``indexes/filters.py``) is timed
   apart: ``first filter`` is the first resolution of an opened index (one call), ``new filter`` the
   resolution of a filter the index has not seen (an equivalent filter whose end moves by 1 us per
   call, so no cache answers it). ``same filter`` is ``search_vectors(q, k=10, search_filter=...)``
@@ -373,7 +373,7 @@ def filter_for(rows: int) -> SearchFilter:
 
 
 def numpy_allowed(columns: pa.Table, search_filter: SearchFilter) -> np.ndarray:
-    """The filter's positions evaluated with pyarrow/numpy on the flat columns (checks DuckDB's)."""
+    """The filter's positions evaluated with pyarrow/numpy on the flat columns (checks the library's)."""
     min_lon, min_lat, max_lon, max_lat = search_filter.bbox
     keep = pc.and_(
         pc.and_(pc.greater_equal(columns["xmax"], min_lon), pc.less_equal(columns["xmin"], max_lon)),
@@ -566,7 +566,7 @@ def print_header(args: argparse.Namespace, sources: list[Source], plans: list[Sc
     print(f"  filter       bbox ({bbox}) and datetime in [{search_filter.start:%Y-%m-%d}, {search_filter.end:%Y-%m-%d}):")
     print(f"               {len(allowed):,} rows ({len(allowed) / args.rows:.2%}) in "
           + ", ".join(f"{name} ({modality[name]})" for name in allowed_scenes)
-          + "; DuckDB resolution == numpy evaluation")
+          + "; the library's filter resolution == numpy evaluation")
     print(f"  machine      os.cpu_count() {os.cpu_count()}; faiss {faiss.__version__}; GPU used: {'yes' if gpus else 'no'} "
           f"(faiss.get_num_gpus() = {gpus}); DuckDB {duckdb.__version__}")
     print(f"  threads      faiss.omp_get_max_threads(): builds {faiss.omp_get_max_threads()} (faiss default); "
@@ -661,7 +661,8 @@ def main() -> None:
                 ["kind", "first filter", "new filter", "same filter", "new filter each", "recall@10", "slots filled",
                  f"vs unfiltered p50 (target <= {FILTER_RATIO_TARGET:g}x)"],
                 [filtered_row(built.kind, s) for built, s in searches])
-    print("  resolving (DuckDB): first filter of an opened index, new filter; searching: same filter (resolved once),")
+    print("  resolving (in-memory pre-index): first filter of an opened index (builds it), new filter; searching: same")
+    print("  filter (resolved once),")
     print("  new filter each (resolution + search)")
     if sweeps:
         print_table("per-search knobs, unfiltered (ms p50 / p99)", ["setting", "latency", "recall@10"], sweeps)
