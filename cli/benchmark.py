@@ -24,7 +24,11 @@ def geobench(
     tasks: Annotated[
         str | None, typer.Option(help="Comma-separated tasks, e.g. m-eurosat,m-pv4ger-seg (default: all found).")
     ] = None,
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint (.safetensors). Default: packaged.")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="Checkpoint: ofa-embed .safetensors, or a published DOFA .pth. Default: packaged.")] = None,
+    weights_layout: Annotated[str | None, typer.Option(
+        help="Kernel layout of a DOFA .pth that is not a recognised release: bands_first (TorchGeo's) or legacy.",
+    )] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates of the 95% intervals.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the probes and the bootstrap.")] = 0,
@@ -39,7 +43,7 @@ def geobench(
     setup_logging(quiet)
     with errors_to_exit(), progress_bar(quiet or json_output, "samples") as progress:
         report = run_geobench(
-            root, [t for t in tasks.split(",") if t.strip()] if tasks else None, weights=weights,
+            root, [t for t in tasks.split(",") if t.strip()] if tasks else None, weights=weights, weights_layout=weights_layout,
             batch_size=batch_size, n_boot=n_boot, seed=seed, device=device, precision=precision, on_progress=progress,
         )
     if json_output:

@@ -122,6 +122,7 @@ def geobench(
     tasks: Sequence[str] | None = None,
     *,
     weights: str | Path | None = None,
+    weights_layout: str | None = None,
     batch_size: int = 64,
     n_boot: int = 1000,
     seed: int = 0,
@@ -134,7 +135,10 @@ def geobench(
     Args:
         root: the GEO-Bench folder holding ``classification_v1.0`` and/or ``segmentation_v1.0``.
         tasks: task names (case-insensitive); default: every task found.
-        weights: checkpoint path; default: the packaged checkpoint, else a seeded random init.
+        weights: checkpoint path (ofa-embed ``.safetensors`` or a published DOFA ``.pth``); default: the
+            packaged checkpoint, else a seeded random init.
+        weights_layout: kernel layout of a DOFA ``.pth`` that is not a recognised release (``bands_first`` or
+            ``legacy``), as for :func:`ofa_embed.extract`.
         batch_size: images per forward pass.
         n_boot: bootstrap replicates of the 95 % intervals (0: none).
         seed: seed of the probes, patch sampling and bootstrap.
@@ -152,7 +156,7 @@ def geobench(
     root = Path(root)
     found = find_tasks(root)
     opened = [open_task(found[name], name) for name in _select(found, tasks, root)]
-    loaded = load_weights(weights)
+    loaded = load_weights(weights, weights_layout=weights_layout)
     torch_device = resolve_device(device)
     resolved = resolve_precision(precision, torch_device)
     model = loaded.model.to(torch_device).eval()
