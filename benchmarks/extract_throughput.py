@@ -122,7 +122,8 @@ def scene_copies(scene: Path, count: int) -> list[Path]:
     return links
 
 
-def timed_extract(scene: Path | list[Path], batch_size: int, device: str | None, precision: str = "fp32") -> tuple[ExtractReport, float]:
+def timed_extract(scene: Path | list[Path], batch_size: int, device: str | None,
+                  precision: str = "fp32") -> tuple[ExtractReport, float]:
     """One full ``extract`` call into a fresh temporary store; its report and wall seconds."""
     with tempfile.TemporaryDirectory(prefix="ofa-bench-") as tmp:
         start = time.perf_counter()

@@ -52,7 +52,7 @@ Measurements, for each kind of ``indexes.build(store, kind=...)`` in ``--kinds``
   another, often at multiples of the 4 ms scheduler tick).
 - filtered search: a bbox over the north-west corner of site 0 and a 4-week window around its second
   acquisition (about 1% of the rows; the library's resolution is checked against a numpy evaluation
-  of the same predicate on the flat columns). Resolving (``StoreIndex.allowed``, the in-memory pre-index of ``indexes/filters.py``) is timed
+  of the same predicate on the flat columns). Resolving (``StoreIndex.allowed``, the pre-index of ``indexes/filters.py``) is timed
   apart: ``first filter`` is the first resolution of an opened index (one call), ``new filter`` the
   resolution of a filter the index has not seen (an equivalent filter whose end moves by 1 us per
   call, so no cache answers it). ``same filter`` is ``search_vectors(q, k=10, search_filter=...)``

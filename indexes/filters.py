@@ -105,11 +105,12 @@ class FilterTable:
 
     def _bbox_candidates(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
         min_lon, min_lat, max_lon, max_lat = bbox
-        # a tile intersects the bbox only if its centre lies within the bbox widened by half the largest tile
-        c0, c1 = np.clip(((np.array([min_lon - self.half_w, max_lon + self.half_w]) - self.x0) / self.cell_w)
-                         .astype(np.int64), 0, self.side - 1)
-        r0, r1 = np.clip(((np.array([min_lat - self.half_h, max_lat + self.half_h]) - self.y0) / self.cell_h)
-                         .astype(np.int64), 0, self.side - 1)
+        # a tile intersects the bbox only if its centre lies within the bbox widened by half the largest tile;
+        # one more cell each way absorbs rounding, and clipping in floats keeps an infinite bbox whole
+        columns = np.floor((np.array([min_lon - self.half_w, max_lon + self.half_w]) - self.x0) / self.cell_w)
+        rows = np.floor((np.array([min_lat - self.half_h, max_lat + self.half_h]) - self.y0) / self.cell_h)
+        c0, c1 = np.clip(columns + [-1, 1], 0, self.side - 1).astype(np.int64)
+        r0, r1 = np.clip(rows + [-1, 1], 0, self.side - 1).astype(np.int64)
         starts = self.cell_starts[np.arange(r0, r1 + 1)[:, None] * self.side + np.arange(c0, c1 + 1)[None, :]].ravel()
         ends = self.cell_starts[np.arange(r0, r1 + 1)[:, None] * self.side + np.arange(c0, c1 + 1)[None, :] + 1].ravel()
         if not len(starts):

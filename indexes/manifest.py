@@ -85,6 +85,10 @@ class Manifest:
         """The number of shard indexes."""
         return len(self.shard_files)
 
+    def shard_rows(self, shard: int) -> int:
+        """The number of vectors in ``shard``."""
+        return sum(f.rows for f in self.files if f.shard == shard)
+
     def shard_positions(self, shard: int) -> np.ndarray:
         """``(n,)`` int64 ascending store positions of the vectors of ``shard``, in its own id order."""
         ranges = [np.arange(f.offset, f.offset + f.rows, dtype=np.int64) for f in self.files if f.shard == shard]
@@ -107,6 +111,7 @@ class Manifest:
     def to_json(self) -> str:
         """The manifest as indented JSON text (the format in this module's docstring)."""
         data = asdict(self)
+        data["manifest_version"] = MANIFEST_VERSION  # a version-1 manifest rewritten holds version-2 fields
         data["config"] = config_to_dict(self.config)
         return json.dumps(data, indent=1)
 

@@ -131,11 +131,15 @@ def _run_shards(jobs: list[tuple[list[Path], Path, bytes | Path | None]], config
 
     futures = {client.submit(build_shard, paths, config, dim, target, start, pure=False): _rows(paths)
                for paths, target, start in jobs}
-    for future in as_completed(futures):
-        future.result()  # re-raises a shard's error here
-        done += futures[future]
-        if on_progress:
-            on_progress("indexing", done, total)
+    try:
+        for future in as_completed(futures):
+            future.result()  # re-raises a shard's error here
+            done += futures[future]
+            if on_progress:
+                on_progress("indexing", done, total)
+    except BaseException:
+        client.cancel(list(futures))  # no shard task goes on writing after the build has failed
+        raise
 
 
 def _shard_names(shards: int) -> list[str]:
@@ -165,7 +169,7 @@ def build(
         ConfigError: unknown kind or parameter, or fewer than one shard.
     """
     start = time.perf_counter()
-    store = Path(store)
+    store = Path(store).resolve()  # shard tasks may run on other machines, in other working directories
     if shards < 1:
         raise ConfigError(f"--shards must be at least 1, got {shards}")
     files = describe_store(store)
@@ -212,7 +216,7 @@ def update(store: str | Path, *, client: Any = None, on_progress: ProgressCallba
         IndexStateError: no index, or indexed files changed or disappeared (a rebuild is needed).
     """
     start = time.perf_counter()
-    store = Path(store)
+    store = Path(store).resolve()  # shard tasks may run on other machines, in other working directories
     manifest = read_manifest(store)
     new = check_fresh(store, manifest, describe_store(store), allow_new=True)
     if not new:
@@ -263,8 +267,10 @@ class StoreIndex:
     def __init__(self, store: Path, manifest: Manifest, shards: list[faiss.Index]) -> None:
         self.store = store
         self.manifest = manifest
-        # each shard's faiss index and the store position of each of its vector ids (ascending)
-        self.shards = [(index, manifest.shard_positions(i)) for i, index in enumerate(shards)]
+        # each shard's faiss index and the store position of each of its vector ids (ascending); one shard's
+        # ids are the positions themselves (None: no 8-bytes-a-vector table for the common case)
+        self.shards: list[tuple[faiss.Index, np.ndarray | None]] = [
+            (index, manifest.shard_positions(i) if len(shards) > 1 else None) for i, index in enumerate(shards)]
         self._offsets = np.array([f.offset for f in manifest.files], dtype=np.int64)
         self._filter_table: FilterTable | None = None
         self._allowed_cache: dict[SearchFilter, np.ndarray] = {}
@@ -294,8 +300,8 @@ class StoreIndex:
     def allowed(self, search_filter: SearchFilter | None) -> np.ndarray | None:
         """Positions passing the filter, or None when there is no filter.
 
-        Resolved with DuckDB once per filter and opened index (the last :data:`ALLOWED_CACHE_SIZE`
-        filters are kept): a session of queries under one filter pays the resolution once.
+        Resolved with the in-memory pre-index (``filters.py``) once per filter and opened index (the last
+        :data:`ALLOWED_CACHE_SIZE` filters are kept): a session of queries under one filter pays the resolution once.
         """
         if search_filter is None or search_filter.is_empty:
             return None
@@ -341,6 +347,8 @@ class StoreIndex:
         queries = l2_normalise(queries)
         found = []
         for index, positions in self.shards:
+            if positions is None:
+                return self._search_shard(index, queries, k, allowed, **knobs)
             if not len(positions):
                 continue  # a shard no file hashed to
             local = None
@@ -425,7 +433,7 @@ def open_index(store: str | Path) -> StoreIndex:
             index = faiss_index.load(path)
         except RuntimeError as exc:
             raise IndexStateError(f"{store}: index file {path.name} unreadable ({first_line(exc)}); rebuild it") from None
-        expected = len(manifest.shard_positions(shard))
+        expected = manifest.shard_rows(shard)
         if index.ntotal != expected:
             raise IndexStateError(f"{store}: {path.name} holds {index.ntotal} vectors, the manifest {expected}; rebuild it")
         shards.append(faiss_index.on_gpu(index))

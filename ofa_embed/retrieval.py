@@ -115,5 +115,7 @@ def search(
     vector = np.mean(positives, axis=0)
     if negatives:
         vector = vector - np.mean(negatives, axis=0)
+    if float(np.linalg.norm(vector)) < 1e-6:
+        raise QueryError("the negative examples cancel the positive ones (their means are equal): no direction to search")
     search_filter = SearchFilter(bbox=bbox, start=start, end=end, modality=modality, scene=scene)
     return index.search(vector, k, search_filter)

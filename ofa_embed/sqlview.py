@@ -37,12 +37,16 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
     dim = files[0].dimension
     con = connect()
     paths = ", ".join("'" + str(f.path).replace("'", "''") + "'" for f in files)
-    # a partitioned store's key=value folders become columns (only then: a folder named so above the
-    # store must not); scene and chip files differ in columns
-    hive = "true" if any("/" in f.name for f in files) else "false"
+    # a partitioned store's key=value folders become columns, when every file sits under the same keys (DuckDB
+    # refuses a mix), never for a flat store; key=value folders above the store, which DuckDB reads too, are
+    # dropped. Scene and chip files differ in columns.
+    keys = {tuple(part.split("=")[0] for part in f.name.split("/")[:-1]) for f in files}
+    hive = len(keys) == 1 and bool(next(iter(keys)))
+    above = [part.split("=")[0] for part in store.resolve().parts if "=" in part] if hive else []
+    dropped = f"EXCLUDE ({', '.join(chr(34) + k + chr(34) for k in above)}) " if above else ""
     con.execute(
-        f"CREATE VIEW embeddings AS SELECT * REPLACE (embedding::FLOAT[{dim}] AS embedding) "
-        f"FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = {hive})"
+        f"CREATE VIEW embeddings AS SELECT * {dropped}REPLACE (embedding::FLOAT[{dim}] AS embedding) "
+        f"FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = {str(hive).lower()})"
     )
 
     @functools.lru_cache(maxsize=256)

@@ -74,7 +74,7 @@ _CHIP_FILE = re.compile(r"^chips-(\d+)$")
 
 @dataclass(frozen=True)
 class Chip:
-    """One chip file: its path, its name in the store (ids derive from it) and its label (or None)."""
+    """One chip file: its absolute path, its name in the store (ids derive from it) and its label (or None)."""
 
     path: Path
     name: str
@@ -121,7 +121,8 @@ def find_chips(sources: Sequence[str | Path]) -> list[Chip]:
         StoreError: two chips with the same name.
     """
     chips: list[Chip] = []
-    for source in map(Path, sources):
+    # absolute: the store records chips by path, and a rerun from another directory must find them
+    for source in (Path(source).absolute() for source in sources):
         if not source.exists():
             raise SceneNotFoundError(f"{source}: no such file or folder")
         if source.is_file():
@@ -433,6 +434,6 @@ def _embed_chips(template: Scene, chips: list[Chip], report: ChipsReport, loaded
                 on_progress("chips", done, len(chips))
     if pending.chips:
         write(pending)
-    if not report.chips:
+    if not report.chips and not report.skipped_existing:
         raise TilingError(f"{template.path} and the other chips: none has at least {min_valid:.0%} valid pixels; "
                           "nothing written")

@@ -132,9 +132,12 @@ def embed_scene(job: SceneJob, run: RunSpec) -> tuple[str, int, int]:
 def merge_parts(job: SceneJob, run: RunSpec, parts: list[Path], *counts: tuple[int, int]) -> tuple[str, int, int]:
     """Task: the scene's store file from its parts (in tile order); ``(path, tiles, skipped)``."""
     with _opened_plan(job, run) as (plan, loaded, _, precision):
-        loaded_parts = [np.load(path) for path in parts]
-        records = TileRecords(**{name: np.concatenate([part[name] for part in loaded_parts])
-                                 for name in TileRecords.__dataclass_fields__})
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in TileRecords.__dataclass_fields__}
+        for path in parts:
+            with np.load(path) as part:
+                for name, values in columns.items():
+                    values.append(part[name])
+        records = TileRecords(**{name: np.concatenate(values) for name, values in columns.items()})
         skipped = sum(s for _, s in counts)
         if not len(records.rows):
             raise TilingError(f"{plan.scene.path}: no tile has at least {run.min_valid:.0%} valid pixels (all nodata?); "

@@ -191,9 +191,10 @@ def embed_plans(
     """
     dim = loaded.model.config.embed_dim
     # filled in place: keeping each batch's small output tensor alive instead pins freed batch-sized
-    # heap blocks around it (glibc cannot trim them): +270 MB over 200 batches when measured
-    fractions = [np.empty(len(plan.tiles), np.float32) for plan in plans]
-    embeddings = [np.empty((len(plan.tiles), dim), np.float32) for plan in plans]
+    # heap blocks around it (glibc cannot trim them): +270 MB over 200 batches when measured. Allocated
+    # when a scene's first batch arrives and dropped once it is handed over, so a run of many scenes
+    # holds about one scene's arrays.
+    arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     kept: list[list[TileWindow]] = [[] for _ in plans]
     skipped = [0] * len(plans)
     stop = threading.Event()
@@ -205,18 +206,21 @@ def embed_plans(
     ) as embedded:
         for batch, batch_embeddings in embedded:
             number, plan = batch.scene, plans[batch.scene]
+            if number not in arrays:
+                arrays[number] = (np.empty(len(plan.tiles), np.float32), np.empty((len(plan.tiles), dim), np.float32))
+            fractions, embeddings = arrays[number]
             done = len(kept[number])
             if batch.tiles:
-                embeddings[number][done : done + len(batch.tiles)] = batch_embeddings
-                fractions[number][done : done + len(batch.tiles)] = batch.valid_fraction
+                embeddings[done : done + len(batch.tiles)] = batch_embeddings
+                fractions[done : done + len(batch.tiles)] = batch.valid_fraction
             kept[number] += batch.tiles
             skipped[number] += batch.skipped
             if on_progress:
                 on_progress(plan.scene.name, len(kept[number]) + skipped[number], len(plan.tiles))
             while finished < len(plans) and len(kept[finished]) + skipped[finished] == len(plans[finished].tiles):
-                yield plans[finished], _records(plans[finished], kept[finished], fractions[finished],
-                                                embeddings[finished]), skipped[finished]
-                kept[finished], fractions[finished], embeddings[finished] = [], fractions[finished][:0], embeddings[finished][:0]
+                fractions, embeddings = arrays.pop(finished)
+                yield plans[finished], _records(plans[finished], kept[finished], fractions, embeddings), skipped[finished]
+                kept[finished] = []
                 finished += 1
 
 
@@ -447,8 +451,9 @@ def extract(
                                        on_progress, precision, partition_by)
             for scene_report in done:
                 existing = held.get(scene_report.scene)
-                if existing is not None and existing != scene_report.path:
-                    existing.unlink()  # recomputed into another partition: one file per scene
+                # workers report absolute paths; a scene recomputed into another partition leaves its old file
+                if existing is not None and existing.resolve() != scene_report.path.resolve():
+                    existing.unlink()
             report.scenes += done
             return report
         finally:

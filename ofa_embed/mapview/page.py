@@ -1,8 +1,9 @@
 """The self-contained HTML page: layers encoded as binary arrays (base64) in a JSON block of ``page.html``.
 
-Coordinates are Web Mercator metres relative to the layers' mean (float32: sub-metre precision anywhere
-on Earth), 32 bytes per tile, colours 3 bytes. Tooltip columns are dictionary-encoded where values repeat
-(scene, date, class), tile ids are 8 raw bytes. A store of 10^6 tiles makes a page of about 60-70 MB.
+Coordinates are Web Mercator metres relative to the layers' mean (float32: sub-metre precision within
+about 4,000 km of it, 2 m at the far side of the Earth), 32 bytes per tile, colours 3 bytes. Tooltip
+columns are dictionary-encoded where values repeat (scene, date, class), tile ids are 8 raw bytes. A store
+of 10^6 tiles makes a page of about 60-70 MB.
 """
 
 from __future__ import annotations

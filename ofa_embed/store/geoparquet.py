@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -88,6 +89,7 @@ __all__ = [
 
 STORE_VERSION = 2
 PARTITION_KEYS = ("utm_zone", "year")
+_HIVE_FOLDER = re.compile(r"^[^=]+=[^=]+$")
 GEOPARQUET_VERSION = "1.1.0"
 ROW_GROUP_SIZE = 1024
 _CRS84 = ProjCRS("OGC:CRS84").to_json_dict()
@@ -107,12 +109,22 @@ def scene_path(store: Path, scene: str, partition: dict[str, str] | None = None)
 
 
 def store_files(store: str | Path) -> list[Path]:
-    """The files of a store, top level and in hive partitions, sorted by their path below the store
-    (temporary files and ``.``/``_`` folders such as ``_index`` excluded).
+    """The files of a store, sorted by their path below the store: ``*.parquet`` at the top level and in
+    hive partition folders (``key=value/``, nested). Temporary files (``.name``) are left out, and so is any
+    other folder (``_index``, ``.parts``, a user's ``results/``).
     """
     root = Path(store)
-    found = [p for p in root.rglob("*.parquet")
-             if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)]
+    found: list[Path] = []
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        for entry in folder.iterdir() if folder.is_dir() else []:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir() and _HIVE_FOLDER.match(entry.name) and not entry.name.startswith("_"):
+                folders.append(entry)
+            elif entry.suffix == ".parquet" and entry.is_file():
+                found.append(entry)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 

@@ -121,6 +121,10 @@ def test_several_positive_and_negative_examples(indexed):
     assert hits[-1]["id"] == frame.id[c]  # the negative example ranks last
 
 
+def first_id(store):
+    return gpd.read_parquet(next(store.glob("*.parquet"))).id[0]
+
+
 def bad_search_cases(indexed, tmp_path):
     five = write_raster(tmp_path / "five.tif", s2_values(64, 64)[:5])
     other = tmp_path / "other.safetensors"
@@ -131,6 +135,8 @@ def bad_search_cases(indexed, tmp_path):
         "missing store": (["search", tmp_path / "nope", "--like-id", "x"], "no such store"),
         "empty store": (["search", empty, "--like-id", "x"], "store is empty"),
         "no query": (["search", indexed], "give a query"),
+        "cancelling examples": (["search", indexed, "--like-id", first_id(indexed), "--unlike-id", first_id(indexed)],
+                                "cancel the positive ones"),
         "unknown id": (["search", indexed, "--like-id", "x"], "no tile with id 'x'"),
         "unknown modality": (["search", indexed, "--like", five], "five.tif: 5 band"),
         "model mismatch": (["search", indexed, "--like", five, "--weights", other], "differ from the store's"),

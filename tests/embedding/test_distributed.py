@@ -67,3 +67,10 @@ def test_a_killed_worker_loses_nothing(tmp_path, dask_client):
     assert killed and remote.scenes[0].tiles == local.scenes[0].tiles
     assert_same_store_file(local.scenes[0].path, remote.scenes[0].path)
     dask_client.wait_for_workers(2, timeout=60)
+
+
+def test_overwrite_on_a_cluster_into_a_relative_store_keeps_the_file(tmp_path, dask_client, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = ofa_embed.extract(sample_scene(), "store", model=MODEL, tile_size=64, client=dask_client)
+    again = ofa_embed.extract(sample_scene(), "store", model=MODEL, tile_size=64, client=dask_client, overwrite=True)
+    assert again.scenes[0].tiles == first.scenes[0].tiles and (tmp_path / "store" / "s2_l1c_sample.parquet").is_file()

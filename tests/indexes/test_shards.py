@@ -80,3 +80,17 @@ def test_shards_build_on_a_local_dask_cluster(tmp_path, dask_client):
     found = search_all(store, queries, 30)
     recall = np.mean([len(set(a) & set(b)) / 30 for a, b in zip(found[1], expected[1], strict=True)])
     assert recall > 0.95
+
+
+def test_an_infinite_bbox_allows_every_row_of_its_latitudes(tmp_path):
+    store = tmp_path / "store"
+    vectors = write_vector_store(store, SCENES + MORE)
+    indexes.build(store, "flat", shards=2)
+    opened = indexes.open(store)
+    everything = opened.allowed(SearchFilter(bbox=(-np.inf, -1.0, np.inf, 1.0)))
+    assert len(everything) == len(vectors)
+    assert len(opened.allowed(SearchFilter(bbox=(-np.inf, 5.0, np.inf, 6.0)))) == 0
+    # rewriting a manifest (an update) writes the current manifest version
+    write_vector_store(store, SCENES + MORE + [("z_new", 10, 90.0, None, "sentinel2_l2a")])
+    indexes.update(store)
+    assert json.loads((index_dir(store) / "manifest.json").read_text())["manifest_version"] == 2

@@ -46,3 +46,16 @@ def test_partitioned_store_reads_in_duckdb_geopandas_and_the_index(tmp_path, s2_
     assert again.scenes[0].skipped_existing
     moved = ofa_embed.extract([s2_tif], store, model=MODEL, tile_size=64, overwrite=True)  # now unpartitioned
     assert moved.scenes[0].path == store / f"{s2_tif.stem}.parquet" and len(store_files(store)) == 2
+
+
+def test_mixed_layouts_and_foreign_folders(tmp_path, s2_tif):
+    store = tmp_path / "store"
+    ofa_embed.extract([s2_tif], store, model=MODEL, tile_size=64, partition_by=["utm_zone"])
+    ofa_embed.extract([sample_scene()], store, model=MODEL, tile_size=64)  # flat beside partitioned
+    (store / "results").mkdir()
+    (store / "results" / "hits.parquet").write_bytes(b"not a store file")  # a user's folder is not the store
+    assert sorted(p.relative_to(store).as_posix() for p in store_files(store)) == [
+        f"{sample_scene().stem}.parquet", f"utm_zone=33N/{s2_tif.stem}.parquet"]
+    sql = CliRunner().invoke(app, ["sql", str(store), "SELECT count(*) AS n FROM embeddings", "--format", "csv"])
+    assert sql.exit_code == 0, sql.output
+    assert int(sql.output.splitlines()[1]) > 20
