@@ -64,10 +64,10 @@ class FilterTable:
 
     def __init__(self, store: Path, manifest: Manifest) -> None:
         parts = [pq.read_table(store / entry.name, columns=FILTER_COLUMNS) for entry in manifest.files]
-        table = pa.concat_tables(parts, promote_options="permissive") if parts else None
+        table = pa.concat_tables(parts, promote_options="permissive")  # an indexed store has at least one file
         self.positions = np.concatenate([np.arange(e.offset, e.offset + e.rows, dtype=np.int64) for e in manifest.files])
-        bounds = [table.column(c).to_numpy().astype(np.float64) for c in ("xmin", "ymin", "xmax", "ymax")] if table else []
-        self.xmin, self.ymin, self.xmax, self.ymax = bounds
+        self.xmin, self.ymin, self.xmax, self.ymax = (table.column(c).to_numpy().astype(np.float64)
+                                                      for c in ("xmin", "ymin", "xmax", "ymax"))
         times = table.column("datetime").cast(pa.timestamp("us", tz="UTC"))
         self.micros = pc.fill_null(times.cast(pa.int64()), np.iinfo(np.int64).min).to_numpy()
         self.by_time = np.argsort(self.micros, kind="stable")

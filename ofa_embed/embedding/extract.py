@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +180,7 @@ def _chained(plans: Sequence[TilePlan], batch_size: int, min_valid: float, stop:
 def embed_plans(
     plans: Sequence[TilePlan], loaded: LoadedModel, fed: ModelInput, device: torch.device, batch_size: int,
     min_valid: float, on_progress: ProgressCallback | None, precision: str,
-) -> Iterator[tuple[TilePlan, TileRecords, int]]:
+) -> Generator[tuple[TilePlan, TileRecords, int], None, None]:
     """Embed the tiles of ``plans`` (scenes fed alike, as ``fed``: :func:`feed`) through one reader thread and one
     set of model workers: ``(plan, kept tiles' records, tiles skipped below min_valid)`` per scene, in order,
     as soon as its last batch is embedded.
