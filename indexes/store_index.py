@@ -392,6 +392,18 @@ class StoreIndex:
         frame["lat"] = (frame.pop("ymin") + frame.pop("ymax")) / 2
         return frame
 
+    def index_positions(self, positions: np.ndarray, files: list[StoreFile]) -> np.ndarray:
+        """The vector ids of rows numbered in ``files`` order (``read_tiles``' ``position``; files sorted by
+        name), which differ from the index's (files in the order they were indexed) after an ``--update``
+        added a file whose name sorts earlier.
+        """
+        starts = np.cumsum([0] + [f.rows for f in files])
+        offset_of = {entry.name: entry.offset for entry in self.manifest.files}
+        offsets = np.array([offset_of[f.name] for f in files], dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
+        which = np.searchsorted(starts, positions, side="right") - 1
+        return offsets[which] + (positions - starts[which])
+
     def rows(self, positions: np.ndarray) -> gpd.GeoDataFrame:
         """Store rows at ``positions`` (in that order), with :data:`RESULT_COLUMNS`."""
         paths = [self.store / entry.name for entry in self.manifest.files]

@@ -310,7 +310,8 @@ def knn(
     join = prepared.join
     try:
         index = open_index(prepared.store)
-        search, where = store_search(index, join.positions), f"store {index.config.kind} index"
+        search = store_search(index, index.index_positions(join.positions, prepared.files))
+        where = f"store {index.config.kind} index"
     except IndexStateError as exc:
         logger.info("kNN on an exact in-memory index of the labelled tiles (%s)", str(exc).split(": ", 1)[-1])
         search, where = flat_search(prepared.features), "exact flat index of the labelled tiles"

@@ -232,3 +232,19 @@ def test_high_k_search_with_and_without_filters(tmp_path, kind):
     assert np.isinf(similarities[:, len(allowed):]).all()
     hits = opened.search(queries[0], k=k)
     assert len(hits) == k and hits["id"].is_unique
+
+
+def test_store_order_positions_map_to_index_ids_after_an_update(tmp_path):
+    from ofa_embed.store import describe_store, read_embeddings, read_tiles
+
+    store = tmp_path / "store"
+    write_vector_store(store, SCENES)
+    indexes.build(store, "flat")
+    write_vector_store(store, SCENES + [("0_sorts_first", 50, 50.0, None, "sentinel2_l2a")])
+    indexes.update(store)
+    opened, files = indexes.open(store), describe_store(store)
+    positions = read_tiles(store, files=files)["position"].to_numpy()
+    ids = opened.index_positions(positions, files)
+    assert not np.array_equal(ids, positions)  # the new file is first by name, last in the index
+    stored = l2_normalise(read_embeddings(store, positions, files=files))
+    np.testing.assert_allclose(opened.index.reconstruct_batch(ids), stored, atol=1e-6)
