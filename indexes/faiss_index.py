@@ -170,20 +170,25 @@ def exact_vectors(index: faiss.Index, config: IndexConfig, positions: np.ndarray
     return index.reconstruct_batch(np.ascontiguousarray(positions, dtype=np.int64))
 
 
-def search_subset(
-    index: faiss.Index, config: IndexConfig, queries: np.ndarray, k: int, allowed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Exact top-``k`` among the ``allowed`` positions, or None if the index cannot give exact vectors.
-
-    Graph and inverted-list searches with a selector that admits few rows fill few result slots (on
-    1 % of a million vectors, HNSW found a third of the exact top-10); ranking a small allowed set
-    exactly costs a few milliseconds and finds all of it.
+def exact_subset(index: faiss.Index, config: IndexConfig, allowed: np.ndarray) -> faiss.Index | None:
+    """A flat index of the exact vectors at the ``allowed`` positions (ids 0..n-1 in their order), or None
+    if the index cannot give exact vectors (see :func:`search_subset`).
     """
     vectors = exact_vectors(index, config, allowed)
     if vectors is None:
         return None
     subset = faiss.IndexFlatIP(vectors.shape[1])
     subset.add(vectors)
+    return subset
+
+
+def search_subset(subset: faiss.Index, allowed: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` among the ``allowed`` positions, ranked in their :func:`exact_subset`.
+
+    Graph and inverted-list searches with a selector that admits few rows fill few result slots (on
+    1 % of a million vectors, HNSW found a third of the exact top-10); ranking a small allowed set
+    exactly costs a few milliseconds and finds all of it.
+    """
     with _threads_for(len(queries)):
         similarities, local = subset.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(allowed)))
     positions = np.where(local >= 0, allowed[np.maximum(local, 0)], -1)

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 # filters admitting at most this many rows are ranked exactly (see faiss_index.search_subset)
 EXACT_SUBSET_MAX_ROWS = 100_000
 ALLOWED_CACHE_SIZE = 16
+# the exact vectors of the last filters' allowed rows, kept up to 20,000 rows each: 4 x 15 MB at D = 192
+SUBSET_CACHE_SIZE, SUBSET_CACHE_ROWS = 4, 20_000
 OPENED_CACHE_SIZE = 2  # opened indexes kept per process (an HNSW index of 1M vectors holds ~1 GB)
 RESULT_COLUMNS = ["id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry"]
 
@@ -274,6 +276,7 @@ class StoreIndex:
         self._offsets = np.array([f.offset for f in manifest.files], dtype=np.int64)
         self._filter_table: FilterTable | None = None
         self._allowed_cache: dict[SearchFilter, np.ndarray] = {}
+        self._subsets: dict[tuple[SearchFilter | None, int], faiss.Index] = {}
 
     @property
     def index(self) -> faiss.Index:
@@ -321,7 +324,8 @@ class StoreIndex:
         Raises:
             ValueError: ``k`` < 1 or a query of the wrong dimension.
         """
-        return self._search_allowed(self._checked(queries, k), k, self.allowed(search_filter), **knobs)
+        key = None if search_filter is None or search_filter.is_empty else search_filter
+        return self._search_allowed(self._checked(queries, k), k, self.allowed(search_filter), key, **knobs)
 
     def search_among(
         self, queries: np.ndarray, positions: np.ndarray, k: int = 10, **knobs: int | None
@@ -339,16 +343,17 @@ class StoreIndex:
         return queries
 
     def _search_allowed(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, **knobs: int | None
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, key: SearchFilter | None = None,
+        **knobs: int | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         empty = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         if allowed is not None and len(allowed) == 0:
             return empty
         queries = l2_normalise(queries)
         found = []
-        for index, positions in self.shards:
+        for shard, (index, positions) in enumerate(self.shards):
             if positions is None:
-                return self._search_shard(index, queries, k, allowed, **knobs)
+                return self._search_shard(index, queries, k, allowed, (key, shard), **knobs)
             if not len(positions):
                 continue  # a shard no file hashed to
             local = None
@@ -358,7 +363,7 @@ class StoreIndex:
                 local = slot[positions[slot] == allowed]
                 if not len(local):
                     continue
-            similarities, ids = self._search_shard(index, queries, k, local, **knobs)
+            similarities, ids = self._search_shard(index, queries, k, local, (key, shard), **knobs)
             found.append((similarities, np.where(ids >= 0, positions[np.maximum(ids, 0)], -1)))
         if not found:
             return empty
@@ -367,11 +372,18 @@ class StoreIndex:
         return merge_top_k([f[0] for f in found], [f[1] for f in found], k)
 
     def _search_shard(self, index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray | None,
-                      **knobs: int | None) -> tuple[np.ndarray, np.ndarray]:
+                      key: tuple[SearchFilter | None, int], **knobs: int | None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None and len(allowed) <= EXACT_SUBSET_MAX_ROWS:
-            exact = faiss_index.search_subset(index, self.config, queries, k, allowed)
-            if exact is not None:
-                return exact
+            # a filter's exact vectors are gathered once and kept (a session of queries under one filter)
+            subset = self._subsets.get(key) if key[0] is not None else None
+            if subset is None:
+                subset = faiss_index.exact_subset(index, self.config, allowed)
+                if subset is not None and key[0] is not None and len(allowed) <= SUBSET_CACHE_ROWS:
+                    if len(self._subsets) >= SUBSET_CACHE_SIZE:
+                        self._subsets.pop(next(iter(self._subsets)))
+                    self._subsets[key] = subset
+            if subset is not None:
+                return faiss_index.search_subset(subset, allowed, queries, k)
         return faiss_index.search(index, self.config, queries, k, allowed, **knobs)
 
     def search(

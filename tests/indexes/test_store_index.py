@@ -248,3 +248,16 @@ def test_store_order_positions_map_to_index_ids_after_an_update(tmp_path):
     assert not np.array_equal(ids, positions)  # the new file is first by name, last in the index
     stored = l2_normalise(read_embeddings(store, positions, files=files))
     np.testing.assert_allclose(opened.index.reconstruct_batch(ids), stored, atol=1e-6)
+
+
+def test_a_filters_exact_vectors_are_kept_for_its_next_queries(store):
+    vectors = write_vector_store(store, SCENES)
+    indexes.build(store, "hnsw")
+    opened = indexes.open(store)
+    queries = queries_near(vectors, 4)
+    first, second = SearchFilter(modality="landsat_oli"), SearchFilter(scene="a_2020")
+    for search_filter in (first, second, first):
+        allowed = opened.allowed(search_filter)
+        _, positions = opened.search_vectors(queries, 10, search_filter)
+        np.testing.assert_array_equal(positions, exact(vectors, queries, 10, allowed))
+    assert {key[0] for key in opened._subsets} == {first, second}
