@@ -325,14 +325,14 @@ class StoreIndex:
             ValueError: ``k`` < 1 or a query of the wrong dimension.
         """
         key = None if search_filter is None or search_filter.is_empty else search_filter
-        return self._search_allowed(self._checked(queries, k), k, self.allowed(search_filter), key, **knobs)
+        return self._search_allowed(self._checked(queries, k), k, self.allowed(search_filter), key=key, **knobs)
 
     def search_among(
         self, queries: np.ndarray, positions: np.ndarray, k: int = 10, **knobs: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Raw search restricted to the store ``positions`` (e.g. the labelled tiles), as :meth:`search_vectors`."""
         positions = np.unique(np.asarray(positions, dtype=np.int64))
-        return self._search_allowed(self._checked(queries, k), k, positions, **knobs)
+        return self._search_allowed(self._checked(queries, k), k, positions, key=None, **knobs)
 
     def _checked(self, queries: np.ndarray, k: int) -> np.ndarray:
         if k < 1:
@@ -343,7 +343,7 @@ class StoreIndex:
         return queries
 
     def _search_allowed(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, key: SearchFilter | None = None,
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None, *, key: SearchFilter | None = None,
         **knobs: int | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         empty = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
