@@ -37,26 +37,27 @@ import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from ofa_embed import __version__
 from ofa_embed.embedding.extract import (
     ProgressCallback,
+    check_batching,
     check_model_takes,
     check_same_weights,
     check_writable,
     feed,
+    file_metadata,
+    load_run_model,
     model_record,
     share_custom_statistics,
 )
-from ofa_embed.embedding.forward import embed_batches, model_workers, resolve_device, resolve_precision
+from ofa_embed.embedding.forward import embed_batches, model_workers
 from ofa_embed.errors import SceneNotFoundError, StoreError, TilingError
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
-from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import PREFETCH_DEPTH, TileBatch, prefetched
 from ofa_embed.raster.scene import RASTER_SUFFIXES, Scene, gdal_block_cache, open_like, open_scene
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import ChipColumns, TileRecords, store_files, write_chips
-from ofa_embed.store.metadata import ChipsRecord, TilingRecord, emb_metadata, scene_metadata
+from ofa_embed.store.metadata import ChipsRecord, TilingRecord, emb_metadata
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, to_lonlat, validate_tiling
 
 __all__ = ["CHIPS_PER_FILE", "Chip", "ChipsReport", "extract_chips", "find_chips"]
@@ -338,19 +339,15 @@ def extract_chips(
         when it is read, after the files before it are complete).
     """
     start = time.perf_counter()
-    if not 0.0 <= min_valid <= 1.0:
-        raise TilingError(f"min_valid must be within [0, 1], got {min_valid}")
-    if batch_size <= 0 or chips_per_file <= 0:
-        raise TilingError(f"batch_size and chips_per_file must be positive, got {batch_size} and {chips_per_file}")
+    check_batching(min_valid, batch_size)
+    if chips_per_file <= 0:
+        raise TilingError(f"chips_per_file must be positive, got {chips_per_file}")
     roots = [sources] if isinstance(sources, (str, Path)) else list(sources)
     chips = find_chips(roots)
     store = Path(store)
     with gdal_block_cache(), open_scene(chips[0].path, modality=modality, bands=bands, nodata=nodata,
                                         wavelengths=wavelengths, sar_scale=sar_scale) as template:
-        loaded = load_weights(weights, model, weights_layout)
-        torch_device = resolve_device(device)
-        precision = resolve_precision(precision, torch_device)
-        loaded.model.to(torch_device)
+        loaded, torch_device, precision = load_run_model(weights, model, weights_layout, device, precision)
         check_model_takes(template, loaded)
         longer = max(template.width, template.height)
         if tile_size is None and longer > MAX_CHIP_TILES * template.modality.default_tile_size:
@@ -404,12 +401,8 @@ def _embed_chips(template: Scene, chips: list[Chip], report: ChipsReport, loaded
     def write(pending: _Pending) -> None:
         columns, records = pending.take(chips_per_file)
         name = f"chips-{number + len(report.files):05d}"
-        metadata = scene_metadata(
-            package_version=__version__, model=record, modality=template.modality.to_metadata(), model_input=fed.record,
-            input_values=template.input_values, source_bands=list(template.source_labels),
-            missing_bands=list(template.missing_bands), tiling=TilingRecord(report.tile_size, report.tile_size, min_valid),
-            scene=ChipsRecord(len(columns.names), roots, LABEL_SOURCE if labelled else None),
-        )
+        metadata = file_metadata(template, record, fed, TilingRecord(report.tile_size, report.tile_size, min_valid),
+                                 ChipsRecord(len(columns.names), roots, LABEL_SOURCE if labelled else None))
         report.files.append(write_chips(
             report.store, name, modality=template.modality.name, tile_size=report.tile_size,
             missing_bands=list(template.missing_bands), chips=columns, records=records, metadata=metadata,

@@ -38,11 +38,9 @@ import numpy as np
 import torch
 
 from ofa_embed.atomic import atomic_target
-from ofa_embed.embedding.extract import ProgressCallback, SceneReport, embed_plan, feed, write_plan
-from ofa_embed.embedding.forward import resolve_device, resolve_precision
+from ofa_embed.embedding.extract import ProgressCallback, SceneReport, embed_plan, feed, load_run_model, write_plan
 from ofa_embed.errors import ConfigError, TilingError
 from ofa_embed.model.checkpoint import LoadedModel
-from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TilePlan, plan_tiles
 from ofa_embed.raster.scene import gdal_block_cache, open_scene
 from ofa_embed.store import TileRecords
@@ -83,23 +81,17 @@ class RunSpec:
     min_valid: float
 
 
-@functools.lru_cache(maxsize=2)
-def _worker_model(weights: str | None, layout: str | None, model: str, device: str | None) -> tuple[LoadedModel, torch.device]:
-    """The model of a run, loaded once per worker process."""
-    torch_device = resolve_device(device)
-    loaded = load_weights(weights, model, layout)
-    loaded.model.to(torch_device)
-    return loaded, torch_device
+# the model of a run, loaded once per worker process
+_worker_model = functools.lru_cache(maxsize=2)(load_run_model)
 
 
 @contextmanager
 def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, LoadedModel, torch.device, str]]:
-    loaded, device = _worker_model(run.weights, run.weights_layout, run.model, run.device)
+    loaded, device, precision = _worker_model(run.weights, run.model, run.weights_layout, run.device, run.precision)
     # the client checked the values already: reading the check's sample again on every task is wasted work
     with gdal_block_cache(), open_scene(job.source, **job.open_args, check_values=False) as scene:
         scene.input_values = job.input_values
-        yield plan_tiles(scene, job.tile_size, job.stride, loaded.model.patch_size), loaded, device, \
-            resolve_precision(run.precision, device)
+        yield plan_tiles(scene, job.tile_size, job.stride, loaded.model.patch_size), loaded, device, precision
 
 
 def embed_part(job: SceneJob, run: RunSpec, start: int, stop: int, part: Path) -> tuple[int, int]:
@@ -122,9 +114,6 @@ def embed_scene(job: SceneJob, run: RunSpec) -> tuple[str, int, int]:
     with _opened_plan(job, run) as (plan, loaded, device, precision):
         fed = feed(plan.scene, loaded)
         records, skipped = embed_plan(plan, loaded, fed, device, run.batch_size, run.min_valid, None, precision)
-        if not len(records.rows):
-            raise TilingError(f"{plan.scene.path}: no tile has at least {run.min_valid:.0%} valid pixels (all nodata?); "
-                              "nothing written")
         path = write_plan(plan, records, loaded, fed, run.store, run.min_valid, precision, job.partition)
     return str(path), len(records.rows), skipped
 
@@ -139,9 +128,6 @@ def merge_parts(job: SceneJob, run: RunSpec, parts: list[Path], *counts: tuple[i
                     values.append(part[name])
         records = TileRecords(**{name: np.concatenate(values) for name, values in columns.items()})
         skipped = sum(s for _, s in counts)
-        if not len(records.rows):
-            raise TilingError(f"{plan.scene.path}: no tile has at least {run.min_valid:.0%} valid pixels (all nodata?); "
-                              "nothing written")
         path = write_plan(plan, records, loaded, feed(plan.scene, loaded), run.store, run.min_valid, precision,
                           job.partition)
     shutil.rmtree(parts[0].parent, ignore_errors=True)

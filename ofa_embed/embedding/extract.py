@@ -38,7 +38,7 @@ from ofa_embed.raster.reader import TileBatch, TilePlan, plan_tiles, prefetched,
 from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scene, sample_statistics
 from ofa_embed.sensors import CUSTOM, custom_modality
 from ofa_embed.store import TileRecords, describe_store, partition_of, read_metadata, store_files, write_scene
-from ofa_embed.store.metadata import ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
+from ofa_embed.store.metadata import ChipsRecord, ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints, to_lonlat
 
 __all__ = [
@@ -149,6 +149,23 @@ def check_writable(store: Path) -> None:
         raise StoreError(f"{store}: output location is not a writable directory ({existing})")
 
 
+def check_batching(min_valid: float, batch_size: int) -> None:
+    """Refuse a ``min_valid`` outside [0, 1] or a batch size below 1."""
+    if not 0.0 <= min_valid <= 1.0:
+        raise TilingError(f"min_valid must be within [0, 1], got {min_valid}")
+    if batch_size <= 0:
+        raise TilingError(f"batch_size must be positive, got {batch_size}")
+
+
+def load_run_model(weights: str | Path | None, model: str, weights_layout: str | None, device: str | None,
+                   precision: str) -> tuple[LoadedModel, torch.device, str]:
+    """A run's model on its device, the device, and the precision the forward passes run at."""
+    loaded = load_weights(weights, model, weights_layout)
+    torch_device = resolve_device(device)
+    loaded.model.to(torch_device)
+    return loaded, torch_device, resolve_precision(precision, torch_device)
+
+
 def check_model_takes(scene: Scene, loaded: LoadedModel) -> None:
     """Refuse a scene the model has no input for (a modality it lacks, wavelengths it cannot take)."""
     if scene.modality.name == CUSTOM:
@@ -249,12 +266,21 @@ def embed_plan(
 
 def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: ModelInput, store: Path, min_valid: float,
                precision: str, partition: dict[str, str] | None) -> Path:
-    """Write the embedded tiles of ``plan`` as its scene's store file, with the scene's metadata."""
+    """Write the embedded tiles of ``plan`` as its scene's store file, with the scene's metadata.
+
+    Raises:
+        TilingError: no tile was kept (every one below ``min_valid``): nothing is written.
+    """
     scene = plan.scene
+    if not len(records.rows):
+        raise TilingError(f"{scene.path}: no tile has at least {min_valid:.0%} valid pixels (all nodata?); nothing written")
+    where = SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
+                        scene.height, scene.nodata)
     return write_scene(
         store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
         missing_bands=list(scene.missing_bands), records=records,
-        metadata=_scene_metadata(plan, loaded, min_valid, precision, fed),
+        metadata=file_metadata(scene, model_record(loaded, precision), fed,
+                               TilingRecord(plan.tile_size, plan.stride, min_valid), where),
         emb_metadata=emb_metadata(model_record(loaded, precision), [scene.acquired]),
         partition=partition,
     )
@@ -267,6 +293,7 @@ def _extract_scenes(
     """Embed and write ``plans``; consecutive scenes fed alike share one pipeline (:func:`embed_plans`)."""
     reports: list[SceneReport] = []
     feds = [feed(plan.scene, loaded) for plan in plans]
+
     def same_input(pair: tuple[TilePlan, ModelInput]) -> str:
         return json.dumps(pair[1].record, sort_keys=True, default=str)
 
@@ -277,9 +304,6 @@ def _extract_scenes(
         with closing(embed_plans([plan for plan, _ in members], loaded, members[0][1], device, batch_size, min_valid,
                                  on_progress, precision)) as embedded:
             for plan, records, skipped in embedded:
-                if not len(records.rows):
-                    raise TilingError(f"{plan.scene.path}: no tile has at least {min_valid:.0%} valid pixels (all "
-                                      "nodata?); nothing written")
                 path = write_plan(plan, records, loaded, members[0][1], store, min_valid, precision,
                                   scene_partition(plan.scene, partition_by))
                 reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
@@ -294,16 +318,13 @@ def model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
                        model.pooling, precision, model.embed_dim)
 
 
-def _scene_metadata(plan: TilePlan, loaded: LoadedModel, min_valid: float, precision: str,
-                    fed: ModelInput) -> dict[str, object]:
-    scene = plan.scene
+def file_metadata(scene: Scene, record: ModelRecord, fed: ModelInput, tiling: TilingRecord,
+                  where: SceneRecord | ChipsRecord) -> dict[str, object]:
+    """The ``ofa_embed`` record of a store file of ``scene`` (or of chips read like it, ``where``)."""
     return scene_metadata(
-        package_version=__version__, model=model_record(loaded, precision), modality=scene.modality.to_metadata(),
-        model_input=fed.record, input_values=scene.input_values,
-        source_bands=list(scene.source_labels), missing_bands=list(scene.missing_bands),
-        tiling=TilingRecord(plan.tile_size, plan.stride, min_valid),
-        scene=SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
-                          scene.height, scene.nodata),
+        package_version=__version__, model=record, modality=scene.modality.to_metadata(), model_input=fed.record,
+        input_values=scene.input_values, source_bands=list(scene.source_labels),
+        missing_bands=list(scene.missing_bands), tiling=tiling, scene=where,
     )
 
 
@@ -401,12 +422,9 @@ def extract(
     Raises:
         OFAEmbedError subclasses for bad input, before anything is written.
     """
-    if not 0.0 <= min_valid <= 1.0:
-        raise TilingError(f"min_valid must be within [0, 1], got {min_valid}")
+    check_batching(min_valid, batch_size)
     if partition_by:
         partition_of(partition_by, 0.0, 0.0, None)  # refuses unknown keys before anything is read
-    if batch_size <= 0:
-        raise TilingError(f"batch_size must be positive, got {batch_size}")
     items = group_band_files([scenes] if isinstance(scenes, (str, Path)) else list(scenes))
     store = Path(store)
     open_args: dict[str, Any] = {"modality": modality, "bands": bands, "nodata": nodata, "wavelengths": wavelengths,
@@ -417,10 +435,7 @@ def extract(
         try:
             for item in items:
                 opened.append(open_scene(item, **open_args))
-            loaded = load_weights(weights, model, weights_layout)
-            torch_device = resolve_device(device)
-            precision = resolve_precision(precision, torch_device)
-            loaded.model.to(torch_device)
+            loaded, torch_device, precision = load_run_model(weights, model, weights_layout, device, precision)
             for scene in opened:
                 check_model_takes(scene, loaded)
                 plans.append(plan_tiles(scene, tile_size, stride, loaded.model.patch_size))
