@@ -23,9 +23,17 @@ from ofa_embed.atomic import atomic_target
 from ofa_embed.cluster import dask_client
 from ofa_embed.errors import ConfigError, IndexStateError, first_line
 from ofa_embed.indexes import faiss_index
-from ofa_embed.indexes.config import FlatConfig, IndexConfig, IVFPQConfig, make_config
+from ofa_embed.indexes.config import IndexConfig, IVFPQConfig, make_config
 from ofa_embed.indexes.filters import FilterTable, SearchFilter
-from ofa_embed.indexes.manifest import SINGLE_INDEX_FILE, Manifest, check_fresh, index_dir, read_manifest, write_manifest
+from ofa_embed.indexes.manifest import (
+    SINGLE_INDEX_FILE,
+    Manifest,
+    check_fresh,
+    index_dir,
+    read_manifest,
+    shard_of,
+    write_manifest,
+)
 from ofa_embed.indexes.vectors import iter_blocks, l2_normalise, strided_sample
 from ofa_embed.store import StoreFile, describe_store, take_rows, tiles_frame
 
@@ -64,14 +72,13 @@ class BuildReport:
 ProgressCallback = Callable[[str, int, int], None]
 
 
-def _add(index: faiss.Index, files: list[StoreFile], on_progress: ProgressCallback | None,
-         done: int = 0, total: int | None = None) -> int:
-    added, total = 0, total if total is not None else sum(f.rows for f in files)
+def _add(index: faiss.Index, files: list[StoreFile], on_progress: ProgressCallback | None) -> int:
+    added, total = 0, sum(f.rows for f in files)
     for block in iter_blocks([f.path for f in files]):
         index.add(block)
         added += len(block)
         if on_progress:
-            on_progress("indexing", done + added, total)
+            on_progress("indexing", added, total)
     return added
 
 
@@ -95,12 +102,6 @@ def build_shard(paths: list[Path], config: IndexConfig, dim: int, target: Path, 
     return int(index.ntotal)
 
 
-def _rows(paths: list[Path]) -> int:
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
-
-
 def _write(store: Path, index: faiss.Index, manifest: Manifest) -> None:
     folder = index_dir(store)
     folder.mkdir(exist_ok=True)
@@ -118,21 +119,25 @@ def _commit(store: Path, manifest: Manifest) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _run_shards(jobs: list[tuple[list[Path], Path, bytes | Path | None]], config: IndexConfig, dim: int, client: Any,
-                on_progress: ProgressCallback | None, total: int) -> None:
+# one shard to build or update: its store files, the faiss file to write, and what to start from (see build_shard)
+ShardJob = tuple[list[StoreFile], Path, bytes | Path | None]
+
+
+def _run_shards(jobs: list[ShardJob], config: IndexConfig, dim: int, client: Any, on_progress: ProgressCallback | None,
+                total: int) -> None:
     """Build or update shards: as Dask tasks on ``client`` (a ``distributed.Client``), else one after another."""
     done = 0
     if client is None:
-        for paths, target, start in jobs:
-            build_shard(paths, config, dim, target, start)
-            done += _rows(paths)
+        for files, target, start in jobs:
+            build_shard([f.path for f in files], config, dim, target, start)
+            done += sum(f.rows for f in files)
             if on_progress:
                 on_progress("indexing", done, total)
         return
     from distributed import as_completed
 
-    futures = {client.submit(build_shard, paths, config, dim, target, start, pure=False): _rows(paths)
-               for paths, target, start in jobs}
+    futures = {client.submit(build_shard, [f.path for f in files], config, dim, target, start, pure=False):
+               sum(f.rows for f in files) for files, target, start in jobs}
     try:
         for future in as_completed(futures):
             future.result()  # re-raises a shard's error here
@@ -187,12 +192,14 @@ def build(
         manifest.append(files)
         _write(store, index, manifest)
         return BuildReport(store, config, reason, rows, added, time.perf_counter() - start)
-    manifest = Manifest(dim, files[0].weights_hash, FlatConfig(), "", faiss.__version__, shard_files=_shard_names(shards))
-    manifest.append(files)
-    per_shard = [[f for f, e in zip(files, manifest.files, strict=True) if e.shard == i] for i in range(shards)]
+    per_shard: list[list[StoreFile]] = [[] for _ in range(shards)]
+    for f in files:
+        per_shard[shard_of(f.name, shards)].append(f)
     largest = max(sum(f.rows for f in part) for part in per_shard)
-    manifest.config, manifest.reason = make_config(kind, largest, dim, **params)
-    manifest.reason = f"{shards} shards of at most {largest} vectors; {manifest.reason}"
+    config, reason = make_config(kind, largest, dim, **params)
+    manifest = Manifest(dim, files[0].weights_hash, config, f"{shards} shards of at most {largest} vectors; {reason}",
+                        faiss.__version__, shard_files=_shard_names(shards))
+    manifest.append(files)
     logger.info("%s: %s index in %d shards over %d vectors", store, manifest.config.kind, shards, rows)
     index_dir(store).mkdir(exist_ok=True)
     start_from = None
@@ -202,8 +209,8 @@ def build(
         trained = faiss_index.create(manifest.config, dim)
         faiss_index.train(trained, manifest.config, strided_sample([f.path for f in files], rows, manifest.config.train_size))
         start_from = faiss.serialize_index(trained).tobytes()
-    jobs = [([f.path for f in part], index_dir(store) / name, start_from)
-            for part, name in zip(per_shard, manifest.shard_files, strict=True)]
+    jobs: list[ShardJob] = [(part, index_dir(store) / name, start_from)
+                            for part, name in zip(per_shard, manifest.shard_files, strict=True)]
     with dask_client(client) as connected:
         _run_shards(jobs, manifest.config, dim, connected, on_progress, rows)
     _commit(store, manifest)
@@ -234,8 +241,8 @@ def update(store: str | Path, *, client: Any = None, on_progress: ProgressCallba
     manifest.append(new)
     grown = sorted({entry.shard for entry in manifest.files[before:]})
     renamed = dict(zip(grown, _shard_names(len(grown)), strict=True))
-    jobs: list[tuple[list[Path], Path, bytes | Path | None]] = [
-        ([f.path for f, e in zip(new, manifest.files[before:], strict=True) if e.shard == shard],
+    jobs: list[ShardJob] = [
+        ([f for f, e in zip(new, manifest.files[before:], strict=True) if e.shard == shard],
          index_dir(store) / renamed[shard], index_dir(store) / manifest.shard_files[shard]) for shard in grown]
     with dask_client(client) as connected:
         _run_shards(jobs, manifest.config, manifest.dimension, connected, on_progress, added)
