@@ -17,7 +17,7 @@ The most selective structure gives the candidates; the filter's other fields are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ofa_embed.indexes.manifest import Manifest
+from ofa_embed.store import epoch_micros
 
 FILTER_COLUMNS = ["xmin", "ymin", "xmax", "ymax", "datetime", "modality", "scene"]
 
@@ -111,16 +112,16 @@ class FilterTable:
         rows = np.floor((np.array([min_lat - self.half_h, max_lat + self.half_h]) - self.y0) / self.cell_h)
         c0, c1 = np.clip(columns + [-1, 1], 0, self.side - 1).astype(np.int64)
         r0, r1 = np.clip(rows + [-1, 1], 0, self.side - 1).astype(np.int64)
-        starts = self.cell_starts[np.arange(r0, r1 + 1)[:, None] * self.side + np.arange(c0, c1 + 1)[None, :]].ravel()
-        ends = self.cell_starts[np.arange(r0, r1 + 1)[:, None] * self.side + np.arange(c0, c1 + 1)[None, :] + 1].ravel()
-        if not len(starts):
+        cells = (np.arange(r0, r1 + 1)[:, None] * self.side + np.arange(c0, c1 + 1)[None, :]).ravel()
+        if not len(cells):  # an inverted bbox
             return np.empty(0, np.int64)
-        return np.concatenate([self.by_cell[a:b] for a, b in zip(starts, ends, strict=True)])
+        return np.concatenate([self.by_cell[a:b] for a, b in zip(self.cell_starts[cells], self.cell_starts[cells + 1],
+                                                                  strict=True)])
 
     def _time_candidates(self, start: datetime | None, end: datetime | None) -> np.ndarray:
-        low = np.searchsorted(self.sorted_micros, _micros(start), "left") if start is not None else \
+        low = np.searchsorted(self.sorted_micros, epoch_micros(start), "left") if start is not None else \
             np.searchsorted(self.sorted_micros, np.iinfo(np.int64).min, "right")  # rows without a time never match
-        high = np.searchsorted(self.sorted_micros, _micros(end), "left") if end is not None else len(self.sorted_micros)
+        high = np.searchsorted(self.sorted_micros, epoch_micros(end), "left") if end is not None else len(self.sorted_micros)
         return self.by_time[low:high]
 
     def allowed(self, search_filter: SearchFilter) -> np.ndarray:
@@ -142,9 +143,9 @@ class FilterTable:
             keep &= (self.xmax[rows] >= min_lon) & (self.xmin[rows] <= max_lon)
             keep &= (self.ymax[rows] >= min_lat) & (self.ymin[rows] <= max_lat)
         if f.start is not None:
-            keep &= self.micros[rows] >= _micros(f.start)
+            keep &= self.micros[rows] >= epoch_micros(f.start)
         if f.end is not None:
-            keep &= (self.micros[rows] < _micros(f.end)) & (self.micros[rows] > np.iinfo(np.int64).min)
+            keep &= (self.micros[rows] < epoch_micros(f.end)) & (self.micros[rows] > np.iinfo(np.int64).min)
         for column in ("modality", "scene"):
             value = getattr(f, column)
             if value is not None:
@@ -152,7 +153,3 @@ class FilterTable:
                 keep &= np.isin(rows, members, assume_unique=True)
         return np.sort(self.positions[rows[keep]])
 
-
-def _micros(when: datetime) -> int:
-    aware = when if when.tzinfo else when.replace(tzinfo=UTC)  # naive times are UTC, as the store's are
-    return (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

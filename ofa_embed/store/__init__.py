@@ -11,6 +11,7 @@ from ofa_embed.store.geoparquet import (
     TileRecords,
     describe_store,
     embedding_matrix,
+    epoch_micros,
     partition_of,
     read_embeddings,
     read_metadata,
@@ -26,6 +27,6 @@ from ofa_embed.store.geoparquet import (
 
 __all__ = [
     "PARTITION_KEYS", "STORE_VERSION", "TILE_COLUMNS", "ChipColumns", "StoreFile", "TileRecords", "describe_store",
-    "embedding_matrix", "read_embeddings", "read_metadata", "read_tiles", "partition_of", "scene_path", "store_files",
-    "take_rows", "tile_id", "tiles_frame", "write_chips", "write_scene",
+    "embedding_matrix", "epoch_micros", "read_embeddings", "read_metadata", "read_tiles", "partition_of", "scene_path",
+    "store_files", "take_rows", "tile_id", "tiles_frame", "write_chips", "write_scene",
 ]

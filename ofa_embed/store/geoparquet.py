@@ -71,6 +71,7 @@ __all__ = [
     "STORE_VERSION",
     "ChipColumns",
     "TileRecords",
+    "epoch_micros",
     "describe_store",
     "embedding_matrix",
     "read_embeddings",
@@ -272,12 +273,16 @@ def _strings(values: Sequence[str | None]) -> pa.Array:
     return _binary([v.encode() if v is not None else None for v in values], pa.string())
 
 
+def epoch_micros(when: datetime) -> int:
+    """Microseconds since 1970 UTC, as the store's ``datetime`` column holds them; naive times are UTC (as
+    pyarrow reads them).
+    """
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
 def _timestamps(values: Sequence[datetime | None]) -> pa.Array:
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    micros: dict[datetime, int] = {}
-    for when in {v for v in values if v is not None}:
-        aware = when if when.tzinfo else when.replace(tzinfo=UTC)  # naive times are UTC, as pa.array reads them
-        micros[when] = (aware - epoch) // timedelta(microseconds=1)
+    micros = {when: epoch_micros(when) for when in {v for v in values if v is not None}}
     data = np.fromiter((micros.get(v, 0) if v is not None else 0 for v in values), np.int64, len(values))
     return pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), len(values),
                                  [_validity(values), pa.py_buffer(data)])
