@@ -19,8 +19,8 @@ import shapely
 
 from ofa_embed.errors import MapError, first_line
 from ofa_embed.mapview.colours import PCA, categorical, column_colours, pca_rgb, ramp
-from ofa_embed.store import TILE_COLUMNS, StoreFile, describe_store, embedding_matrix, read_tiles
-from ofa_embed.tiling import to_lonlat
+from ofa_embed.store import TILE_COLUMNS, StoreFile, describe_store, embedding_matrix, read_embeddings, read_tiles
+from ofa_embed.tiling import TileWindow, footprints
 
 __all__ = ["Layer", "hits_layer", "predictions_layer", "query_layer", "store_layer", "PCA_SAMPLE"]
 
@@ -76,13 +76,7 @@ def _pca_scores(files: list[StoreFile], seed: int = 0) -> tuple[PCA, np.ndarray]
     total = sum(f.rows for f in files)
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(total, size=min(total, PCA_SAMPLE), replace=False))
-    offsets = np.cumsum([0] + [f.rows for f in files])
-    sample = []
-    for f, start in zip(files, offsets[:-1], strict=True):
-        rows = keep[(keep >= start) & (keep < start + f.rows)] - start
-        if len(rows):
-            sample.append(embedding_matrix(pq.read_table(f.path, columns=["embedding"]).column(0))[rows])
-    pca = PCA(np.concatenate(sample))
+    pca = PCA(read_embeddings(files[0].path.parent, keep, files=files))
     scores = np.concatenate([pca.project(embedding_matrix(pq.read_table(f.path, columns=["embedding"]).column(0)))
                              for f in files])
     return pca, scores
@@ -183,9 +177,7 @@ def _raster_footprint(path: Path) -> np.ndarray:
         raise MapError(f"{path}: not a readable raster ({first_line(exc)})") from None
     if crs is None:
         raise MapError(f"{path}: no CRS, so the query tile cannot be placed on the map")
-    native = np.array([transform * (0, 0), transform * (width, 0), transform * (width, height), transform * (0, height)])
-    lon, lat = to_lonlat(native[:, 0], native[:, 1], crs)
-    return np.stack([lon, lat], axis=-1)
+    return footprints([TileWindow(0, 0, height, width, max(height, width))], transform, crs)[1][0]
 
 
 def query_layer(query: str | Path, store_tiles: Layer) -> Layer:
