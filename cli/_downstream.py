@@ -14,7 +14,7 @@ from ofa_embed.cli._common import stdout
 if TYPE_CHECKING:  # the CLI imports a command's library code only when that command runs
     from ofa_embed.downstream import DownstreamReport
 
-Store = Annotated[Path, typer.Argument(help="Store directory (from ofa-embed extract).")]
+Store = Annotated[str, typer.Argument(help="Store directory or fsspec URL (from ofa-embed extract).")]
 Labels = Annotated[Path | None, typer.Option(
     "--labels", help="Labels: points/polygons vector file, or a table with tile ids. Default: --target is a store "
                      "column (a chip collection's label).",

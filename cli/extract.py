@@ -19,7 +19,7 @@ from ofa_embed.tiling import DEFAULT_MIN_VALID
 
 def extract(
     scenes: Annotated[list[Path] | None, typer.Argument(help="Raster files or band-file folders, one scene each.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Store directory.")] = Path("embeddings"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Store directory, or an fsspec URL (s3://bucket/emb).")] = "embeddings",
     sample: Annotated[bool, typer.Option(help="Extract the bundled Sentinel-2 L1C sample scene.")] = False,
     stack: Annotated[bool, typer.Option(help="Treat all SCENES as the single-band files of one scene.")] = False,
     chips: Annotated[bool, typer.Option(

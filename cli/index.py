@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +12,7 @@ from ofa_embed.indexes.config import KINDS
 
 
 def index(
-    store: Annotated[Path, typer.Argument(help="Store directory.")],
+    store: Annotated[str, typer.Argument(help="Store directory or fsspec URL.")],
     kind: Annotated[str, typer.Option(help=f"One of: {', '.join(KINDS)}.")] = "auto",
     update: Annotated[bool, typer.Option("--update", help="Add new scene files without a rebuild.")] = False,
     shards: Annotated[int, typer.Option(help="Split the index into N shard indexes (searched together, merged exactly).")] = 1,

@@ -12,7 +12,7 @@ from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
 
 
 def map_store(
-    store: Annotated[Path, typer.Argument(help="Store directory (from ofa-embed extract).")],
+    store: Annotated[str, typer.Argument(help="Store directory or fsspec URL (from ofa-embed extract).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file.")] = Path("map.html"),
     color: Annotated[str | None, typer.Option(
         help="Colour tiles by this store column instead of the embeddings' principal components.")] = None,

@@ -38,7 +38,7 @@ def _date(text: str | None, name: str, *, end: bool) -> datetime | None:
 
 
 def search(
-    store: Annotated[Path, typer.Argument(help="Store directory (indexed with ofa-embed index).")],
+    store: Annotated[str, typer.Argument(help="Store directory or fsspec URL (indexed with ofa-embed index).")],
     like: Annotated[list[Path] | None, typer.Option(
         help="Query tile file (any supported modality); repeat for several examples.")] = None,
     like_id: Annotated[list[str] | None, typer.Option(help="Query: the id of a stored tile; repeatable.")] = None,

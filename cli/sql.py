@@ -17,7 +17,7 @@ SQL_FORMATS = ("table", "csv", "json", "parquet")
 
 
 def sql(
-    store: Annotated[Path, typer.Argument(help="Store directory.")],
+    store: Annotated[str, typer.Argument(help="Store directory or fsspec URL.")],
     query: Annotated[str, typer.Argument(help="SQL over the view 'embeddings'; embed('tile.tif') gives FLOAT[D].")],
     fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(SQL_FORMATS)}.")] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")] = None,

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from ofa_embed.indexes.config import FlatConfig, HNSWConfig, IndexConfig, IVFPQConfig
+from ofa_embed.location import AnyPath, RemotePath
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ def save(index: faiss.Index, path: Path) -> None:
     faiss.write_index(to_cpu(index), str(path))
 
 
-def load(path: Path) -> faiss.Index:
-    """The CPU index written by :func:`save` at ``path`` (see :func:`on_gpu` to move it)."""
+def load(path: AnyPath) -> faiss.Index:
+    """The CPU index written by :func:`save` at ``path``, local or remote (see :func:`on_gpu` to move it)."""
+    if isinstance(path, RemotePath):
+        return faiss.deserialize_index(np.frombuffer(path.read_bytes(), np.uint8))
     return faiss.read_index(str(path))

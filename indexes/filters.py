@@ -18,15 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ofa_embed.indexes.manifest import Manifest
-from ofa_embed.store import epoch_micros
+from ofa_embed.location import AnyPath
+from ofa_embed.store import epoch_micros, read_parquet
 
 FILTER_COLUMNS = ["xmin", "ymin", "xmax", "ymax", "datetime", "modality", "scene"]
 
@@ -63,8 +62,8 @@ class FilterTable:
     docstring); about 60 bytes a row, built on the first filtered search of an opened index.
     """
 
-    def __init__(self, store: Path, manifest: Manifest) -> None:
-        parts = [pq.read_table(store / entry.name, columns=FILTER_COLUMNS) for entry in manifest.files]
+    def __init__(self, store: AnyPath, manifest: Manifest) -> None:
+        parts = [read_parquet(store / entry.name, FILTER_COLUMNS) for entry in manifest.files]
         table = pa.concat_tables(parts, promote_options="permissive")  # an indexed store has at least one file
         self.positions = np.concatenate([np.arange(e.offset, e.offset + e.rows, dtype=np.int64) for e in manifest.files])
         self.xmin, self.ymin, self.xmax, self.ymax = (table.column(c).to_numpy().astype(np.float64)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy as np
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import IndexStateError, first_line
 from ofa_embed.indexes.config import METRIC, IndexConfig, config_from_dict, config_to_dict
+from ofa_embed.location import AnyPath
 from ofa_embed.store import StoreFile
 
 MANIFEST_VERSION = 2
@@ -135,18 +135,18 @@ def shard_of(name: str, shards: int) -> int:
     return int(hashlib.blake2b(name.encode(), digest_size=8).hexdigest(), 16) % shards if shards > 1 else 0
 
 
-def index_dir(store: Path) -> Path:
+def index_dir(store: AnyPath) -> AnyPath:
     """The folder holding the index of ``store``: ``STORE/_index``."""
     return store / INDEX_DIR
 
 
-def write_manifest(store: Path, manifest: Manifest) -> None:
+def write_manifest(store: AnyPath, manifest: Manifest) -> None:
     """Write ``manifest`` to ``STORE/_index/manifest.json``, atomically."""
     with atomic_target(index_dir(store) / "manifest.json") as tmp:
         tmp.write_text(manifest.to_json())
 
 
-def read_manifest(store: Path) -> Manifest:
+def read_manifest(store: AnyPath) -> Manifest:
     """The manifest of the index of ``store``.
 
     Raises:
@@ -163,7 +163,7 @@ def read_manifest(store: Path) -> Manifest:
         ) from None
 
 
-def check_fresh(store: Path, manifest: Manifest, described: list[StoreFile], *, allow_new: bool = False) -> list[StoreFile]:
+def check_fresh(store: AnyPath, manifest: Manifest, described: list[StoreFile], *, allow_new: bool = False) -> list[StoreFile]:
     """Compare an index manifest with the store as it is now.
 
     Returns:

@@ -35,6 +35,7 @@ from ofa_embed.indexes.manifest import (
     write_manifest,
 )
 from ofa_embed.indexes.vectors import iter_blocks, l2_normalise, strided_sample
+from ofa_embed.location import AnyPath, RemotePath, as_location, change_stamp
 from ofa_embed.store import StoreFile, describe_store, take_rows, tiles_frame
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class BuildReport:
         seconds: wall time of the call, in seconds.
     """
 
-    store: Path
+    store: AnyPath
     config: IndexConfig
     reason: str
     rows: int
@@ -82,14 +83,15 @@ def _add(index: faiss.Index, files: list[StoreFile], on_progress: ProgressCallba
     return added
 
 
-def build_shard(paths: list[Path], config: IndexConfig, dim: int, target: Path, start: bytes | Path | None = None) -> int:
+def build_shard(paths: list[AnyPath], config: IndexConfig, dim: int, target: AnyPath,
+                start: bytes | AnyPath | None = None) -> int:
     """One shard: the vectors of ``paths`` (in order) added to a new index of ``config``, or to ``start`` (an
     index file to update, or a serialised trained empty index), written atomically to ``target``; returns
     the shard's vector count.
 
     A plain function of paths, so that a Dask worker can run it where the store is mounted.
     """
-    if isinstance(start, Path):
+    if isinstance(start, (Path, RemotePath)):
         index = faiss_index.load(start)
     elif start is not None:
         index = faiss.deserialize_index(np.frombuffer(start, np.uint8))
@@ -102,7 +104,7 @@ def build_shard(paths: list[Path], config: IndexConfig, dim: int, target: Path, 
     return int(index.ntotal)
 
 
-def _write(store: Path, index: faiss.Index, manifest: Manifest) -> None:
+def _write(store: AnyPath, index: faiss.Index, manifest: Manifest) -> None:
     folder = index_dir(store)
     folder.mkdir(exist_ok=True)
     with atomic_target(folder / SINGLE_INDEX_FILE) as tmp:
@@ -111,7 +113,7 @@ def _write(store: Path, index: faiss.Index, manifest: Manifest) -> None:
     _commit(store, manifest)
 
 
-def _commit(store: Path, manifest: Manifest) -> None:
+def _commit(store: AnyPath, manifest: Manifest) -> None:
     """Write the manifest (the index readers see from then on), then remove faiss files it no longer names."""
     write_manifest(store, manifest)
     for stale in index_dir(store).glob("*.faiss"):
@@ -120,7 +122,7 @@ def _commit(store: Path, manifest: Manifest) -> None:
 
 
 # one shard to build or update: its store files, the faiss file to write, and what to start from (see build_shard)
-ShardJob = tuple[list[StoreFile], Path, bytes | Path | None]
+ShardJob = tuple[list[StoreFile], AnyPath, bytes | AnyPath | None]
 
 
 def _run_shards(jobs: list[ShardJob], config: IndexConfig, dim: int, client: Any, on_progress: ProgressCallback | None,
@@ -156,7 +158,7 @@ def _shard_names(shards: int) -> list[str]:
 
 
 def build(
-    store: str | Path, kind: str = "auto", *, shards: int = 1, client: Any = None,
+    store: str | AnyPath, kind: str = "auto", *, shards: int = 1, client: Any = None,
     on_progress: ProgressCallback | None = None, **params: int | bool,
 ) -> BuildReport:
     """Build the index of a store from scratch, replacing any existing one.
@@ -176,7 +178,7 @@ def build(
         ConfigError: unknown kind or parameter, or fewer than one shard.
     """
     start = time.perf_counter()
-    store = Path(store).resolve()  # shard tasks may run on other machines, in other working directories
+    store = as_location(store).resolve()  # shard tasks may run on other machines, in other working directories
     if shards < 1:
         raise ConfigError(f"--shards must be at least 1, got {shards}")
     files = describe_store(store)
@@ -217,7 +219,7 @@ def build(
     return BuildReport(store, manifest.config, manifest.reason, rows, rows, time.perf_counter() - start)
 
 
-def update(store: str | Path, *, client: Any = None, on_progress: ProgressCallback | None = None) -> BuildReport:
+def update(store: str | AnyPath, *, client: Any = None, on_progress: ProgressCallback | None = None) -> BuildReport:
     """Add the scene files extracted since the index was built, without a rebuild; in a sharded index,
     each to the shard its name hashes to (the shards that gain files are rewritten, on ``client`` if given).
 
@@ -225,7 +227,7 @@ def update(store: str | Path, *, client: Any = None, on_progress: ProgressCallba
         IndexStateError: no index, or indexed files changed or disappeared (a rebuild is needed).
     """
     start = time.perf_counter()
-    store = Path(store).resolve()  # shard tasks may run on other machines, in other working directories
+    store = as_location(store).resolve()  # shard tasks may run on other machines, in other working directories
     manifest = read_manifest(store)
     new = check_fresh(store, manifest, describe_store(store), allow_new=True)
     if not new:
@@ -273,7 +275,7 @@ def merge_top_k(similarities: list[np.ndarray], positions: list[np.ndarray], k: 
 class StoreIndex:
     """An opened, fresh index of a store. Use :func:`open_index`."""
 
-    def __init__(self, store: Path, manifest: Manifest, shards: list[faiss.Index]) -> None:
+    def __init__(self, store: AnyPath, manifest: Manifest, shards: list[faiss.Index]) -> None:
         self.store = store
         self.manifest = manifest
         # each shard's faiss index and the store position of each of its vector ids (ascending); one shard's
@@ -429,10 +431,10 @@ class StoreIndex:
         return tiles_frame(take_rows(paths, self._offsets, positions, RESULT_COLUMNS))
 
 
-_opened: dict[Path, tuple[tuple[object, ...], StoreIndex]] = {}
+_opened: dict[AnyPath, tuple[tuple[object, ...], StoreIndex]] = {}
 
 
-def open_index(store: str | Path) -> StoreIndex:
+def open_index(store: str | AnyPath) -> StoreIndex:
     """Open the index of a store after checking that it matches the store exactly.
 
     The freshness check runs on every call; the loaded index (and its cached filters) is reused while
@@ -443,16 +445,16 @@ def open_index(store: str | Path) -> StoreIndex:
         StoreError: missing or empty store.
         IndexStateError: no index, or a stale one (the message names what differs and the fix).
     """
-    store = Path(store)
+    store = as_location(store)
     described = describe_store(store)
     manifest = read_manifest(store)
     check_fresh(store, manifest, described)
     paths = [index_dir(store) / name for name in manifest.shard_files]
     try:
-        stats = [path.stat() for path in paths]
+        stamps = tuple(change_stamp(path) for path in paths)
     except FileNotFoundError as exc:
         raise IndexStateError(f"{store}: index file {Path(str(exc.filename)).name} missing; rebuild it") from None
-    key = (tuple((st.st_mtime_ns, st.st_size) for st in stats), tuple(f.fingerprint for f in described))
+    key = (stamps, tuple(f.fingerprint for f in described))
     resolved = store.resolve()
     cached = _opened.get(resolved)
     if cached is not None and cached[0] == key:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from ofa_embed.store import embedding_matrix
+from ofa_embed.location import AnyPath
+from ofa_embed.store import embedding_matrix, open_parquet
 
 __all__ = ["BLOCK_ROWS", "embedding_matrix", "iter_blocks", "l2_normalise", "strided_sample"]
 
@@ -22,14 +21,15 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
-def iter_blocks(paths: Sequence[Path], block_rows: int = BLOCK_ROWS) -> Iterator[np.ndarray]:
+def iter_blocks(paths: Sequence[AnyPath], block_rows: int = BLOCK_ROWS) -> Iterator[np.ndarray]:
     """L2-normalised embedding blocks of at most ``block_rows`` rows, files in order."""
     for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=block_rows, columns=["embedding"]):
-            yield l2_normalise(embedding_matrix(batch.column(0)))
+        with open_parquet(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=block_rows, columns=["embedding"]):
+                yield l2_normalise(embedding_matrix(batch.column(0)))
 
 
-def strided_sample(paths: Sequence[Path], total_rows: int, size: int) -> np.ndarray:
+def strided_sample(paths: Sequence[AnyPath], total_rows: int, size: int) -> np.ndarray:
     """About ``size`` rows spread evenly over the whole store (every ``total/size``-th row), streamed."""
     step = max(1, total_rows // max(size, 1))
     parts, seen = [], 0

@@ -14,15 +14,16 @@ from ofa_embed.errors import QueryError
 from ofa_embed.indexes.filters import SearchFilter
 from ofa_embed.indexes.vectors import embedding_matrix
 from ofa_embed.lazy import import_whole
+from ofa_embed.location import AnyPath, as_location
 from ofa_embed.store import store_files
 from ofa_embed.store.duck import connect
 
 __all__ = ["search", "QueryError"]
 
 
-def _stored_embedding(store: Path, where: str, params: list[object], order: str, what: str) -> np.ndarray:
+def _stored_embedding(store: AnyPath, where: str, params: list[object], order: str, what: str) -> np.ndarray:
     files = [str(p) for p in store_files(store)]
-    table = connect().execute(
+    table = connect(store=store).execute(
         f"SELECT embedding FROM read_parquet(?, union_by_name = true) WHERE {where} ORDER BY {order} LIMIT 1", [files, *params]
     ).to_arrow_table()
     if table.num_rows == 0:
@@ -42,7 +43,7 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def search(
-    store: str | Path,
+    store: str | AnyPath,
     *,
     like: str | Path | Sequence[str | Path] | None = None,
     like_id: str | Sequence[str] | None = None,
@@ -89,7 +90,7 @@ def search(
         raise QueryError(f"bbox {bbox} must be min_lon,min_lat,max_lon,max_lat with min <= max")
     if start is not None and end is not None and start >= end:
         raise QueryError(f"start {start.isoformat()} is not before end {end.isoformat()}")
-    store = Path(store)
+    store = as_location(store)
     index = indexes.open(store)
     made = None
 

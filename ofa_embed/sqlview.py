@@ -20,22 +20,23 @@ import pandas as pd
 
 from ofa_embed.errors import SQLError, first_line
 from ofa_embed.lazy import import_whole
+from ofa_embed.location import AnyPath, as_location
 from ofa_embed.store import describe_store
 from ofa_embed.store.duck import connect
 
 __all__ = ["sql", "connect_store", "SQLError"]
 
 
-def connect_store(store: str | Path, *, weights: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+def connect_store(store: str | AnyPath, *, weights: str | Path | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the ``embeddings`` view and ``embed()`` registered for ``store``.
 
     Raises:
         StoreError: missing or empty store.
     """
-    store = Path(store)
+    store = as_location(store)
     files = describe_store(store)
     dim = files[0].dimension
-    con = connect()
+    con = connect(store=store)
     paths = ", ".join("'" + str(f.path).replace("'", "''") + "'" for f in files)
     # a partitioned store's key=value folders become columns, when every file sits under the same keys (DuckDB
     # refuses a mix), never for a flat store; key=value folders above the store, which DuckDB reads too, are
@@ -62,7 +63,7 @@ def connect_store(store: str | Path, *, weights: str | Path | None = None) -> du
     return con
 
 
-def sql(store: str | Path, query: str, *, weights: str | Path | None = None) -> pd.DataFrame:
+def sql(store: str | AnyPath, query: str, *, weights: str | Path | None = None) -> pd.DataFrame:
     """Run ``query`` against a store; GEOMETRY columns come back as WKT text.
 
     Raises:

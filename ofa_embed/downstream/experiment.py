@@ -24,7 +24,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ofa_embed.atomic import atomic_target
 from ofa_embed.downstream.knn import NeighbourSearch, flat_search, knn_vote, store_search
@@ -35,7 +34,17 @@ from ofa_embed.downstream.probe import ProbeModel, fit_probe
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError
 from ofa_embed.indexes.store_index import open_index
-from ofa_embed.store import TILE_COLUMNS, StoreFile, describe_store, embedding_matrix, read_embeddings, read_tiles, tiles_frame
+from ofa_embed.location import AnyPath, as_location
+from ofa_embed.store import (
+    TILE_COLUMNS,
+    StoreFile,
+    describe_store,
+    embedding_matrix,
+    read_embeddings,
+    read_parquet,
+    read_tiles,
+    tiles_frame,
+)
 
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
 
@@ -60,7 +69,7 @@ class DownstreamReport:
     method: str
     task: str
     target: str
-    store: Path
+    store: AnyPath
     labels: LabelJoin
     split: Split
     evaluation: Evaluation
@@ -87,7 +96,7 @@ class DownstreamReport:
 
 @dataclass
 class _Prepared:
-    store: Path
+    store: AnyPath
     files: list[StoreFile]  # the store as described once; labels, features and predictions all read it
     join: LabelJoin
     split: Split
@@ -98,11 +107,11 @@ class _Prepared:
         return self.files[0].weights_hash
 
 
-def _prepare(store: str | Path, labels: str | Path | None, target: str, task: str, split: str, folds: int,
+def _prepare(store: str | AnyPath, labels: str | Path | None, target: str, task: str, split: str, folds: int,
              block_size_m: float | None, min_overlap: float | None, seed: int, n_boot: int) -> _Prepared:
     if n_boot < 0:
         raise ConfigError(f"--bootstrap must be 0 or more, got {n_boot}")
-    store = Path(store)
+    store = as_location(store)
     described = describe_store(store)
     if labels is None:
         tiles = read_tiles(store, (*TILE_COLUMNS, target), files=described)
@@ -191,13 +200,13 @@ def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.nda
     return predict
 
 
-def _file_tiles(path: Path) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+def _file_tiles(path: AnyPath) -> tuple[gpd.GeoDataFrame, np.ndarray]:
     """One store file's tiles (:data:`PREDICTION_COLUMNS`) and their ``(n, D)`` embeddings."""
-    table = pq.read_table(path, columns=[*PREDICTION_COLUMNS, "embedding"])
+    table = read_parquet(path, [*PREDICTION_COLUMNS, "embedding"])
     return tiles_frame(table.drop(["embedding"])), embedding_matrix(table.column("embedding"))
 
 
-def predict_store(store: str | Path, predictor: Predictor, task: str, classes: list[Any], out: str | Path | None,
+def predict_store(store: str | AnyPath, predictor: Predictor, task: str, classes: list[Any], out: str | Path | None,
                   join: LabelJoin | None = None, on_progress: ProgressCallback | None = None, *,
                   files: Sequence[StoreFile] | None = None) -> gpd.GeoDataFrame:
     """Predict every tile of ``store``; write the result as GeoParquet to ``out`` when given (temporary
@@ -247,7 +256,7 @@ def _finish(prepared: _Prepared, report: DownstreamReport, predictor: Predictor,
 
 
 def probe(
-    store: str | Path, labels: str | Path | None, target: str, *, task: str = "classify", split: str = "spatial-block",
+    store: str | AnyPath, labels: str | Path | None, target: str, *, task: str = "classify", split: str = "spatial-block",
     folds: int = 5, block_size_m: float | None = None, min_overlap: float | None = None, save: str | Path | None = None,
     predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
     on_progress: ProgressCallback | None = None,
@@ -295,7 +304,7 @@ def probe(
 
 
 def knn(
-    store: str | Path, labels: str | Path | None, target: str, *, k: int = 10, task: str = "classify",
+    store: str | AnyPath, labels: str | Path | None, target: str, *, k: int = 10, task: str = "classify",
     split: str = "spatial-block", folds: int = 5, block_size_m: float | None = None, min_overlap: float | None = None,
     predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
     on_progress: ProgressCallback | None = None,
@@ -327,7 +336,7 @@ def knn(
                    predict, plot, on_progress)
 
 
-def predict(store: str | Path, probe_file: str | Path, out: str | Path,
+def predict(store: str | AnyPath, probe_file: str | Path, out: str | Path,
             on_progress: ProgressCallback | None = None) -> gpd.GeoDataFrame:
     """Apply a saved probe (``probe --save``) to every tile of a store; write GeoParquet to ``out``.
 

@@ -32,7 +32,6 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
@@ -51,12 +50,13 @@ from ofa_embed.embedding.extract import (
 )
 from ofa_embed.embedding.forward import embed_batches, model_workers
 from ofa_embed.errors import SceneNotFoundError, StoreError, TilingError
+from ofa_embed.location import AnyPath, as_location
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.raster.reader import PREFETCH_DEPTH, TileBatch, prefetched
 from ofa_embed.raster.scene import RASTER_SUFFIXES, Scene, gdal_block_cache, open_like, open_scene
 from ofa_embed.sensors import CUSTOM
-from ofa_embed.store import ChipColumns, TileRecords, store_files, write_chips
+from ofa_embed.store import ChipColumns, TileRecords, parquet_schema, read_parquet, store_files, write_chips
 from ofa_embed.store.metadata import ChipsRecord, TilingRecord, emb_metadata
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, to_lonlat, validate_tiling
 
@@ -96,7 +96,7 @@ class ChipsReport:
         seconds: wall time of the run.
     """
 
-    store: Path
+    store: AnyPath
     weights_hash: str
     weights_source: str
     pretrained: bool
@@ -106,7 +106,7 @@ class ChipsReport:
     chips: int = 0
     skipped_existing: int = 0
     skipped_invalid: int = 0
-    files: list[Path] = field(default_factory=list)
+    files: list[AnyPath] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -238,15 +238,15 @@ def _read_chip_batches(template: Scene, chips: Sequence[Chip], tile_size: int, b
         yield batch
 
 
-def _stored_chips(store: Path) -> tuple[dict[str, str], int]:
+def _stored_chips(store: AnyPath) -> tuple[dict[str, str], int]:
     """The chips a store holds (``path -> name``) and the number of the next chip file."""
     held: dict[str, str] = {}
     next_number = 0
     for path in store_files(store) if store.is_dir() else []:
         if match := _CHIP_FILE.match(path.stem):
             next_number = max(next_number, int(match.group(1)) + 1)
-        if "path" in pq.read_schema(path).names:
-            table = pq.read_table(path, columns=["path", "scene"])
+        if "path" in parquet_schema(path).names:
+            table = read_parquet(path, ["path", "scene"])
             held.update(zip(table.column("path").to_pylist(), table.column("scene").to_pylist(), strict=True))
     return held, next_number
 
@@ -293,7 +293,7 @@ class _Pending:
 
 def extract_chips(
     sources: str | Path | Sequence[str | Path],
-    store: str | Path = "embeddings",
+    store: str | AnyPath = "embeddings",
     *,
     modality: str | None = None,
     bands: Sequence[str] | None = None,
@@ -344,7 +344,7 @@ def extract_chips(
         raise TilingError(f"chips_per_file must be positive, got {chips_per_file}")
     roots = [sources] if isinstance(sources, (str, Path)) else list(sources)
     chips = find_chips(roots)
-    store = Path(store)
+    store = as_location(store)
     with gdal_block_cache(), open_scene(chips[0].path, modality=modality, bands=bands, nodata=nodata,
                                         wavelengths=wavelengths, sar_scale=sar_scale) as template:
         loaded, torch_device, precision = load_run_model(weights, model, weights_layout, device, precision)
@@ -380,7 +380,7 @@ def extract_chips(
     return report
 
 
-def _share_chip_statistics(template: Scene, chips: Sequence[Chip], nodata: float | None, store: Path) -> None:
+def _share_chip_statistics(template: Scene, chips: Sequence[Chip], nodata: float | None, store: AnyPath) -> None:
     """A custom sensor's normalisation for the whole collection: the store's, else its first chips' pooled."""
     opened = [open_like(template, chip.path, chip.name, nodata) for chip in chips[1:STATISTICS_CHIPS]]
     try:

@@ -15,18 +15,16 @@ then done by tasks on the workers:
 
 No embedding passes through the scheduler; only counts come back. A worker lost mid-run takes its tasks
 with it, and the scheduler runs them again elsewhere. A part written twice is the same part, and a store
-file appears only when it is whole. The paths of scenes and store must mean the same on every worker: a
-shared filesystem.
+file appears only when it is whole. The paths of scenes must mean the same on every worker (a shared
+filesystem); the store is a shared folder or an fsspec URL every worker can reach (``s3://bucket/emb``).
 
-Object stores have no rename. There, a part or a store file would be uploaded whole as a single object
-(a PUT is atomic: readers see the old object or the new one). That is not built here: store paths are
-local or shared-filesystem paths.
+Object stores have no rename: there a part or a store file is written locally and uploaded whole as one
+object (a PUT is atomic: readers see the old object or the new one); see :mod:`ofa_embed.location`.
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +38,7 @@ import torch
 from ofa_embed.atomic import atomic_target
 from ofa_embed.embedding.extract import ProgressCallback, SceneReport, embed_plan, feed, load_run_model, write_plan
 from ofa_embed.errors import ConfigError, TilingError
+from ofa_embed.location import AnyPath, as_location, remove_tree
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.raster.reader import TilePlan, plan_tiles
 from ofa_embed.raster.scene import gdal_block_cache, open_scene
@@ -71,7 +70,7 @@ class SceneJob:
 class RunSpec:
     """What every task of a run shares: the store, the weights, the forward pass and the tile filter."""
 
-    store: Path
+    store: AnyPath
     weights: str | None
     weights_layout: str | None
     model: str
@@ -94,7 +93,7 @@ def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, Loaded
         yield plan_tiles(scene, job.tile_size, job.stride, loaded.model.patch_size), loaded, device, precision
 
 
-def embed_part(job: SceneJob, run: RunSpec, start: int, stop: int, part: Path) -> tuple[int, int]:
+def embed_part(job: SceneJob, run: RunSpec, start: int, stop: int, part: AnyPath) -> tuple[int, int]:
     """Task: embed tiles ``start:stop`` of the scene into the part file ``part``; ``(kept, skipped)`` tiles."""
     with _opened_plan(job, run) as (plan, loaded, device, precision):
         if len(plan.tiles) != job.tiles:
@@ -118,19 +117,19 @@ def embed_scene(job: SceneJob, run: RunSpec) -> tuple[str, int, int]:
     return str(path), len(records.rows), skipped
 
 
-def merge_parts(job: SceneJob, run: RunSpec, parts: list[Path], *counts: tuple[int, int]) -> tuple[str, int, int]:
+def merge_parts(job: SceneJob, run: RunSpec, parts: list[AnyPath], *counts: tuple[int, int]) -> tuple[str, int, int]:
     """Task: the scene's store file from its parts (in tile order); ``(path, tiles, skipped)``."""
     with _opened_plan(job, run) as (plan, loaded, _, precision):
         columns: dict[str, list[np.ndarray]] = {name: [] for name in TileRecords.__dataclass_fields__}
         for path in parts:
-            with np.load(path) as part:
+            with path.open("rb") as handle, np.load(handle) as part:
                 for name, values in columns.items():
                     values.append(part[name])
         records = TileRecords(**{name: np.concatenate(values) for name, values in columns.items()})
         skipped = sum(s for _, s in counts)
         path = write_plan(plan, records, loaded, feed(plan.scene, loaded), run.store, run.min_valid, precision,
                           job.partition)
-    shutil.rmtree(parts[0].parent, ignore_errors=True)
+    remove_tree(parts[0].parent)
     return str(path), len(records.rows), skipped
 
 
@@ -176,7 +175,7 @@ def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tile
         reports = []
         for job, merge in zip(jobs, merges, strict=True):
             path, tiles, skipped = merge.result()
-            reports.append(SceneReport(job.name, Path(path), tiles, skipped, seconds=time.perf_counter() - started))
+            reports.append(SceneReport(job.name, as_location(path), tiles, skipped, seconds=time.perf_counter() - started))
         return reports
     except BaseException:
         client.cancel(everything)

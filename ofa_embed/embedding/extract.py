@@ -31,6 +31,7 @@ import torch
 from ofa_embed import __version__
 from ofa_embed.embedding.forward import ModelInput, embed_batches, model_input, model_workers, resolve_device, resolve_precision
 from ofa_embed.errors import ModalityError, StoreError, TilingError
+from ofa_embed.location import AnyPath, RemotePath, as_location
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
@@ -67,7 +68,7 @@ class SceneReport:
     """
 
     scene: str
-    path: Path
+    path: AnyPath
     tiles: int = 0
     skipped_tiles: int = 0
     skipped_existing: bool = False
@@ -88,7 +89,7 @@ class ExtractReport:
         scenes: one report per scene, in the order processed.
     """
 
-    store: Path
+    store: AnyPath
     weights_hash: str
     weights_source: str
     pretrained: bool
@@ -102,7 +103,7 @@ class ExtractReport:
         return sum(s.tiles for s in self.scenes)
 
 
-def check_same_weights(store: Path, loaded: LoadedModel) -> None:
+def check_same_weights(store: AnyPath, loaded: LoadedModel) -> None:
     """A store holds the embeddings of one set of weights: refuse to add other weights' embeddings."""
     if not store_files(store):
         return
@@ -114,7 +115,7 @@ def check_same_weights(store: Path, loaded: LoadedModel) -> None:
         )
 
 
-def share_custom_statistics(scenes: list[Scene], store: Path) -> None:
+def share_custom_statistics(scenes: list[Scene], store: AnyPath) -> None:
     """One normalisation per store for a sensor given by wavelengths, so that its scenes' embeddings compare:
     the one the store already records, else the mean/std of all these scenes' samples pooled.
     """
@@ -141,7 +142,12 @@ def share_custom_statistics(scenes: list[Scene], store: Path) -> None:
         scene.modality = custom_modality(wavelengths, mean, std, stats_source=source, labels=scene.modality.band_names)
 
 
-def check_writable(store: Path) -> None:
+def check_writable(store: AnyPath) -> None:
+    """Refuse a local store whose nearest existing folder cannot be written (a remote store fails at its first
+    write, with the filesystem's own error, before any file of it exists).
+    """
+    if isinstance(store, RemotePath):
+        return
     existing = store
     while not existing.exists():
         existing = existing.parent
@@ -264,8 +270,8 @@ def embed_plan(
     return records, skipped
 
 
-def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: ModelInput, store: Path, min_valid: float,
-               precision: str, partition: dict[str, str] | None) -> Path:
+def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: ModelInput, store: AnyPath,
+               min_valid: float, precision: str, partition: dict[str, str] | None) -> AnyPath:
     """Write the embedded tiles of ``plan`` as its scene's store file, with the scene's metadata.
 
     Raises:
@@ -287,7 +293,7 @@ def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: M
 
 
 def _extract_scenes(
-    plans: list[TilePlan], loaded: LoadedModel, store: Path, device: torch.device, batch_size: int, min_valid: float,
+    plans: list[TilePlan], loaded: LoadedModel, store: AnyPath, device: torch.device, batch_size: int, min_valid: float,
     on_progress: ProgressCallback | None, precision: str, partition_by: Sequence[str] | None,
 ) -> list[SceneReport]:
     """Embed and write ``plans``; consecutive scenes fed alike share one pipeline (:func:`embed_plans`)."""
@@ -329,7 +335,7 @@ def file_metadata(scene: Scene, record: ModelRecord, fed: ModelInput, tiling: Ti
 
 
 def _extract_on_cluster(
-    client: Any, todo: list[tuple[TilePlan, Any]], store: Path, loaded: LoadedModel, open_args: dict[str, Any],
+    client: Any, todo: list[tuple[TilePlan, Any]], store: AnyPath, loaded: LoadedModel, open_args: dict[str, Any],
     stride: int | None, partition_by: Sequence[str] | None, tiles_per_task: int, on_progress: ProgressCallback | None,
     device: str | None, precision: str, batch_size: int, min_valid: float, weights: str | Path | None,
     weights_layout: str | None, model: str, tile_size: int | None,
@@ -364,7 +370,7 @@ def scene_partition(scene: Scene, keys: Sequence[str] | None) -> dict[str, str] 
 
 def extract(
     scenes: SceneInput | Sequence[SceneInput],
-    store: str | Path = "embeddings",
+    store: str | AnyPath = "embeddings",
     *,
     modality: str | None = None,
     bands: Sequence[str] | None = None,
@@ -426,7 +432,7 @@ def extract(
     if partition_by:
         partition_of(partition_by, 0.0, 0.0, None)  # refuses unknown keys before anything is read
     items = group_band_files([scenes] if isinstance(scenes, (str, Path)) else list(scenes))
-    store = Path(store)
+    store = as_location(store)
     open_args: dict[str, Any] = {"modality": modality, "bands": bands, "nodata": nodata, "wavelengths": wavelengths,
                                  "sar_scale": sar_scale}
     with gdal_block_cache():

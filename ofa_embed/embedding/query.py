@@ -12,6 +12,7 @@ from rasterio.windows import Window
 
 from ofa_embed.embedding.forward import embed, model_input
 from ofa_embed.errors import TilingError
+from ofa_embed.location import AnyPath
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.weights import weights_for_store
 from ofa_embed.raster.scene import open_scene
@@ -42,7 +43,7 @@ class StoreModel:
     sar_scale: str = "db"
 
 
-def store_model(store: str | Path, weights: str | Path | None = None) -> StoreModel:
+def store_model(store: str | AnyPath, weights: str | Path | None = None) -> StoreModel:
     """The model that made a store's embeddings, the precision it ran in and, for a sensor given by
     wavelengths, how its bands were fed.
 

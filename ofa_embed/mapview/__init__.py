@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ofa_embed.errors import MapError
+from ofa_embed.location import AnyPath, as_location
 from ofa_embed.mapview.layers import Layer, hits_layer, predictions_layer, query_layer, store_layer
 from ofa_embed.mapview.page import write_page
 from ofa_embed.mapview.static import write_image
@@ -47,7 +48,7 @@ class MapReport:
 
 
 def map(  # noqa: A001 - the public name the CLI command mirrors; ofa_embed.map never shadows the builtin
-    store: str | Path,
+    store: str | AnyPath,
     out: str | Path = "map.html",
     *,
     color: str | None = None,
@@ -79,7 +80,7 @@ def map(  # noqa: A001 - the public name the CLI command mirrors; ofa_embed.map 
         a basemap that is not an XYZ template.
     """
     start = time.perf_counter()
-    store, out = Path(store), Path(out)
+    store, out = as_location(store), Path(out)
     if basemap is not None and not all(key in basemap for key in ("{z}", "{x}", "{y}")):
         raise MapError(f"--basemap {basemap!r}: give an XYZ tile URL template with {{z}}, {{x}} and {{y}}")
     base, files = store_layer(store, color)

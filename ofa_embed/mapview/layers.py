@@ -14,12 +14,21 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import shapely
 
 from ofa_embed.errors import MapError, first_line
+from ofa_embed.location import AnyPath
 from ofa_embed.mapview.colours import PCA, categorical, column_colours, pca_rgb, ramp
-from ofa_embed.store import TILE_COLUMNS, StoreFile, describe_store, embedding_matrix, read_embeddings, read_tiles
+from ofa_embed.store import (
+    TILE_COLUMNS,
+    StoreFile,
+    describe_store,
+    embedding_matrix,
+    parquet_schema,
+    read_embeddings,
+    read_parquet,
+    read_tiles,
+)
 from ofa_embed.tiling import TileWindow, footprints
 
 __all__ = ["Layer", "hits_layer", "predictions_layer", "query_layer", "store_layer", "PCA_SAMPLE"]
@@ -77,12 +86,12 @@ def _pca_scores(files: list[StoreFile], seed: int = 0) -> tuple[PCA, np.ndarray]
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(total, size=min(total, PCA_SAMPLE), replace=False))
     pca = PCA(read_embeddings(files[0].path.parent, keep, files=files))
-    scores = np.concatenate([pca.project(embedding_matrix(pq.read_table(f.path, columns=["embedding"]).column(0)))
+    scores = np.concatenate([pca.project(embedding_matrix(read_parquet(f.path, ["embedding"]).column(0)))
                              for f in files])
     return pca, scores
 
 
-def store_layer(store: Path, color: str | None = None) -> tuple[Layer, list[StoreFile]]:
+def store_layer(store: AnyPath, color: str | None = None) -> tuple[Layer, list[StoreFile]]:
     """Every tile of ``store``, coloured by its embedding's principal components or by store column ``color``.
 
     Raises:
@@ -93,7 +102,7 @@ def store_layer(store: Path, color: str | None = None) -> tuple[Layer, list[Stor
     tiles = read_tiles(store, tuple(dict.fromkeys(columns)), files=files)
     if color:
         if color not in tiles.columns or color == "geometry":
-            names = pq.read_schema(files[0].path).names
+            names = parquet_schema(files[0].path).names
             raise MapError(f"{store}: no store column {color!r} to colour by (columns: "
                            f"{', '.join(n for n in names if n not in ('geometry', 'embedding', 'bbox'))})")
         colors, legend = column_colours(tiles[color], color)

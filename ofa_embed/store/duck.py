@@ -2,7 +2,8 @@
 
 ``INSTALL spatial`` downloads from the extension repository at run time, which fails offline; the
 ``duckdb-extension-spatial`` wheel (pinned to duckdb's version) ships the binary, loaded here by path.
-Auto-install and auto-load are switched off so that no query ever reaches the network.
+Auto-install and auto-load are switched off so that no query ever reaches the network except through a
+remote store's own fsspec filesystem, registered with DuckDB (so ``httpfs`` is never needed).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from ofa_embed.errors import OFAEmbedError
+from ofa_embed.location import AnyPath, RemotePath
 
 __all__ = ["connect", "spatial_extension_path"]
 
@@ -35,10 +37,14 @@ def spatial_extension_path() -> Path:
     return path
 
 
-def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with spatial loaded and extension auto-install/auto-load disabled."""
+def connect(database: str = ":memory:", *, store: AnyPath | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with spatial loaded and extension auto-install/auto-load disabled; the fsspec
+    filesystem of ``store`` registered when it is remote, so its files are read by their URLs.
+    """
     con = duckdb.connect(
         database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     )
     con.execute(f"LOAD '{spatial_extension_path()}'")
+    if isinstance(store, RemotePath):
+        con.register_filesystem(store.fs)
     return con

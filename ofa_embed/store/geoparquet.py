@@ -51,7 +51,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,6 +62,7 @@ from pyproj import CRS as ProjCRS
 
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError
+from ofa_embed.location import AnyPath, RemotePath, as_location, relative_name
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -74,7 +74,10 @@ __all__ = [
     "epoch_micros",
     "describe_store",
     "embedding_matrix",
+    "open_parquet",
+    "parquet_schema",
     "read_embeddings",
+    "read_parquet",
     "read_metadata",
     "read_tiles",
     "take_rows",
@@ -101,7 +104,7 @@ def tile_id(scene: str, row: int, col: int, tile_size: int) -> str:
     return hashlib.blake2b(f"{scene}|{row}|{col}|{tile_size}".encode(), digest_size=8).hexdigest()
 
 
-def scene_path(store: Path, scene: str, partition: dict[str, str] | None = None) -> Path:
+def scene_path(store: AnyPath, scene: str, partition: dict[str, str] | None = None) -> AnyPath:
     """The store file of scene ``scene``: ``STORE/<scene>.parquet``, or inside its hive partition
     ``STORE/<key>=<value>/.../<scene>.parquet``.
     """
@@ -109,24 +112,58 @@ def scene_path(store: Path, scene: str, partition: dict[str, str] | None = None)
     return folder / f"{scene}.parquet"
 
 
-def store_files(store: str | Path) -> list[Path]:
-    """The files of a store, sorted by their path below the store: ``*.parquet`` at the top level and in
-    hive partition folders (``key=value/``, nested). Temporary files (``.name``) are left out, and so is any
-    other folder (``_index``, ``.parts``, a user's ``results/``).
+def store_files(store: str | AnyPath) -> list[AnyPath]:
+    """The files of a store (a folder or an fsspec URL), sorted by their path below the store: ``*.parquet``
+    at the top level and in hive partition folders (``key=value/``, nested). Temporary files (``.name``) are
+    left out, and so is any other folder (``_index``, ``.parts``, a user's ``results/``).
     """
-    root = Path(store)
-    found: list[Path] = []
+    root = as_location(store)
+    found: list[AnyPath] = []
     folders = [root]
     while folders:
         folder = folders.pop()
-        for entry in folder.iterdir() if folder.is_dir() else []:
+        for entry, is_dir in _entries(folder):
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir() and _HIVE_FOLDER.match(entry.name) and not entry.name.startswith("_"):
+            if is_dir and _HIVE_FOLDER.match(entry.name) and not entry.name.startswith("_"):
                 folders.append(entry)
-            elif entry.suffix == ".parquet" and entry.is_file():
+            elif entry.suffix == ".parquet" and not is_dir:
                 found.append(entry)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    return sorted(found, key=lambda p: relative_name(p, root))
+
+
+def _entries(folder: AnyPath) -> list[tuple[AnyPath, bool]]:
+    """``(entry, is_folder)`` in ``folder``; none when it does not exist. One listing call on a remote store."""
+    if isinstance(folder, RemotePath):
+        if not folder.fs.isdir(folder.path):
+            return []
+        return [(RemotePath(folder.fs, e["name"]), e["type"] == "directory")
+                for e in folder.fs.ls(folder.path, detail=True) if e["name"].rstrip("/") != folder.path]
+    return [(entry, entry.is_dir()) for entry in folder.iterdir()] if folder.is_dir() else []
+
+
+def _arrow(path: AnyPath) -> tuple[str, Any]:
+    return (path.path, path.fs) if isinstance(path, RemotePath) else (str(path), None)
+
+
+def read_parquet(path: AnyPath, columns: Sequence[str] | None = None) -> pa.Table:
+    """``columns`` (all when None) of the Parquet file at ``path``, local or remote."""
+    where, fs = _arrow(path)
+    return pq.read_table(where, columns=None if columns is None else list(columns), filesystem=fs)
+
+
+def parquet_schema(path: AnyPath) -> pa.Schema:
+    """The Arrow schema (with its metadata) of the Parquet file at ``path``, local or remote."""
+    where, fs = _arrow(path)
+    return pq.read_schema(where, filesystem=fs)
+
+
+def open_parquet(path: AnyPath) -> pq.ParquetFile:
+    """The Parquet file at ``path``, local or remote, for row counts and batch iteration (close it, or use
+    it in a ``with`` block).
+    """
+    where, fs = _arrow(path)
+    return pq.ParquetFile(where, filesystem=fs)
 
 
 def partition_of(keys: Sequence[str], lon: float, lat: float, acquired: datetime | None) -> dict[str, str]:
@@ -310,7 +347,7 @@ def _geo_metadata(table: pa.Table) -> dict[str, Any]:
 
 
 def write_scene(
-    store: Path,
+    store: AnyPath,
     scene: str,
     *,
     modality: str,
@@ -321,7 +358,7 @@ def write_scene(
     metadata: dict[str, Any],
     emb_metadata: dict[str, Any],
     partition: dict[str, str] | None = None,
-) -> Path:
+) -> AnyPath:
     """Write one scene's tiles to ``store/<scene>.parquet`` (or into its hive ``partition``, see
     :func:`partition_of`) atomically: temporary name, then rename.
 
@@ -334,7 +371,7 @@ def write_scene(
 
 
 def write_chips(
-    store: Path,
+    store: AnyPath,
     name: str,
     *,
     modality: str,
@@ -344,7 +381,7 @@ def write_chips(
     records: TileRecords,
     metadata: dict[str, Any],
     emb_metadata: dict[str, Any],
-) -> Path:
+) -> AnyPath:
     """Write the tiles of a batch of chips (one tile per chip) to ``store/<name>.parquet`` atomically, with
     the chip columns ``path``, ``label`` and ``crs``; ``scene`` holds each chip's name.
     """
@@ -353,7 +390,7 @@ def write_chips(
     return _write(scene_path(store, name), table, metadata, emb_metadata)
 
 
-def _write(target: Path, table: pa.Table, metadata: dict[str, Any], emb_metadata: dict[str, Any]) -> Path:
+def _write(target: AnyPath, table: pa.Table, metadata: dict[str, Any], emb_metadata: dict[str, Any]) -> AnyPath:
     file_metadata = {
         b"geo": json.dumps(_geo_metadata(table)).encode(),
         b"emb": json.dumps(emb_metadata).encode(),
@@ -366,14 +403,14 @@ def _write(target: Path, table: pa.Table, metadata: dict[str, Any], emb_metadata
     return target
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
+def read_metadata(path: str | AnyPath) -> dict[str, Any]:
     """The ``ofa_embed`` metadata of a store file, with ``geo`` and ``emb`` under those keys.
 
     Raises:
         StoreError: not a store file.
     """
     try:
-        raw = pq.read_schema(path).metadata or {}
+        raw = parquet_schema(as_location(path) if isinstance(path, str) else path).metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
         raise StoreError(f"{path}: not a readable Parquet file ({exc})") from None
     if b"ofa_embed" not in raw:
@@ -402,7 +439,7 @@ class StoreFile:
         dimension: embedding dimension.
     """
 
-    path: Path
+    path: AnyPath
     name: str
     rows: int
     fingerprint: str
@@ -410,7 +447,7 @@ class StoreFile:
     dimension: int
 
 
-def _footer_fingerprint(path: Path) -> str:
+def _footer_fingerprint(path: AnyPath) -> str:
     with path.open("rb") as handle:
         handle.seek(-8, os.SEEK_END)
         footer_length = int.from_bytes(handle.read(4), "little")
@@ -418,13 +455,13 @@ def _footer_fingerprint(path: Path) -> str:
         return hashlib.sha256(handle.read(footer_length + 8)).hexdigest()
 
 
-def describe_store(store: str | Path) -> list[StoreFile]:
+def describe_store(store: str | AnyPath) -> list[StoreFile]:
     """The scene files of a store with their row counts, fingerprints and model.
 
     Raises:
         StoreError: the store is missing, empty, holds a foreign file, or mixes models or dimensions.
     """
-    store = Path(store)
+    store = as_location(store)
     if not store.is_dir():
         raise StoreError(f"{store}: no such store (run ofa-embed extract first)")
     files = store_files(store)
@@ -433,8 +470,10 @@ def describe_store(store: str | Path) -> list[StoreFile]:
     described = []
     for path in files:
         meta = read_metadata(path)
+        with open_parquet(path) as parquet:
+            rows = parquet.metadata.num_rows
         described.append(StoreFile(
-            path, path.relative_to(store).as_posix(), pq.ParquetFile(path).metadata.num_rows, _footer_fingerprint(path),
+            path, relative_name(path, store), rows, _footer_fingerprint(path),
             meta["model"]["weights_hash"], int(meta["emb"]["dimension"]),
         ))
     models = {(f.weights_hash, f.dimension) for f in described}
@@ -458,7 +497,7 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 TILE_COLUMNS = ("id", "scene", "modality", "datetime", "geometry")
 
 
-def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS, *,
+def read_tiles(store: str | AnyPath, columns: tuple[str, ...] = TILE_COLUMNS, *,
                files: Sequence[StoreFile] | None = None) -> gpd.GeoDataFrame:
     """Every tile of a store without its embedding, files in :func:`describe_store` order.
 
@@ -475,7 +514,7 @@ def read_tiles(store: str | Path, columns: tuple[str, ...] = TILE_COLUMNS, *,
     described = files if files is not None else describe_store(store)
     wanted = list(dict.fromkeys((*columns, "geometry")))
     # a column only some files have (a chip file's label beside scene files) is null in the others
-    parts = [pq.read_table(f.path, columns=[c for c in wanted if c in pq.read_schema(f.path).names]) for f in described]
+    parts = [read_parquet(f.path, [c for c in wanted if c in parquet_schema(f.path).names]) for f in described]
     frame = tiles_frame(pa.concat_tables(parts, promote_options="permissive"))
     frame["position"] = np.arange(len(frame), dtype=np.int64)
     return frame
@@ -490,7 +529,7 @@ def tiles_frame(table: pa.Table) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(frame, geometry="geometry", crs="OGC:CRS84")
 
 
-def read_embeddings(store: str | Path, positions: np.ndarray, *, files: Sequence[StoreFile] | None = None) -> np.ndarray:
+def read_embeddings(store: str | AnyPath, positions: np.ndarray, *, files: Sequence[StoreFile] | None = None) -> np.ndarray:
     """``(len(positions), D)`` float32 embeddings of the rows at store ``positions`` (in that order).
 
     Args:
@@ -506,7 +545,7 @@ def read_embeddings(store: str | Path, positions: np.ndarray, *, files: Sequence
     return np.array(embedding_matrix(table.column(0)))  # a writable copy, not a view of Arrow's buffers
 
 
-def take_rows(paths: Sequence[Path], offsets: np.ndarray, positions: np.ndarray, columns: list[str]) -> pa.Table:
+def take_rows(paths: Sequence[AnyPath], offsets: np.ndarray, positions: np.ndarray, columns: list[str]) -> pa.Table:
     """``columns`` of the rows at store ``positions``, in that order; file ``i`` holds the rows from
     ``offsets[i]``. Only the files holding a requested row are read.
     """
@@ -516,9 +555,9 @@ def take_rows(paths: Sequence[Path], offsets: np.ndarray, positions: np.ndarray,
     order: list[np.ndarray] = []
     for i in np.unique(file_of):
         selected = np.flatnonzero(file_of == i)
-        parts.append(pq.read_table(paths[i], columns=columns).take(pa.array(positions[selected] - offsets[i])))
+        parts.append(read_parquet(paths[i], columns).take(pa.array(positions[selected] - offsets[i])))
         order.append(selected)
     if not parts:
-        schema = pq.read_schema(paths[0])
+        schema = parquet_schema(paths[0])
         return pa.schema([schema.field(c) for c in columns]).empty_table()
     return pa.concat_tables(parts).take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
