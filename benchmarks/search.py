@@ -207,7 +207,7 @@ def real_sources(weights_hash: str, rebuild: bool) -> list[Source]:
         grid[r, c] = np.arange(table.num_rows)
         if (grid < 0).any():
             raise SystemExit(f"{path}: tiles skipped by extract (nodata); the grid mapping needs every tile")
-        vectors = embedding_matrix(table["embedding"]).astype(np.float32)
+        vectors = embedding_matrix(table)
         sources.append(Source(path.stem, table["modality"][0].as_py(), path, vectors, grid, offset))
         offset += len(vectors)
     return sources

@@ -49,6 +49,9 @@ def extract(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")] = None,
     precision: Annotated[str, typer.Option(
         help=f"{', '.join(PRECISIONS)}: auto is bf16 on CUDA and on CPUs with native bf16, else fp32.")] = "auto",
+    embedding_dtype: Annotated[str, typer.Option(
+        help="How embeddings are stored: float32, float16 (half the bytes) or int8 (a quarter, per-vector scale); "
+             "one per store.")] = "float32",
     overwrite: Annotated[bool, typer.Option(help="Recompute scenes already in the store.")] = False,
     dask: Annotated[str | None, typer.Option(
         help="Run on a Dask cluster: a scheduler address (tcp://host:8786), or local (one worker per core).")] = None,
@@ -73,7 +76,7 @@ def extract(
                     paths, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
                     wavelengths=waves, sar_scale=sar_scale, tile_size=tile_size, min_valid=min_valid, weights=weights,
                     weights_layout=weights_layout, model=model, batch_size=batch_size, chips_per_file=chips_per_file,
-                    device=device, precision=precision, on_progress=progress,
+                    device=device, precision=precision, embedding_dtype=embedding_dtype, on_progress=progress,
                 )
             if not quiet:
                 stdout.print(
@@ -89,12 +92,14 @@ def extract(
                 inputs, out, modality=modality, bands=bands.split(",") if bands else None, nodata=nodata,
                 wavelengths=waves, sar_scale=sar_scale, tile_size=tile_size, stride=stride, min_valid=min_valid, weights=weights,
                 weights_layout=weights_layout, model=model, batch_size=batch_size, device=device, precision=precision,
-                overwrite=overwrite, partition_by=partition_by.split(",") if partition_by else None, client=dask,
+                embedding_dtype=embedding_dtype, overwrite=overwrite,
+                partition_by=partition_by.split(",") if partition_by else None, client=dask,
                 on_progress=progress,
             )
     if quiet:
         return
-    table = Table(title=f"{report.store}  (weights {report.weights_hash}, {report.device}, {report.precision})")
+    table = Table(title=f"{report.store}  (weights {report.weights_hash}, {report.device}, {report.precision}, "
+                        f"{report.embedding_dtype} embeddings)")
     for column in ("scene", "tiles", "skipped (nodata)", "seconds", "file"):
         table.add_column(column)
     for s in report.scenes:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from ofa_embed.location import AnyPath
-from ofa_embed.store import embedding_matrix, open_parquet
+from ofa_embed.store import embedding_columns, embedding_matrix, open_parquet
 
 __all__ = ["BLOCK_ROWS", "embedding_matrix", "iter_blocks", "l2_normalise", "strided_sample"]
 
@@ -25,8 +25,8 @@ def iter_blocks(paths: Sequence[AnyPath], block_rows: int = BLOCK_ROWS) -> Itera
     """L2-normalised embedding blocks of at most ``block_rows`` rows, files in order."""
     for path in paths:
         with open_parquet(path) as parquet:
-            for batch in parquet.iter_batches(batch_size=block_rows, columns=["embedding"]):
-                yield l2_normalise(embedding_matrix(batch.column(0)))
+            for batch in parquet.iter_batches(batch_size=block_rows, columns=embedding_columns(parquet.schema_arrow)):
+                yield l2_normalise(embedding_matrix(batch))
 
 
 def strided_sample(paths: Sequence[AnyPath], total_rows: int, size: int) -> np.ndarray:

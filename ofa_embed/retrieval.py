@@ -12,23 +12,24 @@ import numpy as np
 from ofa_embed import indexes
 from ofa_embed.errors import QueryError
 from ofa_embed.indexes.filters import SearchFilter
-from ofa_embed.indexes.vectors import embedding_matrix
 from ofa_embed.lazy import import_whole
 from ofa_embed.location import AnyPath, as_location
-from ofa_embed.store import store_files
+from ofa_embed.store import embedding_columns, embedding_matrix, parquet_schema, store_files
 from ofa_embed.store.duck import connect
 
 __all__ = ["search", "QueryError"]
 
 
 def _stored_embedding(store: AnyPath, where: str, params: list[object], order: str, what: str) -> np.ndarray:
-    files = [str(p) for p in store_files(store)]
+    paths = store_files(store)
+    columns = ", ".join(embedding_columns(parquet_schema(paths[0]))) if paths else "embedding"
     table = connect(store=store).execute(
-        f"SELECT embedding FROM read_parquet(?, union_by_name = true) WHERE {where} ORDER BY {order} LIMIT 1", [files, *params]
+        f"SELECT {columns} FROM read_parquet(?, union_by_name = true) WHERE {where} ORDER BY {order} LIMIT 1",
+        [[str(p) for p in paths], *params],
     ).to_arrow_table()
     if table.num_rows == 0:
         raise QueryError(f"{store}: {what}")
-    return embedding_matrix(table.column(0))[0]
+    return embedding_matrix(table)[0]
 
 
 def _as_list(value: object) -> list:

@@ -1,7 +1,8 @@
 """DuckDB SQL over a store: a view ``embeddings`` and an ``embed('tile.tif')`` function.
 
 ``embeddings`` exposes every column of the store, with ``embedding`` as ``FLOAT[D]`` (Parquet
-fixed-size lists read back as variable ``FLOAT[]``; ``array_cosine_similarity`` needs the fixed size)
+fixed-size lists read back as variable ``FLOAT[]``; ``array_cosine_similarity`` needs the fixed size;
+float16 and int8 stores are read back as float32, int8 times its ``embedding_scale``, which the view hides)
 and ``geometry`` as ``GEOMETRY`` (the spatial extension, loaded offline, reads the GeoParquet
 metadata). ``embed(path)`` embeds a tile file with the store's own model and returns ``FLOAT[D]``;
 results are cached per file and modification time, so a query calls the model once per file.
@@ -23,6 +24,7 @@ from ofa_embed.lazy import import_whole
 from ofa_embed.location import AnyPath, as_location
 from ofa_embed.store import describe_store
 from ofa_embed.store.duck import connect
+from ofa_embed.store.quantise import SCALE_COLUMN
 
 __all__ = ["sql", "connect_store", "SQLError"]
 
@@ -44,9 +46,12 @@ def connect_store(store: str | AnyPath, *, weights: str | Path | None = None) ->
     keys = {tuple(part.split("=")[0] for part in f.name.split("/")[:-1]) for f in files}
     hive = len(keys) == 1 and bool(next(iter(keys)))
     above = [part.split("=")[0] for part in store.resolve().parts if "=" in part] if hive else []
-    dropped = f"EXCLUDE ({', '.join(chr(34) + k + chr(34) for k in above)}) " if above else ""
+    quantised = files[0].embedding_dtype == "int8"  # describe_store refuses a store of mixed dtypes
+    hidden = [*above, *([SCALE_COLUMN] if quantised else [])]
+    dropped = f"EXCLUDE ({', '.join(chr(34) + k + chr(34) for k in hidden)}) " if hidden else ""
+    values = f"list_transform(embedding, v -> v * {SCALE_COLUMN})" if quantised else "embedding"
     con.execute(
-        f"CREATE VIEW embeddings AS SELECT * {dropped}REPLACE (embedding::FLOAT[{dim}] AS embedding) "
+        f"CREATE VIEW embeddings AS SELECT * {dropped}REPLACE ({values}::FLOAT[{dim}] AS embedding) "
         f"FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = {str(hive).lower()})"
     )
 

@@ -91,7 +91,7 @@ def write_vector_store(store: Path, scenes: Sequence[tuple[str, int, float, str 
 
         from ofa_embed.indexes.vectors import embedding_matrix
 
-        written[name] = embedding_matrix(pq.read_table(path, columns=["embedding"]).column(0))
+        written[name] = embedding_matrix(pq.read_table(path, columns=["embedding"]))
     return np.concatenate([written[n] for n in sorted(written)])
 
 

@@ -39,7 +39,9 @@ from ofa_embed.store import (
     TILE_COLUMNS,
     StoreFile,
     describe_store,
+    embedding_columns,
     embedding_matrix,
+    parquet_schema,
     read_embeddings,
     read_parquet,
     read_tiles,
@@ -202,8 +204,9 @@ def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.nda
 
 def _file_tiles(path: AnyPath) -> tuple[gpd.GeoDataFrame, np.ndarray]:
     """One store file's tiles (:data:`PREDICTION_COLUMNS`) and their ``(n, D)`` embeddings."""
-    table = read_parquet(path, [*PREDICTION_COLUMNS, "embedding"])
-    return tiles_frame(table.drop(["embedding"])), embedding_matrix(table.column("embedding"))
+    embedded = embedding_columns(parquet_schema(path))
+    table = read_parquet(path, [*PREDICTION_COLUMNS, *embedded])
+    return tiles_frame(table.drop(embedded)), embedding_matrix(table)
 
 
 def predict_store(store: str | AnyPath, predictor: Predictor, task: str, classes: list[Any], out: str | Path | None,

@@ -58,6 +58,7 @@ from ofa_embed.raster.scene import RASTER_SUFFIXES, Scene, gdal_block_cache, ope
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import ChipColumns, TileRecords, parquet_schema, read_parquet, store_files, write_chips
 from ofa_embed.store.metadata import ChipsRecord, TilingRecord, emb_metadata
+from ofa_embed.store.quantise import check_dtype
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, to_lonlat, validate_tiling
 
 __all__ = ["CHIPS_PER_FILE", "Chip", "ChipsReport", "extract_chips", "find_chips"]
@@ -92,6 +93,7 @@ class ChipsReport:
         chips: chips embedded this run; ``skipped_existing``: chips the store already held;
             ``skipped_invalid``: chips with fewer than ``min_valid`` valid pixels.
         tile_size: the collection's tile edge in pixels.
+        embedding_dtype: how the embeddings are stored (``float32``, ``float16``, ``int8``).
         files: the store files written this run.
         seconds: wall time of the run.
     """
@@ -103,6 +105,7 @@ class ChipsReport:
     device: str
     precision: str
     tile_size: int = 0
+    embedding_dtype: str = "float32"
     chips: int = 0
     skipped_existing: int = 0
     skipped_invalid: int = 0
@@ -309,6 +312,7 @@ def extract_chips(
     chips_per_file: int = CHIPS_PER_FILE,
     device: str | None = None,
     precision: str = "auto",
+    embedding_dtype: str = "float32",
     on_progress: ProgressCallback | None = None,
 ) -> ChipsReport:
     """Embed every chip of ``sources`` (files, or folders of chips, e.g. ``class/*.tif``) into ``store``.
@@ -331,6 +335,7 @@ def extract_chips(
         batch_size: chips per forward pass.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         precision: ``auto``, ``fp32`` or ``bf16``, as for ``extract``.
+        embedding_dtype: ``float32``, ``float16`` or ``int8``, as for ``extract``.
         chips_per_file: chips per store file.
         on_progress: called as ``("chips", chips_done, chips_total)`` after every batch.
 
@@ -340,6 +345,7 @@ def extract_chips(
     """
     start = time.perf_counter()
     check_batching(min_valid, batch_size)
+    check_dtype(embedding_dtype)
     if chips_per_file <= 0:
         raise TilingError(f"chips_per_file must be positive, got {chips_per_file}")
     roots = [sources] if isinstance(sources, (str, Path)) else list(sources)
@@ -358,7 +364,7 @@ def extract_chips(
         validate_tiling(size, size, patch, width=template.width, height=template.height, name=str(template.path),
                         whole=True)
         check_writable(store)
-        check_same_weights(store, loaded)
+        check_same_weights(store, loaded, embedding_dtype)
         if template.modality.name == CUSTOM:
             _share_chip_statistics(template, chips, nodata, store)
         held, number = _stored_chips(store)
@@ -371,7 +377,8 @@ def extract_chips(
             raise StoreError(f"{clash.path}: {store} already holds another chip named {clash.name!r}; "
                              "use another store or rename it")
         report = ChipsReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device),
-                             precision, tile_size=size, skipped_existing=len(chips) - len(todo))
+                             precision, tile_size=size, embedding_dtype=embedding_dtype,
+                             skipped_existing=len(chips) - len(todo))
         if todo:
             store.mkdir(parents=True, exist_ok=True)
             _embed_chips(template, todo, report, loaded, torch_device, batch_size, chips_per_file, number, min_valid,
@@ -406,7 +413,7 @@ def _embed_chips(template: Scene, chips: list[Chip], report: ChipsReport, loaded
         report.files.append(write_chips(
             report.store, name, modality=template.modality.name, tile_size=report.tile_size,
             missing_bands=list(template.missing_bands), chips=columns, records=records, metadata=metadata,
-            emb_metadata=emb_metadata(record, columns.acquired),
+            emb_metadata=emb_metadata(record, columns.acquired, report.embedding_dtype),
         ))
         report.chips += len(columns.names)
 

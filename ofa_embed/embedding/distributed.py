@@ -68,7 +68,9 @@ class SceneJob:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What every task of a run shares: the store, the weights, the forward pass and the tile filter."""
+    """What every task of a run shares: the store and its embedding dtype, the weights, the forward pass and the
+    tile filter.
+    """
 
     store: AnyPath
     weights: str | None
@@ -78,6 +80,7 @@ class RunSpec:
     precision: str
     batch_size: int
     min_valid: float
+    embedding_dtype: str
 
 
 # the model of a run, loaded once per worker process
@@ -113,7 +116,8 @@ def embed_scene(job: SceneJob, run: RunSpec) -> tuple[str, int, int]:
     with _opened_plan(job, run) as (plan, loaded, device, precision):
         fed = feed(plan.scene, loaded)
         records, skipped = embed_plan(plan, loaded, fed, device, run.batch_size, run.min_valid, None, precision)
-        path = write_plan(plan, records, loaded, fed, run.store, run.min_valid, precision, job.partition)
+        path = write_plan(plan, records, loaded, fed, run.store, run.min_valid, precision, job.partition,
+                          run.embedding_dtype)
     return str(path), len(records.rows), skipped
 
 
@@ -128,7 +132,7 @@ def merge_parts(job: SceneJob, run: RunSpec, parts: list[AnyPath], *counts: tupl
         records = TileRecords(**{name: np.concatenate(values) for name, values in columns.items()})
         skipped = sum(s for _, s in counts)
         path = write_plan(plan, records, loaded, feed(plan.scene, loaded), run.store, run.min_valid, precision,
-                          job.partition)
+                          job.partition, run.embedding_dtype)
     remove_tree(parts[0].parent)
     return str(path), len(records.rows), skipped
 

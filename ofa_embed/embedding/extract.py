@@ -40,6 +40,7 @@ from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, op
 from ofa_embed.sensors import CUSTOM, custom_modality
 from ofa_embed.store import TileRecords, describe_store, partition_of, read_metadata, store_files, write_scene
 from ofa_embed.store.metadata import ChipsRecord, ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
+from ofa_embed.store.quantise import check_dtype
 from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, footprints, to_lonlat
 
 __all__ = [
@@ -86,6 +87,7 @@ class ExtractReport:
         pretrained: False for a random initialisation.
         device: the torch device the backbone ran on (e.g. ``cpu``, ``cuda:0``).
         precision: ``fp32`` or ``bf16``, as the forward passes ran.
+        embedding_dtype: how the embeddings are stored (``float32``, ``float16``, ``int8``).
         scenes: one report per scene, in the order processed.
     """
 
@@ -95,6 +97,7 @@ class ExtractReport:
     pretrained: bool
     device: str
     precision: str
+    embedding_dtype: str = "float32"
     scenes: list[SceneReport] = field(default_factory=list)
 
     @property
@@ -103,8 +106,8 @@ class ExtractReport:
         return sum(s.tiles for s in self.scenes)
 
 
-def check_same_weights(store: AnyPath, loaded: LoadedModel) -> None:
-    """A store holds the embeddings of one set of weights: refuse to add other weights' embeddings."""
+def check_same_weights(store: AnyPath, loaded: LoadedModel, embedding_dtype: str) -> None:
+    """A store holds the embeddings of one set of weights, stored in one dtype: refuse to add others."""
     if not store_files(store):
         return
     held = describe_store(store)[0]
@@ -112,6 +115,11 @@ def check_same_weights(store: AnyPath, loaded: LoadedModel) -> None:
         raise StoreError(
             f"{store}: holds embeddings of weights {held.weights_hash} ({held.name}); these are weights "
             f"{loaded.weights_hash} ({loaded.source}): write them to another store (--out)"
+        )
+    if held.embedding_dtype != embedding_dtype:
+        raise StoreError(
+            f"{store}: holds {held.embedding_dtype} embeddings ({held.name}); these would be {embedding_dtype}: "
+            f"use --embedding-dtype {held.embedding_dtype} or another store (--out)"
         )
 
 
@@ -271,8 +279,9 @@ def embed_plan(
 
 
 def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: ModelInput, store: AnyPath,
-               min_valid: float, precision: str, partition: dict[str, str] | None) -> AnyPath:
-    """Write the embedded tiles of ``plan`` as its scene's store file, with the scene's metadata.
+               min_valid: float, precision: str, partition: dict[str, str] | None, embedding_dtype: str) -> AnyPath:
+    """Write the embedded tiles of ``plan`` as its scene's store file, with the scene's metadata; embeddings
+    stored as ``embedding_dtype``.
 
     Raises:
         TilingError: no tile was kept (every one below ``min_valid``): nothing is written.
@@ -287,14 +296,14 @@ def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: M
         missing_bands=list(scene.missing_bands), records=records,
         metadata=file_metadata(scene, model_record(loaded, precision), fed,
                                TilingRecord(plan.tile_size, plan.stride, min_valid), where),
-        emb_metadata=emb_metadata(model_record(loaded, precision), [scene.acquired]),
+        emb_metadata=emb_metadata(model_record(loaded, precision), [scene.acquired], embedding_dtype),
         partition=partition,
     )
 
 
 def _extract_scenes(
     plans: list[TilePlan], loaded: LoadedModel, store: AnyPath, device: torch.device, batch_size: int, min_valid: float,
-    on_progress: ProgressCallback | None, precision: str, partition_by: Sequence[str] | None,
+    on_progress: ProgressCallback | None, precision: str, partition_by: Sequence[str] | None, embedding_dtype: str,
 ) -> list[SceneReport]:
     """Embed and write ``plans``; consecutive scenes fed alike share one pipeline (:func:`embed_plans`)."""
     reports: list[SceneReport] = []
@@ -311,7 +320,7 @@ def _extract_scenes(
                                  on_progress, precision)) as embedded:
             for plan, records, skipped in embedded:
                 path = write_plan(plan, records, loaded, members[0][1], store, min_valid, precision,
-                                  scene_partition(plan.scene, partition_by))
+                                  scene_partition(plan.scene, partition_by), embedding_dtype)
                 reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
                                            seconds=time.perf_counter() - start))
                 start = time.perf_counter()
@@ -338,7 +347,7 @@ def _extract_on_cluster(
     client: Any, todo: list[tuple[TilePlan, Any]], store: AnyPath, loaded: LoadedModel, open_args: dict[str, Any],
     stride: int | None, partition_by: Sequence[str] | None, tiles_per_task: int, on_progress: ProgressCallback | None,
     device: str | None, precision: str, batch_size: int, min_valid: float, weights: str | Path | None,
-    weights_layout: str | None, model: str, tile_size: int | None,
+    weights_layout: str | None, model: str, tile_size: int | None, embedding_dtype: str,
 ) -> list[SceneReport]:
     from ofa_embed.cluster import dask_client
     from ofa_embed.embedding.distributed import RunSpec, SceneJob, extract_on_cluster
@@ -354,7 +363,8 @@ def _extract_on_cluster(
         jobs.append(SceneJob(source, scene.name, scene_args, tile_size, stride, len(plan.tiles),
                              scene_partition(scene, partition_by), dict(scene.input_values)))
     weights_path = str(Path(weights).resolve()) if weights is not None else None
-    run = RunSpec(store.resolve(), weights_path, weights_layout, model, device, precision, batch_size, min_valid)
+    run = RunSpec(store.resolve(), weights_path, weights_layout, model, device, precision, batch_size, min_valid,
+                  embedding_dtype)
     with dask_client(client) as connected:
         return extract_on_cluster(connected, jobs, run, tiles_per_task, on_progress)
 
@@ -386,6 +396,7 @@ def extract(
     batch_size: int = 32,
     device: str | None = None,
     precision: str = "auto",
+    embedding_dtype: str = "float32",
     overwrite: bool = False,
     partition_by: Sequence[str] | None = None,
     client: Any = None,
@@ -417,6 +428,8 @@ def extract(
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         precision: ``auto`` (bfloat16 on CUDA and on CPUs with native bfloat16, else float32), ``fp32`` or
             ``bf16``; recorded in every scene file.
+        embedding_dtype: how embeddings are stored: ``float32`` (default), ``float16`` (half the bytes) or
+            ``int8`` (a quarter, with a per-vector scale; :mod:`ofa_embed.store.quantise`). One per store.
         overwrite: recompute scenes already in the store (default: skip them).
         partition_by: write scene files into hive folders by these keys (``utm_zone``, ``year``; see
             :func:`ofa_embed.store.partition_of`), which DuckDB and geopandas prune on.
@@ -429,6 +442,7 @@ def extract(
         OFAEmbedError subclasses for bad input, before anything is written.
     """
     check_batching(min_valid, batch_size)
+    check_dtype(embedding_dtype)
     if partition_by:
         partition_of(partition_by, 0.0, 0.0, None)  # refuses unknown keys before anything is read
     items = group_band_files([scenes] if isinstance(scenes, (str, Path)) else list(scenes))
@@ -449,10 +463,10 @@ def extract(
             if duplicate := next((n for n in names if names.count(n) > 1), None):
                 raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
             check_writable(store)
-            check_same_weights(store, loaded)
+            check_same_weights(store, loaded, embedding_dtype)
             share_custom_statistics([s for s in opened if s.modality.name == CUSTOM], store)
             report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device),
-                                   precision)
+                                   precision, embedding_dtype)
             held = {path.stem: path for path in store_files(store)} if store.is_dir() else {}
             todo = []
             for plan, item in zip(plans, items, strict=True):
@@ -466,10 +480,10 @@ def extract(
             if client is not None and todo:
                 done = _extract_on_cluster(client, todo, store, loaded, open_args, stride, partition_by, tiles_per_task,
                                            on_progress, device, precision, batch_size, min_valid, weights, weights_layout,
-                                           model, tile_size)
+                                           model, tile_size, embedding_dtype)
             else:
                 done = _extract_scenes([plan for plan, _ in todo], loaded, store, torch_device, batch_size, min_valid,
-                                       on_progress, precision, partition_by)
+                                       on_progress, precision, partition_by, embedding_dtype)
             for scene_report in done:
                 existing = held.get(scene_report.scene)
                 # workers report absolute paths; a scene recomputed into another partition leaves its old file

@@ -23,6 +23,7 @@ from ofa_embed.store import (
     TILE_COLUMNS,
     StoreFile,
     describe_store,
+    embedding_columns,
     embedding_matrix,
     parquet_schema,
     read_embeddings,
@@ -86,7 +87,7 @@ def _pca_scores(files: list[StoreFile], seed: int = 0) -> tuple[PCA, np.ndarray]
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(total, size=min(total, PCA_SAMPLE), replace=False))
     pca = PCA(read_embeddings(files[0].path.parent, keep, files=files))
-    scores = np.concatenate([pca.project(embedding_matrix(read_parquet(f.path, ["embedding"]).column(0)))
+    scores = np.concatenate([pca.project(embedding_matrix(read_parquet(f.path, embedding_columns(parquet_schema(f.path)))))
                              for f in files])
     return pca, scores
 

@@ -10,6 +10,7 @@ from ofa_embed.store.geoparquet import (
     StoreFile,
     TileRecords,
     describe_store,
+    embedding_columns,
     embedding_matrix,
     epoch_micros,
     open_parquet,
@@ -30,7 +31,7 @@ from ofa_embed.store.geoparquet import (
 
 __all__ = [
     "PARTITION_KEYS", "STORE_VERSION", "TILE_COLUMNS", "ChipColumns", "StoreFile", "TileRecords", "describe_store",
-    "embedding_matrix", "epoch_micros", "open_parquet", "parquet_schema", "read_embeddings", "read_metadata", "read_parquet",
-    "read_tiles", "partition_of", "scene_path",
-    "store_files", "take_rows", "tile_id", "tiles_frame", "write_chips", "write_scene",
+    "embedding_columns", "embedding_matrix", "epoch_micros", "open_parquet", "parquet_schema", "read_embeddings",
+    "read_metadata", "read_parquet", "read_tiles", "partition_of", "scene_path", "store_files", "take_rows", "tile_id",
+    "tiles_frame", "write_chips", "write_scene",
 ]

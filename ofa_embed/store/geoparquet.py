@@ -25,7 +25,9 @@ Columns (schema version :data:`STORE_VERSION`)::
     geometry         binary     WKB polygon, EPSG:4326 longitude/latitude (GeoParquet primary column)
     bbox             struct<xmin, ymin, xmax, ymax: double>  GeoParquet 1.1 bbox covering
     xmin, ymin, xmax, ymax  double  the same bbox flat: DuckDB filters and prunes row groups on these
-    embedding        fixed_size_list<float32>[D]
+    embedding        fixed_size_list<float32>[D]; float16 or int8 components when the file's ``emb``
+                     metadata says so (store version 3, ``extract --embedding-dtype``)
+    embedding_scale  float32    int8 files only: the per-vector scale (value = embedding * embedding_scale)
 
 Chip collection files (version 2) add, after ``missing_bands``::
 
@@ -34,7 +36,9 @@ Chip collection files (version 2) add, after ``missing_bands``::
     crs              string     the chip's native CRS (EPSG:<code>, else WKT)
 
 Version history: 1, scene files; 2, chip collection files (columns above, metadata ``chips`` instead of
-``scene``). Version 1 files stay readable; a store may hold both.
+``scene``); 3, embeddings stored as float16 or int8 (:mod:`ofa_embed.store.quantise`). A file records the
+lowest version that reads it (float32 files stay version 2), so older ofa-embed refuse only the files
+they would misread. Older files stay readable; a store may hold several versions but one embedding dtype.
 
 File metadata keys ``geo``, ``emb`` and ``ofa_embed``: layout in :mod:`ofa_embed.store.metadata`.
 
@@ -63,6 +67,7 @@ from pyproj import CRS as ProjCRS
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError
 from ofa_embed.location import AnyPath, RemotePath, as_location, relative_name
+from ofa_embed.store.quantise import SCALE_COLUMN, arrow_values, decode, encode
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -73,6 +78,7 @@ __all__ = [
     "TileRecords",
     "epoch_micros",
     "describe_store",
+    "embedding_columns",
     "embedding_matrix",
     "open_parquet",
     "parquet_schema",
@@ -91,7 +97,7 @@ __all__ = [
     "write_scene",
 ]
 
-STORE_VERSION = 2
+STORE_VERSION = 3
 PARTITION_KEYS = ("utm_zone", "year")
 _HIVE_FOLDER = re.compile(r"^[^=]+=[^=]+$")
 GEOPARQUET_VERSION = "1.1.0"
@@ -243,8 +249,11 @@ class ChipColumns:
 
 
 def _table(scenes: Sequence[str], modality: str, acquired: Sequence[datetime | None], tile_size: int,
-           missing: list[str], records: TileRecords, extra: dict[str, Sequence[str | None]] | None = None) -> pa.Table:
-    """The store columns of ``records``: ``scenes`` and ``acquired`` per row, ``extra`` string columns after them."""
+           missing: list[str], records: TileRecords, embedding_dtype: str,
+           extra: dict[str, Sequence[str | None]] | None = None) -> pa.Table:
+    """The store columns of ``records``: ``scenes`` and ``acquired`` per row, ``extra`` string columns after
+    them, embeddings stored as ``embedding_dtype``.
+    """
     lon, lat = records.lonlat[..., 0], records.lonlat[..., 1]
     xmin, xmax, ymin, ymax = lon.min(1), lon.max(1), lat.min(1), lat.max(1)
     order = np.argsort(_zorder((xmin + xmax) / 2, (ymin + ymax) / 2), kind="stable")
@@ -253,7 +262,8 @@ def _table(scenes: Sequence[str], modality: str, acquired: Sequence[datetime | N
     rings = np.concatenate([corners, corners[:, :1]], axis=1)[order]
     geometry = shapely.to_wkb(shapely.polygons(rings))
     bounds = {k: v[order] for k, v in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax))}
-    flat = _numeric(np.ascontiguousarray(records.embeddings[order], dtype=np.float32).ravel(), pa.float32())
+    values, scale = encode(records.embeddings[order], embedding_dtype)
+    flat = _numeric(np.ascontiguousarray(values).ravel(), arrow_values(values))
     ordered_scenes = [scenes[i] for i in order]
     ids = [tile_id(scene, int(r), int(c), tile_size)
            for scene, r, c in zip(ordered_scenes, records.rows[order], records.cols[order], strict=True)]
@@ -276,6 +286,7 @@ def _table(scenes: Sequence[str], modality: str, acquired: Sequence[datetime | N
         "bbox": pa.StructArray.from_arrays([_numeric(bounds[k], pa.float64()) for k in bounds], names=list(bounds)),
         **{k: _numeric(v, pa.float64()) for k, v in bounds.items()},
         "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+        **({SCALE_COLUMN: _numeric(scale, pa.float32())} if scale is not None else {}),
     }
     return pa.table(columns)
 
@@ -366,7 +377,7 @@ def write_scene(
         StoreError: the store cannot be written.
     """
     n = len(records.embeddings)
-    table = _table([scene] * n, modality, [acquired] * n, tile_size, missing_bands, records)
+    table = _table([scene] * n, modality, [acquired] * n, tile_size, missing_bands, records, _stored_dtype(emb_metadata))
     return _write(scene_path(store, scene, partition), table, metadata, emb_metadata)
 
 
@@ -386,7 +397,8 @@ def write_chips(
     the chip columns ``path``, ``label`` and ``crs``; ``scene`` holds each chip's name.
     """
     extra: dict[str, Sequence[str | None]] = {"path": chips.paths, "label": chips.labels, "crs": chips.crs}
-    table = _table(chips.names, modality, chips.acquired, tile_size, missing_bands, records, extra)
+    table = _table(chips.names, modality, chips.acquired, tile_size, missing_bands, records, _stored_dtype(emb_metadata),
+                   extra)
     return _write(scene_path(store, name), table, metadata, emb_metadata)
 
 
@@ -394,13 +406,22 @@ def _write(target: AnyPath, table: pa.Table, metadata: dict[str, Any], emb_metad
     file_metadata = {
         b"geo": json.dumps(_geo_metadata(table)).encode(),
         b"emb": json.dumps(emb_metadata).encode(),
-        b"ofa_embed": json.dumps({"store_version": STORE_VERSION, **metadata}).encode(),
+        b"ofa_embed": json.dumps({"store_version": _lowest_version(emb_metadata), **metadata}).encode(),
     }
     table = table.replace_schema_metadata(file_metadata)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(target) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True)
     return target
+
+
+def _stored_dtype(emb_metadata: dict[str, Any]) -> str:
+    """The dtype the ``emb`` record names for the embedding column (float32 when it names none)."""
+    return str(emb_metadata.get("quantization", "float32"))
+
+
+def _lowest_version(emb_metadata: dict[str, Any]) -> int:
+    return STORE_VERSION if _stored_dtype(emb_metadata) != "float32" else 2
 
 
 def read_metadata(path: str | AnyPath) -> dict[str, Any]:
@@ -437,6 +458,7 @@ class StoreFile:
             footer only keeps this cheap for large stores.
         weights_hash: hash of the weights that made its embeddings.
         dimension: embedding dimension.
+        embedding_dtype: how its embeddings are stored (float32, float16, int8).
     """
 
     path: AnyPath
@@ -445,6 +467,7 @@ class StoreFile:
     fingerprint: str
     weights_hash: str
     dimension: int
+    embedding_dtype: str = "float32"
 
 
 def _footer_fingerprint(path: AnyPath) -> str:
@@ -474,7 +497,7 @@ def describe_store(store: str | AnyPath) -> list[StoreFile]:
             rows = parquet.metadata.num_rows
         described.append(StoreFile(
             path, relative_name(path, store), rows, _footer_fingerprint(path),
-            meta["model"]["weights_hash"], int(meta["emb"]["dimension"]),
+            meta["model"]["weights_hash"], int(meta["emb"]["dimension"]), meta["emb"].get("quantization", "float32"),
         ))
     models = {(f.weights_hash, f.dimension) for f in described}
     if len(models) > 1:
@@ -483,15 +506,32 @@ def describe_store(store: str | AnyPath) -> list[StoreFile]:
             f"{store}: mixes embeddings of different models ({first.name}: weights {first.weights_hash}, "
             f"{other.name}: weights {other.weights_hash}); use one store per model"
         )
+    dtypes = {f.embedding_dtype for f in described}
+    if len(dtypes) > 1:
+        first, other = described[0], next(f for f in described if f.embedding_dtype != described[0].embedding_dtype)
+        raise StoreError(
+            f"{store}: mixes embedding dtypes ({first.name}: {first.embedding_dtype}, {other.name}: "
+            f"{other.embedding_dtype}); use one store per dtype"
+        )
     return described
 
 
-def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """``(rows, D)`` float32 matrix of an embedding column (fixed-size or equal-length list<float32>)."""
+def embedding_columns(schema: pa.Schema) -> list[str]:
+    """The columns holding a file's embeddings: ``embedding``, and ``embedding_scale`` in an int8 file."""
+    return ["embedding", *([SCALE_COLUMN] if SCALE_COLUMN in schema.names else [])]
+
+
+def embedding_matrix(rows: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """``(rows, D)`` float32 embeddings of store rows read with :func:`embedding_columns` (any stored dtype;
+    fixed-size or equal-length lists).
+    """
+    column = rows.column("embedding")
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     values = column.flatten().to_numpy(zero_copy_only=False)
-    return values.reshape(len(column), -1) if len(column) else values.reshape(0, 0)
+    values = values.reshape(len(column), -1) if len(column) else values.reshape(0, 0).astype(np.float32)
+    scale = rows.column(SCALE_COLUMN).to_numpy() if SCALE_COLUMN in rows.schema.names else None
+    return decode(values, scale)
 
 
 TILE_COLUMNS = ("id", "scene", "modality", "datetime", "geometry")
@@ -539,10 +579,10 @@ def read_embeddings(store: str | AnyPath, positions: np.ndarray, *, files: Seque
     """
     described = files if files is not None else describe_store(store)
     offsets = np.cumsum([0] + [f.rows for f in described])
-    table = take_rows([f.path for f in described], offsets, positions, ["embedding"])
+    table = take_rows([f.path for f in described], offsets, positions, embedding_columns(parquet_schema(described[0].path)))
     if not len(table):
         return np.empty((0, described[0].dimension), dtype=np.float32)
-    return np.array(embedding_matrix(table.column(0)))  # a writable copy, not a view of Arrow's buffers
+    return np.array(embedding_matrix(table))  # a writable copy, not a view of Arrow's buffers
 
 
 def take_rows(paths: Sequence[AnyPath], offsets: np.ndarray, positions: np.ndarray, columns: list[str]) -> pa.Table:

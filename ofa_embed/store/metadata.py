@@ -5,7 +5,8 @@ Parquet file metadata keys of a scene file (JSON values)::
     geo         GeoParquet 1.1.0: encoding WKB, geometry types, CRS OGC:CRS84, bbox, bbox covering
                 (built by :mod:`ofa_embed.store.geoparquet` from the table itself)
     emb         the embedding column, for generic readers (:func:`emb_metadata`): version, column, model
-                id, weights hash, dimension, quantization, l2_normalized, datetime_range
+                id, weights hash, dimension, quantization (float32, float16, or int8 with ``scale``: how
+                to read the column back, :mod:`ofa_embed.store.quantise`), l2_normalized, datetime_range
     ofa_embed   this project's record (:func:`scene_metadata`):
                 store_version      schema version of columns and metadata (readers refuse newer ones)
                 package_version    the ofa-embed that wrote the file; created (UTC, ISO 8601)
@@ -39,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from ofa_embed.store.quantise import quantization_record
 
 __all__ = ["EMB_VERSION", "ChipsRecord", "ModelRecord", "SceneRecord", "TilingRecord", "emb_metadata", "scene_metadata"]
 
@@ -124,9 +127,10 @@ def scene_metadata(
     }
 
 
-def emb_metadata(model: ModelRecord, acquired: Sequence[datetime | None]) -> dict[str, Any]:
+def emb_metadata(model: ModelRecord, acquired: Sequence[datetime | None], embedding_dtype: str = "float32") -> dict[str, Any]:
     """The ``emb`` record: the embedding column described for readers that know nothing of ofa-embed;
-    ``datetime_range`` spans the known times of ``acquired`` (the file's scene, or its chips).
+    ``datetime_range`` spans the known times of ``acquired`` (the file's scene, or its chips); the column is
+    written in the ``quantization`` it names (:mod:`ofa_embed.store.quantise`).
     """
     known = [when for when in acquired if when is not None]
     first, last = (min(known).isoformat(), max(known).isoformat()) if known else (None, None)
@@ -136,7 +140,7 @@ def emb_metadata(model: ModelRecord, acquired: Sequence[datetime | None]) -> dic
         "model": f"ofa-embed/{model.name}",
         "weights_hash": model.weights_hash,
         "dimension": model.dimension,
-        "quantization": "float32",
+        **quantization_record(embedding_dtype),
         "l2_normalized": False,
         "datetime_range": [first, last],
     }
