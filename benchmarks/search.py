@@ -82,6 +82,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -111,6 +112,7 @@ from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
 from ofa_embed.sqlview import connect_store  # noqa: E402
 from ofa_embed.store import TileRecords, read_metadata, store_files, write_scene  # noqa: E402
+from ofa_embed.store.quantise import EMBEDDING_DTYPES, decode, encode, quantization_record  # noqa: E402
 
 K = 10
 TILE_PX = 32
@@ -154,6 +156,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duckdb-queries", type=int, default=20, help="queries for DuckDB brute force (default 20)")
     parser.add_argument("--kinds", nargs="+", default=["flat", "ivfpq", "hnsw", "auto"], choices=indexes.KINDS)
     parser.add_argument("--rebuild-data", action="store_true", help="regenerate the cached real and synthetic data")
+    parser.add_argument("--dtypes-only", action="store_true",
+                        help="only the stored-dtype table (float32 / float16 / int8), no index builds")
     return parser.parse_args()
 
 
@@ -277,7 +281,8 @@ def scene_metadata(plan: ScenePlan) -> tuple[dict[str, object], dict[str, object
     return meta, emb
 
 
-def write_synthetic(store: Path, plan: ScenePlan, side: int, scale: np.ndarray, rng: np.random.Generator) -> None:
+def write_synthetic(store: Path, plan: ScenePlan, side: int, scale: np.ndarray, rng: np.random.Generator,
+                    embedding_dtype: str = "float32") -> Path:
     r, c = np.divmod(np.arange(plan.rows), side)
     full = np.full(plan.rows, TILE_PX)
     records = TileRecords(
@@ -286,8 +291,9 @@ def write_synthetic(store: Path, plan: ScenePlan, side: int, scale: np.ndarray, 
         embeddings=perturbed(plan.source, plan.source_tiles(side), scale, rng),
     )
     meta, emb = scene_metadata(plan)
-    write_scene(store, plan.name, modality=plan.source.modality, acquired=plan.acquired, tile_size=TILE_PX,
-                missing_bands=[], records=records, metadata=meta, emb_metadata=emb)
+    emb.update(quantization_record(embedding_dtype))
+    return Path(write_scene(store, plan.name, modality=plan.source.modality, acquired=plan.acquired, tile_size=TILE_PX,
+                            missing_bands=[], records=records, metadata=meta, emb_metadata=emb))
 
 
 def synthetic_store(
@@ -618,6 +624,30 @@ def print_baseline(store: Path, queries: np.ndarray, truth: np.ndarray, data: St
                  f"target auto >= {SPEEDUP_TARGET:.0f}x at recall >= {RECALL_TARGET}"], rows)
 
 
+def stored_dtypes(data: StoreData, queries: np.ndarray, truth: np.ndarray, plans: list[ScenePlan], side: int,
+                  scale: np.ndarray) -> list[list[str]]:
+    """Per stored dtype: bytes per vector of a store file written by the library (its first scene) and the
+    recall@10 of exact search over the vectors as read back (the library's encode/decode of every stored
+    vector) against the float32 exact top-10.
+    """
+    rows = []
+    for dtype in EMBEDDING_DTYPES:
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_synthetic(Path(folder), plans[0], side, scale, np.random.default_rng(SEED), dtype)
+            parquet = pq.ParquetFile(path)
+            columns = {"embedding", "embedding_scale"}
+            embedding_bytes = sum(group.column(i).total_compressed_size for group in
+                                  (parquet.metadata.row_group(g) for g in range(parquet.metadata.num_row_groups))
+                                  for i in range(group.num_columns) if group.column(i).path_in_schema.split(".")[0] in columns)
+            per_row, file_per_row = embedding_bytes / plans[0].rows, path.stat().st_size / plans[0].rows
+        start = time.perf_counter()
+        read_back = data.vectors if dtype == "float32" else l2_normalise(decode(*encode(data.vectors, dtype)))
+        found = exact_top_k(read_back, queries)
+        rows.append([dtype, f"{per_row:.0f}", f"{file_per_row:.0f}", f"{recall(found, truth):.4f}",
+                     f"{time.perf_counter() - start:.1f}"])
+    return rows
+
+
 def main() -> None:
     args = parse_args()
     logging.getLogger("ofa_embed.embedding.extract").setLevel(logging.ERROR)  # the random-init warning
@@ -636,6 +666,11 @@ def main() -> None:
     filtered_truth = allowed[exact_top_k(data.vectors[allowed], queries)]
     print_header(args, sources, plans, (gap, spread), store, generated_s, data, allowed, search_filter)
     print_difficulty(data, queries, truth, query_sources, plans, side)
+    print_table(f"stored dtypes ({args.queries} queries, exact search over the vectors as stored and read back)",
+                ["dtype", "embedding bytes / vector (zstd)", "file bytes / vector", "recall@10 vs float32 exact",
+                 "s"], stored_dtypes(data, queries, truth, plans, side, scale))
+    if args.dtypes_only:
+        return
 
     high_queries = queries[:HIGH_K_QUERIES]
     high_truth = exact_top_k(data.vectors, high_queries, top_k=HIGH_K)

@@ -50,7 +50,7 @@ def extract(
     precision: Annotated[str, typer.Option(
         help=f"{', '.join(PRECISIONS)}: auto is bf16 on CUDA and on CPUs with native bf16, else fp32.")] = "auto",
     embedding_dtype: Annotated[str, typer.Option(
-        help="How embeddings are stored: float32, float16 (half the bytes) or int8 (a quarter, per-vector scale); "
+        help="How embeddings are stored: float32, float16 (about half the bytes) or int8 (about a third; per-vector scale); "
              "one per store.")] = "float32",
     overwrite: Annotated[bool, typer.Option(help="Recompute scenes already in the store.")] = False,
     dask: Annotated[str | None, typer.Option(

@@ -428,8 +428,8 @@ def extract(
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         precision: ``auto`` (bfloat16 on CUDA and on CPUs with native bfloat16, else float32), ``fp32`` or
             ``bf16``; recorded in every scene file.
-        embedding_dtype: how embeddings are stored: ``float32`` (default), ``float16`` (half the bytes) or
-            ``int8`` (a quarter, with a per-vector scale; :mod:`ofa_embed.store.quantise`). One per store.
+        embedding_dtype: how embeddings are stored: ``float32`` (default), ``float16`` (about half the bytes) or
+            ``int8`` (about a third, with a per-vector scale; :mod:`ofa_embed.store.quantise`). One per store.
         overwrite: recompute scenes already in the store (default: skip them).
         partition_by: write scene files into hive folders by these keys (``utm_zone``, ``year``; see
             :func:`ofa_embed.store.partition_of`), which DuckDB and geopandas prune on.

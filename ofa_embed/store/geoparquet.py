@@ -409,9 +409,13 @@ def _write(target: AnyPath, table: pa.Table, metadata: dict[str, Any], emb_metad
         b"ofa_embed": json.dumps({"store_version": _lowest_version(emb_metadata), **metadata}).encode(),
     }
     table = table.replace_schema_metadata(file_metadata)
+    # a dictionary of float components never pays (every value differs): without it float32 files are 36 %
+    # smaller (1,170 -> 747 bytes a 192-d vector, benchmarks/search.py); int8's 255 values do gain from one
+    dictionary = [c for c in table.column_names if c != "embedding" or _stored_dtype(emb_metadata) == "int8"]
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(target) as tmp:
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True,
+                       use_dictionary=dictionary)
     return target
 
 
