@@ -285,7 +285,7 @@ class StoreIndex:
         self._offsets = np.array([f.offset for f in manifest.files], dtype=np.int64)
         self._filter_table: FilterTable | None = None
         self._allowed_cache: dict[SearchFilter, np.ndarray] = {}
-        self._subsets: dict[tuple[SearchFilter | None, int], faiss.Index] = {}
+        self._subsets: dict[tuple[SearchFilter | None, int], np.ndarray] = {}
 
     @property
     def index(self) -> faiss.Index:
@@ -386,7 +386,7 @@ class StoreIndex:
             # a filter's exact vectors are gathered once and kept (a session of queries under one filter)
             subset = self._subsets.get(key) if key[0] is not None else None
             if subset is None:
-                subset = faiss_index.exact_subset(index, self.config, allowed)
+                subset = faiss_index.exact_vectors(index, self.config, allowed)
                 if subset is not None and key[0] is not None and len(allowed) <= SUBSET_CACHE_ROWS:
                     if len(self._subsets) >= SUBSET_CACHE_SIZE:
                         self._subsets.pop(next(iter(self._subsets)))

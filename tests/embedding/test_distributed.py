@@ -2,7 +2,11 @@
 scenes split into tasks, a killed worker losing nothing."""
 
 import os
+import platform
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -74,3 +78,47 @@ def test_overwrite_on_a_cluster_into_a_relative_store_keeps_the_file(tmp_path, d
     first = ofa_embed.extract(sample_scene(), "store", model=MODEL, tile_size=64, client=dask_client)
     again = ofa_embed.extract(sample_scene(), "store", model=MODEL, tile_size=64, client=dask_client, overwrite=True)
     assert again.scenes[0].tiles == first.scenes[0].tiles and (tmp_path / "store" / "s2_l1c_sample.parquet").is_file()
+
+
+def test_small_scenes_share_a_task_and_its_pipeline(tmp_path, dask_client):
+    import shutil
+
+    scenes = []
+    for name in ("a", "b", "c", "d", "e"):
+        scenes.append(tmp_path / f"{name}.tif")
+        shutil.copy(sample_scene(), scenes[-1])
+    local = ofa_embed.extract(scenes, tmp_path / "local", model=MODEL, tile_size=64)
+    seen = []
+    remote = ofa_embed.extract(scenes, tmp_path / "remote", model=MODEL, tile_size=64, client=dask_client,
+                               on_progress=lambda *event: seen.append(event))
+    assert [s.scene for s in remote.scenes] == [s.scene for s in local.scenes]
+    for mine, theirs in zip(local.scenes, remote.scenes, strict=True):
+        assert_same_store_file(mine.path, theirs.path)
+    assert {name for name, *_ in seen} == {s.scene for s in local.scenes}
+
+
+def test_scene_packing():
+    from ofa_embed.embedding.distributed import SceneJob, pack_scenes
+
+    def jobs(*tiles):
+        return [SceneJob(Path(f"{i}.tif"), str(i), {}, None, None, t, None, {}) for i, t in enumerate(tiles)]
+
+    def sizes(groups):
+        return [[job.tiles for job in group] for group in groups]
+
+    assert sizes(pack_scenes(jobs(256, 256, 256, 256), 1024, 2)) == [[256, 256], [256, 256]]
+    assert sizes(pack_scenes(jobs(256, 256, 256, 256), 1024, 8)) == [[256], [256], [256], [256]]
+    # at most 300 tiles a task, 4 tasks of about equal tiles
+    assert sizes(pack_scenes(jobs(*[100] * 10), 300, 1)) == [[100] * 3, [100] * 2, [100] * 3, [100] * 2]
+    assert sizes(pack_scenes(jobs(900, 50, 50, 900), 1024, 2)) == [[900, 50], [50, 900]]
+    assert pack_scenes([], 1024, 2) == []
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_workers_get_their_allocator_back():
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ (1.7x slower extraction); a worker's first task resets glibc."""
+    script = "from ofa_embed.embedding.distributed import _restore_malloc_thresholds as r; print(r())"
+    for environ, expected in (({"MALLOC_TRIM_THRESHOLD_": "65536"}, "True"), ({}, "False")):
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"} | environ
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == expected
