@@ -210,6 +210,43 @@ def search_subset(subset: np.ndarray, allowed: np.ndarray, queries: np.ndarray, 
     return similarities, positions
 
 
+# ranking an allowed set through its span of the stored rows reads at most this many times its rows, and
+# at most this many scores a call; beyond either, its rows are gathered first
+SPAN_READ_FACTOR = 8
+SPAN_MAX_SCORES = 4_000_000
+
+
+def search_exact(index: faiss.Index, config: IndexConfig, allowed: np.ndarray, queries: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact top-``k`` among the sorted ``allowed`` positions without keeping their vectors (a filter seen
+    once), or None when ``index`` keeps no exact vectors.
+
+    A filter's rows usually lie close together (a scene's file, a bbox in Z-ordered rows: 10,000 rows of a
+    1M store within 12,352), so the queries are scored against the contiguous span of stored rows from
+    the first allowed to the last, in sequence, and the allowed columns picked from that; a scattered
+    set is gathered first (:func:`exact_vectors`).
+    """
+    matrix = exact_matrix(index) if not (isinstance(config, IVFPQConfig) and not config.refine) else None
+    if matrix is None:
+        subset = exact_vectors(index, config, allowed)
+        return None if subset is None else search_subset(subset, allowed, queries, k)
+    span = int(allowed[-1] - allowed[0] + 1)
+    if span > SPAN_READ_FACTOR * len(allowed) or span * len(queries) > SPAN_MAX_SCORES:
+        return search_subset(np.ascontiguousarray(matrix[allowed]), allowed, queries, k)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    scores = (queries @ matrix[allowed[0] : allowed[-1] + 1].T)[:, allowed - allowed[0]]
+    found = min(k, len(allowed))
+    top = np.argpartition(-scores, found - 1, axis=1)[:, :found] if found < len(allowed) else \
+        np.broadcast_to(np.arange(len(allowed)), (len(queries), len(allowed)))
+    best = np.take_along_axis(scores, top, 1)
+    order = np.argsort(-best, axis=1, kind="stable")
+    similarities, positions = np.take_along_axis(best, order, 1), allowed[np.take_along_axis(top, order, 1)]
+    if found < k:
+        similarities = np.pad(similarities, ((0, 0), (0, k - found)), constant_values=-np.inf)
+        positions = np.pad(positions, ((0, 0), (0, k - found)), constant_values=-1)
+    return similarities.astype(np.float32), positions.astype(np.int64)
+
+
 def save(index: faiss.Index, path: Path) -> None:
     """Write ``index`` to ``path`` in faiss's format (a GPU index is copied to the CPU first)."""
     faiss.write_index(to_cpu(index), str(path))

@@ -60,20 +60,27 @@ GRID_ROWS_PER_CELL = 64
 class FilterTable:
     """The store's filter columns with each row's vector position, pre-indexed in memory (see the module
     docstring); about 60 bytes a row, built on the first filtered search of an opened index.
+
+    Every per-row array is held in grid-cell order, so that a bbox's candidate rows are a few contiguous
+    ranges (one per grid row it covers) and checking them reads memory in sequence, not at random.
     """
 
     def __init__(self, store: AnyPath, manifest: Manifest) -> None:
         parts = [read_parquet(store / entry.name, FILTER_COLUMNS) for entry in manifest.files]
         table = pa.concat_tables(parts, promote_options="permissive")  # an indexed store has at least one file
-        self.positions = np.concatenate([np.arange(e.offset, e.offset + e.rows, dtype=np.int64) for e in manifest.files])
-        self.xmin, self.ymin, self.xmax, self.ymax = (table.column(c).to_numpy().astype(np.float64)
-                                                      for c in ("xmin", "ymin", "xmax", "ymax"))
+        positions = np.concatenate([np.arange(e.offset, e.offset + e.rows, dtype=np.int64) for e in manifest.files])
+        xmin, ymin, xmax, ymax = (table.column(c).to_numpy().astype(np.float64) for c in ("xmin", "ymin", "xmax", "ymax"))
+        cell = self._grid(xmin, ymin, xmax, ymax)
+        order = np.argsort(cell, kind="stable")
+        self.cell_starts = np.searchsorted(cell[order], np.arange(self.side * self.side + 1))
+        self.positions, self.xmin, self.ymin, self.xmax, self.ymax = (
+            values[order] for values in (positions, xmin, ymin, xmax, ymax))
+        table = table.take(pa.array(order))
         times = table.column("datetime").cast(pa.timestamp("us", tz="UTC"))
         self.micros = pc.fill_null(times.cast(pa.int64()), np.iinfo(np.int64).min).to_numpy()
         self.by_time = np.argsort(self.micros, kind="stable")
         self.sorted_micros = self.micros[self.by_time]
         self.values = {column: self._groups(table.column(column)) for column in ("modality", "scene")}
-        self._grid()
 
     @staticmethod
     def _groups(column: pa.ChunkedArray) -> dict[str, np.ndarray]:
@@ -85,18 +92,17 @@ class FilterTable:
         cuts = np.searchsorted(codes[order], np.arange(len(values) + 1))
         return {str(value): order[cuts[i] : cuts[i + 1]] for i, value in enumerate(values)}
 
-    def _grid(self) -> None:
-        cx, cy = (self.xmin + self.xmax) / 2, (self.ymin + self.ymax) / 2
-        self.half_w = float(np.max(self.xmax - self.xmin)) / 2 if len(cx) else 0.0
-        self.half_h = float(np.max(self.ymax - self.ymin)) / 2 if len(cy) else 0.0
+    def _grid(self, xmin: np.ndarray, ymin: np.ndarray, xmax: np.ndarray, ymax: np.ndarray) -> np.ndarray:
+        """Lay the grid over the tile centres; each row's cell."""
+        cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+        self.half_w = float(np.max(xmax - xmin)) / 2 if len(cx) else 0.0
+        self.half_h = float(np.max(ymax - ymin)) / 2 if len(cy) else 0.0
         self.x0, self.y0 = (float(cx.min()), float(cy.min())) if len(cx) else (0.0, 0.0)
         side = max(1, int(np.sqrt(len(cx) / GRID_ROWS_PER_CELL)))
         self.cell_w = max((float(cx.max()) - self.x0) / side, 1e-12) if len(cx) else 1.0
         self.cell_h = max((float(cy.max()) - self.y0) / side, 1e-12) if len(cy) else 1.0
         self.side = side
-        cell = self._cell(cx, cy)
-        self.by_cell = np.argsort(cell, kind="stable")
-        self.cell_starts = np.searchsorted(cell[self.by_cell], np.arange(side * side + 1))
+        return self._cell(cx, cy)
 
     def _cell(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         col = np.clip(((x - self.x0) / self.cell_w).astype(np.int64), 0, self.side - 1)
@@ -111,11 +117,12 @@ class FilterTable:
         rows = np.floor((np.array([min_lat - self.half_h, max_lat + self.half_h]) - self.y0) / self.cell_h)
         c0, c1 = np.clip(columns + [-1, 1], 0, self.side - 1).astype(np.int64)
         r0, r1 = np.clip(rows + [-1, 1], 0, self.side - 1).astype(np.int64)
-        cells = (np.arange(r0, r1 + 1)[:, None] * self.side + np.arange(c0, c1 + 1)[None, :]).ravel()
-        if not len(cells):  # an inverted bbox
+        if r0 > r1 or c0 > c1:  # an inverted bbox
             return np.empty(0, np.int64)
-        return np.concatenate([self.by_cell[a:b] for a, b in zip(self.cell_starts[cells], self.cell_starts[cells + 1],
-                                                                  strict=True)])
+        # rows are in cell order: the cells c0..c1 of one grid row are one contiguous range of rows
+        first = np.arange(r0, r1 + 1) * self.side
+        starts, stops = self.cell_starts[first + c0], self.cell_starts[first + c1 + 1]
+        return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(starts, stops, strict=True)])
 
     def _time_candidates(self, start: datetime | None, end: datetime | None) -> np.ndarray:
         low = np.searchsorted(self.sorted_micros, epoch_micros(start), "left") if start is not None else \

@@ -45,6 +45,8 @@ EXACT_SUBSET_MAX_ROWS = 100_000
 ALLOWED_CACHE_SIZE = 16
 # the exact vectors of the last filters' allowed rows, kept up to 20,000 rows each: 4 x 15 MB at D = 192
 SUBSET_CACHE_SIZE, SUBSET_CACHE_ROWS = 4, 20_000
+# filters remembered as searched once, so that their second search gathers and keeps their vectors
+SEARCHED_ONCE_SIZE = 64
 OPENED_CACHE_SIZE = 2  # opened indexes kept per process (an HNSW index of 1M vectors holds ~1 GB)
 RESULT_COLUMNS = ["id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry"]
 
@@ -286,6 +288,7 @@ class StoreIndex:
         self._filter_table: FilterTable | None = None
         self._allowed_cache: dict[SearchFilter, np.ndarray] = {}
         self._subsets: dict[tuple[SearchFilter | None, int], np.ndarray] = {}
+        self._searched_once: dict[tuple[SearchFilter | None, int], None] = {}  # insertion-ordered, bounded
 
     @property
     def index(self) -> faiss.Index:
@@ -383,16 +386,24 @@ class StoreIndex:
     def _search_shard(self, index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray | None,
                       key: tuple[SearchFilter | None, int], **knobs: int | None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None and len(allowed) <= EXACT_SUBSET_MAX_ROWS:
-            # a filter's exact vectors are gathered once and kept (a session of queries under one filter)
+            # a filter's exact vectors are gathered and kept from its second search on (a session of queries
+            # under one filter); a filter searched once is ranked in place, gathering nothing
             subset = self._subsets.get(key) if key[0] is not None else None
-            if subset is None:
+            if subset is None and key in self._searched_once and len(allowed) <= SUBSET_CACHE_ROWS:
                 subset = faiss_index.exact_vectors(index, self.config, allowed)
-                if subset is not None and key[0] is not None and len(allowed) <= SUBSET_CACHE_ROWS:
+                if subset is not None:
                     if len(self._subsets) >= SUBSET_CACHE_SIZE:
                         self._subsets.pop(next(iter(self._subsets)))
                     self._subsets[key] = subset
             if subset is not None:
                 return faiss_index.search_subset(subset, allowed, queries, k)
+            if key[0] is not None:
+                self._searched_once[key] = None
+                while len(self._searched_once) > SEARCHED_ONCE_SIZE:
+                    self._searched_once.pop(next(iter(self._searched_once)))
+            ranked = faiss_index.search_exact(index, self.config, allowed, queries, k)
+            if ranked is not None:
+                return ranked
         return faiss_index.search(index, self.config, queries, k, allowed, **knobs)
 
     def search(

@@ -256,8 +256,13 @@ def test_a_filters_exact_vectors_are_kept_for_its_next_queries(store):
     opened = indexes.open(store)
     queries = queries_near(vectors, 4)
     first, second = SearchFilter(modality="landsat_oli"), SearchFilter(scene="a_2020")
-    for search_filter in (first, second, first):
+    once = SearchFilter(bbox=(-180.0, -90.0, 180.0, 90.0), scene="a_2020")
+    # a filter searched once is ranked in place; from its second search on, its vectors are kept
+    for search_filter in (first, second, first, once, second, first):
         allowed = opened.allowed(search_filter)
         _, positions = opened.search_vectors(queries, 10, search_filter)
         np.testing.assert_array_equal(positions, exact(vectors, queries, 10, allowed))
     assert {key[0] for key in opened._subsets} == {first, second}
+    fresh = SearchFilter(bbox=(-180.0, -90.0, 180.0, 90.0), modality="landsat_oli")
+    _, single = opened.search_vectors(queries[:1], 10, fresh)
+    np.testing.assert_array_equal(single, exact(vectors, queries[:1], 10, opened.allowed(fresh)))
