@@ -96,7 +96,8 @@ def main() -> None:
     report, seconds = timed(extract_chips, root, batch_size=args.batch_size)
     device = torch.device(report.device)
     workers, threads = model_workers(device)
-    forward = forward_timer(report.chips, args.batch_size, device, workers, threads, tile_size=report.tile_size)
+    forward = forward_timer(report.chips, args.batch_size, device, workers, threads, report.precision,
+                            tile_size=report.tile_size)
     rounds: list[tuple[float, float]] = [(seconds, forward())]
     for _ in range(args.repeats - 1):
         rounds.append((timed(extract_chips, root, batch_size=args.batch_size)[1], forward()))
