@@ -202,7 +202,11 @@ def search_subset(subset: np.ndarray, allowed: np.ndarray, queries: np.ndarray, 
     with _threads_for(len(queries)):
         similarities, local = faiss.knn(np.ascontiguousarray(queries, dtype=np.float32), subset, min(k, len(allowed)),
                                         metric=faiss.METRIC_INNER_PRODUCT)
-    positions = np.where(local >= 0, allowed[np.maximum(local, 0)], -1)
+    return _padded(similarities, np.where(local >= 0, allowed[np.maximum(local, 0)], -1), k)
+
+
+def _padded(similarities: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(q, k)`` results from ``(q, n <= k)`` ones: -inf similarities and -1 positions in the missing slots."""
     if positions.shape[1] < k:
         pad = k - positions.shape[1]
         similarities = np.pad(similarities, ((0, 0), (0, pad)), constant_values=-np.inf)
@@ -226,7 +230,7 @@ def search_exact(index: faiss.Index, config: IndexConfig, allowed: np.ndarray, q
     the first allowed to the last, in sequence, and the allowed columns picked from that; a scattered
     set is gathered first (:func:`exact_vectors`).
     """
-    matrix = exact_matrix(index) if not (isinstance(config, IVFPQConfig) and not config.refine) else None
+    matrix = exact_matrix(index)  # None for an IVF-PQ without refinement: exact_vectors refuses it too
     if matrix is None:
         subset = exact_vectors(index, config, allowed)
         return None if subset is None else search_subset(subset, allowed, queries, k)
@@ -240,11 +244,8 @@ def search_exact(index: faiss.Index, config: IndexConfig, allowed: np.ndarray, q
         np.broadcast_to(np.arange(len(allowed)), (len(queries), len(allowed)))
     best = np.take_along_axis(scores, top, 1)
     order = np.argsort(-best, axis=1, kind="stable")
-    similarities, positions = np.take_along_axis(best, order, 1), allowed[np.take_along_axis(top, order, 1)]
-    if found < k:
-        similarities = np.pad(similarities, ((0, 0), (0, k - found)), constant_values=-np.inf)
-        positions = np.pad(positions, ((0, 0), (0, k - found)), constant_values=-1)
-    return similarities.astype(np.float32), positions.astype(np.int64)
+    positions = allowed[np.take_along_axis(top, order, 1)].astype(np.int64)
+    return _padded(np.take_along_axis(best, order, 1).astype(np.float32), positions, k)
 
 
 def save(index: faiss.Index, path: Path) -> None:

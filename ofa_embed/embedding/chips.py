@@ -40,7 +40,7 @@ from ofa_embed.embedding.extract import (
     ProgressCallback,
     check_batching,
     check_model_takes,
-    check_same_weights,
+    check_same_embeddings,
     check_writable,
     feed,
     file_metadata,
@@ -364,7 +364,7 @@ def extract_chips(
         validate_tiling(size, size, patch, width=template.width, height=template.height, name=str(template.path),
                         whole=True)
         check_writable(store)
-        check_same_weights(store, loaded, embedding_dtype)
+        check_same_embeddings(store, loaded, embedding_dtype)
         if template.modality.name == CUSTOM:
             _share_chip_statistics(template, chips, nodata, store)
         held, number = _stored_chips(store)

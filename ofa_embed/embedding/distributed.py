@@ -207,12 +207,13 @@ def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tile
         raise ConfigError(f"tiles_per_task must be at least 1, got {tiles_per_task}")
     started = time.perf_counter()
     progress: dict[Any, list[tuple[SceneJob, int]]] = {}  # a task's future -> the tiles it embeds, per scene
-    results: dict[str, Any] = {}  # scene name -> the future whose result holds its store file
+    packed: dict[Any, list[SceneJob]] = {}  # a task of whole scenes -> its scenes, in the order of its results
+    merges: dict[str, Any] = {}  # a split scene's name -> its merge task
     small = [job for job in jobs if job.tiles <= tiles_per_task]  # no part file, no merge
     for number, group in enumerate(pack_scenes(small, tiles_per_task, sum(client.nthreads().values()) or 1)):
         task = client.submit(embed_scenes, group, run, pure=False, key=f"ofa-embed-scenes-{number}-{time.time_ns()}")
         progress[task] = [(job, job.tiles) for job in group]
-        results.update({job.name: task for job in group})
+        packed[task] = group
     for job in jobs:
         if job.tiles <= tiles_per_task:
             continue
@@ -225,9 +226,9 @@ def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tile
                                    key=f"ofa-embed-{job.name}-{number}-{time.time_ns()}")
             progress[future] = [(job, stop - start)]
             futures.append(future)
-        results[job.name] = client.submit(merge_parts, job, run, parts, *futures, pure=False,
-                                          key=f"ofa-embed-merge-{job.name}-{time.time_ns()}")
-    everything = list({*progress, *results.values()})
+        merges[job.name] = client.submit(merge_parts, job, run, parts, *futures, pure=False,
+                                         key=f"ofa-embed-merge-{job.name}-{time.time_ns()}")
+    everything = list({*progress, *merges.values()})
     try:
         done: dict[str, int] = {}
         for future in as_completed(list(progress)):
@@ -236,13 +237,9 @@ def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tile
                 done[job.name] = done.get(job.name, 0) + count
                 if on_progress:
                     on_progress(job.name, done[job.name], job.tiles)
-        written: dict[str, tuple[str, int, int]] = {}
-        for job in jobs:
-            result = results[job.name].result()
-            if job.tiles <= tiles_per_task:
-                written.update(zip([j.name for j, _ in progress[results[job.name]]], result, strict=True))
-            else:
-                written[job.name] = result
+        written = {name: merge.result() for name, merge in merges.items()}
+        for task, group in packed.items():
+            written.update(zip([job.name for job in group], task.result(), strict=True))
         reports = []
         for job in jobs:
             path, tiles, skipped = written[job.name]

@@ -106,7 +106,7 @@ class ExtractReport:
         return sum(s.tiles for s in self.scenes)
 
 
-def check_same_weights(store: AnyPath, loaded: LoadedModel, embedding_dtype: str) -> None:
+def check_same_embeddings(store: AnyPath, loaded: LoadedModel, embedding_dtype: str) -> None:
     """A store holds the embeddings of one set of weights, stored in one dtype: refuse to add others."""
     if not store_files(store):
         return
@@ -463,7 +463,7 @@ def extract(
             if duplicate := next((n for n in names if names.count(n) > 1), None):
                 raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")
             check_writable(store)
-            check_same_weights(store, loaded, embedding_dtype)
+            check_same_embeddings(store, loaded, embedding_dtype)
             share_custom_statistics([s for s in opened if s.modality.name == CUSTOM], store)
             report = ExtractReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device),
                                    precision, embedding_dtype)

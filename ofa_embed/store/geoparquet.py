@@ -434,10 +434,24 @@ def read_metadata(path: str | AnyPath) -> dict[str, Any]:
     Raises:
         StoreError: not a store file.
     """
+    raw, _ = _footer(as_location(path) if isinstance(path, str) else path)
+    return _parsed_metadata(raw, path)
+
+
+def _footer(path: AnyPath) -> tuple[dict[bytes, bytes], int]:
+    """The key-value metadata and row count of the Parquet file at ``path``, from one read of its footer.
+
+    Raises:
+        StoreError: not a readable Parquet file.
+    """
     try:
-        raw = parquet_schema(as_location(path) if isinstance(path, str) else path).metadata or {}
+        with open_parquet(path) as parquet:
+            return parquet.schema_arrow.metadata or {}, parquet.metadata.num_rows
     except (OSError, pa.ArrowInvalid) as exc:
         raise StoreError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def _parsed_metadata(raw: dict[bytes, bytes], path: str | AnyPath) -> dict[str, Any]:
     if b"ofa_embed" not in raw:
         raise StoreError(f"{path}: not an ofa-embed store file (no 'ofa_embed' metadata)")
     meta = json.loads(raw[b"ofa_embed"])
@@ -496,9 +510,8 @@ def describe_store(store: str | AnyPath) -> list[StoreFile]:
         raise StoreError(f"{store}: store is empty (no .parquet scene files)")
     described = []
     for path in files:
-        meta = read_metadata(path)
-        with open_parquet(path) as parquet:
-            rows = parquet.metadata.num_rows
+        raw, rows = _footer(path)
+        meta = _parsed_metadata(raw, path)
         described.append(StoreFile(
             path, relative_name(path, store), rows, _footer_fingerprint(path),
             meta["model"]["weights_hash"], int(meta["emb"]["dimension"]), meta["emb"].get("quantization", "float32"),

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ofa_embed.errors import StoreError
 
-__all__ = ["EMBEDDING_DTYPES", "SCALE_COLUMN", "check_dtype", "decode", "encode", "quantization_record"]
+__all__ = ["EMBEDDING_DTYPES", "SCALE_COLUMN", "arrow_values", "check_dtype", "decode", "encode", "quantization_record"]
 
 EMBEDDING_DTYPES = ("float32", "float16", "int8")
 SCALE_COLUMN = "embedding_scale"
