@@ -48,7 +48,7 @@ from ofa_embed.embedding.extract import (
     model_record,
     share_custom_statistics,
 )
-from ofa_embed.embedding.forward import embed_batches, model_workers
+from ofa_embed.embedding.forward import batches_held, embed_batches, model_workers
 from ofa_embed.errors import SceneNotFoundError, StoreError, TilingError
 from ofa_embed.location import AnyPath, as_location
 from ofa_embed.model.checkpoint import LoadedModel
@@ -419,7 +419,8 @@ def _embed_chips(template: Scene, chips: list[Chip], report: ChipsReport, loaded
 
     stop = threading.Event()
     workers, threads = model_workers(device)
-    reader = _read_chip_batches(template, chips, report.tile_size, batch_size, min_valid, nodata, stop, held=workers)
+    reader = _read_chip_batches(template, chips, report.tile_size, batch_size, min_valid, nodata, stop,
+                                held=batches_held(workers))
     pending, done = _Pending(), 0
     with prefetched(reader, stop) as batches, closing(
         embed_batches(batches, loaded.model, fed, device, workers, threads, report.precision)

@@ -6,9 +6,10 @@ the model's; the forward passes run as :mod:`ofa_embed.embedding.forward` decide
 single-thread workers). The reader thread and the model workers are stopped and joined when a scene
 ends, on every exit path (error, interrupt), before the scene's files are closed.
 
-Every scene is opened and checked before anything is written; each scene file is written under a
-temporary name and renamed when complete, so an interrupted run leaves no partial file and a rerun
-skips the scenes already in the store.
+Every scene is opened and checked before anything is written, then closed until the reader reaches it
+(:func:`~ofa_embed.raster.scene.open_scenes`), so a run of thousands of scenes holds one scene's files
+open; each scene file is written under a temporary name and renamed when complete, so an interrupted
+run leaves no partial file and a rerun skips the scenes already in the store.
 """
 
 from __future__ import annotations
@@ -29,14 +30,22 @@ import numpy as np
 import torch
 
 from ofa_embed import __version__
-from ofa_embed.embedding.forward import ModelInput, embed_batches, model_input, model_workers, resolve_device, resolve_precision
+from ofa_embed.embedding.forward import (
+    ModelInput,
+    batches_held,
+    embed_batches,
+    model_input,
+    model_workers,
+    resolve_device,
+    resolve_precision,
+)
 from ofa_embed.errors import ModalityError, StoreError, TilingError
 from ofa_embed.location import AnyPath, RemotePath, as_location
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TileBatch, TilePlan, plan_tiles, prefetched, read_tile_batches
-from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scene, sample_statistics
+from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scenes, sample_statistics
 from ofa_embed.sensors import CUSTOM, custom_modality
 from ofa_embed.store import TileRecords, describe_store, partition_of, read_metadata, store_files, write_scene
 from ofa_embed.store.metadata import ChipsRecord, ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
@@ -201,11 +210,14 @@ def feed(scene: Scene, loaded: LoadedModel) -> ModelInput:
 
 def _chained(plans: Sequence[TilePlan], batch_size: int, min_valid: float, stop: threading.Event,
              held: int) -> Iterator[TileBatch]:
-    """The batches of every plan in turn, each tagged with its plan's position."""
+    """The batches of every plan in turn, each tagged with its plan's position; a scene's files are open while
+    it is read (the reader opens the next as the model embeds the last batches of the previous).
+    """
     for number, plan in enumerate(plans):
-        for batch in read_tile_batches(plan, batch_size, min_valid, stop, held=held):
-            batch.scene = number
-            yield batch
+        with plan.scene.reading():
+            for batch in read_tile_batches(plan, batch_size, min_valid, stop, held=held):
+                batch.scene = number
+                yield batch
 
 
 def embed_plans(
@@ -230,7 +242,7 @@ def embed_plans(
     skipped = [0] * len(plans)
     stop = threading.Event()
     workers, threads = model_workers(device)
-    reader = _chained(plans, batch_size, min_valid, stop, workers)
+    reader = _chained(plans, batch_size, min_valid, stop, batches_held(workers))
     finished = 0
     with prefetched(reader, stop) as batches, closing(
         embed_batches(batches, loaded.model, fed, device, workers, threads, precision)
@@ -453,8 +465,7 @@ def extract(
         opened: list[Scene] = []
         plans: list[TilePlan] = []
         try:
-            for item in items:
-                opened.append(open_scene(item, **open_args))
+            opened = open_scenes(items, **open_args)
             loaded, torch_device, precision = load_run_model(weights, model, weights_layout, device, precision)
             for scene in opened:
                 check_model_takes(scene, loaded)

@@ -33,8 +33,8 @@ from ofa_embed.raster.reader import TileBatch
 from ofa_embed.sensors import CUSTOM, Modality, get_modality
 from ofa_embed.threads import wait_through_interrupts
 
-__all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "ModelInput", "embed", "embed_batches", "model_input", "model_workers",
-           "native_cpu_bf16", "resolve_device", "resolve_precision"]
+__all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "ModelInput", "batches_held", "embed", "embed_batches", "model_input",
+           "model_workers", "native_cpu_bf16", "resolve_device", "resolve_precision"]
 
 # beyond this many concurrent batches, more threads per batch are cheaper than more batches in memory
 MAX_CPU_WORKERS = 4
@@ -188,6 +188,14 @@ def model_workers(device: torch.device) -> tuple[int, int]:
     return workers, max(1, threads // workers)
 
 
+def batches_held(workers: int) -> int:
+    """How many batches :func:`embed_batches` holds at once with ``workers`` workers (readers size their rings
+    of reused arrays by it): one queued beyond those running, so that a worker that finishes takes the next
+    batch at once instead of waiting for the consumer, which may be writing a scene's file.
+    """
+    return workers + 1 if workers > 1 else 1
+
+
 AnyBatch = TypeVar("AnyBatch", bound=TileBatch)
 
 
@@ -195,7 +203,8 @@ def embed_batches(
     batches: Iterator[AnyBatch], model: Backbone, modality: str | ModelInput, device: torch.device, workers: int = 1,
     threads: int = 0, precision: str = "auto",
 ) -> Generator[tuple[AnyBatch, np.ndarray], None, None]:
-    """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches in flight at once.
+    """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches running at once and
+    :func:`batches_held` in flight.
 
     Each worker thread runs with ``threads`` torch threads (0: unchanged); torch's thread count is
     per calling thread, so the caller's own setting is left as it was.
@@ -213,7 +222,7 @@ def embed_batches(
     try:
         for batch in batches:
             pending.append((batch, pool.submit(embed, model, batch.data, modality, device, precision=precision)))
-            if len(pending) == workers:
+            if len(pending) == batches_held(workers):
                 done, future = pending.popleft()
                 yield done, future.result()
         while pending:

@@ -32,7 +32,7 @@ from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError, TilingError
 from ofa_embed.pretraining.config import DEFAULT_TILE_SIZE, PATCH_MULTIPLE
 from ofa_embed.raster.reader import plan_tiles, prefetched, read_tile_batches
-from ofa_embed.raster.scene import Scene, gdal_block_cache, open_scene
+from ofa_embed.raster.scene import Scene, gdal_block_cache, open_scenes
 
 __all__ = ["curate", "CorpusReport", "load_manifest", "CORPUS_VERSION"]
 
@@ -172,8 +172,7 @@ def curate(
         opened: list[Scene] = []
         report = CorpusReport(corpus)
         try:
-            for item in scenes:  # one at a time, so that those opened are closed if a later one fails
-                opened.append(open_scene(item, modality=modality, bands=bands, nodata=nodata))
+            opened = open_scenes(scenes, modality=modality, bands=bands, nodata=nodata)
             plans = [plan_tiles(scene, tile_size, stride, PATCH_MULTIPLE) for scene in opened]
             corpus.mkdir(parents=True, exist_ok=True)
             for plan in plans:
@@ -187,7 +186,7 @@ def curate(
                 mean, std = scene.modality.mean[None, :, None, None], scene.modality.std[None, :, None, None]
                 kept = skipped = 0
                 stop = threading.Event()
-                with prefetched(read_tile_batches(plan, 64, min_valid, stop), stop) as batches:
+                with scene.reading(), prefetched(read_tile_batches(plan, 64, min_valid, stop), stop) as batches:
                     for batch in batches:
                         writer.add(batch.data)
                         moments.add(batch.data * std + mean)

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -48,13 +49,20 @@ from ofa_embed.sensors import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_GDAL_CACHE_MB", "RASTER_SUFFIXES", "SAR_SCALES", "Scene", "check_value_range", "gdal_block_cache",
-           "group_band_files", "open_like", "open_scene", "sample_statistics"]
+           "group_band_files", "open_like", "open_scene", "open_scenes", "sample_statistics"]
 
 # GDAL's block cache defaults to 5% of RAM and fills up on large scenes: that, not the pipeline, would
 # set peak memory. Tiles are read in windows aligned to the file's block rows (raster/reader.py), so the
 # cache only has to hold the blocks of about one window: 13 bands of 512 px blocks of a COG take 14 MB,
 # of 1024 px JPEG 2000 blocks 26-52 MB.
 DEFAULT_GDAL_CACHE_MB = 64
+# Edge of the 9 windows Scene.sample_raw reads. Where they lie sets how well the sample stands for the
+# scene; their size hardly does: 147k pixels give percentiles and band means to well under the
+# differences between regions of a scene. Read time is mostly per window and band file (a striped file
+# reads whole rows): 20 ms for a 13-file Sentinel-2 scene at 128 px, 47 ms at 256 px.
+SAMPLE_WINDOW = 128
+# the value check's percentiles are taken of at most about this many of the sampled values
+VALUE_CHECK_VALUES = 1 << 20
 
 # SAR file values -> dB: the factor on log10 (dB files are read as they are)
 SAR_SCALES = {"db": 1.0, "power": 10.0, "amplitude": 20.0}
@@ -89,6 +97,7 @@ class _Source:
     aligned: AlignedGrid | None = None
     nodata: float | None = None  # excluded from resampling
     _vrt: WarpedVRT | None = None
+    _layout: tuple[object, ...] = ()
 
     @functools.cached_property
     def holds_floats(self) -> bool:
@@ -145,10 +154,38 @@ class _Source:
                   and source.row_off + source.height <= self.dataset.height + eps)
         return source if inside else None
 
+    def release(self) -> None:
+        """Close the file until :meth:`reopen`, noting its layout to compare the reopened file with."""
+        if self.dataset.closed:
+            return
+        self._layout = _layout(self.dataset)
+        self.close()
+
+    def reopen(self) -> None:
+        """Open the file again after :meth:`release`.
+
+        Raises:
+            SceneReadError: unreadable now, or no longer the raster that was opened and checked.
+        """
+        if not self.dataset.closed:
+            return
+        dataset = _open_dataset(self.path)
+        if _layout(dataset) != self._layout:
+            dataset.close()
+            raise SceneReadError(f"{self.path}: changed since it was opened and checked (size, bands, data type or "
+                                 "georeferencing differ); rerun on the file as it is now")
+        self.dataset, self._vrt = dataset, None
+
     def close(self) -> None:
         if self._vrt is not None:
             self._vrt.close()
+            self._vrt = None
         self.dataset.close()
+
+
+def _layout(dataset: rasterio.io.DatasetReader) -> tuple[object, ...]:
+    """What must not change between opening a file and reading it."""
+    return dataset.width, dataset.height, dataset.count, dataset.dtypes, dataset.crs, dataset.transform
 
 
 @dataclass
@@ -187,6 +224,7 @@ class Scene:
     sar_scale: str = "db"
     input_values: dict[str, object] = field(default_factory=dict)
     _sample: np.ndarray | None = field(default=None, repr=False)
+    _moments: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def missing_bands(self) -> tuple[str, ...]:
@@ -285,21 +323,32 @@ class Scene:
                 out[list(targets)] = part
 
     def sample_raw(self) -> np.ndarray:
-        """Raw values of the valid pixels of 3 x 3 windows of at most 256 px spread evenly over the scene,
-        ``(source_bands, n)`` float32: a cheap sample for statistics and range checks, whatever the scene's
-        size. Read once per scene (the value check and the statistics of a custom sensor share it).
+        """Raw values of the valid pixels of 3 x 3 windows of at most :data:`SAMPLE_WINDOW` px spread evenly
+        over the scene, ``(source_bands, n)`` float32: a cheap sample for statistics and range checks, whatever
+        the scene's size. Read once per scene (the value check and the statistics of a custom sensor share it).
         """
         if self._sample is None:
-            h, w = min(256, self.height), min(256, self.width)
+            h, w = min(SAMPLE_WINDOW, self.height), min(SAMPLE_WINDOW, self.width)
             rows = np.linspace(0, self.height - h, 3).astype(int)
             cols = np.linspace(0, self.width - w, 3).astype(int)
             parts = []
             for row in sorted(set(rows)):
                 for col in sorted(set(cols)):
                     raw = self.read_raw(Window(col, row, w, h))
-                    parts.append(raw[:, self._valid(raw, raw.shape[1:])])
+                    valid = self._valid(raw, raw.shape[1:])
+                    parts.append(raw.reshape(len(raw), -1) if valid.all() else raw[:, valid])
             self._sample = np.concatenate(parts, axis=1)
         return self._sample
+
+    def sample_moments(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(n, mean, m2)`` of :meth:`sample_raw` per source band, float64 (m2: the sum of squared deviations
+        from the mean): what pooled statistics need, kept after :meth:`release` drops the sample itself.
+        """
+        if self._moments is None:
+            sample = self.sample_raw().astype(np.float64)
+            mean = sample.mean(axis=1) if sample.shape[1] else np.zeros(len(sample))
+            self._moments = (sample.shape[1], mean, np.square(sample - mean[:, None]).sum(axis=1))
+        return self._moments
 
     @property
     def block_height(self) -> int:
@@ -310,6 +359,37 @@ class Scene:
     def footprint_bounds(self) -> tuple[float, float, float, float]:
         """Scene bounds ``(left, bottom, right, top)`` in the scene CRS."""
         return _bounds(self.transform, self.width, self.height)
+
+    def release(self) -> None:
+        """Close the scene's files and drop its value sample until :meth:`reopen`: a run of many scenes, all
+        opened and checked before the first is read, holds none of them open (a Sentinel-2 scene is 13 files;
+        1024 open files is a common limit).
+        """
+        for source in self._sources:
+            source.release()
+        self._sample = None
+
+    def reopen(self) -> None:
+        """Open the files of a released scene again (no-op for an open one).
+
+        Raises:
+            SceneReadError: a file is unreadable now, or changed since the scene was opened.
+        """
+        try:
+            for source in self._sources:
+                source.reopen()
+        except BaseException:
+            self.release()
+            raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Scene]:
+        """The scene's files open for the block (reopened if released), released after it, on every path."""
+        self.reopen()
+        try:
+            yield self
+        finally:
+            self.release()
 
     def close(self) -> None:
         """Close the scene's source files; the scene cannot be read afterwards."""
@@ -558,6 +638,28 @@ def open_scene(
         raise
 
 
+def open_scenes(items: Sequence[str | Path | Sequence[str | Path]], **open_args: Any) -> list[Scene]:
+    """Open and check the scenes of a run (:func:`open_scene`, given ``open_args``), in order, each released
+    (:meth:`Scene.release`) once checked, so that a run of thousands holds none of their files open.
+
+    (Opening several at once measured no faster on 2 cores: 4 Sentinel-2 scenes in 0.45-0.46 s by two
+    threads, 0.47-0.66 s by one; reading the value sample is GIL-bound Python around many small reads.)
+
+    Raises:
+        what :func:`open_scene` raises, for the first scene that fails, once those opened are closed.
+    """
+    scenes: list[Scene] = []
+    try:
+        for item in items:
+            scenes.append(open_scene(item, **open_args))
+            scenes[-1].release()
+    except BaseException:
+        for scene in scenes:
+            scene.close()
+        raise
+    return scenes
+
+
 def open_like(template: Scene, path: Path, name: str, nodata: float | None = None) -> Scene:
     """Open ``path``, a file of the same sensor and band layout as ``template`` (one chip of a collection),
     without detecting its modality or checking its values again: the template's modality, band positions,
@@ -599,13 +701,18 @@ def sample_statistics(scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray, 
     Raises:
         ModalityError: fewer than 2 valid pixels in the samples.
     """
-    pooled = np.concatenate([scene.sample_raw() for scene in scenes], axis=1)
-    if pooled.shape[1] < 2:
+    moments = [scene.sample_moments() for scene in scenes]
+    counts = np.array([n for n, _, _ in moments], np.float64)[:, None]
+    means, m2s = np.stack([m for _, m, _ in moments]), np.stack([m2 for _, _, m2 in moments])
+    count = int(counts.sum())
+    if count < 2:
         raise ModalityError(f"{scenes[0].path}: too few valid pixels to normalise a sensor given by wavelengths")
-    mean = pooled.mean(axis=1)
+    mean = (counts * means).sum(axis=0) / count
+    # Chan et al.'s pooling: each scene's m2 plus what its mean's offset from the pooled mean adds
+    m2 = (m2s + counts * np.square(means - mean)).sum(axis=0)
     names = scenes[0].path.name if len(scenes) == 1 else f"{len(scenes)} scenes"
-    std = np.maximum(pooled.std(axis=1), 1e-6 * np.abs(mean) + 1e-12)
-    return mean, std, f"{pooled.shape[1]} valid pixels sampled from {names}"
+    std = np.maximum(np.sqrt(m2 / count), 1e-6 * np.abs(mean) + 1e-12)
+    return mean, std, f"{count} valid pixels sampled from {names}"
 
 
 def check_value_range(scene: Scene) -> dict[str, object]:
@@ -624,7 +731,10 @@ def check_value_range(scene: Scene) -> dict[str, object]:
     found: dict[str, object] = {"dtype": dtype.name, "sar_scale": scene.sar_scale, "warning": None}
     if not sample.size:
         return found
-    p1, p50, p99 = (float(v) for v in np.percentile(sample, [1, 50, 99]))
+    # a regular stride through a large sample: its percentiles stay within ~0.01 percentile points
+    # (binomial standard error) of the whole sample's, at a fraction of the cost (7.7M values of a Sentinel-2 scene)
+    flat = sample.reshape(-1)
+    p1, p50, p99 = (float(v) for v in np.percentile(flat[:: max(1, flat.size // VALUE_CHECK_VALUES)], [1, 50, 99]))
     found |= {"p1": p1, "p50": p50, "p99": p99}
     seen = f"values {p1:.4g} to {p99:.4g} (1st-99th percentile, {dtype.name})"
     other = "; for another sensor give its band wavelengths with --wavelengths (normalised by their own statistics)"

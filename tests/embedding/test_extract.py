@@ -1,5 +1,7 @@
 import json
+import os
 import threading
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -241,6 +243,45 @@ def test_concurrent_model_workers_embed_like_one_and_keep_order():
     assert [e.shape for _, e in together] == [(4, 32), (3, 32), (4, 32), (2, 32), (0, 32)]
     for (_, a), (_, b) in zip(alone, together, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_one_batch_waits_queued_beyond_the_running_workers():
+    model = load_weights(None, "ofa_test").model
+    pulled = []
+
+    def batches():
+        for i in range(6):
+            pulled.append(i)
+            yield TileBatch([], np.zeros((2, 13, 32, 32), np.float32), np.ones(2), 0)
+
+    embedded = forward.embed_batches(batches(), model, "sentinel2_l1c", torch.device("cpu"), workers=2, threads=1)
+    next(embedded)
+    # the first result comes once 2 batches run and a third is queued for whichever worker finishes first
+    assert len(pulled) == forward.batches_held(2) == 3
+    assert len(list(embedded)) == 5
+    assert forward.batches_held(1) == 1
+
+
+def test_a_run_of_many_scenes_holds_the_files_of_one_scene_open_at_a_time(tmp_path, s2_tif):
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("counting open files needs /proc (Linux)")
+    scenes = [write_raster(tmp_path / f"scene_{i}.tif", s2_values(128, 192, seed=i), descriptions=list(
+        ofa_embed.get_modality("sentinel2_l1c").band_names)) for i in range(4)]
+    most = []
+
+    def open_scene_files(*_):
+        links = []
+        for fd in fds.iterdir():
+            try:
+                links.append(Path(os.readlink(fd)).name)
+            except OSError:  # closed since listed
+                continue
+        most.append(len({name for name in links if name.startswith("scene_")}))
+
+    report = ofa_embed.extract(scenes, tmp_path / "store", batch_size=2, on_progress=open_scene_files, **FAST)
+    assert len(report.scenes) == 4 and len(most) > 4
+    assert max(most) == 1  # the scene being read; the others were opened, checked and closed
 
 
 def test_a_failing_model_worker_raises_in_the_caller(monkeypatch):

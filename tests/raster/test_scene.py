@@ -191,3 +191,68 @@ def test_landsat_level_2_band_files_are_surface_reflectance_not_level_1_dn(tmp_p
         # the same DN is 0.1 TOA reflectance in Level-1 and 0.075 surface reflectance in Level-2
         assert l1.modality.scale * 10000 + l1.modality.offset == pytest.approx(0.1)
         assert l2.modality.scale * 10000 + l2.modality.offset == pytest.approx(0.075)
+
+
+def test_a_released_scene_holds_no_file_open_and_reads_the_same_once_reopened(s2_band_folder):
+    with open_scene(s2_band_folder) as scene:
+        before, _ = scene.read(Window(30, 40, 96, 64))
+        before = before.copy()
+        scene.release()
+        assert all(source.dataset.closed for source in scene._sources) and scene._sample is None
+        with scene.reading():
+            after, _ = scene.read(Window(30, 40, 96, 64))
+            assert not any(source.dataset.closed for source in scene._sources)
+        assert all(source.dataset.closed for source in scene._sources)
+    np.testing.assert_array_equal(after, before)
+
+
+def test_reopening_refuses_a_file_changed_since_it_was_checked(tmp_path):
+    path = write_raster(tmp_path / "s2.tif", s2_values(64, 64), descriptions=S2.band_names)
+    scene = open_scene(path)
+    scene.release()
+    write_raster(path, s2_values(64, 80), descriptions=S2.band_names)
+    with pytest.raises(SceneReadError, match=r"s2\.tif: changed since it was opened and checked"):
+        scene.reopen()
+    assert scene._sources[0].dataset.closed
+    scene.close()
+
+
+def test_open_scenes_releases_every_scene_and_closes_them_all_when_one_fails(tmp_path, monkeypatch):
+    from ofa_embed.raster import scene as scene_module
+
+    good = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(64, 64, seed=i), descriptions=S2.band_names)
+            for i in range(2)]
+    opened = scene_module.open_scenes(good)
+    assert [s.name for s in opened] == ["s2_0", "s2_1"]
+    assert all(source.dataset.closed for s in opened for source in s._sources)
+    assert all(s.input_values["p99"] > 0 for s in opened)  # checked before release
+
+    seen = []
+    real_open = scene_module.open_scene
+
+    def recording(item, **kwargs):
+        seen.append(real_open(item, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(scene_module, "open_scene", recording)
+    with pytest.raises(SceneNotFoundError, match="missing.tif"):
+        scene_module.open_scenes([good[0], tmp_path / "missing.tif", good[1]])
+    assert len(seen) == 1 and not seen[0]._sources  # closed, and the scene after the failure never opened
+
+
+def test_pooled_sample_statistics_equal_those_of_the_concatenated_samples(tmp_path):
+    from ofa_embed.raster.scene import sample_statistics
+
+    paths = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(70 + 40 * i, 90, seed=i) + 300 * i,
+                          descriptions=S2.band_names) for i in range(3)]
+    scenes = [open_scene(p) for p in paths]
+    pooled = np.concatenate([s.sample_raw() for s in scenes], axis=1).astype(np.float64)
+    for s in scenes:
+        s.sample_moments()
+        s.release()  # the moments outlive the samples
+    mean, std, source = sample_statistics(scenes)
+    np.testing.assert_allclose(mean, pooled.mean(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(std, pooled.std(axis=1), rtol=1e-7)
+    assert source == f"{pooled.shape[1]} valid pixels sampled from 3 scenes"
+    for s in scenes:
+        s.close()
