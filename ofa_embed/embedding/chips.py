@@ -53,7 +53,7 @@ from ofa_embed.errors import SceneNotFoundError, StoreError, TilingError
 from ofa_embed.location import AnyPath, as_location
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
-from ofa_embed.raster.reader import PREFETCH_DEPTH, TileBatch, prefetched
+from ofa_embed.raster.reader import PREFETCH_DEPTH, TileBatch, TileRing, prefetched
 from ofa_embed.raster.scene import RASTER_SUFFIXES, Scene, gdal_block_cache, open_like, open_scene
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import ChipColumns, TileRecords, parquet_schema, read_parquet, store_files, write_chips
@@ -198,10 +198,11 @@ def _read_chip_batches(template: Scene, chips: Sequence[Chip], tile_size: int, b
     padding a smaller chip to the tile is not missing data.
     """
     channels = template.modality.num_bands
-    ring = [np.empty((batch_size, channels, tile_size, tile_size), np.float32) for _ in range(held + PREFETCH_DEPTH + 1)]
-    scratch = np.empty(channels * tile_size * tile_size, np.float32)
-    filled, skipped = 0, 0
-    batch = ChipBatch([], ring[0], np.empty(0), 0)
+    shape = (batch_size, channels, tile_size, tile_size)
+    ring = TileRing(held + PREFETCH_DEPTH + 1)
+    scratch = ring.window(channels * tile_size * tile_size)
+    skipped = 0
+    batch = ChipBatch([], ring.next_batch(shape), np.empty(0), 0)
     fractions: list[float] = []
     corners: list[np.ndarray] = []
     crs_objects: list[CRS] = []
@@ -232,8 +233,7 @@ def _read_chip_batches(template: Scene, chips: Sequence[Chip], tile_size: int, b
         if len(batch.tiles) == batch_size:
             batch.valid_fraction, batch.lonlat, batch.skipped = np.array(fractions), _lonlat(corners, crs_objects), skipped
             yield batch
-            filled += 1
-            batch = ChipBatch([], ring[filled % len(ring)], np.empty(0), 0)
+            batch = ChipBatch([], ring.next_batch(shape), np.empty(0), 0)
             fractions, corners, crs_objects, skipped = [], [], [], 0
     if batch.tiles or skipped:
         batch.data = batch.data[: len(batch.tiles)]
