@@ -62,7 +62,7 @@ DEFAULT_GDAL_CACHE_MB = 64
 # reads whole rows): 20 ms for a 13-file Sentinel-2 scene at 128 px, 47 ms at 256 px.
 SAMPLE_WINDOW = 128
 # the value check's percentiles are taken of at most about this many of the sampled values
-VALUE_CHECK_VALUES = 1 << 20
+VALUE_CHECK_VALUES = 1 << 18
 
 # SAR file values -> dB: the factor on log10 (dB files are read as they are)
 SAR_SCALES = {"db": 1.0, "power": 10.0, "amplitude": 20.0}
@@ -731,8 +731,9 @@ def check_value_range(scene: Scene) -> dict[str, object]:
     found: dict[str, object] = {"dtype": dtype.name, "sar_scale": scene.sar_scale, "warning": None}
     if not sample.size:
         return found
-    # a regular stride through a large sample: its percentiles stay within ~0.01 percentile points
-    # (binomial standard error) of the whole sample's, at a fraction of the cost (7.7M values of a Sentinel-2 scene)
+    # a regular stride through a large sample (1.9M values of a Sentinel-2 scene): the 1st and 99th
+    # percentiles of 2^18 values are within 0.02 percentile points of the sample's (binomial standard
+    # error), far inside the factors between the scalings told apart below, at a fraction of the cost
     flat = sample.reshape(-1)
     p1, p50, p99 = (float(v) for v in np.percentile(flat[:: max(1, flat.size // VALUE_CHECK_VALUES)], [1, 50, 99]))
     found |= {"p1": p1, "p50": p50, "p99": p99}
