@@ -135,3 +135,16 @@ def test_cli_takes_store_urls(memory_store):
     assert counted.exit_code == 0 and counted.output.split() == ["n", "16"]
     bad = runner.invoke(app, ["extract", "--sample", "--out", "nosuchprotocol://bucket/emb", "--model", MODEL, "-q"])
     assert bad.exit_code == 1 and "nosuchprotocol://bucket/emb: cannot open this location" in bad.output
+
+
+def test_duckdb_reads_a_remote_store_on_one_thread(memory_store):
+    import duckdb
+
+    from ofa_embed.store.duck import connect
+
+    # several DuckDB threads calling the Python filesystem while a query binds under the GIL deadlock
+    remote = connect(store=as_location(memory_store))
+    local = connect()
+    assert remote.execute("SELECT current_setting('threads')").fetchone()[0] == 1
+    default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+    assert local.execute("SELECT current_setting('threads')").fetchone()[0] == default
