@@ -190,7 +190,8 @@ def _layout(dataset: rasterio.io.DatasetReader) -> tuple[object, ...]:
 
 @dataclass
 class Scene:
-    """An opened scene. Use as a context manager, or call :meth:`close`.
+    """An opened scene. Use as a context manager, or call :meth:`close`. Between being checked and being read
+    in a run of many scenes it may be released (:meth:`release`: files closed) and reopened (:meth:`reading`).
 
     Attributes:
         path: the file or folder given.
