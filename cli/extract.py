@@ -54,7 +54,7 @@ def extract(
              "one per store.")] = "float32",
     overwrite: Annotated[bool, typer.Option(help="Recompute scenes already in the store.")] = False,
     dask: Annotated[str | None, typer.Option(
-        help="Run on a Dask cluster: a scheduler address (tcp://host:8786), or local (one worker per core).")] = None,
+        help="Run on a Dask cluster: a scheduler address (tcp://host:8786), or local (one worker per core, or per GPU).")] = None,
     partition_by: Annotated[str | None, typer.Option(
         help="Partition the store into hive folders by keys: utm_zone, year (e.g. utm_zone,year).")] = None,
     quiet: Quiet = False,

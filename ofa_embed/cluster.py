@@ -13,10 +13,11 @@ __all__ = ["dask_client"]
 
 
 @contextmanager
-def dask_client(client: Any) -> Iterator[Any]:
-    """A ``distributed.Client`` for ``client``: itself; for ``"local"`` a LocalCluster of one single-thread worker
-    process per core (closed afterwards); for an address (``tcp://host:8786``) a connection to that
-    scheduler (closed afterwards).
+def dask_client(client: Any, gpus: int = 0) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``client``: itself; for ``"local"`` a LocalCluster (closed afterwards) of one
+    single-thread worker process per core, or, for a run on ``gpus`` GPUs, one worker process per GPU with the
+    cores shared among its threads (a worker per core would hold a copy of the model in GPU memory each, all
+    on the first GPU); for an address (``tcp://host:8786``) a connection to that scheduler (closed afterwards).
 
     Raises:
         ConfigError: the scheduler cannot be reached.
@@ -27,7 +28,9 @@ def dask_client(client: Any) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if client == "local":
-        with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+        cores = os.cpu_count() or 1
+        workers, threads = (gpus, max(1, cores // gpus)) if gpus > 0 else (cores, 1)
+        with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as local:
             yield local
         return

@@ -50,6 +50,7 @@ from ofa_embed.embedding.extract import (
     load_run_model,
     write_plan,
 )
+from ofa_embed.embedding.forward import resolve_device
 from ofa_embed.errors import ConfigError, TilingError
 from ofa_embed.location import AnyPath, as_location, remove_tree
 from ofa_embed.model.checkpoint import LoadedModel
@@ -57,7 +58,7 @@ from ofa_embed.raster.reader import TilePlan, plan_tiles
 from ofa_embed.raster.scene import gdal_block_cache, open_scene
 from ofa_embed.store import TileRecords
 
-__all__ = ["TILES_PER_TASK", "RunSpec", "SceneJob", "extract_on_cluster"]
+__all__ = ["TILES_PER_TASK", "RunSpec", "SceneJob", "extract_on_cluster", "worker_device"]
 
 TILES_PER_TASK = 1024
 PARTS_DIR = ".parts"
@@ -123,10 +124,30 @@ def _restore_malloc_thresholds() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, _MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD))
 
 
+def worker_device(device: str | None) -> str | None:
+    """The device this worker runs ``device`` on: on a host of several GPUs, a CUDA device without an index
+    (``"cuda"``, or the default where CUDA is there) becomes the GPU of the worker's number in a LocalCluster
+    (its workers are named 0, 1, ...: :func:`~ofa_embed.cluster.dask_client` starts one per GPU), so they do
+    not all run on the first; anything else is left as given.
+    """
+    resolved = resolve_device(device)
+    count = torch.cuda.device_count() if resolved.type == "cuda" and resolved.index is None else 0
+    if count < 2:
+        return device
+    from distributed import get_worker
+
+    try:
+        name = get_worker().name
+    except ValueError:  # not in a worker
+        return device
+    return f"cuda:{name % count}" if isinstance(name, int) else device
+
+
 @contextmanager
 def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, LoadedModel, torch.device, str]]:
     _restore_malloc_thresholds()
-    loaded, device, precision = _worker_model(run.weights, run.model, run.weights_layout, run.device, run.precision)
+    loaded, device, precision = _worker_model(run.weights, run.model, run.weights_layout, worker_device(run.device),
+                                              run.precision)
     # the client checked the values already: reading the check's sample again on every task is wasted work
     with gdal_block_cache(), open_scene(job.source, **job.open_args, check_values=False) as scene:
         scene.input_values = job.input_values

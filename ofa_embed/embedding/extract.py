@@ -379,7 +379,8 @@ def _extract_on_cluster(
     weights_path = str(Path(weights).resolve()) if weights is not None else None
     run = RunSpec(store.resolve(), weights_path, weights_layout, model, device, precision, batch_size, min_valid,
                   embedding_dtype, tuple(partition_by or ()))
-    with dask_client(client) as connected:
+    gpus = torch.cuda.device_count() if resolve_device(device).type == "cuda" else 0
+    with dask_client(client, gpus) as connected:
         return extract_on_cluster(connected, jobs, run, tiles_per_task, on_progress)
 
 
@@ -448,7 +449,7 @@ def extract(
         partition_by: write scene files into hive folders by these keys (``utm_zone``, ``year``; see
             :func:`ofa_embed.store.partition_of`), which DuckDB and geopandas prune on.
         client: run on a Dask cluster (:mod:`ofa_embed.embedding.distributed`): a ``distributed.Client``, a
-            scheduler address (``tcp://host:8786``) or ``"local"`` (a LocalCluster, one worker per core).
+            scheduler address (``tcp://host:8786``) or ``"local"`` (a LocalCluster, one worker per core, or per GPU).
         tiles_per_task: with ``client``, the most tiles one task embeds (larger scenes are split).
         on_progress: called as ``(scene_name, tiles_done, tiles_total)`` after every batch.
 

@@ -1,6 +1,7 @@
 """Extraction on a Dask LocalCluster (2 single-thread workers): the same tiles and embeddings as a local run,
 scenes split into tasks, a killed worker losing nothing."""
 
+import contextlib
 import os
 import platform
 import signal
@@ -122,3 +123,43 @@ def test_workers_get_their_allocator_back():
         env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"} | environ
         done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
         assert done.stdout.strip() == expected
+
+
+def test_a_local_cluster_has_a_worker_per_core_or_one_per_gpu(monkeypatch):
+    import distributed
+
+    from ofa_embed.cluster import dask_client
+
+    started = []
+
+    class FakeCluster:
+        def __init__(self, **kwargs):
+            started.append(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    monkeypatch.setattr(distributed, "Client", contextlib.nullcontext)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    for gpus in (0, 2):
+        with dask_client("local", gpus):
+            pass
+    assert [(s["n_workers"], s["threads_per_worker"]) for s in started] == [(16, 1), (2, 8)]
+
+
+def test_workers_of_a_several_gpu_host_take_a_gpu_each(monkeypatch):
+    import distributed
+    import torch
+
+    from ofa_embed.embedding.distributed import worker_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(distributed, "get_worker", lambda: type("Worker", (), {"name": 5})())
+    assert worker_device("cuda") == "cuda:1"
+    assert worker_device("cuda:3") == "cuda:3" and worker_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert worker_device("cuda") == "cuda"
