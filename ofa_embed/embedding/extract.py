@@ -216,6 +216,8 @@ def _chained(plans: Sequence[TilePlan], batch_size: int, min_valid: float, stop:
     """
     ring = TileRing(held + PREFETCH_DEPTH + 1)
     for number, plan in enumerate(plans):
+        if stop.is_set():  # stopped (an error, an interrupt): the scenes left are not reopened
+            return
         with plan.scene.reading():
             for batch in read_tile_batches(plan, batch_size, min_valid, stop, held, ring):
                 batch.scene = number

@@ -343,3 +343,26 @@ def test_an_empty_scene_mid_run_stops_it_after_the_scenes_before(tmp_path, s2_ti
         ofa_embed.extract([s2_tif, empty], tmp_path / "store", **FAST)
     assert [p.stem for p in store_files(tmp_path / "store")] == [s2_tif.stem]
     assert not [t.name for t in threading.enumerate() if t.name.startswith("ofa-embed")]
+
+
+def test_a_stopped_run_reopens_none_of_the_scenes_left(tmp_path, s2_tif, monkeypatch):
+    from ofa_embed.raster.scene import Scene
+
+    scenes = [write_raster(tmp_path / f"scene_{i}.tif", s2_values(128, 128, seed=i), descriptions=list(
+        ofa_embed.get_modality("sentinel2_l1c").band_names)) for i in range(5)]
+    reopened = []
+    real_reopen = Scene.reopen
+
+    def counting(scene):
+        reopened.append(scene.name)
+        real_reopen(scene)
+
+    def failing_progress(name, done, total):
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(Scene, "reopen", counting)
+    with pytest.raises(RuntimeError, match="stop here"):
+        ofa_embed.extract(scenes, tmp_path / "store", batch_size=2, on_progress=failing_progress, **FAST)
+    # the reader runs a few batches (here a scene or two) ahead of the failure, and stops there
+    assert reopened == [f"scene_{i}" for i in range(len(reopened))] and len(reopened) <= 3
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").rglob("*.parquet"))
