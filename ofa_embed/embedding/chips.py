@@ -53,7 +53,7 @@ from ofa_embed.errors import SceneNotFoundError, StoreError, TilingError
 from ofa_embed.location import AnyPath, as_location
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
-from ofa_embed.raster.reader import PREFETCH_DEPTH, TileBatch, TileRing, prefetched
+from ofa_embed.raster.reader import TileBatch, TileRing, prefetched
 from ofa_embed.raster.scene import RASTER_SUFFIXES, Scene, gdal_block_cache, open_like, open_scene
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import ChipColumns, TileRecords, parquet_schema, read_parquet, store_files, write_chips
@@ -199,7 +199,7 @@ def _read_chip_batches(template: Scene, chips: Sequence[Chip], tile_size: int, b
     """
     channels = template.modality.num_bands
     shape = (batch_size, channels, tile_size, tile_size)
-    ring = TileRing(held + PREFETCH_DEPTH + 1)
+    ring = TileRing(held)
     scratch = ring.window(channels * tile_size * tile_size)
     skipped = 0
     batch = ChipBatch([], ring.next_batch(shape), np.empty(0), 0)

@@ -44,7 +44,7 @@ from ofa_embed.location import AnyPath, RemotePath, as_location
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
-from ofa_embed.raster.reader import PREFETCH_DEPTH, TileBatch, TilePlan, TileRing, plan_tiles, prefetched, read_tile_batches
+from ofa_embed.raster.reader import TileBatch, TilePlan, TileRing, plan_tiles, prefetched, read_tile_batches
 from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scenes, sample_statistics
 from ofa_embed.sensors import CUSTOM, custom_modality
 from ofa_embed.store import TileRecords, describe_store, partition_of, read_metadata, store_files, write_scene
@@ -214,7 +214,7 @@ def _chained(plans: Sequence[TilePlan], batch_size: int, min_valid: float, stop:
     it is read (the reader opens the next as the model embeds the last batches of the previous), and all share
     one ring of arrays.
     """
-    ring = TileRing(held + PREFETCH_DEPTH + 1)
+    ring = TileRing(held)
     for number, plan in enumerate(plans):
         if stop.is_set():  # stopped (an error, an interrupt): the scenes left are not reopened
             return

@@ -97,12 +97,13 @@ class TileBatch:
 
 
 class TileRing:
-    """The reused arrays of a reader: ``slots`` batch arrays taken in turn, and one window buffer (see the module
-    docstring). Shared by the scenes of a run, it carries on in turn from one scene to the next.
+    """The reused arrays of a reader whose consumer holds ``held`` batches at once: ``held + PREFETCH_DEPTH + 1``
+    batch arrays taken in turn, and one window buffer (see the module docstring). Shared by the scenes of a
+    run, it carries on in turn from one scene to the next.
     """
 
-    def __init__(self, slots: int) -> None:
-        self.slots = slots
+    def __init__(self, held: int) -> None:
+        self.slots = held + PREFETCH_DEPTH + 1
         self._ring: list[np.ndarray] = []
         self._taken = 0
         self._window = np.empty(0, np.float32)
@@ -155,12 +156,12 @@ def read_tile_batches(
     """Batches of ``batch_size`` kept tiles (fewer in the last), in row-major tile order.
 
     ``held`` is how many yielded batches the consumer uses at once (see the module docstring); ``ring``: the
-    run's arrays, of ``held + PREFETCH_DEPTH + 1`` slots (default: the scene's own).
+    run's arrays, a ``TileRing(held)`` (default: the scene's own).
     """
     scene, size = plan.scene, plan.tile_size
     channels = scene.modality.num_bands
     shape = (batch_size, channels, size, size)
-    ring = ring or TileRing(held + PREFETCH_DEPTH + 1)
+    ring = ring or TileRing(held)
     kept: list[TileWindow] = []
     fractions: list[float] = []
     buffer: np.ndarray | None = None  # taken at the first tile kept: a ring slot is never skipped

@@ -17,7 +17,7 @@ def test_scenes_sharing_a_ring_never_overwrite_a_batch_still_held(tmp_path):
     scenes = [open_scene(write_raster(tmp_path / f"s2_{i}.tif", s2_values(h, w, seed=i), descriptions=S2.band_names))
               for i, (h, w) in enumerate(sizes)]
     held, batch_size = 3, 4
-    ring = TileRing(held + PREFETCH_DEPTH + 1)
+    ring = TileRing(held)
     # when a batch is yielded, the consumer may still hold `held` batches and the queue one more
     kept: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=held + PREFETCH_DEPTH + 1)
     tiles = 0
