@@ -6,10 +6,12 @@ the model's; the forward passes run as :mod:`ofa_embed.embedding.forward` decide
 single-thread workers). The reader thread and the model workers are stopped and joined when a scene
 ends, on every exit path (error, interrupt), before the scene's files are closed.
 
-Every scene is opened and checked before anything is written, then closed until the reader reaches it
+Every scene is opened (bands, grid, modality) before any is read, then closed until the reader reaches it
 (:func:`~ofa_embed.raster.scene.open_scenes`), so a run of thousands of scenes holds one scene's files
-open; each scene file is written under a temporary name and renamed when complete, so an interrupted
-run leaves no partial file and a rerun skips the scenes already in the store.
+open. Their values are checked in a thread beside the reading and the model
+(:class:`~ofa_embed.raster.scene.ValueChecks`): a bad scene stops the run within a batch, and nothing is
+written until every scene has passed. Each scene file is written under a temporary name and renamed when
+complete, so an interrupted run leaves no partial file and a rerun skips the scenes already in the store.
 """
 
 from __future__ import annotations
@@ -45,7 +47,14 @@ from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TileBatch, TilePlan, TileRing, plan_tiles, prefetched, read_tile_batches
-from ofa_embed.raster.scene import Scene, gdal_block_cache, group_band_files, open_scenes, sample_statistics
+from ofa_embed.raster.scene import (
+    Scene,
+    ValueChecks,
+    gdal_block_cache,
+    group_band_files,
+    open_scenes,
+    sample_statistics,
+)
 from ofa_embed.sensors import CUSTOM, custom_modality
 from ofa_embed.store import TileRecords, describe_store, partition_of, read_metadata, store_files, write_scene
 from ofa_embed.store.metadata import ChipsRecord, ModelRecord, SceneRecord, TilingRecord, emb_metadata, scene_metadata
@@ -320,10 +329,20 @@ def write_plan(plan: TilePlan, records: TileRecords, loaded: LoadedModel, fed: M
 def extract_plans(
     plans: list[TilePlan], loaded: LoadedModel, store: AnyPath, device: torch.device, batch_size: int, min_valid: float,
     on_progress: ProgressCallback | None, precision: str, partition_by: Sequence[str] | None, embedding_dtype: str,
+    checks: ValueChecks | None = None,
 ) -> list[SceneReport]:
-    """Embed and write ``plans``; consecutive scenes fed alike share one pipeline (:func:`embed_plans`)."""
+    """Embed and write ``plans``; consecutive scenes fed alike share one pipeline (:func:`embed_plans`). The
+    scenes' value ``checks``, running beside it, stop it at the batch after one fails and are awaited before
+    the first write (None: checked already).
+    """
     reports: list[SceneReport] = []
     feds = [feed(plan.scene, loaded) for plan in plans]
+
+    def progress(name: str, done: int, total: int) -> None:
+        if checks is not None:
+            checks.raise_failure()
+        if on_progress:
+            on_progress(name, done, total)
 
     def same_input(pair: tuple[TilePlan, ModelInput]) -> str:
         return json.dumps(pair[1].record, sort_keys=True, default=str)
@@ -333,8 +352,10 @@ def extract_plans(
         start = time.perf_counter()
         # closed on every exit path: the pipeline's reader thread and model workers stop with it
         with closing(embed_plans([plan for plan, _ in members], loaded, members[0][1], device, batch_size, min_valid,
-                                 on_progress, precision)) as embedded:
+                                 progress, precision)) as embedded:
             for plan, records, skipped in embedded:
+                if checks is not None:
+                    checks.wait()
                 path = write_plan(plan, records, loaded, members[0][1], store, min_valid, precision,
                                   scene_partition(plan.scene, partition_by), embedding_dtype)
                 reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
@@ -470,7 +491,7 @@ def extract(
         opened: list[Scene] = []
         plans: list[TilePlan] = []
         try:
-            opened = open_scenes(items, **open_args)
+            opened = open_scenes(items, **open_args, check_values=False)
             loaded, torch_device, precision = load_run_model(weights, model, weights_layout, device, precision)
             for scene in opened:
                 check_model_takes(scene, loaded)
@@ -493,13 +514,16 @@ def extract(
                     todo.append((plan, item))
             if todo:
                 store.mkdir(parents=True, exist_ok=True)
-            if client is not None and todo:
-                done = _extract_on_cluster(client, todo, store, loaded, open_args, stride, partition_by, tiles_per_task,
-                                           on_progress, device, precision, batch_size, min_valid, weights, weights_layout,
-                                           model, tile_size, embedding_dtype)
-            else:
-                done = extract_plans([plan for plan, _ in todo], loaded, store, torch_device, batch_size, min_valid,
-                                       on_progress, precision, partition_by, embedding_dtype)
+            # a sensor given by wavelengths was sampled for its statistics when opened, not value-checked
+            with ValueChecks([plan.scene for plan, _ in todo if plan.scene.modality.name != CUSTOM]) as checks:
+                if client is not None and todo:
+                    checks.wait()  # the workers record the client's checks
+                    done = _extract_on_cluster(client, todo, store, loaded, open_args, stride, partition_by,
+                                               tiles_per_task, on_progress, device, precision, batch_size, min_valid,
+                                               weights, weights_layout, model, tile_size, embedding_dtype)
+                else:
+                    done = extract_plans([plan for plan, _ in todo], loaded, store, torch_device, batch_size,
+                                         min_valid, on_progress, precision, partition_by, embedding_dtype, checks)
             for scene_report in done:
                 existing = held.get(scene_report.scene)
                 # workers report absolute paths; a scene recomputed into another partition leaves its old file

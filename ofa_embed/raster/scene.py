@@ -16,6 +16,7 @@ import math
 import os
 import re
 import tarfile
+import threading
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -45,11 +46,12 @@ from ofa_embed.sensors import (
     generic_descriptions,
     get_modality,
 )
+from ofa_embed.threads import wait_through_interrupts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_GDAL_CACHE_MB", "RASTER_SUFFIXES", "SAR_SCALES", "Scene", "check_value_range", "gdal_block_cache",
-           "group_band_files", "open_like", "open_scene", "open_scenes", "sample_statistics"]
+__all__ = ["DEFAULT_GDAL_CACHE_MB", "RASTER_SUFFIXES", "SAR_SCALES", "Scene", "ValueChecks", "check_value_range",
+           "gdal_block_cache", "group_band_files", "open_like", "open_scene", "open_scenes", "sample_statistics"]
 
 # GDAL's block cache defaults to 5% of RAM and fills up on large scenes: that, not the pipeline, would
 # set peak memory. Tiles are read in windows aligned to the file's block rows (raster/reader.py), so the
@@ -169,12 +171,23 @@ class _Source:
         """
         if not self.dataset.closed:
             return
+        self.dataset, self._vrt = self._open_unchanged(), None
+
+    def opened_again(self) -> _Source:
+        """This source of a released scene on a file handle of its own (for a thread beside the scene's reader).
+
+        Raises:
+            SceneReadError: as :meth:`reopen`.
+        """
+        return dataclasses.replace(self, dataset=self._open_unchanged(), _vrt=None)
+
+    def _open_unchanged(self) -> rasterio.io.DatasetReader:
         dataset = _open_dataset(self.path)
         if _layout(dataset) != self._layout:
             dataset.close()
             raise SceneReadError(f"{self.path}: changed since it was opened and checked (size, bands, data type or "
                                  "georeferencing differ); rerun on the file as it is now")
-        self.dataset, self._vrt = dataset, None
+        return dataset
 
     def close(self) -> None:
         if self._vrt is not None:
@@ -391,6 +404,22 @@ class Scene:
             yield self
         finally:
             self.release()
+
+    @contextmanager
+    def own_handles(self) -> Iterator[Scene]:
+        """This released scene for the block, read through file handles of its own, closed after it: a thread
+        beside the scene's reader can read it while the reader holds the scene's own.
+
+        Raises:
+            SceneReadError: as :meth:`reopen`.
+        """
+        twin = dataclasses.replace(self, _sources=[], _sample=None, _moments=None)
+        try:
+            for source in self._sources:
+                twin._sources.append(source.opened_again())
+            yield twin
+        finally:
+            twin.close()
 
     def close(self) -> None:
         """Close the scene's source files; the scene cannot be read afterwards."""
@@ -659,6 +688,61 @@ def open_scenes(items: Sequence[str | Path | Sequence[str | Path]], **open_args:
             scene.close()
         raise
     return scenes
+
+
+class ValueChecks:
+    """The value checks (:func:`check_value_range`) of a run's released scenes, in order, in a thread of their own
+    beside the run's reading and model; each result goes to its scene's ``input_values``.
+
+    A run opens its scenes without them (``open_scenes(..., check_values=False)``), so that its model starts
+    after one scene's opening instead of every scene's checks (about 0.075 s a Sentinel-2 scene on one core,
+    while the other core waits); it polls :meth:`raise_failure` as it goes, so a bad scene stops it within a
+    batch, and calls :meth:`wait` before its first write, so nothing is written unless every scene passed.
+    Each check reads through file handles of its own, never the scene's, which the reader may hold. Use as a
+    context manager: leaving stops the checks and joins their thread, on every path.
+    """
+
+    def __init__(self, scenes: Sequence[Scene]) -> None:
+        self._scenes = list(scenes)
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ofa-embed-value-checks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import torch  # as the resampling does: only when a check runs
+
+        # the sample's upsampling on one torch thread: an OpenMP team here spins on the cores the model needs
+        torch.set_num_threads(1)
+        try:
+            for scene in self._scenes:
+                if self._stop.is_set():
+                    return
+                with scene.own_handles() as own:
+                    scene.input_values = check_value_range(own)
+        except BaseException as exc:  # raised in the run's own thread by raise_failure / wait
+            self._failure = exc
+
+    def raise_failure(self) -> None:
+        """Raise what a check has raised so far (a bad scene, an unreadable file), if anything."""
+        if self._failure is not None:
+            raise self._failure
+
+    def wait(self) -> None:
+        """Wait for every check; raise the first failure."""
+        wait_through_interrupts(self._thread.join, lambda: not self._thread.is_alive())
+        self.raise_failure()
+
+    def close(self) -> None:
+        """Stop after the check under way and join the thread."""
+        self._stop.set()
+        wait_through_interrupts(self._thread.join, lambda: not self._thread.is_alive())
+
+    def __enter__(self) -> ValueChecks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_like(template: Scene, path: Path, name: str, nodata: float | None = None) -> Scene:

@@ -1,6 +1,7 @@
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,7 +15,7 @@ from pyproj import Transformer
 
 import ofa_embed
 from ofa_embed.embedding import forward
-from ofa_embed.errors import ConfigError, SceneReadError, StoreError, TilingError
+from ofa_embed.errors import ConfigError, ModalityError, SceneReadError, StoreError, TilingError
 from ofa_embed.model.weights import load_weights
 from ofa_embed.raster.reader import TileBatch
 from ofa_embed.store import read_metadata, store_files, tile_id
@@ -262,7 +263,7 @@ def test_one_batch_waits_queued_beyond_the_running_workers():
     assert forward.batches_held(1) == 1
 
 
-def test_a_run_of_many_scenes_holds_the_files_of_one_scene_open_at_a_time(tmp_path, s2_tif):
+def test_a_run_of_many_scenes_holds_the_files_of_at_most_two_scenes_open_at_a_time(tmp_path, s2_tif):
     fds = Path("/proc/self/fd")
     if not fds.is_dir():
         pytest.skip("counting open files needs /proc (Linux)")
@@ -281,7 +282,8 @@ def test_a_run_of_many_scenes_holds_the_files_of_one_scene_open_at_a_time(tmp_pa
 
     report = ofa_embed.extract(scenes, tmp_path / "store", batch_size=2, on_progress=open_scene_files, **FAST)
     assert len(report.scenes) == 4 and len(most) > 4
-    assert max(most) == 1  # the scene being read; the others were opened, checked and closed
+    # the scene being read and the one whose values are being checked; the others were opened and closed
+    assert max(most) <= 2
 
 
 def test_a_failing_model_worker_raises_in_the_caller(monkeypatch):
@@ -342,6 +344,30 @@ def test_an_empty_scene_mid_run_stops_it_after_the_scenes_before(tmp_path, s2_ti
     with pytest.raises(TilingError, match="empty.tif: no tile"):
         ofa_embed.extract([s2_tif, empty], tmp_path / "store", **FAST)
     assert [p.stem for p in store_files(tmp_path / "store")] == [s2_tif.stem]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("ofa-embed")]
+
+
+def test_scenes_values_are_checked_beside_the_run_and_a_bad_one_stops_it_before_anything_is_written(tmp_path):
+    bands = list(ofa_embed.get_modality("sentinel2_l1c").band_names)
+    scenes = [write_raster(tmp_path / f"S2A_MSIL1C_20200518T101031_{i}.tif", s2_values(128, 192, seed=i) + 500 * i,
+                           descriptions=bands) for i in range(3)]
+    report = ofa_embed.extract(scenes, tmp_path / "store", **FAST)
+    medians = [read_metadata(scene.path)["input_values"]["p50"] for scene in report.scenes]
+    assert medians[0] < medians[1] < medians[2]  # each file records its own scene's check
+
+    large = write_raster(tmp_path / "S2A_MSIL1C_20200518T101031_large.tif", s2_values(320, 320), descriptions=bands)
+    bad = write_raster(tmp_path / "S2A_MSIL1C_20200518T101031_refl.tif",
+                       (s2_values(64, 64) / 10_000).astype(np.float32), descriptions=bands)
+    progress = []
+
+    def slow_progress(name, done, total):  # the first scene takes 25 batches x 20 ms; the check of the next, ms
+        progress.append(done)
+        time.sleep(0.02)
+
+    with pytest.raises(ModalityError, match=r"_refl\.tif: .* look like reflectance"):
+        ofa_embed.extract([large, bad], tmp_path / "other", batch_size=1, on_progress=slow_progress, **FAST)
+    assert len(progress) < 12  # stopped within a batch of the failure, not once the first scene was embedded
+    assert not (tmp_path / "other").exists() or not list((tmp_path / "other").rglob("*.parquet"))
     assert not [t.name for t in threading.enumerate() if t.name.startswith("ofa-embed")]
 
 

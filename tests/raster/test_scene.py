@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 import rasterio
@@ -215,6 +217,45 @@ def test_reopening_refuses_a_file_changed_since_it_was_checked(tmp_path):
         scene.reopen()
     assert scene._sources[0].dataset.closed
     scene.close()
+
+
+def test_own_handles_read_a_released_scene_beside_its_reader_and_refuse_a_changed_file(s2_band_folder, tmp_path):
+    with open_scene(s2_band_folder) as scene:
+        expected = scene.sample_raw().copy()
+        scene.release()
+        with scene.reading():  # as the reader holds it
+            with scene.own_handles() as own:
+                assert all(a.dataset is not b.dataset for a, b in zip(own._sources, scene._sources, strict=True))
+                np.testing.assert_array_equal(own.sample_raw(), expected)
+            assert not own._sources and not any(source.dataset.closed for source in scene._sources)
+    path = write_raster(tmp_path / "s2.tif", s2_values(64, 64), descriptions=S2.band_names)
+    changed = open_scene(path)
+    changed.release()
+    write_raster(path, s2_values(64, 80), descriptions=S2.band_names)
+    with pytest.raises(SceneReadError, match=r"s2\.tif: changed since it was opened and checked"):
+        with changed.own_handles():
+            pass
+    changed.close()
+
+
+def test_value_checks_run_in_order_beside_the_caller_and_report_the_first_failure(tmp_path):
+    from ofa_embed.raster.scene import ValueChecks, open_scenes
+
+    good = write_raster(tmp_path / "S2A_MSIL1C_20200518T101031_good.tif", s2_values(64, 64), descriptions=S2.band_names)
+    reflectance = (s2_values(64, 64) / 10_000).astype(np.float32)
+    bad = write_raster(tmp_path / "S2A_MSIL1C_20200518T101031_refl.tif", reflectance, descriptions=S2.band_names)
+    scenes = open_scenes([good, bad, good], check_values=False)
+    assert not any(s.input_values for s in scenes)  # opened, not checked
+    with ValueChecks(scenes) as checks:
+        with pytest.raises(ModalityError, match=r"_refl\.tif: .* look like reflectance"):
+            checks.wait()
+        with pytest.raises(ModalityError):  # and again, at the caller's next poll
+            checks.raise_failure()
+    assert scenes[0].input_values["p50"] > 100 and not scenes[2].input_values  # stopped at the failure
+    assert all(source.dataset.closed for s in scenes for source in s._sources)
+    assert not [t for t in threading.enumerate() if t.name == "ofa-embed-value-checks"]
+    for s in scenes:
+        s.close()
 
 
 def test_open_scenes_releases_every_scene_and_closes_them_all_when_one_fails(tmp_path, monkeypatch):
