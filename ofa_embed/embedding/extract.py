@@ -9,9 +9,10 @@ ends, on every exit path (error, interrupt), before the scene's files are closed
 Every scene is opened (bands, grid, modality) before any is read, then closed until the reader reaches it
 (:func:`~ofa_embed.raster.scene.open_scenes`), so a run of thousands of scenes holds one scene's files
 open. Their values are checked in a thread beside the reading and the model
-(:class:`~ofa_embed.raster.scene.ValueChecks`): a bad scene stops the run within a batch, and nothing is
-written until every scene has passed. Each scene file is written under a temporary name and renamed when
-complete, so an interrupted run leaves no partial file and a rerun skips the scenes already in the store.
+(:class:`~ofa_embed.raster.scene.ValueChecks`), begun once the model has embedded its first batch: a bad
+scene stops the run within a few batches, and nothing is written until every scene has passed. Each scene
+file is written under a temporary name and renamed when complete, so an interrupted run leaves no partial
+file and a rerun skips the scenes already in the store.
 """
 
 from __future__ import annotations
@@ -332,14 +333,15 @@ def extract_plans(
     checks: ValueChecks | None = None,
 ) -> list[SceneReport]:
     """Embed and write ``plans``; consecutive scenes fed alike share one pipeline (:func:`embed_plans`). The
-    scenes' value ``checks``, running beside it, stop it at the batch after one fails and are awaited before
-    the first write (None: checked already).
+    scenes' value ``checks``, begun here once the first batch is embedded and running beside it, stop it at the
+    batch after one fails and are awaited before the first write (None: checked already).
     """
     reports: list[SceneReport] = []
     feds = [feed(plan.scene, loaded) for plan in plans]
 
     def progress(name: str, done: int, total: int) -> None:
         if checks is not None:
+            checks.begin()  # the model is busy: its first batch is embedded, the next are read
             checks.raise_failure()
         if on_progress:
             on_progress(name, done, total)
@@ -515,7 +517,8 @@ def extract(
             if todo:
                 store.mkdir(parents=True, exist_ok=True)
             # a sensor given by wavelengths was sampled for its statistics when opened, not value-checked
-            with ValueChecks([plan.scene for plan, _ in todo if plan.scene.modality.name != CUSTOM]) as checks:
+            checked = [plan.scene for plan, _ in todo if plan.scene.modality.name != CUSTOM]
+            with ValueChecks(checked, begun=False) as checks:
                 if client is not None and todo:
                     checks.wait()  # the workers record the client's checks
                     done = _extract_on_cluster(client, todo, store, loaded, open_args, stride, partition_by,

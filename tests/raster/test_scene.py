@@ -1,4 +1,5 @@
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -236,6 +237,30 @@ def test_own_handles_read_a_released_scene_beside_its_reader_and_refuse_a_change
         with changed.own_handles():
             pass
     changed.close()
+
+
+def test_value_checks_made_unbegun_wait_for_begin_and_closing_unbegun_checks_nothing(tmp_path):
+    from ofa_embed.raster.scene import ValueChecks, open_scenes
+
+    paths = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(64, 64, seed=i), descriptions=S2.band_names)
+             for i in range(2)]
+    scenes = open_scenes(paths, check_values=False)
+    with ValueChecks(scenes, begun=False):
+        time.sleep(0.3)  # ample for two 64 px scenes' checks, had they begun
+        assert not any(s.input_values for s in scenes)
+    assert not any(s.input_values for s in scenes)  # closed before begun: none ran
+    assert not [t for t in threading.enumerate() if t.name == "ofa-embed-value-checks"]
+    with ValueChecks(scenes, begun=False) as checks:
+        checks.begin()
+        checks.wait()
+    assert all(s.input_values["p50"] > 100 for s in scenes)
+    with ValueChecks(scenes, begun=False) as checks:
+        for s in scenes:
+            s.input_values = {}
+        checks.wait()  # begins them
+    assert all(s.input_values["p50"] > 100 for s in scenes)
+    for s in scenes:
+        s.close()
 
 
 def test_value_checks_run_in_order_beside_the_caller_and_report_the_first_failure(tmp_path):
