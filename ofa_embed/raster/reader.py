@@ -176,11 +176,12 @@ def read_tile_batches(
         if stop.is_set():
             return
         data, valid = scene.read(Window(left, top, right - left, bottom - top), scratch)
+        whole = bool(valid.all())  # most windows: no tile's pixels to count
         for tile in run:
             r0, c0 = tile.row - top, tile.col - left
-            tile_valid = valid[r0 : r0 + tile.height, c0 : c0 + tile.width]
+            inside = tile.height * tile.width if whole else int(valid[r0 : r0 + tile.height, c0 : c0 + tile.width].sum())
             # padding past the scene edge is no data: a tile half outside the scene is at most half valid
-            fraction = float(tile_valid.sum()) / (tile.tile_size * tile.tile_size)
+            fraction = inside / (tile.tile_size * tile.tile_size)
             if fraction < min_valid:
                 skipped += 1
                 continue

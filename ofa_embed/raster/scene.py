@@ -19,7 +19,7 @@ import tarfile
 import threading
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -285,33 +285,42 @@ class Scene:
                 out = buffer.reshape(-1)[: math.prod(shape)].reshape(shape)
             if self.missing_bands:
                 out.fill(0.0)
-            self._read_into(window, out, self.band_positions)
-            valid = self._valid((out[p] for p in self.band_positions), shape[1:])
-            if self.sar_scale != "db":
-                factor = np.float32(SAR_SCALES[self.sar_scale])
-                for p in self.band_positions:
-                    positive = out[p] > 0
-                    valid &= positive
-                    np.log10(out[p], out=out[p], where=positive)
-                    out[p] *= factor
+            valid = np.ones(shape[1:], bool)
             gain, bias = modality.normalising_affine()
-            for p in self.band_positions:
-                out[p] *= gain[p]
-                out[p] += bias[p]
+            factor = np.float32(SAR_SCALES[self.sar_scale])
+
+            def finish(rows: Sequence[int]) -> None:
+                # each source's bands as soon as they are read, while still in cache: a 13-band window
+                # (13 MB) is past a core's 2 MB L2 by the time the last band is in
+                for p in rows:
+                    band = out[p]
+                    self._mark_invalid(band, valid)
+                    if self.sar_scale != "db":
+                        positive = band > 0
+                        np.logical_and(valid, positive, out=valid)
+                        np.log10(band, out=band, where=positive)
+                        band *= factor
+                    band *= gain[p]
+                    band += bias[p]
+
+            self._read_into(window, out, self.band_positions, finish)
         if not valid.all():
             out[:, ~valid] = 0.0
         return out, valid
 
     def _valid(self, bands: Iterable[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         """``shape`` bool: no band is nodata or (for float files) not finite."""
-        check_finite = any(source.holds_floats for source in self._sources)
         valid = np.ones(shape, bool)
         for band in bands:
-            if check_finite:
-                valid &= np.isfinite(band)
-            if self.nodata is not None:
-                valid &= band != self.nodata
+            self._mark_invalid(band, valid)
         return valid
+
+    def _mark_invalid(self, band: np.ndarray, valid: np.ndarray) -> None:
+        """Clear ``valid`` where ``band`` (file values) is nodata or (for float files) not finite."""
+        if any(source.holds_floats for source in self._sources):
+            valid &= np.isfinite(band)
+        if self.nodata is not None:
+            valid &= band != self.nodata
 
     def read_raw(self, window: Window) -> np.ndarray:
         """Raw file values of a window, ``(source_bands, h, w)`` float32, in source band order."""
@@ -319,8 +328,11 @@ class Scene:
         self._read_into(window, raw, list(range(len(raw))))
         return raw
 
-    def _read_into(self, window: Window, out: np.ndarray, rows: Sequence[int]) -> None:
-        """Read every source band into ``out[rows[i]]``, ``i`` in source band order."""
+    def _read_into(self, window: Window, out: np.ndarray, rows: Sequence[int],
+                   then: Callable[[Sequence[int]], None] | None = None) -> None:
+        """Read every source band into ``out[rows[i]]``, ``i`` in source band order; ``then(rows of a source)``
+        after each source is read.
+        """
         first = 0
         for source in self._sources:
             targets = rows[first : first + len(source.indexes)]
@@ -335,6 +347,8 @@ class Scene:
                 raise SceneReadError(f"{source.path}: read failed ({first_line(exc)})") from None
             if not consecutive:
                 out[list(targets)] = part
+            if then is not None:
+                then(targets)
 
     def sample_raw(self) -> np.ndarray:
         """Raw values of the valid pixels of 3 x 3 windows of at most :data:`SAMPLE_WINDOW` px spread evenly
