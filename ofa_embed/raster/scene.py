@@ -286,6 +286,7 @@ class Scene:
             if self.missing_bands:
                 out.fill(0.0)
             valid = np.ones(shape[1:], bool)
+            check_finite = self._holds_floats()
             gain, bias = modality.normalising_affine()
             factor = np.float32(SAR_SCALES[self.sar_scale])
 
@@ -294,7 +295,7 @@ class Scene:
                 # (13 MB) is past a core's 2 MB L2 by the time the last band is in
                 for p in rows:
                     band = out[p]
-                    self._mark_invalid(band, valid)
+                    self._mark_invalid(band, valid, check_finite)
                     if self.sar_scale != "db":
                         positive = band > 0
                         np.logical_and(valid, positive, out=valid)
@@ -311,13 +312,20 @@ class Scene:
     def _valid(self, bands: Iterable[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         """``shape`` bool: no band is nodata or (for float files) not finite."""
         valid = np.ones(shape, bool)
+        check_finite = self._holds_floats()
         for band in bands:
-            self._mark_invalid(band, valid)
+            self._mark_invalid(band, valid, check_finite)
         return valid
 
-    def _mark_invalid(self, band: np.ndarray, valid: np.ndarray) -> None:
-        """Clear ``valid`` where ``band`` (file values) is nodata or (for float files) not finite."""
-        if any(source.holds_floats for source in self._sources):
+    def _holds_floats(self) -> bool:
+        """Some source file stores floating-point values (which may be NaN or infinite)."""
+        return any(source.holds_floats for source in self._sources)
+
+    def _mark_invalid(self, band: np.ndarray, valid: np.ndarray, check_finite: bool) -> None:
+        """Clear ``valid`` where ``band`` (file values) is nodata or (``check_finite``: read from float files)
+        not finite.
+        """
+        if check_finite:
             valid &= np.isfinite(band)
         if self.nodata is not None:
             valid &= band != self.nodata
