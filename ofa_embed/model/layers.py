@@ -14,12 +14,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["GENERATOR_LAYER_NORM_EPS", "KERNEL_LAYOUTS", "LAYER_NORM_EPS", "POLARISATIONS", "Attention", "Block", "Mlp",
-           "PatchEmbed", "SpectralPatchEmbed", "sincos_1d", "sincos_pos_embed_2d"]
+           "PatchEmbed", "SpectralPatchEmbed", "patch_projection", "sincos_1d", "sincos_pos_embed_2d"]
 
 # every LayerNorm of the backbone (blocks and final norm), as in MAE and the shipped checkpoint's training
 LAYER_NORM_EPS = 1e-6
 # the spectral kernel generator's Transformer layer: torch's default, which DOFA's released weights use
 GENERATOR_LAYER_NORM_EPS = 1e-5
+
+
+def patch_projection(x: Tensor, kernel: Tensor, bias: Tensor | None, padding: int = 0) -> tuple[Tensor, tuple[int, int]]:
+    """The convolution of ``x`` with ``kernel`` at a stride of its own size: ``(B, C, H, W)`` and ``(D, C, P, P)``
+    (and ``(D,)`` bias) -> ``(B, H/P * W/P, D)`` tokens, row-major, and the token grid.
+
+    Without padding the patches tile the input, and the convolution is one matrix product of the patches
+    laid out as rows. On CPU, torch's convolution (oneDNN) of 13-band 16 px patches takes 28 ms a batch of 16
+    tiles on one thread where the product takes 19 ms; the whole ofa_tiny forward of 128 px Sentinel-2
+    tiles on ``extract``'s schedule runs in 0.81x the time (0.79x in bfloat16), paired rounds on 2 cores.
+    """
+    if padding:
+        out = F.conv2d(x, kernel, bias, stride=kernel.shape[-1], padding=padding)
+        return out.flatten(2).transpose(1, 2), (out.shape[-2], out.shape[-1])
+    size, channels, height, width = x.shape
+    dim, p = kernel.shape[0], kernel.shape[-1]
+    grid = (height // p, width // p)
+    patches = x.reshape(size, channels, grid[0], p, grid[1], p).permute(0, 2, 4, 1, 3, 5).reshape(-1, channels * p * p)
+    weight = kernel.reshape(dim, -1).t()
+    tokens = patches @ weight if bias is None else torch.addmm(bias, patches, weight)
+    return tokens.reshape(size, grid[0] * grid[1], dim), grid
 
 
 class PatchEmbed(nn.Module):
@@ -42,9 +63,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """``(B, in_chans, H, W)`` -> ``(B, H/P * W/P, D)`` tokens, row-major, and the grid ``(H/P, W/P)``."""
-        x = self.proj(x)
-        grid = (x.shape[-2], x.shape[-1])
-        return x.flatten(2).transpose(1, 2), grid
+        return patch_projection(x, self.proj.weight, self.proj.bias)
 
 
 def sincos_1d(positions: Tensor, dim: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -213,8 +232,7 @@ class SpectralPatchEmbed(nn.Module):
         if wavelengths_um.shape != (x.shape[1],):
             raise ValueError(f"{x.shape[1]} bands need {x.shape[1]} wavelengths, got shape {tuple(wavelengths_um.shape)}")
         kernel, bias = self.kernels(wavelengths_um.to(x.device), None if polarisations is None else polarisations.to(x.device))
-        out = F.conv2d(x, kernel.to(x.dtype), bias.to(x.dtype), stride=self.patch_size, padding=self.padding)
-        return out.flatten(2).transpose(1, 2), (out.shape[-2], out.shape[-1])
+        return patch_projection(x, kernel.to(x.dtype), bias.to(x.dtype), self.padding)
 
 
 class Attention(nn.Module):
