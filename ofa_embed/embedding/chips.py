@@ -200,7 +200,6 @@ def _read_chip_batches(template: Scene, chips: Sequence[Chip], tile_size: int, b
     channels = template.modality.num_bands
     shape = (batch_size, channels, tile_size, tile_size)
     ring = TileRing(held)
-    scratch = ring.window(channels * tile_size * tile_size)
     skipped = 0
     batch = ChipBatch([], ring.next_batch(shape), np.empty(0), 0)
     fractions: list[float] = []
@@ -213,16 +212,16 @@ def _read_chip_batches(template: Scene, chips: Sequence[Chip], tile_size: int, b
             if max(scene.width, scene.height) > tile_size:
                 raise TilingError(f"{chip.path}: {scene.width} x {scene.height} px, larger than the collection's "
                                   f"{tile_size} px tile (from its first chip {template.path}); give --tile-size")
-            data, valid = scene.read(Window(0, 0, scene.width, scene.height), scratch)
+            slot = batch.data[len(batch.tiles)]  # read in place; a skipped chip's is overwritten by the next
+            _, valid = scene.read(Window(0, 0, scene.width, scene.height), slot[:, : scene.height, : scene.width])
             fraction = float(valid.mean())
             if fraction < min_valid:
                 skipped += 1
                 continue
             window = TileWindow(0, 0, scene.height, scene.width, tile_size)
-            slot = batch.data[len(batch.tiles)]
             if window.padded:
-                slot.fill(0.0)
-            slot[:, : scene.height, : scene.width] = data
+                slot[:, scene.height :] = 0.0
+                slot[:, : scene.height, scene.width :] = 0.0
             corners.append(_corners(scene))
             crs_objects.append(scene.crs)
             batch.tiles.append(window)

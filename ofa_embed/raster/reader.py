@@ -4,9 +4,12 @@ Shared by ``extract`` (tiles to the model) and ``curate`` (tiles to a pre-traini
 read in windows of at most one batch, so memory depends on the batch size, not the scene. On a
 tiled raster (a COG: 256 or 512 px blocks) a window spans as many tile rows as one block row holds
 and as many tile columns as the batch allows, so each compressed block is decoded once while a small
-GDAL cache suffices; on striped rasters a window is a run of one tile row.
+GDAL cache suffices; on striped rasters a window is as many whole tile rows as a batch holds. A batch
+is one window's tiles, read in place: a view of the window, not a copy (:func:`read_tile_batches`).
+Copying every tile out of its window into a batch had cost a Sentinel-2 scene 0.03 core-s alone but
+0.1 inside a run, where the copy's memory traffic competes with the model on the other core.
 
-Batches are filled into a ring of reused arrays (:class:`TileRing`) rather than fresh ones: allocating a
+Windows are read into a ring of reused arrays (:class:`TileRing`) rather than fresh ones: allocating a
 new 20-30 MB array per batch in the reader thread fragments the heap and holds hundreds of MB. The ring
 has one array per batch the consumer holds at once (``held``), :data:`PREFETCH_DEPTH` for the queue and
 one being filled, so a yielded batch's ``data`` stays valid until the consumer has asked for ``held``
@@ -18,6 +21,7 @@ scene, 4 % of a 4-scene run's CPU time, in ``perf``).
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import threading
 from collections.abc import Iterator
@@ -82,7 +86,8 @@ class TileBatch:
 
     Attributes:
         tiles: the kept tiles' windows, in row-major order.
-        data: ``(B, C, T, T)`` float32 normalised tiles, padding zero; valid only until the consumer has
+        data: ``(B, C, T, T)`` float32 normalised tiles, padding zero, usually a strided view into the
+            reader's window (``np.ascontiguousarray`` for a packed copy); valid only until the consumer has
             asked for ``held`` more batches (see the module docstring).
         valid_fraction: ``(B,)`` fraction of valid (not nodata) pixels of each tile.
         skipped: tiles left out for a valid fraction below ``min_valid`` (the last batch may hold only these).
@@ -98,40 +103,51 @@ class TileBatch:
 
 class TileRing:
     """The reused arrays of a reader whose consumer holds ``held`` batches at once: ``held + PREFETCH_DEPTH + 1``
-    batch arrays taken in turn, and one window buffer (see the module docstring). Shared by the scenes of a
-    run, it carries on in turn from one scene to the next.
+    slots taken in turn, one per batch, and a spare (see the module docstring). Shared by the scenes of a run,
+    it carries on in turn from one scene to the next.
     """
 
     def __init__(self, held: int) -> None:
         self.slots = held + PREFETCH_DEPTH + 1
         self._ring: list[np.ndarray] = []
         self._taken = 0
-        self._window = np.empty(0, np.float32)
+        self._spare = np.empty(0, np.float32)
 
     def next_batch(self, shape: tuple[int, ...]) -> np.ndarray:
-        """The next batch array, float32 ``shape``; the ring is made anew when the shape changes."""
-        if not self._ring or self._ring[0].shape != shape:
-            self._ring = [np.empty(shape, np.float32) for _ in range(self.slots)]
+        """The next slot as a float32 array of ``shape``; a slot too small is replaced by a larger one."""
+        size = math.prod(shape)
+        if not self._ring:
+            self._ring = [np.empty(size, np.float32) for _ in range(self.slots)]
         self._taken += 1
-        return self._ring[(self._taken - 1) % self.slots]
+        index = (self._taken - 1) % self.slots
+        if self._ring[index].size < size:
+            self._ring[index] = np.empty(size, np.float32)
+        return self._ring[index][:size].reshape(shape)
 
-    def window(self, size: int) -> np.ndarray:
-        """A flat float32 buffer of at least ``size`` elements, grown when smaller."""
-        if self._window.size < size:
-            self._window = np.empty(size, np.float32)
-        return self._window
+    def swap_last(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The spare as a float32 array of ``shape``, put in the place of the slot taken last, which becomes the
+        spare: a batch packed from that slot's contents takes its place in the ring without a copy back.
+        """
+        size, index = math.prod(shape), (self._taken - 1) % self.slots
+        if self._spare.size < max(size, self._ring[index].size):
+            self._spare = np.empty(max(size, self._ring[index].size), np.float32)
+        self._ring[index], self._spare = self._spare, self._ring[index]
+        return self._ring[index][:size].reshape(shape)
 
 
 def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterator[list[TileWindow]]:
     """Groups of at most ``limit`` tiles read as one window: ``rows_per_band`` consecutive tile rows
-    by as many consecutive tile columns as fit (tiles come in row-major order).
+    by as many consecutive tile columns as fit, the columns of a band of rows split evenly (a scene one
+    column wider than a window is read as two windows of about half, not a full one and one of a single
+    column: small batches cost the model more per tile). Tiles come in row-major order.
     """
     tile_rows = sorted({t.row for t in tiles})
     band_of_row = {row: i // rows_per_band for i, row in enumerate(tile_rows)}
-    columns_per_window = max(1, limit // rows_per_band)
+    most_columns = max(1, limit // rows_per_band)
     for _, band_tiles in itertools.groupby(tiles, key=lambda t: band_of_row[t.row]):
         band = list(band_tiles)
         column_starts = sorted({t.col for t in band})
+        columns_per_window = -(-len(column_starts) // -(-len(column_starts) // most_columns))
         group_of_col = {col: i // columns_per_window for i, col in enumerate(column_starts)}
         groups: dict[int, list[TileWindow]] = {}
         for tile in band:
@@ -141,65 +157,71 @@ def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterato
                 yield group[start : start + limit]
 
 
-def _bounds(run: list[TileWindow]) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` pixel bounds of the tiles of ``run``."""
-    return (
-        min(t.col for t in run), min(t.row for t in run),
-        max(t.col + t.width for t in run), max(t.row + t.height for t in run),
-    )
+def _rows_per_window(plan: TilePlan, tiles: list[TileWindow], batch_size: int) -> int:
+    """Tile rows of ``tiles`` read as one window: those of one compressed block row of a tiled raster (each block
+    is decoded once while a small GDAL cache suffices), else as many whole tile rows as a batch holds.
+    """
+    if plan.scene.block_height > plan.tile_size:
+        return max(1, plan.scene.block_height // plan.stride)
+    return max(1, batch_size // len({t.col for t in tiles}))
 
 
 def read_tile_batches(
     plan: TilePlan, batch_size: int, min_valid: float, stop: threading.Event, held: int = 1,
     ring: TileRing | None = None,
 ) -> Iterator[TileBatch]:
-    """Batches of ``batch_size`` kept tiles (fewer in the last), in row-major tile order.
+    """One batch per window read, of at most ``batch_size`` kept tiles (none when every tile of the window is
+    below ``min_valid``), in row-major tile order.
+
+    A window of R tile rows and K tile columns is read a tile row at a time into a ring slot laid out
+    ``(C, T, R, K * T)``, row ``y`` of tile row ``r`` at ``[:, y, r]``: there tile ``k = r * K + j`` starts
+    ``k * T`` elements in, so the window's tiles are a ``(R * K, C, T, T)`` strided view of the slot and the
+    model gathers its patches straight from where they were read. Only a window with tiles skipped, or of
+    overlapping tiles (stride below T), packs its kept tiles into a contiguous batch.
 
     ``held`` is how many yielded batches the consumer uses at once (see the module docstring); ``ring``: the
     run's arrays, a ``TileRing(held)`` (default: the scene's own).
     """
     scene, size = plan.scene, plan.tile_size
     channels = scene.modality.num_bands
-    shape = (batch_size, channels, size, size)
     ring = ring or TileRing(held)
-    kept: list[TileWindow] = []
-    fractions: list[float] = []
-    buffer: np.ndarray | None = None  # taken at the first tile kept: a ring slot is never skipped
-    skipped = 0
-    rows_per_band = max(1, scene.block_height // plan.stride) if scene.block_height > size else 1
-    runs = list(_windows(plan.tiles, batch_size, rows_per_band))
-    bounds = [_bounds(run) for run in runs]
-    # one window buffer: a fresh 10-30 MB array per window costs page faults and, freed from this
-    # thread's malloc arena, memory that stays mapped
-    scratch = ring.window(channels * max((right - left) * (bottom - top) for left, top, right, bottom in bounds))
-    for run, (left, top, right, bottom) in zip(runs, bounds, strict=True):
+    item = np.dtype(np.float32).itemsize
+    # an edge tile mostly past the scene is below min_valid whatever its pixels: left out before reading, so
+    # that its neighbours' windows stay whole (a Sentinel-2 scene's last column of 13 px slivers)
+    reachable = [t for t in plan.tiles if t.height * t.width >= min_valid * size * size]
+    unread = len(plan.tiles) - len(reachable)
+    if not reachable:
+        yield TileBatch([], np.empty((0, channels, size, size), np.float32), np.empty(0), unread)
+        return
+    for group in _windows(reachable, batch_size, _rows_per_window(plan, reachable, batch_size)):
         if stop.is_set():
             return
-        data, valid = scene.read(Window(left, top, right - left, bottom - top), scratch)
-        whole = bool(valid.all())  # most windows: no tile's pixels to count
-        for tile in run:
-            r0, c0 = tile.row - top, tile.col - left
-            inside = tile.height * tile.width if whole else int(valid[r0 : r0 + tile.height, c0 : c0 + tile.width].sum())
+        rows, left = sorted({t.row for t in group}), min(t.col for t in group)
+        columns = len({t.col for t in group})
+        width = max(t.col for t in group) - left + size
+        window = ring.next_batch((channels, size, len(rows), width))
+        inside: dict[TileWindow, int] = {}
+        for r, top in enumerate(rows):
+            height, span = min(size, scene.height - top), min(width, scene.width - left)
+            _, valid = scene.read(Window(left, top, span, height), window[:, :height, r, :span])
             # padding past the scene edge is no data: a tile half outside the scene is at most half valid
-            fraction = inside / (tile.tile_size * tile.tile_size)
-            if fraction < min_valid:
-                skipped += 1
-                continue
-            if buffer is None:
-                buffer = ring.next_batch(shape)
-            slot = buffer[len(kept)]
-            if tile.padded:
-                slot.fill(0.0)
-            slot[:, : tile.height, : tile.width] = data[:, r0 : r0 + tile.height, c0 : c0 + tile.width]
-            kept.append(tile)
-            fractions.append(fraction)
-            if len(kept) == batch_size:
-                yield TileBatch(kept, buffer, np.array(fractions), skipped)
-                buffer = None
-                kept, fractions, skipped = [], [], 0
-    if kept or skipped:
-        data = buffer[: len(kept)] if buffer is not None else np.empty((0, *shape[1:]), np.float32)
-        yield TileBatch(kept, data, np.array(fractions), skipped)
+            window[:, height:, r] = 0.0
+            window[:, :height, r, span:] = 0.0
+            whole = bool(valid.all())  # most rows: no tile's pixels to count
+            for tile in (t for t in group if t.row == top):
+                c0 = tile.col - left
+                inside[tile] = tile.height * tile.width if whole else int(valid[:, c0 : c0 + tile.width].sum())
+        kept = [t for t in group if inside[t] >= min_valid * size * size]
+        if len(kept) == len(rows) * columns and width == columns * size:
+            data = np.lib.stride_tricks.as_strided(
+                window, (len(kept), channels, size, size), (size * item, window.strides[0], window.strides[1], item))
+        else:
+            data = ring.swap_last((len(kept), channels, size, size))
+            for slot, tile in zip(data, kept, strict=True):
+                slot[...] = window[:, :, rows.index(tile.row), tile.col - left : tile.col - left + size]
+        fractions = np.array([inside[t] / (size * size) for t in kept])
+        yield TileBatch(kept, data, fractions, len(group) - len(kept) + unread)
+        unread = 0
 
 
 Batch = TypeVar("Batch")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import os
 import re
 import tarfile
@@ -250,14 +249,13 @@ class Scene:
             present[self.band_positions] = True
         return tuple(b.name for b, ok in zip(self.modality.bands, present, strict=True) if not ok)
 
-    def read(self, window: Window, buffer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, window: Window, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read a window (inside the scene) in the model's band order, normalised.
 
         Args:
             window: the pixel window.
-            buffer: float32 scratch memory of at least ``C * h * w`` elements to read into, reused
-                across calls by a caller reading many windows; data is then a view of it (except for
-                hyperspectral scenes, whose spectral resampling makes a new array).
+            out: ``(C, h, w)`` float32 array to read into, of any strides (a view into a caller's larger
+                buffer: reused memory, or tiles laid out for the model); data is then ``out``.
 
         Returns:
             ``(data, valid)``: data ``(C, h, w)`` float32, C = modality bands, normalised with the
@@ -268,21 +266,21 @@ class Scene:
             SceneReadError: the file cannot be read (truncated, corrupt).
         """
         modality = self.modality
+        shape = (modality.num_bands, int(window.height), int(window.width))
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32:
+            raise ValueError(f"out is {out.dtype} {out.shape}; window {window} needs float32 {shape}")
         if self.spectral_matrix is not None:
             raw = self.read_raw(window)
             valid = self._valid(raw, raw.shape[1:])
             physical = raw * np.float32(modality.scale) + np.float32(modality.offset)
-            out = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)
+            out[...] = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)
             out -= modality.mean[:, None, None]
             out /= modality.std[:, None, None]
             out[self.spectral_matrix.sum(axis=1) == 0] = 0.0
         else:
             # read straight into the model's band order, normalised in place: no copy of the window
-            shape = (modality.num_bands, int(window.height), int(window.width))
-            if buffer is None:
-                out = np.empty(shape, np.float32)
-            else:
-                out = buffer.reshape(-1)[: math.prod(shape)].reshape(shape)
             if self.missing_bands:
                 out.fill(0.0)
             valid = np.ones(shape[1:], bool)
