@@ -277,21 +277,26 @@ def test_value_checks_run_in_order_beside_the_caller_and_report_the_first_failur
         with pytest.raises(ModalityError):  # and again, at the caller's next poll
             checks.raise_failure()
     assert scenes[0].input_values["p50"] > 100 and not scenes[2].input_values  # stopped at the failure
-    assert all(source.dataset.closed for s in scenes for source in s._sources)
+    # the checks read through handles of their own: the scenes' are as open_scenes left them
+    assert not any(source.dataset.closed for source in scenes[0]._sources)
+    assert all(source.dataset.closed for s in scenes[1:] for source in s._sources)
     assert not [t for t in threading.enumerate() if t.name == "ofa-embed-value-checks"]
     for s in scenes:
         s.close()
 
 
-def test_open_scenes_releases_every_scene_and_closes_them_all_when_one_fails(tmp_path, monkeypatch):
+def test_open_scenes_releases_every_scene_but_the_first_and_closes_them_all_when_one_fails(tmp_path, monkeypatch):
     from ofa_embed.raster import scene as scene_module
 
     good = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(64, 64, seed=i), descriptions=S2.band_names)
-            for i in range(2)]
+            for i in range(3)]
     opened = scene_module.open_scenes(good)
-    assert [s.name for s in opened] == ["s2_0", "s2_1"]
-    assert all(source.dataset.closed for s in opened for source in s._sources)
+    assert [s.name for s in opened] == ["s2_0", "s2_1", "s2_2"]
+    assert not any(source.dataset.closed for source in opened[0]._sources)  # read first: kept open
+    assert all(source.dataset.closed for s in opened[1:] for source in s._sources)
     assert all(s.input_values["p99"] > 0 for s in opened)  # checked before release
+    for s in opened:
+        s.close()
 
     seen = []
     real_open = scene_module.open_scene
