@@ -327,3 +327,16 @@ def test_pooled_sample_statistics_equal_those_of_the_concatenated_samples(tmp_pa
     assert source == f"{pooled.shape[1]} valid pixels sampled from 3 scenes"
     for s in scenes:
         s.close()
+
+
+def test_the_value_sample_reads_every_band_file_at_its_own_resolution(s2_band_folder):
+    with open_scene(s2_band_folder) as scene:
+        sample = scene.value_sample()
+    edge = {10: 128, 20: 64, 60: 21}  # 128 scene px of each band's own pixels
+    assert sample.size == sum(9 * edge[int(band.gsd_m)] ** 2 for band in S2.bands)
+    # nothing interpolated: every value is one the files hold
+    held = []
+    for path in sorted(s2_band_folder.glob("*_B*.tif")):
+        with rasterio.open(path) as dataset:
+            held.append(dataset.read().ravel())
+    assert np.isin(np.unique(sample), np.concatenate(held)).all()
