@@ -45,7 +45,7 @@ def extract(
     )] = None,
     model: Annotated[str, typer.Option(
         help=f"Model size for a random init: {', '.join([*list_models(), *DOFA_CONFIGS])}.")] = DEFAULT_MODEL,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Most tiles per forward pass.")] = 32,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")] = None,
     precision: Annotated[str, typer.Option(
         help=f"{', '.join(PRECISIONS)}: auto is bf16 on CUDA and on CPUs with native bf16, else fp32.")] = "auto",

@@ -464,7 +464,7 @@ def extract(
         weights_layout: kernel layout of a DOFA ``.pth`` that is not a recognised release (``bands_first``
             for TorchGeo's files, ``legacy`` for DOFA's first release).
         model: model size used for the random init when no checkpoint is available.
-        batch_size: tiles per forward pass.
+        batch_size: the most tiles per forward pass (a scene's batch is one window of whole tile rows of it).
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         precision: ``auto`` (bfloat16 on CUDA and on CPUs with native bfloat16, else float32), ``fp32`` or
             ``bf16``; recorded in every scene file.

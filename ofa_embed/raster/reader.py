@@ -86,11 +86,11 @@ class TileBatch:
 
     Attributes:
         tiles: the kept tiles' windows, in row-major order.
-        data: ``(B, C, T, T)`` float32 normalised tiles, padding zero, usually a strided view into the
-            reader's window (``np.ascontiguousarray`` for a packed copy); valid only until the consumer has
-            asked for ``held`` more batches (see the module docstring).
+        data: ``(B, C, T, T)`` float32 normalised tiles, padding zero: a strided view into the window the
+            reader read them into, unless the window was packed (``np.ascontiguousarray`` makes a contiguous
+            copy); valid only until the consumer has asked for ``held`` more batches (see the module docstring).
         valid_fraction: ``(B,)`` fraction of valid (not nodata) pixels of each tile.
-        skipped: tiles left out for a valid fraction below ``min_valid`` (the last batch may hold only these).
+        skipped: tiles left out for a valid fraction below ``min_valid`` (a batch may hold only these).
         scene: which scene of a multi-scene run the batch is from (its position in the run's plans).
     """
 
@@ -208,7 +208,7 @@ def read_tile_batches(
     item = np.dtype(np.float32).itemsize
     # an edge tile mostly past the scene is below min_valid whatever its pixels: left out before reading, so
     # that its neighbours' windows stay whole (a Sentinel-2 scene's last column of 13 px slivers)
-    reachable = [t for t in plan.tiles if t.height * t.width >= min_valid * size * size]
+    reachable = [t for t in plan.tiles if t.height * t.width / (size * size) >= min_valid]
     unread = len(plan.tiles) - len(reachable)
     if not reachable:
         yield TileBatch([], np.empty((0, channels, size, size), np.float32), np.empty(0), unread)
@@ -231,7 +231,8 @@ def read_tile_batches(
             for tile in (t for t in group if t.row == top):
                 c0 = tile.col - left
                 inside[tile] = tile.height * tile.width if whole else int(valid[:, c0 : c0 + tile.width].sum())
-        kept = [t for t in group if inside[t] >= min_valid * size * size]
+        fraction = {t: inside[t] / (size * size) for t in group}
+        kept = [t for t in group if fraction[t] >= min_valid]
         if len(kept) == len(rows) * columns and width == columns * size:
             data = np.lib.stride_tricks.as_strided(
                 window, (len(kept), channels, size, size), (size * item, window.strides[0], window.strides[1], item))
@@ -239,8 +240,7 @@ def read_tile_batches(
             data = ring.swap_last((len(kept), channels, size, size))
             for slot, tile in zip(data, kept, strict=True):
                 slot[...] = window[:, :, rows.index(tile.row), tile.col - left : tile.col - left + size]
-        fractions = np.array([inside[t] / (size * size) for t in kept])
-        yield TileBatch(kept, data, fractions, len(group) - len(kept) + unread)
+        yield TileBatch(kept, data, np.array([fraction[t] for t in kept]), len(group) - len(kept) + unread)
         unread = 0
 
 
