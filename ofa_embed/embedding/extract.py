@@ -229,7 +229,8 @@ def _chained(plans: Sequence[TilePlan], batch_size: int, min_valid: float, stop:
         if stop.is_set():  # stopped (an error, an interrupt): the scenes left are not reopened
             return
         with plan.scene.reading():
-            for batch in read_tile_batches(plan, batch_size, min_valid, stop, held, ring):
+            edges = (number == 0, number == len(plans) - 1)
+            for batch in read_tile_batches(plan, batch_size, min_valid, stop, held, ring, edges):
                 batch.scene = number
                 yield batch
 

@@ -87,3 +87,14 @@ def test_a_scene_whose_every_tile_is_below_min_valid_before_reading_yields_one_e
         plan = plan_tiles(scene, None, None, 16)
         batches = list(read_tile_batches(plan, 8, 0.5, threading.Event()))
     assert [(len(b.tiles), b.skipped, b.data.shape) for b in batches] == [(0, 1, (0, S2.num_bands, 48, 48))]
+
+
+def test_only_the_run_s_first_and_last_windows_are_read_in_halves(tmp_path):
+    # 128 x 128 px in 32 px tiles, batches of 8: windows of 2 tile rows x 4 columns
+    path = write_raster(tmp_path / "s2.tif", s2_values(128, 128), descriptions=S2.band_names)
+    with open_scene(path) as scene:
+        plan = plan_tiles(scene, 32, None, 16)
+        sizes = {edges: [len(b.tiles) for b in read_tile_batches(plan, 8, 0.0, threading.Event(), run_edges=edges)]
+                 for edges in [(True, True), (True, False), (False, True), (False, False)]}
+    assert sizes == {(True, True): [4, 4, 4, 4], (True, False): [4, 4, 8], (False, True): [8, 4, 4],
+                     (False, False): [8, 8]}
