@@ -150,7 +150,8 @@ def embed(
 
     Args:
         model: the backbone, already on ``device``.
-        images: ``(B, C, H, W)`` float32, C = the bands of ``modality``.
+        images: ``(B, C, H, W)`` float32, C = the bands of ``modality``, any strides (a reader's view of its
+            window: the patch embedding gathers its patches from it in place).
         modality: registered modality name (all bands present), or the :class:`ModelInput` of
             :func:`model_input`.
         device: where the forward pass runs.
