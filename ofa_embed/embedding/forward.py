@@ -161,7 +161,7 @@ def embed(
     Returns:
         float32 ``(B, D)`` (or ``(B, N, D)``); ``(0, D)`` for an empty batch.
     """
-    if not len(images):  # a last batch whose tiles were all skipped
+    if not len(images):  # a window whose tiles were all skipped
         return np.empty((0, model.embed_dim), np.float32)
     fed = model_input(model, modality) if isinstance(modality, str) else modality
     x = fed.feed((torch.from_numpy(images) if isinstance(images, np.ndarray) else images).to(device, non_blocking=True))
