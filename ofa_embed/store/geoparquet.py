@@ -434,21 +434,40 @@ def read_metadata(path: str | AnyPath) -> dict[str, Any]:
     Raises:
         StoreError: not a store file.
     """
-    raw, _ = _footer(as_location(path) if isinstance(path, str) else path)
+    raw, _, _ = _footer(as_location(path) if isinstance(path, str) else path)
     return _parsed_metadata(raw, path)
 
 
-def _footer(path: AnyPath) -> tuple[dict[bytes, bytes], int]:
-    """The key-value metadata and row count of the Parquet file at ``path``, from one read of its footer.
+# bytes read from the end of a store file at once: its footer and the 8 bytes after it, in one request
+# for a file on an object store (a scene file's footer is 5-10 KB)
+FOOTER_READ = 64 * 1024
+
+
+def _footer(path: AnyPath) -> tuple[dict[bytes, bytes], int, str]:
+    """The key-value metadata, row count and fingerprint (SHA-256 of the footer and the 8 bytes after it) of
+    the Parquet file at ``path``, from one read of its end: ``describe_store`` opened every file twice, once for
+    pyarrow and once for the fingerprint.
 
     Raises:
         StoreError: not a readable Parquet file.
     """
     try:
-        with open_parquet(path) as parquet:
-            return parquet.schema_arrow.metadata or {}, parquet.metadata.num_rows
-    except (OSError, pa.ArrowInvalid) as exc:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - FOOTER_READ))
+            end = handle.read()
+            length = int.from_bytes(end[-8:-4], "little") if len(end) >= 8 and end[-4:] == b"PAR1" else -1
+            if length < 0 or length + 12 > size:
+                raise ValueError("no Parquet footer at its end")
+            if length + 8 > len(end):
+                handle.seek(size - length - 8)
+                end = handle.read()
+        footer = end[-(length + 8):]
+        # the footer alone, behind the leading magic bytes, is a file pyarrow reads the metadata of
+        metadata = pq.read_metadata(pa.BufferReader(b"PAR1" + footer))
+    except (OSError, ValueError, pa.ArrowInvalid) as exc:
         raise StoreError(f"{path}: not a readable Parquet file ({exc})") from None
+    return metadata.metadata or {}, metadata.num_rows, hashlib.sha256(footer).hexdigest()
 
 
 def _parsed_metadata(raw: dict[bytes, bytes], path: str | AnyPath) -> dict[str, Any]:
@@ -488,14 +507,6 @@ class StoreFile:
     embedding_dtype: str = "float32"
 
 
-def _footer_fingerprint(path: AnyPath) -> str:
-    with path.open("rb") as handle:
-        handle.seek(-8, os.SEEK_END)
-        footer_length = int.from_bytes(handle.read(4), "little")
-        handle.seek(-(8 + footer_length), os.SEEK_END)
-        return hashlib.sha256(handle.read(footer_length + 8)).hexdigest()
-
-
 def describe_store(store: str | AnyPath) -> list[StoreFile]:
     """The scene files of a store with their row counts, fingerprints and model.
 
@@ -510,10 +521,10 @@ def describe_store(store: str | AnyPath) -> list[StoreFile]:
         raise StoreError(f"{store}: store is empty (no .parquet scene files)")
     described = []
     for path in files:
-        raw, rows = _footer(path)
+        raw, rows, fingerprint = _footer(path)
         meta = _parsed_metadata(raw, path)
         described.append(StoreFile(
-            path, relative_name(path, store), rows, _footer_fingerprint(path),
+            path, relative_name(path, store), rows, fingerprint,
             meta["model"]["weights_hash"], int(meta["emb"]["dimension"]), meta["emb"].get("quantization", "float32"),
         ))
     models = {(f.weights_hash, f.dimension) for f in described}
