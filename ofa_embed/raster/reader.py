@@ -168,14 +168,14 @@ def _rows_per_window(plan: TilePlan, tiles: list[TileWindow], batch_size: int) -
 
 def _halves(group: list[TileWindow]) -> list[list[TileWindow]]:
     """``group`` split in two, by tile rows if it has several, else by columns (each half a rectangle again)."""
-    rows = sorted({t.row for t in group})
-    if len(rows) > 1:
-        split = rows[len(rows) // 2]
-        halves = [[t for t in group if t.row < split], [t for t in group if t.row >= split]]
-    else:
-        split = sorted({t.col for t in group})[len({t.col for t in group}) // 2]
-        halves = [[t for t in group if t.col < split], [t for t in group if t.col >= split]]
-    return [half for half in halves if half]
+    by_rows = len({t.row for t in group}) > 1
+
+    def start(tile: TileWindow) -> int:
+        return tile.row if by_rows else tile.col
+
+    starts = sorted({start(t) for t in group})
+    split = starts[len(starts) // 2]
+    return [half for half in ([t for t in group if start(t) < split], [t for t in group if start(t) >= split]) if half]
 
 
 def _run_windows(groups: list[list[TileWindow]], run_edges: tuple[bool, bool]) -> list[list[TileWindow]]:

@@ -439,7 +439,7 @@ def read_metadata(path: str | AnyPath) -> dict[str, Any]:
 
 
 # bytes read from the end of a store file at once: its footer and the 8 bytes after it, in one request
-# for a file on an object store (a scene file's footer is 5-10 KB)
+# for a file on an object store (the footer of a Sentinel-2 scene's file of 899 tiles: 17 KB)
 FOOTER_READ = 64 * 1024
 
 
