@@ -34,6 +34,9 @@ What is measured, and how:
    running while a scene is written and the next is opened. (Until 2026-12-02 this ceiling was 4 x
    the single scene's forward, which drains the workers 4 times where extract drains them once: it
    flattered the multi-scene ratio, 0.868 against 0.798 on the same rounds; both are printed.)
+   Each round also times extract's reader alone on the 4 scenes, with no model (``reading_timer``, in CPU
+   seconds), and prints the ratio that reading alone leaves: with the forward keeping every core busy,
+   ``forward / (forward + reading)`` in core-s is the most the multi-scene ratio can be on this machine.
    This machine's speed drifts by tens of percent within a minute (a shared VM), so (1) and the two
    forward timings run in rounds, one of each per round. For each schedule, the ratio is the median
    over rounds of (that round's forward) / (that round's extract); the ratio judged is the smaller of
