@@ -36,7 +36,8 @@ What is measured, and how:
    flattered the multi-scene ratio, 0.868 against 0.798 on the same rounds; both are printed.)
    Each round also times extract's reader alone on the 4 scenes, with no model (``reading_timer``, in CPU
    seconds), and prints the ratio that reading alone leaves: with the forward keeping every core busy,
-   ``forward / (forward + reading)`` in core-s is the most the multi-scene ratio can be on this machine.
+   ``forward / (forward + reading)`` in core-s is what the multi-scene ratio would be if reading were the
+   only work beside the model (the value checks and the writes add more).
    This machine's speed drifts by tens of percent within a minute (a shared VM), so (1) and the two
    forward timings run in rounds, one of each per round. For each schedule, the ratio is the median
    over rounds of (that round's forward) / (that round's extract); the ratio judged is the smaller of
@@ -389,7 +390,8 @@ def reading_row(runs: dict[str, list[float]], cores: int) -> None:
          f"a scene; extract's reader on the {MULTI_SCENES} scenes, {reading:.2f} core-s = {share:.1%} of the "
          f"forward's core-s; runs " + " ".join(f"{r:.2f}" for r in runs["reading_multi"]))
     _row("  ratio left by reading alone", f"{statistics.median(bounds):8.3f}", "",
-         f"forward / (forward + reading) in core-s on {cores} cores: the most the ratio above can be")
+         f"forward / (forward + reading) in core-s on {cores} cores: the ratio above if reading were all the work "
+         "beside the model (value checks and writes add more; single rounds scatter with the host's speed)")
 
 
 def main() -> None:
