@@ -17,6 +17,7 @@ worker, over 16 runs each).
 from __future__ import annotations
 
 import functools
+import os
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +35,7 @@ from ofa_embed.sensors import CUSTOM, Modality, get_modality
 from ofa_embed.threads import wait_through_interrupts
 
 __all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "ModelInput", "batches_held", "embed", "embed_batches", "model_input",
-           "model_workers", "native_cpu_bf16", "resolve_device", "resolve_precision"]
+           "model_workers", "native_cpu_bf16", "CPU_BF16_ENV", "resolve_device", "resolve_precision"]
 
 # beyond this many concurrent batches, more threads per batch are cheaper than more batches in memory
 MAX_CPU_WORKERS = 4
@@ -47,11 +48,30 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-@functools.cache
+# "0" or "1" overrides what the CPU says for ``auto``: a host whose detection is wrong, or a run (the test suite)
+# that must give the same numbers on every CPU
+CPU_BF16_ENV = "OFA_EMBED_CPU_BF16"
+
+
 def native_cpu_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); without it torch emulates bf16,
-    which is slower than float32.
+    which is slower than float32. The environment variable :data:`CPU_BF16_ENV` (``0`` or ``1``), where set,
+    answers instead of the CPU.
+
+    Raises:
+        ConfigError: the variable holds something other than ``0`` or ``1``.
     """
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced:
+        if forced not in ("0", "1"):
+            raise ConfigError(f"{CPU_BF16_ENV}={forced!r}: set 0 (emulated bf16: auto is fp32) or 1 (native: auto is "
+                              "bf16), or unset it to ask the CPU")
+        return forced == "1"
+    return _cpu_reports_bf16()
+
+
+@functools.cache
+def _cpu_reports_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
