@@ -7,8 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ofa_embed.embedding.forward import CPU_BF16_ENV
 from ofa_embed.sensors import get_modality
 from tests.helpers import s2_values, write_raster
+
+
+@pytest.fixture(autouse=True, scope="session")
+def emulated_bf16_policy():
+    """``precision="auto"`` means float32 in every test, whatever the CPU: tests that compare numbers get the
+    same numbers on CPUs with native bf16 (where ``auto`` is bf16 for users) and without. Set in the
+    environment, so that subprocesses and Dask workers follow it. The bf16 path has tests of its own that
+    force ``precision="bf16"``, and the policy itself is tested by setting the variable.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CPU_BF16_ENV, "0")
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -24,6 +24,19 @@ def test_auto_precision_is_bf16_only_where_bf16_is_native(monkeypatch):
         resolve_precision("fp16", cpu)
 
 
+def test_the_environment_answers_for_the_cpu_in_autos_policy(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(forward.CPU_BF16_ENV, "1")
+    assert resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setenv(forward.CPU_BF16_ENV, "0")
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setenv(forward.CPU_BF16_ENV, "yes")
+    with pytest.raises(ConfigError, match="OFA_EMBED_CPU_BF16='yes': set 0"):
+        resolve_precision("auto", cpu)
+    monkeypatch.delenv(forward.CPU_BF16_ENV)
+    assert resolve_precision("auto", cpu) == ("bf16" if forward.native_cpu_bf16() else "fp32")
+
+
 def test_bf16_embeddings_of_the_bundled_sample_stay_within_cosine_0_999_of_fp32():
     model = load_weights().model
     with open_scene(sample_scene()) as scene:
