@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ofa_embed.model.pooling import POOLINGS, check_pooling
 from ofa_embed.sensors.registry import MODALITIES
 
 __all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "DOFA_CONFIGS", "PATCH_EMBEDS", "POOLINGS", "DOFAConfig",
@@ -17,10 +18,6 @@ __all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "DOFA_CONFIGS", "PATCH_
 # 2: patch_embed, wave_dim and pooling added; a version-1 config is the per-modality, token-mean model
 CONFIG_VERSION = 2
 PATCH_EMBEDS = ("spectral", "per_modality")
-POOLINGS = {
-    "token_mean": "mean of final-normed patch tokens",
-    "mean_norm": "final norm of the mean of patch tokens",
-}
 
 
 def _checked_version(data: dict[str, Any]) -> int:
@@ -63,7 +60,8 @@ class OFAConfig(_ViTShape):
             seen in training still has a trained embedding; ``per_modality``: OFA-Net's one Conv2d per
             modality plus a learned modality embedding (the version-1 design).
         wave_dim: width of the sin-cos wavelength code of the spectral patch embedding.
-        pooling: how patch tokens become one embedding, a key of :data:`POOLINGS`.
+        pooling: how patch tokens become one embedding, one of :data:`POOLINGS`
+            (:mod:`ofa_embed.model.pooling`).
         config_version: schema version of this dataclass, bumped on incompatible changes.
     """
 
@@ -76,8 +74,7 @@ class OFAConfig(_ViTShape):
     def __post_init__(self) -> None:
         if self.patch_embed not in PATCH_EMBEDS:
             raise ValueError(f"patch_embed {self.patch_embed!r}: choose one of {', '.join(PATCH_EMBEDS)}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        check_pooling(self.pooling)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict."""
@@ -119,7 +116,7 @@ class DOFAConfig(_ViTShape):
         positions: the position embedding; DOFA's fixed 2-D sin-cos (column half first, a zero code
             for the class token), evaluated on each tile's own patch grid, so tiles other than
             ``img_size`` get the formula's values rather than an interpolated table.
-        pooling: a key of :data:`POOLINGS` (DOFA: ``fc_norm`` of the mean of patch tokens).
+        pooling: one of :data:`POOLINGS` (DOFA: ``fc_norm`` of the mean of patch tokens).
         source_sha256: SHA-256 of the published file these weights were converted from.
         family: ``dofa``.
     """

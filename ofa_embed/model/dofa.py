@@ -32,8 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from ofa_embed.errors import ConfigError, WeightsError
-from ofa_embed.model.config import DOFA_CONFIGS, POOLINGS, DOFAConfig
+from ofa_embed.model.config import DOFA_CONFIGS, DOFAConfig
 from ofa_embed.model.layers import LAYER_NORM_EPS, Block, SpectralPatchEmbed, sincos_pos_embed_2d
+from ofa_embed.model.pooling import POOLING_DESCRIPTIONS, final_tokens, pool_tokens
 from ofa_embed.sensors.registry import MODALITIES
 
 __all__ = ["DOFA", "PUBLISHED_WEIGHTS", "TRAINING_STATS", "TRAINING_WAVELENGTHS_UM", "PublishedWeights", "adapt_published",
@@ -72,7 +73,7 @@ class DOFA(nn.Module):
     @property
     def pooling(self) -> str:
         """How patch tokens become the embedding, in words (recorded in every store file)."""
-        return POOLINGS[self.config.pooling]
+        return POOLING_DESCRIPTIONS[self.config.pooling]
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -139,14 +140,18 @@ class DOFA(nn.Module):
 
     def forward_features(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
                          bands: Sequence[str] | None = None) -> Tensor:
-        """``(B, C, H, W)`` -> patch tokens ``(B, N, D)`` after the blocks (class token dropped, no norm:
-        DOFA normalises the mean, in :meth:`pool`).
+        """``(B, C, H, W)`` -> patch tokens ``(B, N, D)`` after the blocks, class token dropped; under DOFA's
+        ``mean_norm`` pooling not normed (``fc_norm`` normalises the mean, in :meth:`pool`), under
+        ``token_mean`` normed by ``fc_norm`` (:func:`~ofa_embed.model.pooling.final_tokens`).
         """
-        return self.blocks(self.embed_tokens(x, modality, wavelengths_um, bands))[:, 1:]
+        encoded = self.blocks(self.embed_tokens(x, modality, wavelengths_um, bands))[:, 1:]
+        return final_tokens(encoded, self.config.pooling, self.fc_norm)
 
     def pool(self, tokens: Tensor) -> Tensor:
-        """``(B, N, D)`` patch tokens -> ``(B, D)``: ``fc_norm`` of their mean."""
-        return self.fc_norm(tokens.mean(dim=1))
+        """``(B, N, D)`` patch tokens -> ``(B, D)``: under DOFA's ``mean_norm``, ``fc_norm`` of their mean
+        (:func:`~ofa_embed.model.pooling.pool_tokens`).
+        """
+        return pool_tokens(tokens, self.config.pooling, self.fc_norm)
 
     def forward(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
                 bands: Sequence[str] | None = None) -> Tensor:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ofa_embed.errors import ConfigError
-from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, POOLINGS, OFAConfig
+from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
 from ofa_embed.model.layers import (
     LAYER_NORM_EPS,
     POLARISATIONS,
@@ -35,6 +35,7 @@ from ofa_embed.model.layers import (
     SpectralPatchEmbed,
     sincos_pos_embed_2d,
 )
+from ofa_embed.model.pooling import POOLING_DESCRIPTIONS, final_tokens, pool_tokens
 from ofa_embed.sensors.registry import MODALITIES
 
 __all__ = ["CONFIGS", "OFAConfig", "OFANet", "create_model"]
@@ -78,7 +79,7 @@ class OFANet(nn.Module):
     @property
     def pooling(self) -> str:
         """How patch tokens become the embedding, in words (recorded in every store file)."""
-        return POOLINGS[self.config.pooling]
+        return POOLING_DESCRIPTIONS[self.config.pooling]
 
     def _init_weights(self) -> None:
         if isinstance(self.patch_embed, SpectralPatchEmbed):
@@ -179,18 +180,20 @@ class OFANet(nn.Module):
     def forward_features(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
                          bands: Sequence[str] | None = None) -> Tensor:
         """``(B, C, H, W)`` -> patch tokens ``(B, N, D)``: final-normed, except under ``mean_norm`` pooling,
-        where (as timm does with ``fc_norm``) the norm comes after the mean, in :meth:`pool`.
+        where (as timm does with ``fc_norm``) the norm comes after the mean, in :meth:`pool`
+        (:func:`~ofa_embed.model.pooling.final_tokens`).
         """
         return self.finish(self.blocks(self.embed_tokens(x, modality, wavelengths_um, bands)))
 
     def finish(self, encoded: Tensor) -> Tensor:
         """Output of the blocks ``(B, N, D)`` -> the tokens :meth:`forward_features` returns."""
-        return encoded if self.config.pooling == "mean_norm" else self.norm(encoded)
+        return final_tokens(encoded, self.config.pooling, self.norm)
 
     def pool(self, tokens: Tensor) -> Tensor:
-        """Patch tokens from :meth:`forward_features` ``(B, N, D)`` -> embeddings ``(B, D)``."""
-        pooled = tokens.mean(dim=1)
-        return self.norm(pooled) if self.config.pooling == "mean_norm" else pooled
+        """Patch tokens from :meth:`forward_features` ``(B, N, D)`` -> embeddings ``(B, D)``
+        (:func:`~ofa_embed.model.pooling.pool_tokens`).
+        """
+        return pool_tokens(tokens, self.config.pooling, self.norm)
 
     def forward(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
                 bands: Sequence[str] | None = None) -> Tensor:
