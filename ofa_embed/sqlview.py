@@ -5,10 +5,13 @@ fixed-size lists read back as variable ``FLOAT[]``; ``array_cosine_similarity`` 
 float16 and int8 stores are read back as float32, int8 times its ``embedding_scale``, which the view hides)
 and ``geometry`` as ``GEOMETRY`` (the spatial extension, loaded offline, reads the GeoParquet
 metadata). ``embed(path)`` embeds a tile file with the store's own model and returns ``FLOAT[D]``;
-results are cached per file and modification time, so a query calls the model once per file.
+``embed(path, modality, bands)`` says what the file is (``bands`` comma-separated in file order, as
+``--bands`` takes them; NULL for either leaves it to the file). Results are cached per file, modification
+time and reading, so a query calls the model once per file.
 
     SELECT id, array_cosine_similarity(embedding, embed('q.tif')) AS s
     FROM embeddings ORDER BY s DESC LIMIT 5
+    SELECT id FROM embeddings ORDER BY array_cosine_similarity(embedding, embed('q.tif', 'landsat_oli', 'B2,B3,B4')) DESC
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from ofa_embed.store.duck import connect
 from ofa_embed.store.quantise import SCALE_COLUMN
 
 __all__ = ["sql", "connect_store", "SQLError"]
+
+# the Python functions behind the SQL macro embed(): the tile's path alone, or with its modality and bands
+PATH_FUNCTION = "ofa_embed_tile"
+PATH_AS_FUNCTION = "ofa_embed_tile_as"
 
 
 def connect_store(store: str | AnyPath, *, weights: str | Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -56,15 +63,26 @@ def connect_store(store: str | AnyPath, *, weights: str | Path | None = None) ->
     )
 
     @functools.lru_cache(maxsize=256)
-    def cached(path: str, stamp: int) -> list[float]:
+    def cached(path: str, stamp: int, modality: str | None, bands: str | None) -> list[float]:
         query = import_whole("ofa_embed.embedding.query")  # torch loads only when a query embeds a tile
-        return query.embed_file(path, query.store_model(store, weights)).tolist()
+        names = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
+        return query.embed_file(path, query.store_model(store, weights), modality=modality or None,
+                                bands=names).tolist()
+
+    def embed_as(path: str, modality: str | None, bands: str | None) -> list[float]:
+        target = Path(path)
+        return cached(str(target.resolve()), target.stat().st_mtime_ns if target.exists() else 0, modality, bands)
 
     def embed(path: str) -> list[float]:
-        target = Path(path)
-        return cached(str(target.resolve()), target.stat().st_mtime_ns if target.exists() else 0)
+        return embed_as(path, None, None)
 
-    con.create_function("embed", embed, ["VARCHAR"], f"FLOAT[{dim}]", side_effects=False)
+    # DuckDB registers one Python function per name, so the two forms of embed() are a macro over two of them;
+    # NULL modality or bands in the long form mean "as the file says" (null_handling special passes them on)
+    con.create_function(PATH_FUNCTION, embed, ["VARCHAR"], f"FLOAT[{dim}]", side_effects=False)
+    con.create_function(PATH_AS_FUNCTION, embed_as, ["VARCHAR", "VARCHAR", "VARCHAR"], f"FLOAT[{dim}]",
+                        side_effects=False, null_handling="special")
+    con.execute(f"CREATE TEMP MACRO embed(path) AS {PATH_FUNCTION}(path), "
+                f"(path, modality, bands) AS {PATH_AS_FUNCTION}(path, modality, bands)")
     return con
 
 

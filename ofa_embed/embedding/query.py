@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,16 @@ from ofa_embed.errors import TilingError
 from ofa_embed.location import AnyPath
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.weights import weights_for_store
-from ofa_embed.raster.scene import open_scene
+from ofa_embed.raster.evidence import describe_evidence
+from ofa_embed.raster.scene import RASTER_SUFFIXES, open_scene
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import describe_store, read_metadata
 
 __all__ = ["MAX_QUERY_PIXELS", "StoreModel", "embed_file", "store_model"]
 
 MAX_QUERY_PIXELS = 1024
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,21 @@ class StoreModel:
         custom_input: for a store of a sensor given by wavelengths, the recorded model input (bands,
             wavelengths, normalisation) that query tiles of that sensor are read with; else None.
         sar_scale: how the store's SAR values were given (query tiles of SAR are read the same way).
+        modality: the registered modality the store's scenes were read as (``custom`` for a sensor given by
+            wavelengths).
+        source_bands: the bands of the store's files as read, in file order (``--bands`` of its extraction),
+            where its scenes were multi-band files; empty for band-file scenes, whose file order says nothing
+            of a multi-band query file's.
+        input_dtype: the data type of the store's files (None for stores written before it was recorded).
     """
 
     loaded: LoadedModel
     precision: str
     custom_input: dict[str, Any] | None = None
     sar_scale: str = "db"
+    modality: str = ""
+    source_bands: tuple[str, ...] = ()
+    input_dtype: str | None = None
 
 
 def store_model(store: str | AnyPath, weights: str | Path | None = None) -> StoreModel:
@@ -55,9 +68,11 @@ def store_model(store: str | AnyPath, weights: str | Path | None = None) -> Stor
     meta = read_metadata(describe_store(store)[0].path)
     model_meta = meta["model"]
     custom = meta.get("model_input") if meta["modality"]["name"] == CUSTOM else None
-    sar_scale = str(meta.get("input_values", {}).get("sar_scale", "db"))
+    values = meta.get("input_values") or {}
+    multiband = str((meta.get("scene") or {}).get("path", "")).lower().endswith(RASTER_SUFFIXES)
     return StoreModel(weights_for_store(model_meta, weights), str(model_meta.get("precision", "auto")), custom,
-                      sar_scale)
+                      str(values.get("sar_scale", "db")), str(meta["modality"]["name"]),
+                      tuple(meta.get("source_bands") or ()) if multiband else (), values.get("dtype"))
 
 
 def embed_file(
@@ -81,6 +96,8 @@ def embed_file(
     """
     loaded, custom = made.loaded, made.custom_input if modality is None else None
     sensor = {"wavelengths": custom["wavelengths_um"], "statistics": (custom["mean"], custom["std"])} if custom else {}
+    if modality is None and bands is None and not custom:
+        modality, bands = _as_recorded(path, made)
     with open_scene(path, modality=modality, bands=bands, nodata=nodata, **sensor, sar_scale=made.sar_scale) as scene:
         if max(scene.width, scene.height) > MAX_QUERY_PIXELS:
             raise TilingError(
@@ -93,3 +110,21 @@ def embed_file(
     padded = np.zeros((data.shape[0], -(-data.shape[1] // patch) * patch, -(-data.shape[2] // patch) * patch), np.float32)
     padded[:, : data.shape[1], : data.shape[2]] = data
     return embed(loaded.model, padded[None], fed, next(loaded.model.parameters()).device, precision=made.precision)[0]
+
+
+def _as_recorded(path: str | Path | Sequence[str | Path], made: StoreModel) -> tuple[str | None, list[str] | None]:
+    """The store's modality and bands for a query file that does not say what it is (no band names, no
+    wavelengths, no sensor tags or sensor file name) while its band count and data type are those the store
+    was read from; ``(None, None)`` otherwise (the file is detected as any other, and refused where its
+    values contradict what it is taken for).
+    """
+    if not isinstance(path, (str, Path)) or not made.source_bands or made.input_dtype is None:
+        return None, None
+    evidence = describe_evidence(Path(path))
+    if evidence is None or evidence.says_what_it_is:
+        return None, None
+    if (evidence.band_count, evidence.dtype) != (len(made.source_bands), made.input_dtype):
+        return None, None
+    logger.info("%s names no bands: read as the store's %s bands %s (%s, as its scenes were)", path, made.modality,
+                ",".join(made.source_bands), made.input_dtype)
+    return made.modality, list(made.source_bands)

@@ -159,3 +159,36 @@ def test_bad_search_input_gives_one_line(indexed, tmp_path, case):
     assert result.exit_code == 1, result.output
     assert message in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
+
+
+def test_a_query_tile_that_names_nothing_is_read_as_its_store_was(tmp_path):
+    # Landsat digital numbers for B2, B3, B4 in a uint16 file with no band names or sensor tags: only the
+    # extraction's --modality/--bands say what it is, and the store records them
+    values = (s2_values(192, 192)[[1, 2, 3]].astype(np.float32) * 0.8 + 6000).astype(np.uint16)
+    scene = write_raster(tmp_path / "export.tif", values, res=30.0)
+    store = tmp_path / "store"
+    made = run("extract", scene, "--out", store, "--modality", "landsat_oli", "--bands", "B2,B3,B4", *FAST, "-q")
+    assert made.exit_code == 0, made.output
+    assert run("index", store).exit_code == 0
+    query = cut_tile(scene, Window(64, 0, 64, 64), tmp_path / "q.tif")
+    result = run("search", store, "--like", query, "--k", "3", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "q.tif names no bands: read as the store's landsat_oli bands B2,B3,B4 (uint16" in said
+    hits = pd.read_csv(__import__("io").StringIO(result.output[result.output.index("rank,id"):]))
+    assert hits.id[0] == tile_id(scene.stem, 0, 64, 64) and hits.similarity[0] >= 0.99
+    top = ofa_embed.sql(store, f"SELECT id FROM embeddings ORDER BY array_cosine_similarity(embedding, embed('{query}')) "
+                               "DESC LIMIT 1")
+    assert top.id[0] == hits.id[0]
+    # the long form says what the file is; NULL bands leave them to the file (here: to the store's record)
+    named = ofa_embed.sql(store, f"SELECT embed('{query}') AS a, embed('{query}', 'landsat_oli', 'B2,B3,B4') AS b, "
+                                 f"embed('{query}', NULL, NULL) AS c")
+    np.testing.assert_allclose(named.a[0], named.b[0], atol=1e-6)
+    np.testing.assert_allclose(named.a[0], named.c[0], atol=1e-6)
+    swapped = ofa_embed.sql(store, f"SELECT array_cosine_similarity(embed('{query}'), "
+                                   f"embed('{query}', 'landsat_oli', 'B4,B3,B2')) AS s")
+    assert swapped.s[0] < 0.9999  # the bands given are the bands read
+    # a file contradicting the record (another data type) is detected as any file is, and refused here
+    other = write_raster(tmp_path / "q32.tif", np.asarray(values[:, :64, :64], np.float32))
+    refused = run("search", store, "--like", other, "-q")
+    assert refused.exit_code == 1 and "q32.tif" in refused.output
