@@ -22,14 +22,18 @@ def sql(
     fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(SQL_FORMATS)}.")] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default: stdout).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Checkpoint of the store's model for embed().")] = None,
+    read: Annotated[list[Path] | None, typer.Option(
+        "--read", help="A file or folder that queries may read besides the store (repeatable).")] = None,
+    allow_writes: Annotated[bool, typer.Option(
+        "--allow-writes", help="Run statements that write files (COPY ... TO, ATTACH), never inside the store.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Query a store with DuckDB SQL (spatial extension loaded, no network)."""
+    """Query a store with DuckDB SQL (spatial extension loaded, no network; read-only unless --allow-writes)."""
     setup_logging(quiet)
     with errors_to_exit():
         if fmt not in SQL_FORMATS:
             raise SQLError(f"--format {fmt!r}: choose one of {', '.join(SQL_FORMATS)}")
-        result = ofa_embed.sql(store, query, weights=weights)
+        result = ofa_embed.sql(store, query, weights=weights, allow_writes=allow_writes, read_paths=read or ())
         if fmt != "table":
             write(result, fmt, out)
             return

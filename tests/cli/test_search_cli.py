@@ -2,6 +2,7 @@
 
 import json
 
+import duckdb
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import ofa_embed
 from ofa_embed.cli.main import app
 from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
+from ofa_embed.sqlview import connect_store
 from ofa_embed.store import tile_id
 from ofa_embed.store.duck import connect
 from tests.helpers import cut_tile, s2_values, write_raster
@@ -192,3 +194,28 @@ def test_a_query_tile_that_names_nothing_is_read_as_its_store_was(tmp_path):
     other = write_raster(tmp_path / "q32.tif", np.asarray(values[:, :64, :64], np.float32))
     refused = run("search", store, "--like", other, "-q")
     assert refused.exit_code == 1 and "q32.tif" in refused.output
+
+
+def test_sql_is_read_only_unless_told_and_never_writes_inside_the_store(indexed, tmp_path):
+    copy_in = f"COPY (SELECT * FROM embeddings) TO '{indexed / 'x.parquet'}'"
+    refused = run("sql", indexed, copy_in)
+    assert refused.exit_code == 1 and "COPY statements are not run" in " ".join(refused.output.split())
+    inside = run("sql", indexed, copy_in, "--allow-writes")
+    assert inside.exit_code == 1 and "never write inside the store" in " ".join(inside.output.split())
+    assert not (indexed / "x.parquet").exists()
+    for statement in (f"ATTACH '{tmp_path / 'a.db'}'", "CREATE TABLE t AS SELECT 1", "SET enable_external_access = true"):
+        assert run("sql", indexed, statement).exit_code == 1
+    # DuckDB's own settings refuse what a query reads or writes outside the store, with USE_TMP_FILE or not
+    other = tmp_path / "labels.csv"
+    other.write_text("id,label\na,1\n")
+    read = run("sql", indexed, f"SELECT * FROM read_csv('{other}')")
+    assert read.exit_code == 1 and "--read PATH" in " ".join(read.output.split())
+    assert run("sql", indexed, f"SELECT count(*) AS n FROM read_csv('{other}')", "--read", other, "--format", "csv").output \
+        .split() == ["n", "1"]
+    with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):
+        connect_store(indexed).execute(f"COPY (SELECT 1) TO '{tmp_path / 'y.csv'}'")
+    out = tmp_path / "ids.csv"
+    written = run("sql", indexed, f"COPY (SELECT id FROM embeddings) TO '{out}'", "--allow-writes")
+    assert written.exit_code == 0, written.output
+    assert len(pd.read_csv(out)) == 20 and sorted(p.name for p in indexed.iterdir() if p.is_file()) == [
+        p.name for p in sorted(indexed.glob("*.parquet"))]
