@@ -125,11 +125,12 @@ def run_example(example: Example, folder: Path) -> str:
     for path in example.needs:
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).symlink_to(REPO / path, target_is_directory=(REPO / path).is_dir())
-    cli = Path(sys.executable).with_name("ofa-embed")
+    script = Path(sys.executable).with_name("ofa-embed")  # the console script beside this interpreter
+    cli = [str(script)] if script.exists() else [sys.executable, "-c", "from ofa_embed.cli.main import run; run()"]
     env = {key: value for key, value in os.environ.items() if key != "OFA_EMBED_DEBUG"} | {"COLUMNS": str(COLUMNS)}
     text = ""
     for command in example.commands:
-        done = subprocess.run([str(cli), *command[1:]], cwd=folder, env=env, capture_output=True, text=True,
+        done = subprocess.run([*cli, *command[1:]], cwd=folder, env=env, capture_output=True, text=True,
                               check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{command_text(command)} exited {done.returncode}:\n{done.stderr}")
