@@ -2,8 +2,9 @@
 
 Each step draws one modality (in proportion to its tiles, or uniformly with ``sampling="balanced"``)
 and a batch of its tiles, each seen as one or two views (random crops, flips, quarter turns), and takes
-one AdamW step on the objective of :mod:`ofa_embed.pretraining.objective` (MAE on every view plus
-InfoNCE between the views; linear warm-up, then cosine decay to zero). The code is the same on CPU and GPU except for the device
+one AdamW step on the objective ``PretrainConfig.objective`` names (:mod:`ofa_embed.pretraining.objective`;
+by default MAE on every view plus InfoNCE between the views), with a linear warm-up, then cosine decay
+to zero. The code is the same on CPU and GPU except for the device
 and the autocast dtype; under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
 DistributedDataParallel, each rank samples with its own seed and rank 0 alone writes files.
 
@@ -11,7 +12,8 @@ Output directory::
 
     state.pt              everything to resume: model + decoder, optimiser, scheduler, step, RNG states
     encoder.safetensors   the encoder alone (an ofa-embed checkpoint, what ``extract --weights`` takes)
-    loss.csv, loss.png    step, loss (and its MAE / contrastive parts), learning rate, samples/s, modality
+    config.json           the corpus and the PretrainConfig (PretrainConfig.from_dict reads it back)
+    loss.csv, loss.png    step, loss (and its parts, the objective's log_keys), learning rate, samples/s, modality
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.pretraining.config import PretrainConfig
 from ofa_embed.pretraining.corpus import load_manifest
-from ofa_embed.pretraining.objective import MaskedSiamese
+from ofa_embed.pretraining.objective import Objective, build_objective
 
 __all__ = ["PretrainConfig", "PretrainReport", "pretrain", "param_groups", "CorpusSampler"]
 
@@ -209,7 +211,7 @@ def pretrain(
     resume: bool = False,
     on_progress: Callable[[int, int, float, float], None] | None = None,
 ) -> PretrainReport:
-    """Pre-train a backbone with MAE on ``corpus``; write checkpoints and the loss curve to ``out``.
+    """Pre-train a backbone on ``corpus`` with ``config.objective``; write checkpoints and the loss curve to ``out``.
 
     Args:
         corpus: directory written by :func:`ofa_embed.curate`.
@@ -224,15 +226,14 @@ def pretrain(
     rank, world, device = _distributed()
     out = Path(out)
     state_path = out / "state.pt"
-    crops = (config.crop, config.second_crop) if config.second_crop else (config.crop,)
+    crops = config.crops
     sampler = CorpusSampler(corpus, crops=crops, sampling=config.sampling, seed=config.seed + rank)
     encoder = create_model(config.model_config(), seed=config.seed)
     for crop in crops:
         if crop % encoder.patch_size:
             raise ConfigError(f"crop {crop} must be a multiple of the patch size {encoder.patch_size}")
     torch.manual_seed(config.seed + rank)
-    objective = MaskedSiamese(encoder, norm_pix_loss=config.norm_pix_loss, contrastive_weight=config.contrastive_weight,
-                              temperature=config.temperature).to(device)
+    objective = build_objective(config.objective, encoder, config.objective_options).to(device)
     optimizer = torch.optim.AdamW(param_groups(objective, config.weight_decay), lr=config.lr, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     start_step = 0
@@ -257,7 +258,7 @@ def pretrain(
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda" or config.bf16)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"corpus": str(corpus), **asdict(config)}, indent=1))
+        (out / "config.json").write_text(json.dumps({"corpus": str(corpus), **config.to_dict()}, indent=1))
     log_path = out / "loss.csv"
     rows: list[dict[str, str]] = []
     if resume and log_path.is_file():
@@ -269,15 +270,15 @@ def pretrain(
         modality, batch = sampler.sample(config.batch_size)
         views = [torch.from_numpy(view).to(device, non_blocking=True) for view in batch]
         with autocast:
-            loss, parts = model(views, modality, config.mask_ratio)
+            loss, parts = model(views, modality)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(objective.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         rate = config.batch_size * world / (time.perf_counter() - tick)
-        rows.append({"step": str(step + 1), "loss": f"{loss.item():.5f}", "mae": f"{parts['mae']:.5f}",
-                     "contrastive": f"{parts.get('contrastive', float('nan')):.5f}",
+        rows.append({"step": str(step + 1), "loss": f"{loss.item():.5f}",
+                     **{key: f"{parts.get(key, float('nan')):.5f}" for key in objective.log_keys},
                      "lr": f"{scheduler.get_last_lr()[0]:.3e}", "samples_per_s": f"{rate:.1f}", "modality": modality})
         if on_progress:
             on_progress(step + 1, config.steps, loss.item(), rate)
@@ -294,7 +295,7 @@ def pretrain(
                           time.perf_counter() - started, losses[-1] if losses else float("nan"), weights, losses)
 
 
-def _save_state(path: Path, objective: MaskedSiamese, optimizer: torch.optim.Optimizer,
+def _save_state(path: Path, objective: Objective, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, sampler: CorpusSampler, step: int) -> None:
     with atomic_target(path) as tmp:
         torch.save({"model": objective.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -14,8 +14,8 @@ from ofa_embed.errors import ConfigError, StoreError
 from ofa_embed.model import CONFIGS, create_model
 from ofa_embed.model.checkpoint import load_checkpoint
 from ofa_embed.model.mae import OFAMAE, patchify, random_masking, unpatchify
-from ofa_embed.pretraining.config import PretrainConfig
-from ofa_embed.pretraining.objective import MaskedSiamese, info_nce
+from ofa_embed.pretraining.config import OBJECTIVE_OPTIONS, MaskedSiameseOptions, PretrainConfig
+from ofa_embed.pretraining.objective import OBJECTIVES, MaskedSiamese, build_objective, info_nce
 from ofa_embed.pretraining.train import CorpusSampler, param_groups, pretrain
 from tests.helpers import s2_values, write_raster
 
@@ -70,10 +70,10 @@ def test_sampler_draws_views_of_the_same_tiles_of_one_modality(corpus):
 
 def test_both_terms_of_the_objective_train_and_the_contrastive_term_finds_views_of_one_tile():
     torch.manual_seed(0)
-    objective = MaskedSiamese(create_model("ofa_test"), contrastive_weight=1.0)
+    objective = MaskedSiamese(create_model("ofa_test"), mask_ratio=0.5, contrastive_weight=1.0)
     tiles = torch.randn(8, 13, 32, 32)
     views = [tiles, tiles[:, :, 8:24, 8:24].flip(-1)]
-    loss, parts = objective(views, "sentinel2_l1c", 0.5)
+    loss, parts = objective(views, "sentinel2_l1c")
     assert set(parts) == {"mae", "contrastive"} and loss.item() == pytest.approx(parts["mae"] + parts["contrastive"], rel=1e-5)
     loss.backward()
     assert objective.projector[0].weight.grad.abs().sum() > 0
@@ -81,8 +81,8 @@ def test_both_terms_of_the_objective_train_and_the_contrastive_term_finds_views_
     same = info_nce(torch.eye(4), torch.eye(4), 0.1)
     shuffled = info_nce(torch.eye(4), torch.eye(4)[[1, 2, 3, 0]], 0.1)
     assert same < 0.01 < 1.0 < shuffled
-    mae_only, parts = MaskedSiamese(create_model("ofa_test"), contrastive_weight=0.0)(views, "sentinel2_l1c", 0.5)
-    assert set(parts) == {"mae"}
+    mae_only, parts = MaskedSiamese(create_model("ofa_test"), mask_ratio=0.5, contrastive_weight=0.0)(views, "sentinel2_l1c")
+    assert set(parts) == {"mae"} and set(MaskedSiamese.log_keys) == {"mae", "contrastive"}
 
 
 def test_mae_pieces_keep_their_shape_contracts():
@@ -101,7 +101,10 @@ def test_tiny_pretraining_lowers_the_loss_and_writes_a_loadable_encoder(corpus, 
     loaded = load_checkpoint(tmp_path / "run" / "encoder.safetensors")
     assert loaded.weights_hash == report.weights_hash and loaded.model.config.name == "ofa_test"
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
-    assert len((tmp_path / "run" / "loss.csv").read_text().splitlines()) == 31
+    log = (tmp_path / "run" / "loss.csv").read_text().splitlines()
+    assert len(log) == 31 and log[0] == "step,loss,mae,contrastive,lr,samples_per_s,modality"
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written["objective"] == "masked_siamese" and PretrainConfig.from_dict(written) == TINY
 
 
 def test_resume_continues_at_the_saved_step_with_the_same_state(corpus, tmp_path, monkeypatch):
@@ -144,10 +147,36 @@ def test_weight_decay_spares_norms_biases_and_embeddings(patch_embed):
 
 
 @pytest.mark.parametrize("settings", [{"model": "nope"}, {"sampling": "uniform"}, {"steps": 0}, {"mask_ratio": 1.0},
-                                      {"warmup_steps": -1}, {"second_crop": 0}, {"temperature": 0.0}])
+                                      {"warmup_steps": -1}, {"second_crop": 0}, {"temperature": 0.0},
+                                      {"objective": "nope"}, {"second_crop": -1, "contrastive_weight": 0.0}])
 def test_bad_hyper_parameters_are_one_line_config_errors(settings):
     with pytest.raises(ConfigError):
-        PretrainConfig(**settings)
+        PretrainConfig.from_dict(settings)
+
+
+def test_objectives_are_chosen_by_name_with_their_options_nested():
+    assert set(OBJECTIVES) == set(OBJECTIVE_OPTIONS) and PretrainConfig().objective == "masked_siamese"
+    for name, objective in OBJECTIVES.items():
+        assert objective.options_type is OBJECTIVE_OPTIONS[name] and objective.log_keys
+    config = PretrainConfig(objective_options=MaskedSiameseOptions(temperature=0.1, contrastive_weight=0.0), second_crop=0)
+    assert PretrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    built = build_objective(config.objective, create_model("ofa_test"), config.objective_options)
+    assert isinstance(built, MaskedSiamese)
+    assert (built.temperature, built.contrastive_weight, built.mask_ratio) == (0.1, 0.0, 0.75)
+    with pytest.raises(ConfigError, match="choose one of masked_siamese"):
+        build_objective("nope", create_model("ofa_test"), config.objective_options)
+
+
+def test_a_config_json_of_the_flat_layout_still_loads():
+    """Runs before objectives had a name wrote their options beside the other hyper-parameters."""
+    old = {"corpus": "/data/corpus", "model": "ofa_test", "patch_size": None, "steps": 7000, "batch_size": 32, "lr": 0.0015,
+           "weight_decay": 0.05, "warmup_steps": 300, "mask_ratio": 0.6, "crop": 96, "second_crop": 64, "norm_pix_loss": True,
+           "contrastive_weight": 0.25, "temperature": 0.3, "sampling": "proportional", "seed": 0, "checkpoint_every": 500,
+           "bf16": False}
+    config = PretrainConfig.from_dict(old)
+    assert config.objective == "masked_siamese" and config.steps == 7000
+    assert config.objective_options == MaskedSiameseOptions(mask_ratio=0.6, norm_pix_loss=True, contrastive_weight=0.25,
+                                                            temperature=0.3)
 
 
 @pytest.mark.slow
