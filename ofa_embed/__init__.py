@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # the lazily loaded names, as type checkers and IDEs should s
     from ofa_embed.embedding.extract import ExtractReport, SceneReport, extract
     from ofa_embed.mapview import MapReport, map
     from ofa_embed.pretraining.corpus import curate
-    from ofa_embed.raster.scene import open_scene
+    from ofa_embed.raster.opening import open_scene
     from ofa_embed.retrieval import search
     from ofa_embed.sensors import MODALITIES, get_modality
     from ofa_embed.sqlview import sql
@@ -29,7 +29,7 @@ _API = {
     "SceneReport": "ofa_embed.embedding.extract",
     "extract_chips": "ofa_embed.embedding.chips", "ChipsReport": "ofa_embed.embedding.chips",
     "MODALITIES": "ofa_embed.sensors", "get_modality": "ofa_embed.sensors",
-    "open_scene": "ofa_embed.raster.scene",
+    "open_scene": "ofa_embed.raster.opening",
     "map": "ofa_embed.mapview", "MapReport": "ofa_embed.mapview",
     "search": "ofa_embed.retrieval",
     "sql": "ofa_embed.sqlview",

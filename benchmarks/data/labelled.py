@@ -70,7 +70,7 @@ from benchmarks.data.landsat_bqa_labels import CLASSES as BQA_CLASSES  # noqa: E
 from benchmarks.data.landsat_bqa_labels import bqa_classes  # noqa: E402
 from ofa_embed.atomic import atomic_target  # noqa: E402
 from ofa_embed.downstream.geobench.files import read_sample  # noqa: E402
-from ofa_embed.raster.scene import open_scene  # noqa: E402
+from ofa_embed.raster.opening import open_scene  # noqa: E402
 from ofa_embed.sensors.registry import MODALITIES, Modality  # noqa: E402
 
 SHARED = Path(os.environ.get("OFA_EMBED_SHARED_DATA", fetch.REPO.parent / "shared" / "data"))

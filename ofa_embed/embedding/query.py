@@ -17,7 +17,8 @@ from ofa_embed.location import AnyPath
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.weights import weights_for_store
 from ofa_embed.raster.evidence import describe_evidence
-from ofa_embed.raster.scene import RASTER_SUFFIXES, open_scene
+from ofa_embed.raster.files import RASTER_SUFFIXES
+from ofa_embed.raster.opening import open_scene
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import describe_store, read_metadata
 

@@ -31,8 +31,10 @@ import numpy as np
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError, TilingError
 from ofa_embed.pretraining.config import DEFAULT_TILE_SIZE, PATCH_MULTIPLE
+from ofa_embed.raster.opening import open_scenes
 from ofa_embed.raster.reader import plan_tiles, prefetched, read_tile_batches
-from ofa_embed.raster.scene import Scene, gdal_block_cache, open_scenes
+from ofa_embed.raster.scene import Scene
+from ofa_embed.raster.source import gdal_block_cache
 
 __all__ = ["curate", "CorpusReport", "load_manifest", "CORPUS_VERSION"]
 

@@ -1,7 +1,11 @@
-"""Which sensor a scene is: from band descriptions, file names and band counts."""
+"""Which sensor a scene is: from band descriptions, file names and band counts, and from the band tokens of
+band-per-file products. Every sensor rule is registry data (:mod:`ofa_embed.sensors.registry`); this module
+only weighs the evidence.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from pathlib import PurePath
@@ -9,24 +13,69 @@ from pathlib import PurePath
 from ofa_embed.errors import ModalityError
 from ofa_embed.sensors.registry import MODALITIES, Modality
 
-__all__ = ["band_name_from_filename", "detect_modality", "generic_descriptions"]
+__all__ = ["band_name_from_filename", "detect_band_file_modality", "detect_modality", "generic_descriptions",
+           "without_band_token"]
 
-# Band counts that identify a modality when nothing else does; hyperspectral needs wavelengths instead.
-_BY_BAND_COUNT = {13: "sentinel2_l1c", 12: "sentinel2_l2a", 9: "sentinel2_9band", 7: "landsat_oli",
-                  2: "sentinel1_grd", 4: "rgbn", 3: "rgb"}
 _MIN_HYPERSPECTRAL_BANDS = 20
 
+# The band token ends a file stem after one or more separators ("_B02", "-B8A_20m", ".B4", ", B08" of tutorial
+# exports), optionally followed by the band's resolution. Which tokens there are is registry data
+# (Modality.band_file_token): one expression over every registered sensor, rebuilt when the registry changes.
+_SEPARATORS = r"[_\-.\s,]+"
 
-# the band token ends the stem after a separator: "_B02", "-B8A_20m", ".B4", or ", B08" (tutorial exports)
-_BAND_TOKEN = re.compile(r"(?:^|[_\-.\s,])(B\d{1,2}A?)(?:_\d+m)?$", re.IGNORECASE)
+
+@functools.lru_cache(maxsize=8)
+def _band_token_regex(tokens: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(f"(?:{token})" for token in tokens) or r"(?!)"
+    return re.compile(rf"(?:^|{_SEPARATORS})({alternatives})(?:_\d+m)?$", re.IGNORECASE)
+
+
+def _band_token(stem: str) -> re.Match[str] | None:
+    tokens = tuple(dict.fromkeys(m.band_file_token for m in MODALITIES.values() if m.band_file_token))
+    return _band_token_regex(tokens).search(stem)
 
 
 def band_name_from_filename(stem: str) -> str | None:
-    """Band token at the end of a file stem: ``"s2_B02"`` -> ``"B02"``, ``"T33_B8A_20m"`` -> ``"B8A"``,
-    ``"LC08_..._B4"`` -> ``"B4"``; None when the stem carries no band token (e.g. ``"..._BQA"``).
+    """Band token at the end of a file stem, upper case: ``"s2_B02"`` -> ``"B02"``, ``"T33_B8A_20m"`` ->
+    ``"B8A"``, ``"LC08_..._B4"`` -> ``"B4"``, ``"..._VV"`` -> ``"VV"``; None when the stem carries no band token
+    of a registered sensor (e.g. ``"..._BQA"``).
     """
-    match = _BAND_TOKEN.search(stem)
+    match = _band_token(stem)
     return match.group(1).upper() if match else None
+
+
+def without_band_token(stem: str) -> str:
+    """The product id of a band file: its stem without the band token and its separators
+    (``"LC08_..._RT_B2"`` -> ``"LC08_..._RT"``); the stem itself when it has no token or is nothing else.
+    """
+    match = _band_token(stem)
+    return (stem[: match.start()] if match else stem) or stem
+
+
+def detect_band_file_modality(names: Sequence[str], *, texts: Sequence[str] = (), source: str = "") -> Modality:
+    """The sensor a set of band files is, from their band tokens (upper case, as :func:`band_name_from_filename`
+    gives them, or band names given for them).
+
+    The candidates are the sensors whose :attr:`~ofa_embed.sensors.Modality.band_file_token` every name matches
+    (Sentinel-2's padded ``B02``, Landsat's ``B2``, ...). Among them: the one with the most of the names among its
+    bands, then the one with the fewest bands (a Sentinel-2 product without ``B10`` is Level-2A), then the one
+    whose file-name patterns match one of ``texts`` (the scene's and its files' names: Landsat Level-2 surface
+    reflectance, ``..._L2SP_..._SR_B4``), then the first registered.
+
+    Raises:
+        ModalityError: no registered sensor names its band files so; the message says to pass ``--modality``.
+    """
+    candidates = [m for m in MODALITIES.values()
+                  if m.band_file_token and names and all(re.fullmatch(m.band_file_token, n) for n in names)]
+    if not candidates:
+        raise ModalityError(f"{source}: band files {', '.join(names)} fit no known modality; pass --modality")
+
+    def rank(modality: Modality) -> tuple[int, int, bool]:
+        named = sum(modality.band_index(n) is not None for n in names)
+        named_so = any(re.search(p, t, re.IGNORECASE) for p in modality.filename_patterns for t in texts)
+        return -named, modality.num_bands, not named_so
+
+    return min(candidates, key=rank)
 
 
 def detect_modality(
@@ -42,8 +91,8 @@ def detect_modality(
     Evidence, strongest first: many bands with wavelengths (hyperspectral); band descriptions, which
     decide band identity whenever they are given (any order, any subset: ``nir, red, green`` is ``rgbn``
     without blue; descriptions naming no known band are an error, generic ones like ``Band 1`` are
-    ignored); a file-name pattern; then the band count, whose guess the value-range check of
-    :func:`~ofa_embed.raster.scene.open_scene` guards.
+    ignored); a file-name pattern; then the band count (the modality registered as the default for it),
+    whose guess the value-range check of :func:`~ofa_embed.raster.opening.open_scene` guards.
 
     Args:
         band_count: number of bands in the file (or band files in a folder).
@@ -57,8 +106,9 @@ def detect_modality(
     """
     source = source or name or "scene"
     labels = [d for d in descriptions if d]
-    if has_wavelengths and band_count >= _MIN_HYPERSPECTRAL_BANDS:
-        return MODALITIES["hyperspectral"]
+    resampled = next((m for m in MODALITIES.values() if m.spectral_resample), None)
+    if has_wavelengths and band_count >= _MIN_HYPERSPECTRAL_BANDS and resampled is not None:
+        return resampled
     if labels and len(labels) == band_count and not generic_descriptions(labels):
         return _from_descriptions(labels, name, source)
     for modality in MODALITIES.values():
@@ -66,10 +116,10 @@ def detect_modality(
             if any(re.search(p, name, re.IGNORECASE) for p in modality.filename_patterns):
                 if not modality.spectral_resample or has_wavelengths:
                     return modality
-    token = _BAND_TOKEN.search(PurePath(source).stem)
+    token = band_name_from_filename(PurePath(source).stem)
     if band_count == 1 and token:
         raise ModalityError(
-            f"{source}: one band ({token.group(1).upper()}) of a band-per-file product; give all its band files "
+            f"{source}: one band ({token}) of a band-per-file product; give all its band files "
             "together (files sharing a product id become one scene), or their folder, or --stack to stack files "
             "named otherwise"
         )
@@ -80,8 +130,9 @@ def detect_modality(
                 f"{modality.num_bands} bands; name them in file order with --bands (choosing among "
                 f"{', '.join(modality.band_names)})"
             )
-    if band_count in _BY_BAND_COUNT:
-        return MODALITIES[_BY_BAND_COUNT[band_count]]
+    for modality in MODALITIES.values():
+        if modality.default_for_band_count and modality.num_bands == band_count:
+            return modality
     raise ModalityError(
         f"{source}: {band_count} band(s) fit no known modality; pass --modality "
         f"({', '.join(MODALITIES)}) and, for a subset of its bands, --bands"

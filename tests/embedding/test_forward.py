@@ -9,7 +9,7 @@ from ofa_embed.embedding import forward
 from ofa_embed.embedding.forward import embed, resolve_precision
 from ofa_embed.errors import ConfigError
 from ofa_embed.model.weights import load_weights
-from ofa_embed.raster.scene import open_scene
+from ofa_embed.raster.opening import open_scene
 from ofa_embed.sample import sample_scene
 
 

@@ -30,7 +30,7 @@ def test_shipped_checkpoint_reproduces_its_reference_embedding():
     first tile: a change of library, kernel or layer that moves embeddings of the same weights fails here."""
     from rasterio.windows import Window
 
-    from ofa_embed.raster.scene import open_scene
+    from ofa_embed.raster.opening import open_scene
     from ofa_embed.sample import sample_scene
 
     model = load_weights().model

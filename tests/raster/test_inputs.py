@@ -11,8 +11,9 @@ from rasterio.windows import Window
 
 import ofa_embed
 from ofa_embed.errors import ModalityError, SceneReadError, TilingError
+from ofa_embed.raster.files import group_band_files
+from ofa_embed.raster.opening import open_scene
 from ofa_embed.raster.reader import plan_tiles
-from ofa_embed.raster.scene import group_band_files, open_scene
 from ofa_embed.sensors import get_modality
 from ofa_embed.store import read_metadata
 from tests.helpers import s2_values, write_raster

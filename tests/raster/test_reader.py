@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from rasterio.windows import Window
 
+from ofa_embed.raster.opening import open_scene
 from ofa_embed.raster.reader import PREFETCH_DEPTH, TileRing, plan_tiles, read_tile_batches
-from ofa_embed.raster.scene import open_scene
 from ofa_embed.sensors import get_modality
 from tests.helpers import s2_values, write_raster
 

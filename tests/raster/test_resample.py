@@ -6,8 +6,8 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+from ofa_embed.raster.opening import open_scene
 from ofa_embed.raster.resample import aligned_grid
-from ofa_embed.raster.scene import open_scene
 from tests.helpers import ORIGIN, UTM33
 
 FINE = Affine(10, 0, ORIGIN[0], 0, -10, ORIGIN[1])
@@ -36,7 +36,7 @@ def band_files(tmp_path, coarse, res, col_offset, row_offset, nodata=None, size=
 def both_reads(paths, window):
     """``(upsampled, gdal)``: the B8A window read on the fast path and through GDAL's resampling."""
     with open_scene(paths, modality="sentinel2_l2a") as scene:
-        source = next(s for s in scene._sources if s.aligned is not None)
+        source = next(s for s in scene.sources if s.aligned is not None)
         assert source.aligned.source_window(
             int(window.row_off), int(window.col_off), int(window.height), int(window.width)
         ) is not None, "the window is served by upsampling, not by GDAL"

@@ -7,7 +7,7 @@ import rasterio
 from rasterio.windows import Window
 
 from ofa_embed.errors import ModalityError, NoGeoreferenceError, SceneNotFoundError, SceneReadError
-from ofa_embed.raster.scene import open_scene
+from ofa_embed.raster.opening import open_scene
 from ofa_embed.sensors import get_modality
 from tests.helpers import s2_values, write_raster
 
@@ -166,7 +166,7 @@ def test_gdal_block_cache_is_held_for_a_run_only_and_import_changes_nothing(tmp_
     from rasterio.env import get_gdal_config
 
     import ofa_embed
-    from ofa_embed.raster.scene import DEFAULT_GDAL_CACHE_MB
+    from ofa_embed.raster.source import DEFAULT_GDAL_CACHE_MB
 
     env = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
     probe = "import os, ofa_embed.raster.scene, ofa_embed.embedding.extract; print(os.environ.get('GDAL_CACHEMAX'))"
@@ -201,11 +201,11 @@ def test_a_released_scene_holds_no_file_open_and_reads_the_same_once_reopened(s2
         before, _ = scene.read(Window(30, 40, 96, 64))
         before = before.copy()
         scene.release()
-        assert all(source.dataset.closed for source in scene._sources) and scene._sample is None
+        assert all(source.dataset.closed for source in scene.sources) and not scene.sample_held
         with scene.reading():
             after, _ = scene.read(Window(30, 40, 96, 64))
-            assert not any(source.dataset.closed for source in scene._sources)
-        assert all(source.dataset.closed for source in scene._sources)
+            assert not any(source.dataset.closed for source in scene.sources)
+        assert all(source.dataset.closed for source in scene.sources)
     np.testing.assert_array_equal(after, before)
 
 
@@ -216,7 +216,7 @@ def test_reopening_refuses_a_file_changed_since_it_was_checked(tmp_path):
     write_raster(path, s2_values(64, 80), descriptions=S2.band_names)
     with pytest.raises(SceneReadError, match=r"s2\.tif: changed since it was opened and checked"):
         scene.reopen()
-    assert scene._sources[0].dataset.closed
+    assert scene.sources[0].dataset.closed
     scene.close()
 
 
@@ -226,9 +226,9 @@ def test_own_handles_read_a_released_scene_beside_its_reader_and_refuse_a_change
         scene.release()
         with scene.reading():  # as the reader holds it
             with scene.own_handles() as own:
-                assert all(a.dataset is not b.dataset for a, b in zip(own._sources, scene._sources, strict=True))
+                assert all(a.dataset is not b.dataset for a, b in zip(own.sources, scene.sources, strict=True))
                 np.testing.assert_array_equal(own.sample_raw(), expected)
-            assert not own._sources and not any(source.dataset.closed for source in scene._sources)
+            assert not own.sources and not any(source.dataset.closed for source in scene.sources)
     path = write_raster(tmp_path / "s2.tif", s2_values(64, 64), descriptions=S2.band_names)
     changed = open_scene(path)
     changed.release()
@@ -240,7 +240,8 @@ def test_own_handles_read_a_released_scene_beside_its_reader_and_refuse_a_change
 
 
 def test_value_checks_made_unbegun_wait_for_begin_and_closing_unbegun_checks_nothing(tmp_path):
-    from ofa_embed.raster.scene import ValueChecks, open_scenes
+    from ofa_embed.raster.checks import ValueChecks
+    from ofa_embed.raster.opening import open_scenes
 
     paths = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(64, 64, seed=i), descriptions=S2.band_names)
              for i in range(2)]
@@ -264,7 +265,8 @@ def test_value_checks_made_unbegun_wait_for_begin_and_closing_unbegun_checks_not
 
 
 def test_value_checks_run_in_order_beside_the_caller_and_report_the_first_failure(tmp_path):
-    from ofa_embed.raster.scene import ValueChecks, open_scenes
+    from ofa_embed.raster.checks import ValueChecks
+    from ofa_embed.raster.opening import open_scenes
 
     good = write_raster(tmp_path / "S2A_MSIL1C_20200518T101031_good.tif", s2_values(64, 64), descriptions=S2.band_names)
     reflectance = (s2_values(64, 64) / 10_000).astype(np.float32)
@@ -278,7 +280,7 @@ def test_value_checks_run_in_order_beside_the_caller_and_report_the_first_failur
             checks.raise_failure()
     assert scenes[0].input_values["p50"] > 100 and not scenes[2].input_values  # stopped at the failure
     # the checks read through handles of their own: the scenes' are as open_scenes left them (3 files: all open)
-    assert not any(source.dataset.closed for s in scenes for source in s._sources)
+    assert not any(source.dataset.closed for s in scenes for source in s.sources)
     assert not [t for t in threading.enumerate() if t.name == "ofa-embed-value-checks"]
     for s in scenes:
         s.close()
@@ -286,22 +288,22 @@ def test_value_checks_run_in_order_beside_the_caller_and_report_the_first_failur
 
 def test_open_scenes_keeps_scenes_open_up_to_the_file_budget_and_closes_them_all_when_one_fails(
         tmp_path, monkeypatch, s2_band_folder):
-    from ofa_embed.raster import scene as scene_module
+    from ofa_embed.raster import opening as scene_module
 
     good = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(64, 64, seed=i), descriptions=S2.band_names)
             for i in range(3)]
     monkeypatch.setattr(scene_module, "KEPT_OPEN_FILES", 2)
     opened = scene_module.open_scenes(good)
     assert [s.name for s in opened] == ["s2_0", "s2_1", "s2_2"]
-    assert not any(source.dataset.closed for s in opened[:2] for source in s._sources)  # 2 files: kept open
-    assert all(source.dataset.closed for source in opened[2]._sources)  # past the budget: released
+    assert not any(source.dataset.closed for s in opened[:2] for source in s.sources)  # 2 files: kept open
+    assert all(source.dataset.closed for source in opened[2].sources)  # past the budget: released
     assert all(s.input_values["p99"] > 0 for s in opened)  # checked before release
     for s in opened:
         s.close()
     # the first scene stays open whatever its file count; a scene that would pass the budget is released
     folder, single = scene_module.open_scenes([s2_band_folder, good[0]], check_values=False)
-    assert len(folder._sources) > 2 and not any(source.dataset.closed for source in folder._sources)
-    assert all(source.dataset.closed for source in single._sources)
+    assert len(folder.sources) > 2 and not any(source.dataset.closed for source in folder.sources)
+    assert all(source.dataset.closed for source in single.sources)
     for s in (folder, single):
         s.close()
 
@@ -315,11 +317,11 @@ def test_open_scenes_keeps_scenes_open_up_to_the_file_budget_and_closes_them_all
     monkeypatch.setattr(scene_module, "open_scene", recording)
     with pytest.raises(SceneNotFoundError, match="missing.tif"):
         scene_module.open_scenes([good[0], tmp_path / "missing.tif", good[1]])
-    assert len(seen) == 1 and not seen[0]._sources  # closed, and the scene after the failure never opened
+    assert len(seen) == 1 and not seen[0].sources  # closed, and the scene after the failure never opened
 
 
 def test_pooled_sample_statistics_equal_those_of_the_concatenated_samples(tmp_path):
-    from ofa_embed.raster.scene import sample_statistics
+    from ofa_embed.raster.checks import sample_statistics
 
     paths = [write_raster(tmp_path / f"s2_{i}.tif", s2_values(70 + 40 * i, 90, seed=i) + 300 * i,
                           descriptions=S2.band_names) for i in range(3)]
