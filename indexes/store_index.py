@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from ofa_embed.indexes.manifest import (
 )
 from ofa_embed.indexes.vectors import iter_blocks, l2_normalise, strided_sample
 from ofa_embed.location import AnyPath, RemotePath, as_location, change_stamp
+from ofa_embed.progress import ProgressCallback
 from ofa_embed.store import StoreFile, describe_store, take_rows, tiles_frame
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,6 @@ class BuildReport:
     added: int
     seconds: float
 
-
-ProgressCallback = Callable[[str, int, int], None]
 
 
 def _add(index: faiss.Index, files: list[StoreFile], on_progress: ProgressCallback | None) -> int:

@@ -35,6 +35,7 @@ from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError
 from ofa_embed.indexes.store_index import open_index
 from ofa_embed.location import AnyPath, as_location
+from ofa_embed.progress import ProgressCallback
 from ofa_embed.store import (
     TILE_COLUMNS,
     StoreFile,
@@ -51,7 +52,6 @@ from ofa_embed.store import (
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
 
 logger = logging.getLogger(__name__)
-ProgressCallback = Callable[[str, int, int], None]
 PREDICTION_COLUMNS = ("id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry")
 # embeddings (n, D), their store positions (n,) -> predictions (n,) or (n, L), scores (n, C) or None
 Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]

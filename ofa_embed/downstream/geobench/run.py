@@ -23,13 +23,12 @@ from ofa_embed.downstream.metrics import CONFIDENCE, json_safe
 from ofa_embed.embedding.forward import resolve_device, resolve_precision
 from ofa_embed.errors import GeoBenchError
 from ofa_embed.model.weights import load_weights
+from ofa_embed.progress import ProgressCallback
 
 __all__ = ["GeoBenchReport", "GeoBenchResult", "geobench"]
 
 logger = logging.getLogger(__name__)
 
-
-ProgressCallback = Callable[[str, int, int], None]
 
 
 # --- the benchmark ---------------------------------------------------------------------------------------

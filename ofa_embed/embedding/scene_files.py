@@ -1,0 +1,124 @@
+"""A run's scenes into store files: one GeoParquet file per scene, with the scene's record, the model's and
+the tiling's (:mod:`ofa_embed.embedding.records`), in the scene's hive partition of a partitioned store.
+
+Used by a local ``extract`` run and by a Dask run's tasks (whole scenes, and the merge of a split scene's
+parts). Each file is written under a temporary name and renamed when complete
+(:func:`ofa_embed.store.write_scene`), so an interrupted run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass
+
+import numpy as np
+
+from ofa_embed.embedding.forward import ModelInput
+from ofa_embed.embedding.options import RunOptions
+from ofa_embed.embedding.pipeline import RunModel, embed_plans, feed
+from ofa_embed.embedding.records import file_metadata, model_record
+from ofa_embed.errors import TilingError
+from ofa_embed.location import AnyPath
+from ofa_embed.progress import ProgressCallback
+from ofa_embed.raster.checks import ValueChecks
+from ofa_embed.raster.reader import TilePlan
+from ofa_embed.raster.scene import Scene
+from ofa_embed.store import TileRecords, partition_of, write_scene
+from ofa_embed.store.metadata import SceneRecord, TilingRecord, emb_metadata
+from ofa_embed.tiling import to_lonlat
+
+__all__ = ["SceneReport", "extract_plans", "scene_partition", "write_plan"]
+
+
+@dataclass
+class SceneReport:
+    """What happened to one scene.
+
+    Attributes:
+        scene: scene name.
+        path: the store file (existing one when skipped).
+        tiles: tiles written.
+        skipped_tiles: tiles below ``min_valid``.
+        skipped_existing: the scene was already in the store and was not recomputed.
+        seconds: wall time for the scene.
+    """
+
+    scene: str
+    path: AnyPath
+    tiles: int = 0
+    skipped_tiles: int = 0
+    skipped_existing: bool = False
+    seconds: float = 0.0
+
+
+def scene_partition(scene: Scene, keys: Sequence[str] | None) -> dict[str, str] | None:
+    """The hive partition of ``scene`` in a store partitioned by ``keys`` (None: unpartitioned)."""
+    if not keys:
+        return None
+    left, bottom, right, top = scene.footprint_bounds()
+    lon, lat = to_lonlat(np.array([(left + right) / 2]), np.array([(bottom + top) / 2]), scene.crs)
+    return partition_of(keys, float(lon[0]), float(lat[0]), scene.acquired)
+
+
+def write_plan(plan: TilePlan, records: TileRecords, run: RunModel, fed: ModelInput, store: AnyPath,
+               options: RunOptions, partition: dict[str, str] | None) -> AnyPath:
+    """Write the embedded tiles of ``plan`` as its scene's store file in ``partition``, with the scene's
+    metadata; embeddings stored as ``options.embedding_dtype``.
+
+    Raises:
+        TilingError: no tile was kept (every one below ``options.min_valid``): nothing is written.
+    """
+    scene = plan.scene
+    if not len(records.rows):
+        raise TilingError(f"{scene.path}: no tile has at least {options.min_valid:.0%} valid pixels (all nodata?); "
+                          "nothing written")
+    where = SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
+                        scene.height, scene.nodata)
+    return write_scene(
+        store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
+        missing_bands=list(scene.missing_bands), records=records,
+        metadata=file_metadata(scene, model_record(run.loaded, run.precision), fed,
+                               TilingRecord(plan.tile_size, plan.stride, options.min_valid), where),
+        emb_metadata=emb_metadata(model_record(run.loaded, run.precision), [scene.acquired], options.embedding_dtype),
+        partition=partition,
+    )
+
+
+def extract_plans(plans: list[TilePlan], run: RunModel, store: AnyPath, options: RunOptions,
+                  on_progress: ProgressCallback | None, checks: ValueChecks | None = None) -> list[SceneReport]:
+    """Embed and write ``plans``; consecutive scenes fed alike share one pipeline
+    (:func:`~ofa_embed.embedding.pipeline.embed_plans`). The scenes' value ``checks``, begun here once the first
+    batch is embedded and running beside it, stop it at the batch after one fails and are awaited before the
+    first write (None: checked already).
+    """
+    reports: list[SceneReport] = []
+    feds = [feed(plan.scene, run.loaded) for plan in plans]
+
+    def progress(name: str, done: int, total: int) -> None:
+        if checks is not None:
+            checks.begin()  # the model is busy: its first batch is embedded, the next are read
+            checks.raise_failure()
+        if on_progress:
+            on_progress(name, done, total)
+
+    def same_input(pair: tuple[TilePlan, ModelInput]) -> str:
+        return json.dumps(pair[1].record, sort_keys=True, default=str)
+
+    for _, group in itertools.groupby(zip(plans, feds, strict=True), key=same_input):
+        members = list(group)
+        start = time.perf_counter()
+        # closed on every exit path: the pipeline's reader thread and model workers stop with it
+        with closing(embed_plans([plan for plan, _ in members], run, members[0][1], options, progress)) as embedded:
+            for plan, records, skipped in embedded:
+                if checks is not None:
+                    checks.wait()
+                path = write_plan(plan, records, run, members[0][1], store, options,
+                                  scene_partition(plan.scene, options.partition_by))
+                reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
+                                           seconds=time.perf_counter() - start))
+                start = time.perf_counter()
+    return reports
