@@ -180,3 +180,13 @@ def test_tutorial_style_band_files_and_db_values_in_an_rgb_file(tmp_path):
     db = np.random.default_rng(4).normal(-12, 4, (4, 32, 32)).astype(np.float32)
     with pytest.raises(ModalityError, match="negative: not 8-bit rgbn imagery.*--modality sentinel1_grd"):
         open_scene(write_raster(tmp_path / "sar_masked.tif", db))
+
+
+def test_sentinel1_polarisation_files_given_together_are_one_scene_named_without_the_polarisation(tmp_path):
+    db = np.random.default_rng(5).normal(-12, 3, (2, 32, 32)).astype(np.float32)
+    files = [write_raster(tmp_path / f"S1A_IW_GRDH_20200518T101031_{p}.tif", db[i : i + 1])
+             for i, p in enumerate(("VV", "VH"))]
+    assert group_band_files(files) == [files]
+    with open_scene(files) as scene:
+        assert scene.modality.name == "sentinel1_grd" and scene.source_labels == ["VV", "VH"]
+        assert scene.name == "S1A_IW_GRDH_20200518T101031"

@@ -5,6 +5,7 @@ from ofa_embed.errors import ModalityError
 from ofa_embed.sensors import (
     MODALITIES,
     band_name_from_filename,
+    detect_band_file_modality,
     detect_modality,
     get_modality,
 )
@@ -38,7 +39,7 @@ def test_band_labels_match_names_aliases_and_padding():
 @pytest.mark.parametrize(
     ("stem", "band"),
     [("s2_B02", "B02"), ("T33TWM_20200518T101031_B8A_20m", "B8A"), ("LC08_L1TP_224078_20200518_B4", "B4"),
-     ("l8_BQA", None), ("scene", None)],
+     ("l8_BQA", None), ("scene", None), ("S1A_IW_GRDH_20170613T165043_VV", "VV"), ("x__b8a_20m", "B8A")],
 )
 def test_band_token_from_filename(stem, band):
     assert band_name_from_filename(stem) == band
@@ -66,3 +67,18 @@ def test_resolve_bands_rejects_foreign_and_duplicate_bands():
         s2.resolve_bands(["VV"], source="--bands")
     with pytest.raises(ModalityError, match="given twice"):
         s2.resolve_bands(["B02", "blue"], source="--bands")
+
+
+@pytest.mark.parametrize(
+    ("names", "texts", "expected"),
+    [(["B02", "B03", "B04", "B08"], [], "sentinel2_l2a"), (["B01", "B10", "B8A"], [], "sentinel2_l1c"),
+     (["B2", "B3", "B4"], ["l8_B4"], "landsat_oli"), (["B2", "B3"], ["LC08_L2SP_224078_20200518_20200820_02_T1_SR_B2"],
+                                                       "landsat_oli_sr"), (["VV", "VH"], [], "sentinel1_grd")],
+)
+def test_band_file_naming_tells_the_sensor(names, texts, expected):
+    assert detect_band_file_modality(names, texts=texts).name == expected
+
+
+def test_band_file_naming_of_no_sensor_is_an_error():
+    with pytest.raises(ModalityError, match="band files red, B02 fit no known modality; pass --modality"):
+        detect_band_file_modality(["red", "B02"], source="scene")
