@@ -36,7 +36,7 @@ from ofa_embed.indexes.manifest import (
 from ofa_embed.indexes.vectors import iter_blocks, l2_normalise, strided_sample
 from ofa_embed.location import AnyPath, RemotePath, as_location, change_stamp
 from ofa_embed.progress import ProgressCallback
-from ofa_embed.store import StoreFile, describe_store, take_rows, tiles_frame
+from ofa_embed.store import RESULT_COLUMNS, StoreFile, describe_store, take_rows, tiles_frame
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ SUBSET_CACHE_SIZE, SUBSET_CACHE_ROWS = 4, 20_000
 # filters remembered as searched once, so that their second search gathers and keeps their vectors
 SEARCHED_ONCE_SIZE = 64
 OPENED_CACHE_SIZE = 2  # opened indexes kept per process (an HNSW index of 1M vectors holds ~1 GB)
-RESULT_COLUMNS = ["id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry"]
 
 
 @dataclass(frozen=True)
@@ -435,9 +434,9 @@ class StoreIndex:
         return offsets[which] + (positions - starts[which])
 
     def rows(self, positions: np.ndarray) -> gpd.GeoDataFrame:
-        """Store rows at ``positions`` (in that order), with :data:`RESULT_COLUMNS`."""
+        """Store rows at ``positions`` (in that order), with :data:`~ofa_embed.store.RESULT_COLUMNS`."""
         paths = [self.store / entry.name for entry in self.manifest.files]
-        return tiles_frame(take_rows(paths, self._offsets, positions, RESULT_COLUMNS))
+        return tiles_frame(take_rows(paths, self._offsets, positions, list(RESULT_COLUMNS)))
 
 
 _opened: dict[AnyPath, tuple[tuple[object, ...], StoreIndex]] = {}

@@ -37,6 +37,7 @@ from ofa_embed.indexes.store_index import open_index
 from ofa_embed.location import AnyPath, as_location
 from ofa_embed.progress import ProgressCallback
 from ofa_embed.store import (
+    RESULT_COLUMNS,
     TILE_COLUMNS,
     StoreFile,
     describe_store,
@@ -52,7 +53,6 @@ from ofa_embed.store import (
 __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
 
 logger = logging.getLogger(__name__)
-PREDICTION_COLUMNS = ("id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry")
 # embeddings (n, D), their store positions (n,) -> predictions (n,) or (n, L), scores (n, C) or None
 Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
@@ -203,9 +203,9 @@ def _knn_predictor(search: NeighbourSearch, allowed: np.ndarray, targets: np.nda
 
 
 def _file_tiles(path: AnyPath) -> tuple[gpd.GeoDataFrame, np.ndarray]:
-    """One store file's tiles (:data:`PREDICTION_COLUMNS`) and their ``(n, D)`` embeddings."""
+    """One store file's tiles (:data:`~ofa_embed.store.RESULT_COLUMNS`) and their ``(n, D)`` embeddings."""
     embedded = embedding_columns(parquet_schema(path))
-    table = read_parquet(path, [*PREDICTION_COLUMNS, *embedded])
+    table = read_parquet(path, [*RESULT_COLUMNS, *embedded])
     return tiles_frame(table.drop(embedded)), embedding_matrix(table)
 
 

@@ -563,6 +563,9 @@ def embedding_matrix(rows: pa.Table | pa.RecordBatch) -> np.ndarray:
 
 
 TILE_COLUMNS = ("id", "scene", "modality", "datetime", "geometry")
+# a tile's identity, time and footprint (flat bbox and geometry, EPSG:4326) without its embedding: the columns
+# of a search hit and of a prediction
+RESULT_COLUMNS = ("id", "scene", "modality", "datetime", "xmin", "ymin", "xmax", "ymax", "geometry")
 
 
 def read_tiles(store: str | AnyPath, columns: tuple[str, ...] = TILE_COLUMNS, *,
