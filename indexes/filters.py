@@ -16,6 +16,7 @@ The most selective structure gives the candidates; the filter's other fields are
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,9 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ofa_embed.errors import QueryError
 from ofa_embed.indexes.manifest import Manifest
 from ofa_embed.location import AnyPath
 from ofa_embed.store import epoch_micros, read_parquet
+from ofa_embed.store.footprints import crosses_antimeridian, wrap_longitude
 
 FILTER_COLUMNS = ["xmin", "ymin", "xmax", "ymax", "datetime", "modality", "scene"]
 
@@ -35,7 +38,8 @@ class SearchFilter:
     """Which rows a search may return; every set field must hold.
 
     Attributes:
-        bbox: ``(min_lon, min_lat, max_lon, max_lat)``: tiles whose bbox intersects it.
+        bbox: ``(min_lon, min_lat, max_lon, max_lat)``: tiles whose bbox intersects it; ``min_lon > max_lon``
+            for a bbox across the antimeridian (RFC 7946).
         start: tiles acquired at or after this time (tiles without a datetime are excluded).
         end: tiles acquired before this time.
         modality: tiles of this modality.
@@ -94,8 +98,10 @@ class FilterTable:
 
     def _grid(self, xmin: np.ndarray, ymin: np.ndarray, xmax: np.ndarray, ymax: np.ndarray) -> np.ndarray:
         """Lay the grid over the tile centres; each row's cell."""
-        cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
-        self.half_w = float(np.max(xmax - xmin)) / 2 if len(cx) else 0.0
+        # a tile across the antimeridian has xmin > xmax (RFC 7946): its width and centre go the short way round
+        width = np.where(crosses_antimeridian(xmin, xmax), xmax + 360 - xmin, xmax - xmin)
+        cx, cy = wrap_longitude(xmin + width / 2), (ymin + ymax) / 2
+        self.half_w = float(np.max(width)) / 2 if len(cx) else 0.0
         self.half_h = float(np.max(ymax - ymin)) / 2 if len(cy) else 0.0
         self.x0, self.y0 = (float(cx.min()), float(cy.min())) if len(cx) else (0.0, 0.0)
         side = max(1, int(np.sqrt(len(cx) / GRID_ROWS_PER_CELL)))
@@ -111,6 +117,20 @@ class FilterTable:
 
     def _bbox_candidates(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
         min_lon, min_lat, max_lon, max_lat = bbox
+        # a bbox across the antimeridian (min_lon > max_lon) is its two sides; a side whose widening passes ±180
+        # also looks on the other side, where tiles across the antimeridian have their centres
+        sides = [(min_lon, 180.0), (-180.0, max_lon)] if min_lon > max_lon else [(min_lon, max_lon)]
+        spans = list(sides)
+        for west, east in sides:
+            if west - self.half_w < -180:
+                spans.append((west + 360, 180.0))
+            if east + self.half_w > 180:
+                spans.append((-180.0, east - 360))
+        if len(spans) == 1:
+            return self._span_candidates(min_lon, min_lat, max_lon, max_lat)
+        return np.unique(np.concatenate([self._span_candidates(w, min_lat, e, max_lat) for w, e in spans]))
+
+    def _span_candidates(self, min_lon: float, min_lat: float, max_lon: float, max_lat: float) -> np.ndarray:
         # a tile intersects the bbox only if its centre lies within the bbox widened by half the largest tile;
         # one more cell each way absorbs rounding, and clipping in floats keeps an infinite bbox whole
         columns = np.floor((np.array([min_lon - self.half_w, max_lon + self.half_w]) - self.x0) / self.cell_w)
@@ -124,6 +144,24 @@ class FilterTable:
         starts, stops = self.cell_starts[first + c0], self.cell_starts[first + c1 + 1]
         return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(starts, stops, strict=True)])
 
+    def _covers(self, bbox: tuple[float, float, float, float]) -> bool:
+        """Whether any tile intersects ``bbox``."""
+        rows = self._bbox_candidates(bbox)
+        return bool(np.any(self._intersect(rows, bbox)))
+
+    def _intersect(self, rows: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
+        """Which of ``rows`` intersect ``bbox``, either of them possibly across the antimeridian (xmin > xmax)."""
+        min_lon, min_lat, max_lon, max_lat = bbox
+        xmin, xmax = self.xmin[rows], self.xmax[rows]
+        crossing = crosses_antimeridian(xmin, xmax)
+        # a longitude span across the antimeridian is [xmin, 180] and [-180, xmax]; two spans meet where one of
+        # each side's parts overlap, and a span across always meets another across
+        if min_lon > max_lon:
+            lon = crossing | (xmax >= min_lon) | (xmin <= max_lon)
+        else:
+            lon = np.where(crossing, (max_lon >= xmin) | (min_lon <= xmax), (xmax >= min_lon) & (xmin <= max_lon))
+        return lon & (self.ymax[rows] >= min_lat) & (self.ymin[rows] <= max_lat)
+
     def _time_candidates(self, start: datetime | None, end: datetime | None) -> np.ndarray:
         low = np.searchsorted(self.sorted_micros, epoch_micros(start), "left") if start is not None else \
             np.searchsorted(self.sorted_micros, np.iinfo(np.int64).min, "right")  # rows without a time never match
@@ -131,11 +169,26 @@ class FilterTable:
         return self.by_time[low:high]
 
     def allowed(self, search_filter: SearchFilter) -> np.ndarray:
-        """Sorted int64 positions of the rows that pass ``search_filter``."""
+        """Sorted int64 positions of the rows that pass ``search_filter``.
+
+        Raises:
+            QueryError: a scene the store does not hold; a bbox that covers no tile while the same numbers
+                with longitude and latitude swapped would (a ``lat,lon`` order).
+        """
         f = search_filter
+        if f.scene is not None and f.scene not in self.values["scene"]:
+            near = difflib.get_close_matches(f.scene, list(self.values["scene"]), n=3)
+            raise QueryError(f"scene {f.scene!r}: no tile of the store is of that scene"
+                             + (f"; did you mean {', '.join(map(repr, near))}?" if near else
+                                f" ({len(self.values['scene'])} scene(s) stored)"))
         candidates: list[np.ndarray] = []
         if f.bbox is not None:
             candidates.append(self._bbox_candidates(f.bbox))
+            if not self._covers(f.bbox):
+                min_lon, min_lat, max_lon, max_lat = f.bbox
+                if self._covers((min_lat, min_lon, max_lat, max_lon)):
+                    raise QueryError(f"bbox {','.join(f'{v:g}' for v in f.bbox)} covers no tile, but with its "
+                                     "longitudes and latitudes swapped it would: give MINLON,MINLAT,MAXLON,MAXLAT")
         if f.start is not None or f.end is not None:
             candidates.append(self._time_candidates(f.start, f.end))
         for column in ("modality", "scene"):
@@ -145,9 +198,7 @@ class FilterTable:
         rows = min(candidates, key=len) if candidates else np.arange(len(self.positions))
         keep = np.ones(len(rows), bool)
         if f.bbox is not None:
-            min_lon, min_lat, max_lon, max_lat = f.bbox
-            keep &= (self.xmax[rows] >= min_lon) & (self.xmin[rows] <= max_lon)
-            keep &= (self.ymax[rows] >= min_lat) & (self.ymin[rows] <= max_lat)
+            keep &= self._intersect(rows, f.bbox)
         if f.start is not None:
             keep &= self.micros[rows] >= epoch_micros(f.start)
         if f.end is not None:

@@ -14,10 +14,11 @@ from ofa_embed.errors import QueryError
 from ofa_embed.indexes.filters import SearchFilter
 from ofa_embed.lazy import import_whole
 from ofa_embed.location import AnyPath, as_location
+from ofa_embed.sensors import CUSTOM, MODALITIES
 from ofa_embed.store import embedding_columns, embedding_matrix, parquet_schema, store_files
 from ofa_embed.store.duck import connect
 
-__all__ = ["search", "QueryError"]
+__all__ = ["QueryError", "check_bbox", "search"]
 
 
 def _stored_embedding(store: AnyPath, where: str, params: list[object], order: str, what: str) -> np.ndarray:
@@ -41,6 +42,30 @@ def _as_list(value: object) -> list:
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
+
+
+def check_bbox(bbox: Sequence[float]) -> None:
+    """Refuse a bbox that is not ``(min_lon, min_lat, max_lon, max_lat)`` in degrees: ``min_lat`` above
+    ``max_lat``, a longitude outside -180..180 or a latitude outside -90..90 (the message says when the numbers
+    look like ``lat, lon`` order). ``min_lon > max_lon`` is a bbox across the antimeridian (RFC 7946).
+
+    Raises:
+        QueryError: what is wrong and the expected form.
+    """
+    text = ",".join(f"{v:g}" for v in bbox)
+    if len(bbox) != 4:
+        raise QueryError(f"bbox {text}: give 4 numbers MINLON,MINLAT,MAXLON,MAXLAT")
+    min_lon, min_lat, max_lon, max_lat = bbox
+    if not all(-90 <= v <= 90 for v in (min_lat, max_lat)):
+        swapped = all(-90 <= v <= 90 for v in (min_lon, max_lon)) and all(-180 <= v <= 180 for v in (min_lat, max_lat))
+        raise QueryError(f"bbox {text}: latitude outside -90..90" + (
+            "; the numbers look like latitude first: give MINLON,MINLAT,MAXLON,MAXLAT" if swapped else ""))
+    if not all(-180 <= v <= 180 for v in (min_lon, max_lon)):
+        raise QueryError(f"bbox {text}: longitude outside -180..180 (give longitudes in -180..180, "
+                         "e.g. 200 is -160)")
+    if min_lat > max_lat:
+        raise QueryError(f"bbox {text} must be MINLON,MINLAT,MAXLON,MAXLAT with min <= max (MINLON > MAXLON is "
+                         "a bbox across the antimeridian)")
 
 
 def search(
@@ -87,8 +112,10 @@ def search(
         raise QueryError("give a query: like (tile files), like_id (stored tiles) or like_point")
     if k < 1:
         raise QueryError(f"k must be at least 1, got {k}")
-    if bbox is not None and not (bbox[0] <= bbox[2] and bbox[1] <= bbox[3]):
-        raise QueryError(f"bbox {bbox} must be min_lon,min_lat,max_lon,max_lat with min <= max")
+    if bbox is not None:
+        check_bbox(bbox)
+    if modality is not None and modality != CUSTOM and modality not in MODALITIES:
+        raise QueryError(f"modality {modality!r} is not a modality; choose one of {', '.join([*MODALITIES, CUSTOM])}")
     if start is not None and end is not None and start >= end:
         raise QueryError(f"start {start.isoformat()} is not before end {end.isoformat()}")
     store = as_location(store)
@@ -109,7 +136,8 @@ def search(
     if like_point is not None:
         lon, lat = like_point
         positives.append(_unit(_stored_embedding(
-            store, "xmin <= ? AND xmax >= ? AND ymin <= ? AND ymax >= ?", [lon, lon, lat, lat],
+            store, "(CASE WHEN xmin <= xmax THEN xmin <= ? AND xmax >= ? ELSE xmin <= ? OR xmax >= ? END) "
+                   "AND ymin <= ? AND ymax >= ?", [lon, lon, lon, lon, lat, lat],
             f"(((xmin + xmax) / 2 - {float(lon)}) ^ 2 + ((ymin + ymax) / 2 - {float(lat)}) ^ 2)",
             f"no tile contains the point {lon}, {lat}",
         )))

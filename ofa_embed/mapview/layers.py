@@ -76,6 +76,14 @@ def corners_of(geometries: np.ndarray) -> np.ndarray:
     if (shapely.get_num_coordinates(rings) == 5).all():
         return shapely.get_coordinates(rings).reshape(-1, 5, 2)[:, :4]
     x0, y0, x1, y1 = shapely.bounds(geometries).T
+    # a tile cut at the antimeridian is drawn whole, its eastern part carried on past 180 (Web Mercator takes it)
+    cut = np.flatnonzero(shapely.get_type_id(geometries) == shapely.GeometryType.MULTIPOLYGON)
+    for i in cut:
+        parts = shapely.get_parts(geometries[i])
+        bounds = shapely.bounds(parts)
+        if bounds[:, 0].min() <= -180 and bounds[:, 2].max() >= 180:
+            x0[i] = bounds[bounds[:, 0] > -180, 0].min(initial=180.0)
+            x1[i] = bounds[bounds[:, 0] <= -180, 2].max() + 360
     return np.stack([np.stack([x0, y1], -1), np.stack([x1, y1], -1), np.stack([x1, y0], -1), np.stack([x0, y0], -1)], 1)
 
 

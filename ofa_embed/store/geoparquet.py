@@ -22,8 +22,11 @@ Columns (schema version :data:`STORE_VERSION`)::
     padded           bool       edge tile padded to the full tile size
     valid_fraction   float32    fraction of in-scene pixels that are not nodata
     missing_bands    list<string>  bands filled with their mean (subset input, out-of-range wavelengths)
-    geometry         binary     WKB polygon, EPSG:4326 longitude/latitude (GeoParquet primary column)
-    bbox             struct<xmin, ymin, xmax, ymax: double>  GeoParquet 1.1 bbox covering
+    geometry         binary     WKB polygon, EPSG:4326 longitude/latitude (GeoParquet primary column); a
+                                multipolygon cut at the antimeridian for a tile across it
+                                (:mod:`ofa_embed.store.footprints`)
+    bbox             struct<xmin, ymin, xmax, ymax: double>  GeoParquet 1.1 bbox covering, in RFC 7946 order:
+                                xmin > xmax for a tile across the antimeridian
     xmin, ymin, xmax, ymax  double  the same bbox flat: DuckDB filters and prunes row groups on these
     embedding        fixed_size_list<float32>[D]; float16 or int8 components when the file's ``emb``
                      metadata says so (store version 3, ``extract --embedding-dtype``)
@@ -67,6 +70,7 @@ from pyproj import CRS as ProjCRS
 from ofa_embed.atomic import atomic_target
 from ofa_embed.errors import StoreError
 from ofa_embed.location import AnyPath, RemotePath, as_location, relative_name
+from ofa_embed.store.footprints import footprints_lonlat
 from ofa_embed.store.quantise import SCALE_COLUMN, arrow_values, decode, encode
 
 if TYPE_CHECKING:
@@ -254,14 +258,11 @@ def _table(scenes: Sequence[str], modality: str, acquired: Sequence[datetime | N
     """The store columns of ``records``: ``scenes`` and ``acquired`` per row, ``extra`` string columns after
     them, embeddings stored as ``embedding_dtype``.
     """
-    lon, lat = records.lonlat[..., 0], records.lonlat[..., 1]
-    xmin, xmax, ymin, ymax = lon.min(1), lon.max(1), lat.min(1), lat.max(1)
-    order = np.argsort(_zorder((xmin + xmax) / 2, (ymin + ymax) / 2), kind="stable")
+    shapes = footprints_lonlat(records.lonlat[:, ::-1])  # clockwise in a north-up grid -> counter-clockwise
+    order = np.argsort(_zorder(shapes.centre_lon, shapes.centre_lat), kind="stable")
     n, dim = records.embeddings.shape
-    corners = records.lonlat[:, ::-1]  # clockwise in a north-up grid -> counter-clockwise
-    rings = np.concatenate([corners, corners[:, :1]], axis=1)[order]
-    geometry = shapely.to_wkb(shapely.polygons(rings))
-    bounds = {k: v[order] for k, v in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax))}
+    geometry = shapely.to_wkb(shapes.geometry[order])
+    bounds = {k: getattr(shapes, k)[order] for k in ("xmin", "ymin", "xmax", "ymax")}
     values, scale = encode(records.embeddings[order], embedding_dtype)
     flat = _numeric(np.ascontiguousarray(values).ravel(), arrow_values(values))
     ordered_scenes = [scenes[i] for i in order]
@@ -340,13 +341,16 @@ def _geo_metadata(table: pa.Table) -> dict[str, Any]:
     bbox = [pc.min(table[k]).as_py() for k in ("xmin", "ymin")] + [
         pc.max(table[k]).as_py() for k in ("xmax", "ymax")
     ]
+    crossing = pc.any(pc.greater(table["xmin"], table["xmax"])).as_py()
+    if crossing:  # the union of tiles on both sides of the antimeridian: all longitudes, conservatively
+        bbox[0], bbox[2] = -180.0, 180.0
     return {
         "version": GEOPARQUET_VERSION,
         "primary_column": "geometry",
         "columns": {
             "geometry": {
                 "encoding": "WKB",
-                "geometry_types": ["Polygon"],
+                "geometry_types": ["Polygon", "MultiPolygon"] if crossing else ["Polygon"],
                 "crs": _CRS84,
                 "orientation": "counterclockwise",
                 "edges": "planar",

@@ -143,8 +143,18 @@ def bad_search_cases(indexed, tmp_path):
         "unknown modality": (["search", indexed, "--like", five], "five.tif: 5 band"),
         "model mismatch": (["search", indexed, "--like", five, "--weights", other], "differ from the store's"),
         "bad bbox": (["search", indexed, "--like-id", "x", "--bbox", "1,2,3"], "--bbox '1,2,3'"),
-        "inverted bbox": (["search", indexed, "--like-id", "x", "--bbox", "3,2,1,4"], "min <= max"),
+        "inverted bbox": (["search", indexed, "--like-id", "x", "--bbox", "1,4,3,2"], "min <= max"),
         "bad date": (["search", indexed, "--like-id", "x", "--start", "yesterday"], "--start 'yesterday'"),
+        "unregistered modality": (["search", indexed, "--like-id", first_id(indexed), "--modality", "sentinel2"],
+                                  "modality 'sentinel2' is not a modality; choose one of sentinel2_l1c"),
+        "unknown scene": (["search", indexed, "--like-id", first_id(indexed), "--scene", "S2A_MSIL1C_20200518T101031"],
+                          "scene 'S2A_MSIL1C_20200518T101031': no tile of the store is of that scene; did you mean"),
+        "longitude 200": (["search", indexed, "--like-id", first_id(indexed), "--bbox", "190,40,200,50"],
+                          "longitude outside -180..180"),
+        "latitude 100": (["search", indexed, "--like-id", first_id(indexed), "--bbox", "10,80,20,100"],
+                         "latitude outside -90..90"),
+        "lat,lon bbox": (["search", indexed, "--like-id", first_id(indexed), "--bbox", "44,14,46,16"],
+                         "with its longitudes and latitudes swapped it would"),
         "k zero": (["search", indexed, "--like-id", "x", "--k", "0"], "k must be at least 1"),
         "bad kind": (["index", indexed, "--kind", "lsh"], "unknown index kind 'lsh'"),
         "sql error": (["sql", indexed, "SELECT nope FROM embeddings"], 'SQL error: Binder Error: Referenced column "nope"'),
@@ -154,6 +164,8 @@ def bad_search_cases(indexed, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing store", "empty store", "no query", "unknown id", "unknown modality",
                                   "model mismatch", "bad bbox", "inverted bbox", "bad date", "k zero", "bad kind",
+                                  "unregistered modality", "unknown scene", "longitude 200", "latitude 100",
+                                  "lat,lon bbox",
                                   "sql error", "sql bad tile"])
 def test_bad_search_input_gives_one_line(indexed, tmp_path, case):
     args, message = bad_search_cases(indexed, tmp_path)[case]
