@@ -8,15 +8,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ofa_embed.atomic import atomic_target
+from ofa_embed.formats import RESULT_FORMATS, TABLE_FORMATS
 
 if TYPE_CHECKING:  # pandas loads only when a result is written: every command imports this module
     import pandas as pd
 
-FORMATS = ("table", "csv", "json", "geojson", "parquet")
+TABLE = "table"  # the CLI's rich rendering on the terminal, not a file format
+FORMATS = (TABLE, *RESULT_FORMATS)  # search hits
+SQL_FORMATS = (TABLE, *TABLE_FORMATS)  # SQL results: no geometry column
 
 
 def render(frame: pd.DataFrame, fmt: str) -> bytes:
-    """``frame`` encoded as ``fmt`` (not ``table``: that is the CLI's rich rendering)."""
+    """``frame`` encoded as ``fmt``, one of :data:`~ofa_embed.formats.RESULT_FORMATS` (not ``table``: that is the
+    CLI's rich rendering).
+    """
     import geopandas as gpd
     import pandas as pd
 
@@ -34,7 +39,7 @@ def render(frame: pd.DataFrame, fmt: str) -> bytes:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return buffer.getvalue()
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(RESULT_FORMATS)}")
 
 
 def write(frame: pd.DataFrame, fmt: str, out: str | Path | None) -> None:

@@ -10,10 +10,8 @@ from rich.table import Table
 
 import ofa_embed
 from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
-from ofa_embed.cli.output import write
+from ofa_embed.cli.output import SQL_FORMATS, write
 from ofa_embed.errors import SQLError
-
-SQL_FORMATS = ("table", "csv", "json", "parquet")
 
 
 def sql(
