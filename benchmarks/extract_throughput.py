@@ -89,8 +89,9 @@ from ofa_embed.embedding.extract import DEFAULT_MODEL, ExtractReport  # noqa: E4
 from ofa_embed.embedding.forward import batches_held, embed_batches, model_workers, native_cpu_bf16  # noqa: E402
 from ofa_embed.embedding.pipeline import read_plans  # noqa: E402
 from ofa_embed.model.weights import load_weights  # noqa: E402
+from ofa_embed.raster.opening import open_scene, open_scenes  # noqa: E402
 from ofa_embed.raster.reader import TileBatch, plan_tiles, read_tile_batches  # noqa: E402
-from ofa_embed.raster.scene import gdal_block_cache, open_scene, open_scenes  # noqa: E402
+from ofa_embed.raster.source import gdal_block_cache  # noqa: E402
 from ofa_embed.sample import sample_scene  # noqa: E402
 from ofa_embed.sensors import get_modality  # noqa: E402
 from ofa_embed.tiling import DEFAULT_MIN_VALID  # noqa: E402

@@ -27,5 +27,5 @@ def file_metadata(scene: Scene, record: ModelRecord, fed: ModelInput, tiling: Ti
     return scene_metadata(
         package_version=__version__, model=record, modality=scene.modality.to_metadata(), model_input=fed.record,
         input_values=scene.input_values, source_bands=list(scene.source_labels),
-        missing_bands=list(scene.missing_bands), tiling=tiling, scene=where,
+        missing_bands=list(scene.missing_bands), tiling=tiling, scene=where, assumed=scene.assumed,
     )

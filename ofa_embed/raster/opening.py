@@ -5,10 +5,12 @@ checked; the scenes of a run (:func:`open_scenes`), and the chips of a collectio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rasterio
 
 from ofa_embed.errors import ModalityError, SceneNotFoundError
@@ -23,6 +25,7 @@ from ofa_embed.sensors import (
     CUSTOM,
     Modality,
     band_name_from_filename,
+    choose_file_order,
     custom_modality,
     detect_band_file_modality,
     detect_modality,
@@ -31,6 +34,8 @@ from ofa_embed.sensors import (
 )
 
 __all__ = ["KEPT_OPEN_FILES", "open_like", "open_scene", "open_scenes"]
+
+logger = logging.getLogger(__name__)
 
 # scenes of a run stay open once opened and checked, up to this many files (a Sentinel-2 scene is 13; 1024 open
 # files is a common limit); the scenes past it are released and reopened when read
@@ -237,14 +242,38 @@ def _open_multiband(
         else:
             labels, positions = _band_layout(path, modality, dataset.count, descriptions, bands)
         nodata_value = nodata if nodata is not None else dataset.nodata
-        return Scene(
+        opened = Scene(
             path, path.stem, modality, dataset.crs, dataset.transform, dataset.width, dataset.height,
             positions, labels, nodata_value, acquisition_time(path.stem, tags), spectral,
             [Source(path, dataset, list(range(1, dataset.count + 1)))],
         )
+        if modality.file_orders and bands is None and generic_descriptions(descriptions):
+            _settle_file_order(opened)
+        return opened
     except BaseException:
         dataset.close()
         raise
+
+
+def _settle_file_order(scene: Scene) -> None:
+    """Read the bands of a file that names none in the order its values fit, of the orders its sensor's
+    distributions use (:func:`~ofa_embed.sensors.choose_file_order`), and say which.
+
+    Raises:
+        ModalityError: the values fit no order, or several.
+    """
+    sample = scene.sample_raw()
+    if sample.shape[1] == 0:  # nothing to read either: the tiling reports the scene as empty
+        said = (f"{scene.path}: no valid pixel in the value sample to tell the order of its unnamed bands by: "
+                f"{scene.modality.name}'s canonical order taken; pass --bands")
+        scene.assumed.append(said)
+        logger.warning(said)
+        return
+    order, said = choose_file_order(scene.modality, np.median(sample, axis=1), source=str(scene.path))
+    scene.source_labels = list(order.bands)
+    scene.band_positions = scene.modality.resolve_bands(order.bands, source=f"{scene.path}: {order.name} order")
+    scene.assumed.append(said)
+    logger.info(said)
 
 
 def _band_layout(

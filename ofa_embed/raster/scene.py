@@ -58,6 +58,8 @@ class Scene:
             ``amplitude``, converted to dB on reading (``10 log10`` / ``20 log10``; values <= 0 invalid).
         input_values: what the value-range check of :func:`~ofa_embed.raster.opening.open_scene` found (dtype,
             percentiles of the file values, the SAR scale, any warning), recorded in the store.
+        assumed: what was taken for granted about the file that it does not say itself (band order, band
+            identity from the band count), one line each, as logged; recorded in the store.
     """
 
     path: Path
@@ -75,6 +77,7 @@ class Scene:
     _sources: list[Source] = field(default_factory=list, repr=False)
     sar_scale: str = "db"
     input_values: dict[str, object] = field(default_factory=dict)
+    assumed: list[str] = field(default_factory=list)
     _sample: np.ndarray | None = field(default=None, repr=False)
     _moments: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 

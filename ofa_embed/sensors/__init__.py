@@ -4,6 +4,7 @@ their detection.
 
 from ofa_embed.sensors.detection import (
     band_name_from_filename,
+    choose_file_order,
     detect_band_file_modality,
     detect_modality,
     generic_descriptions,
@@ -15,6 +16,7 @@ from ofa_embed.sensors.registry import (
     MODALITIES,
     VALUE_KINDS,
     Band,
+    FileOrder,
     Modality,
     ValueKind,
     custom_modality,
@@ -29,5 +31,5 @@ __all__ = [
     "Band", "CUSTOM", "Modality", "MODALITIES", "custom_modality", "get_modality", "list_modalities",
     "register_modality", "registered_modality", "unregister_modality", "ValueKind", "VALUE_KINDS",
     "band_name_from_filename", "without_band_token", "detect_band_file_modality", "detect_modality",
-    "generic_descriptions", "HYPERSPECTRAL_GRID_UM",
+    "generic_descriptions", "HYPERSPECTRAL_GRID_UM", "FileOrder", "choose_file_order",
 ]

@@ -10,10 +10,13 @@ import re
 from collections.abc import Sequence
 from pathlib import PurePath
 
-from ofa_embed.errors import ModalityError
-from ofa_embed.sensors.registry import MODALITIES, Modality
+import numpy as np
 
-__all__ = ["band_name_from_filename", "detect_band_file_modality", "detect_modality", "generic_descriptions",
+from ofa_embed.errors import ModalityError
+from ofa_embed.sensors.registry import MODALITIES, FileOrder, Modality
+
+__all__ = ["ALIKE_MARGIN", "DARKEST_MARGIN", "band_name_from_filename", "choose_file_order",
+           "detect_band_file_modality", "detect_modality", "generic_descriptions",
            "without_band_token"]
 
 _MIN_HYPERSPECTRAL_BANDS = 20
@@ -178,3 +181,61 @@ def _from_descriptions(labels: Sequence[str], name: str, source: str) -> Modalit
 def _names_distinct_bands(modality: Modality, labels: Sequence[str]) -> bool:
     positions = [modality.band_index(label) for label in labels]
     return None not in positions and len(set(positions)) == len(positions)
+
+
+# a file order's darkest band must have a median at most this fraction of the next darkest band's (the cirrus
+# band's few tens of DN against hundreds); its alike bands' medians must differ by this much less in log ratio
+# than those at the other order's places (B8A / B08 near 1, against B09 or B12 / B08 of a third to a half);
+# less clear a difference decides nothing
+DARKEST_MARGIN = 0.5
+ALIKE_MARGIN = 0.2
+
+
+def choose_file_order(modality: Modality, medians: Sequence[float], *, source: str) -> tuple[FileOrder, str]:
+    """The order in which a file of all ``modality``'s bands, none named, stores them (see
+    :class:`~ofa_embed.sensors.registry.FileOrder`), from the median file value of each band.
+
+    Each cue that is clear votes for the orders it fits: the darkest band's place, and the place of the two
+    bands alike; the order that every clear cue fits is taken. None clear, or cues that disagree: refused.
+
+    Args:
+        modality: a modality with :attr:`~ofa_embed.sensors.registry.Modality.file_orders`.
+        medians: the median value of each file band, in file order.
+        source: the file, for messages.
+
+    Returns:
+        The order, and the line that says which was taken and why.
+
+    Raises:
+        ModalityError: the values fit no order, or several; the message says what to pass.
+    """
+    values = np.asarray(medians, np.float64)
+    orders = modality.file_orders
+    ranked = np.argsort(values, kind="stable")
+    darkest = int(ranked[0])
+    said: list[str] = []
+    votes: list[set[str]] = []
+    if values[darkest] <= DARKEST_MARGIN * values[ranked[1]]:
+        votes.append({o.name for o in orders if o.bands.index(o.darkest) == darkest})
+        said.append(f"band {darkest + 1} is far the darkest (median {values[darkest]:.4g})")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gaps = {o.name: abs(float(np.log(values[o.bands.index(o.alike[0])] / values[o.bands.index(o.alike[1])])))
+                for o in orders}
+    finite = sorted((g, n) for n, g in gaps.items() if np.isfinite(g))
+    if len(finite) == len(orders) and finite[0][0] + ALIKE_MARGIN < finite[1][0]:
+        best = next(o for o in orders if o.name == finite[0][1])
+        votes.append({best.name})
+        places = [best.bands.index(b) + 1 for b in best.alike]
+        said.append(f"bands {places[0]} and {places[1]} are alike (median ratio {np.exp(finite[0][0]):.3g})")
+    chosen = set.intersection(*votes) if votes else set()
+    options = "; ".join(f"{o.source}: --bands {','.join(o.bands)}" for o in orders)
+    if len(chosen) != 1:
+        why = ("the cues disagree: " + ", ".join(said)) if votes else (
+            f"no cue is clear (band {darkest + 1} is the darkest, median {values[darkest]:.4g} against "
+            f"{values[ranked[1]]:.4g})")
+        raise ModalityError(f"{source}: {len(values)} {modality.name} bands without names, and their values do not tell "
+                            f"in which order they are stored ({why}); name them in file order ({options})")
+    order = next(o for o in orders if o.name in chosen)
+    line = (f"{source}: {len(values)} bands without names read in {order.source} order ({order.name}): "
+            f"{' and '.join(said)}, as in that order; pass --bands if the file says otherwise")
+    return order, line

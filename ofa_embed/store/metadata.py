@@ -24,6 +24,9 @@ Parquet file metadata keys of a scene file (JSON values)::
                                    power/amplitude converted to dB), warning (None or the line logged)
                 source_bands       the file's band labels in file order; missing_bands: bands the scene
                                    lacks (mean-filled for a per-modality model, left out otherwise)
+                assumed            what was taken for granted of the input that it does not say itself
+                                   (band order, band identity from the band count): one line each, as
+                                   logged; empty when nothing was (absent in files before it was recorded)
                 tiling             tile_size, stride, min_valid, edge_rule
                 scene              name, path, native CRS (WKT), transform (6 affine terms), width,
                                    height, nodata (scene files)
@@ -104,7 +107,7 @@ class ChipsRecord:
 def scene_metadata(
     *, package_version: str, model: ModelRecord, modality: dict[str, Any], model_input: dict[str, Any],
     input_values: dict[str, Any], source_bands: list[str], missing_bands: list[str], tiling: TilingRecord,
-    scene: SceneRecord | ChipsRecord,
+    scene: SceneRecord | ChipsRecord, assumed: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ``ofa_embed`` record of one scene file, or of one chip collection file given a :class:`ChipsRecord`
     (``store_version`` is added by the writer).
@@ -122,6 +125,7 @@ def scene_metadata(
         "input_values": input_values,
         "source_bands": source_bands,
         "missing_bands": missing_bands,
+        "assumed": list(assumed),
         "tiling": {**asdict(tiling), "edge_rule": EDGE_RULE},
         **where,
     }

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ofa_embed import indexes
-from ofa_embed.errors import IndexStateError, StoreError
+from ofa_embed.errors import IndexStateError, QueryError, StoreError
 from ofa_embed.indexes.config import make_config
 from ofa_embed.indexes.filters import SearchFilter
 from ofa_embed.indexes.vectors import l2_normalise
@@ -92,9 +92,13 @@ def test_filtered_approximate_indexes_rank_small_allowed_sets_exactly(store, kin
     assert set(frame.modality) == {"landsat_oli"}
 
 
-def test_filter_matching_nothing_returns_no_rows(store):
+def test_filter_matching_nothing_returns_no_rows_and_an_unknown_scene_is_an_error(store):
     indexes.build(store)
-    assert len(indexes.open(store).search(np.ones(32), k=5, search_filter=SearchFilter(scene="nope"))) == 0
+    index = indexes.open(store)
+    later = SearchFilter(start=datetime(2100, 1, 1, tzinfo=UTC))
+    assert len(index.search(np.ones(32), k=5, search_filter=later)) == 0
+    with pytest.raises(QueryError, match="scene 'nope': no tile of the store is of that scene"):
+        index.search(np.ones(32), k=5, search_filter=SearchFilter(scene="nope"))
 
 
 def test_ivfpq_recall_at_10_against_exact(tmp_path):
