@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import duckdb.func
 import pandas as pd
 
 from ofa_embed.errors import SQLError, first_line
@@ -93,7 +94,7 @@ def connect_store(store: str | AnyPath, *, weights: str | Path | None = None, al
     # NULL modality or bands in the long form mean "as the file says" (null_handling special passes them on)
     con.create_function(PATH_FUNCTION, embed, ["VARCHAR"], f"FLOAT[{dim}]", side_effects=False)
     con.create_function(PATH_AS_FUNCTION, embed_as, ["VARCHAR", "VARCHAR", "VARCHAR"], f"FLOAT[{dim}]",
-                        side_effects=False, null_handling="special")
+                        side_effects=False, null_handling=duckdb.func.SPECIAL)
     con.execute(f"CREATE TEMP MACRO embed(path) AS {PATH_FUNCTION}(path), "
                 f"(path, modality, bands) AS {PATH_AS_FUNCTION}(path, modality, bands)")
     if not allow_writes and not isinstance(store, RemotePath):
