@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ofa_embed.downstream.labels import LabelJoin, join_labels, read_labels
 from ofa_embed.downstream.metrics import Evaluation, evaluate
 from ofa_embed.downstream.plots import draw
 from ofa_embed.downstream.probe import ProbeModel, fit_probe
+from ofa_embed.downstream.report import DownstreamReport
 from ofa_embed.downstream.splits import SPLITS, Split, make_split
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError
 from ofa_embed.indexes.store_index import open_index
@@ -55,45 +56,6 @@ __all__ = ["DownstreamReport", "probe", "knn", "predict", "predict_store"]
 logger = logging.getLogger(__name__)
 # embeddings (n, D), their store positions (n,) -> predictions (n,) or (n, L), scores (n, C) or None
 Predictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
-
-
-@dataclass
-class DownstreamReport:
-    """What a ``probe`` or ``knn`` run measured and wrote.
-
-    Attributes:
-        method: ``linear probe`` or ``kNN (k=K, <index>)``.
-        evaluation: out-of-fold metrics with intervals.
-        model: the probe refitted on all labelled tiles (None for kNN).
-        out_of_fold: labelled tiles with ``truth``, ``prediction`` and ``fold`` columns.
-    """
-
-    method: str
-    task: str
-    target: str
-    store: AnyPath
-    labels: LabelJoin
-    split: Split
-    evaluation: Evaluation
-    out_of_fold: gpd.GeoDataFrame
-    model: ProbeModel | None = None
-    predictions: Path | None = None
-    plots: list[Path] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready plain types (paths as strings; the out-of-fold frame left out)."""
-        return {
-            "method": self.method, "task": self.task, "target": self.target, "store": str(self.store),
-            "labels": {"file": self.labels.source, "kind": self.labels.kind, "rows": self.labels.labels,
-                       "matched": self.labels.matched, "tiles": len(self.labels.tiles), "unmatched": self.labels.unmatched},
-            "split": {"kind": self.split.kind, "folds": self.split.k, "units": len(np.unique(self.split.groups)),
-                      "block_size_m": self.split.block_size_m, "description": self.split.describe()},
-            "evaluation": self.evaluation.to_dict(),
-            "model": None if self.model is None else {"regularisation": self.model.regularisation,
-                                                      "inner_cv_score": self.model.inner_score},
-            "predictions": None if self.predictions is None else str(self.predictions),
-            "plots": [str(p) for p in self.plots],
-        }
 
 
 @dataclass

@@ -5,7 +5,6 @@ predicted-vs-true scatter (regress), and a map of the predictions over every til
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -13,10 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ofa_embed.atomic import atomic_target
+from ofa_embed.downstream.report import DownstreamReport
 from ofa_embed.errors import StoreError
-
-if TYPE_CHECKING:
-    from ofa_embed.downstream.experiment import DownstreamReport
 
 __all__ = ["draw"]
 
