@@ -5,13 +5,13 @@ import hashlib
 import pytest
 
 from ofa_embed.errors import StoreError
-from ofa_embed.store import describe_store, geoparquet
+from ofa_embed.store import describe_store, reading
 from tests.helpers import write_vector_store
 
 
-@pytest.mark.parametrize("read_at_once", [geoparquet.FOOTER_READ, 16], ids=["whole footer", "footer read again"])
+@pytest.mark.parametrize("read_at_once", [reading.FOOTER_READ, 16], ids=["whole footer", "footer read again"])
 def test_describe_store_fingerprints_the_footer_it_reads_the_metadata_from(tmp_path, monkeypatch, read_at_once):
-    monkeypatch.setattr(geoparquet, "FOOTER_READ", read_at_once)
+    monkeypatch.setattr(reading, "FOOTER_READ", read_at_once)
     write_vector_store(tmp_path / "store", [("a", 5, 0.0, None, "sentinel2_l1c")])
     (described,) = describe_store(tmp_path / "store")
     data = described.path.read_bytes()
