@@ -15,11 +15,12 @@ from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.raster.checks import sample_statistics
 from ofa_embed.raster.scene import Scene
 from ofa_embed.sensors import CUSTOM, custom_modality
-from ofa_embed.store import describe_store, read_metadata, store_files
+from ofa_embed.store import read_metadata, store_files
+from ofa_embed.store.claim import StoreIdentity
 from ofa_embed.store.quantise import check_dtype
 
-__all__ = ["check_batching", "check_model_takes", "check_options", "check_same_embeddings", "check_writable",
-           "share_custom_statistics"]
+__all__ = ["check_batching", "check_model_takes", "check_options", "check_writable", "share_custom_statistics",
+           "store_identity"]
 
 
 def check_batching(min_valid: float, batch_size: int) -> None:
@@ -61,25 +62,11 @@ def check_writable(store: AnyPath) -> None:
         raise StoreError(f"{store}: output location is not a writable directory ({existing})")
 
 
-def check_same_embeddings(store: AnyPath, loaded: LoadedModel, embedding_dtype: str) -> None:
-    """A store holds the embeddings of one set of weights, stored in one dtype: refuse to add others.
-
-    Raises:
-        StoreError: the store holds embeddings of other weights, or in another dtype.
+def store_identity(loaded: LoadedModel, embedding_dtype: str) -> StoreIdentity:
+    """What a run's embeddings are, for its store to hold only such (:func:`~ofa_embed.store.claim.claimed_store`:
+    a store holds the embeddings of one set of weights, stored in one dtype).
     """
-    if not store_files(store):
-        return
-    held = describe_store(store)[0]
-    if held.weights_hash != loaded.weights_hash:
-        raise StoreError(
-            f"{store}: holds embeddings of weights {held.weights_hash} ({held.name}); these are weights "
-            f"{loaded.weights_hash} ({loaded.source}): write them to another store (--out)"
-        )
-    if held.embedding_dtype != embedding_dtype:
-        raise StoreError(
-            f"{store}: holds {held.embedding_dtype} embeddings ({held.name}); these would be {embedding_dtype}: "
-            f"use --embedding-dtype {held.embedding_dtype} or another store (--out)"
-        )
+    return StoreIdentity(loaded.weights_hash, loaded.model.embed_dim, embedding_dtype, loaded.model.config.name)
 
 
 def check_model_takes(scene: Scene, loaded: LoadedModel) -> None:

@@ -39,9 +39,9 @@ from rasterio.windows import Window
 from ofa_embed.embedding.checks import (
     check_model_takes,
     check_options,
-    check_same_embeddings,
     check_writable,
     share_custom_statistics,
+    store_identity,
 )
 from ofa_embed.embedding.forward import batches_held, embed_batches, model_workers
 from ofa_embed.embedding.options import CHIPS_PER_FILE, SCENE_ONLY, ChipOptionKeywords, RunOptions, run_options
@@ -57,6 +57,7 @@ from ofa_embed.raster.scene import Scene
 from ofa_embed.raster.source import gdal_block_cache
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import ChipColumns, TileRecords, parquet_schema, read_parquet, store_files, write_chips
+from ofa_embed.store.claim import claimed_store
 from ofa_embed.store.metadata import ChipsRecord, TilingRecord, emb_metadata
 from ofa_embed.tiling import TileWindow, to_lonlat, validate_tiling
 
@@ -343,25 +344,25 @@ def extract_chips(
         validate_tiling(size, size, patch, width=template.width, height=template.height, name=str(template.path),
                         whole=True)
         check_writable(store)
-        check_same_embeddings(store, run.loaded, options.embedding_dtype)
-        if template.modality.name == CUSTOM:
-            _share_chip_statistics(template, chips, options.nodata, store)
-        held, number = _stored_chips(store)
-        for chip in chips:
-            if held.get(str(chip.path), chip.name) != chip.name:
-                raise StoreError(f"{chip.path}: {store} holds it as {held[str(chip.path)]!r}, not {chip.name!r}")
-        held_names = set(held.values())
-        todo = [chip for chip in chips if str(chip.path) not in held]
-        if clash := next((chip for chip in todo if chip.name in held_names), None):
-            raise StoreError(f"{clash.path}: {store} already holds another chip named {clash.name!r}; "
-                             "use another store or rename it")
-        report = ChipsReport(store, run.loaded.weights_hash, run.loaded.source, run.loaded.pretrained, str(run.device),
-                             run.precision, tile_size=size, embedding_dtype=options.embedding_dtype,
-                             skipped_existing=len(chips) - len(todo))
-        if todo:
-            store.mkdir(parents=True, exist_ok=True)
-            _embed_chips(template, todo, report, run, options, chips_per_file, number, [str(root) for root in roots],
-                         on_progress)
+        with claimed_store(store, store_identity(run.loaded, options.embedding_dtype)):
+            if template.modality.name == CUSTOM:
+                _share_chip_statistics(template, chips, options.nodata, store)
+            held, number = _stored_chips(store)
+            for chip in chips:
+                if held.get(str(chip.path), chip.name) != chip.name:
+                    raise StoreError(f"{chip.path}: {store} holds it as {held[str(chip.path)]!r}, not {chip.name!r}")
+            held_names = set(held.values())
+            todo = [chip for chip in chips if str(chip.path) not in held]
+            if clash := next((chip for chip in todo if chip.name in held_names), None):
+                raise StoreError(f"{clash.path}: {store} already holds another chip named {clash.name!r}; "
+                                 "use another store or rename it")
+            report = ChipsReport(store, run.loaded.weights_hash, run.loaded.source, run.loaded.pretrained, str(run.device),
+                                 run.precision, tile_size=size, embedding_dtype=options.embedding_dtype,
+                                 skipped_existing=len(chips) - len(todo))
+            if todo:
+                store.mkdir(parents=True, exist_ok=True)
+                _embed_chips(template, todo, report, run, options, chips_per_file, number, [str(root) for root in roots],
+                             on_progress)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -25,9 +25,9 @@ from typing import Any, Unpack
 from ofa_embed.embedding.checks import (
     check_model_takes,
     check_options,
-    check_same_embeddings,
     check_writable,
     share_custom_statistics,
+    store_identity,
 )
 from ofa_embed.embedding.distributed import extract_on_cluster
 from ofa_embed.embedding.options import TILES_PER_TASK, OptionKeywords, RunOptions, run_options
@@ -45,6 +45,7 @@ from ofa_embed.raster.scene import Scene
 from ofa_embed.raster.source import gdal_block_cache
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import partition_of, store_files
+from ofa_embed.store.claim import claimed_store
 from ofa_embed.tiling import DEFAULT_MIN_VALID
 
 __all__ = [
@@ -132,35 +133,35 @@ def extract(
                                  options.precision)
             plans = _plan_scenes(opened, run, options)
             check_writable(store)
-            check_same_embeddings(store, run.loaded, options.embedding_dtype)
-            share_custom_statistics([s for s in opened if s.modality.name == CUSTOM], store)
-            report = ExtractReport(store, run.loaded.weights_hash, run.loaded.source, run.loaded.pretrained,
-                                   str(run.device), run.precision, options.embedding_dtype)
-            held = {path.stem: path for path in store_files(store)} if store.is_dir() else {}
-            todo = []
-            for plan, item in zip(plans, items, strict=True):
-                if plan.scene.name in held and not options.overwrite:
-                    logger.info("%s: already in %s, skipped (use overwrite to recompute)", plan.scene.name, store)
-                    report.scenes.append(SceneReport(plan.scene.name, held[plan.scene.name], skipped_existing=True))
-                else:
-                    todo.append((plan, item))
-            if todo:
-                store.mkdir(parents=True, exist_ok=True)
-            # a sensor given by wavelengths was sampled for its statistics when opened, not value-checked
-            checked = [plan.scene for plan, _ in todo if plan.scene.modality.name != CUSTOM]
-            with ValueChecks(checked, begun=False) as checks:
-                if client is not None and todo:
-                    checks.wait()  # the workers record the client's checks
-                    done = extract_on_cluster(client, todo, store, options, run.precision, tiles_per_task, on_progress)
-                else:
-                    done = extract_plans([plan for plan, _ in todo], run, store, options, on_progress, checks)
-            for scene_report in done:
-                existing = held.get(scene_report.scene)
-                # workers report absolute paths; a scene recomputed into another partition leaves its old file
-                if existing is not None and existing.resolve() != scene_report.path.resolve():
-                    existing.unlink()
-            report.scenes += done
-            return report
+            with claimed_store(store, store_identity(run.loaded, options.embedding_dtype)):
+                share_custom_statistics([s for s in opened if s.modality.name == CUSTOM], store)
+                report = ExtractReport(store, run.loaded.weights_hash, run.loaded.source, run.loaded.pretrained,
+                                       str(run.device), run.precision, options.embedding_dtype)
+                held = {path.stem: path for path in store_files(store)} if store.is_dir() else {}
+                todo = []
+                for plan, item in zip(plans, items, strict=True):
+                    if plan.scene.name in held and not options.overwrite:
+                        logger.info("%s: already in %s, skipped (use overwrite to recompute)", plan.scene.name, store)
+                        report.scenes.append(SceneReport(plan.scene.name, held[plan.scene.name], skipped_existing=True))
+                    else:
+                        todo.append((plan, item))
+                if todo:
+                    store.mkdir(parents=True, exist_ok=True)
+                # a sensor given by wavelengths was sampled for its statistics when opened, not value-checked
+                checked = [plan.scene for plan, _ in todo if plan.scene.modality.name != CUSTOM]
+                with ValueChecks(checked, begun=False) as checks:
+                    if client is not None and todo:
+                        checks.wait()  # the workers record the client's checks
+                        done = extract_on_cluster(client, todo, store, options, run.precision, tiles_per_task, on_progress)
+                    else:
+                        done = extract_plans([plan for plan, _ in todo], run, store, options, on_progress, checks)
+                for scene_report in done:
+                    existing = held.get(scene_report.scene)
+                    # workers report absolute paths; a scene recomputed into another partition leaves its old file
+                    if existing is not None and existing.resolve() != scene_report.path.resolve():
+                        existing.unlink()
+                report.scenes += done
+                return report
         finally:
             for scene in opened:
                 scene.close()

@@ -321,7 +321,7 @@ def test_a_store_of_other_weights_is_refused_before_anything_is_written(tmp_path
     store = tmp_path / "store"
     ofa_embed.extract(s2_tif, store, **FAST)
     before = sorted(p.name for p in store.iterdir())
-    with pytest.raises(StoreError, match="holds embeddings of weights .*write them to another store"):
+    with pytest.raises(StoreError, match="holds weights .*write these embeddings to another store"):
         ofa_embed.extract(s2_band_folder, store, model="ofa_tiny", weights=None, tile_size=64)
     assert sorted(p.name for p in store.iterdir()) == before
 
