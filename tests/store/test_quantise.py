@@ -91,7 +91,7 @@ def test_index_search_and_sql_read_int8_stores(stores):
 
 
 def test_one_dtype_per_store(stores, tmp_path):
-    with pytest.raises(StoreError, match="holds int8 embeddings, not float16 \(pass --embedding-dtype int8\)"):
+    with pytest.raises(StoreError, match=r"holds int8 embeddings, not float16 \(pass --embedding-dtype int8\)"):
         ofa_embed.extract(sample_scene(), stores / "int8", model=MODEL, tile_size=32, embedding_dtype="float16",
                           overwrite=True)
     mixed = tmp_path / "mixed"
