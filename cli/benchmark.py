@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.cli.common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from ofa_embed.embedding import PRECISIONS
 
 if TYPE_CHECKING:  # the CLI imports a command's library code only when that command runs

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.cli.common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from ofa_embed.pretraining.config import DEFAULT_TILE_SIZE
 from ofa_embed.sensors import MODALITIES
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 import ofa_embed
-from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.cli.common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from ofa_embed.embedding import PRECISIONS
 from ofa_embed.embedding.options import CHIPS_PER_FILE, RunOptions
 from ofa_embed.model.config import DOFA_CONFIGS, list_models

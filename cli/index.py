@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.cli.common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
 from ofa_embed.errors import ConfigError
 from ofa_embed.indexes.config import KINDS
 

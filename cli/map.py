@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import ofa_embed
-from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.cli.common import Quiet, errors_to_exit, setup_logging, stdout
 
 
 def map_store(

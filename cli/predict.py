@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 import ofa_embed
-from ofa_embed.cli._common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
-from ofa_embed.cli._downstream import Store
+from ofa_embed.cli.common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.cli.downstream_options import Store
 
 
 def predict(

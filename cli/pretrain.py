@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stderr, stdout
+from ofa_embed.cli.common import Quiet, errors_to_exit, setup_logging, stderr, stdout
 from ofa_embed.model.config import list_models
 from ofa_embed.pretraining.config import OBJECTIVE_OPTIONS, MaskedSiameseOptions, PretrainConfig
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 import ofa_embed
-from ofa_embed.cli._common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.cli.common import Quiet, errors_to_exit, setup_logging, stdout
 from ofa_embed.cli.output import FORMATS, write
 from ofa_embed.errors import QueryError
 

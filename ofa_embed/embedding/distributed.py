@@ -55,8 +55,8 @@ from ofa_embed.raster.source import gdal_block_cache
 from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import TileRecords
 
-__all__ = ["TILES_PER_TASK", "RunSpec", "SceneJob", "extract_on_cluster", "pack_scenes", "run_jobs", "scene_job",
-           "worker_device"]
+__all__ = ["TILES_PER_TASK", "RunSpec", "SceneJob", "extract_on_cluster", "pack_scenes", "restore_malloc_thresholds",
+           "run_jobs", "scene_job", "worker_device"]
 
 PARTS_DIR = ".parts"
 
@@ -97,7 +97,7 @@ _TRIM_THRESHOLD = 64 << 20
 
 
 @functools.cache
-def _restore_malloc_thresholds() -> bool:
+def restore_malloc_thresholds() -> bool:
     """Undo what Dask's nanny does to a worker's allocator, once per worker process; whether it did.
 
     The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting any trim threshold stops glibc from
@@ -133,7 +133,7 @@ def worker_device(device: str | None) -> str | None:
 
 @contextmanager
 def _opened_plan(job: SceneJob, run: RunSpec) -> Iterator[tuple[TilePlan, RunModel]]:
-    _restore_malloc_thresholds()
+    restore_malloc_thresholds()
     options = run.options
     model = _worker_model(options.weights, options.model, options.weights_layout, worker_device(options.device),
                           options.precision)

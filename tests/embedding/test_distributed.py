@@ -118,7 +118,7 @@ def test_scene_packing():
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
 def test_workers_get_their_allocator_back():
     """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ (1.7x slower extraction); a worker's first task resets glibc."""
-    script = "from ofa_embed.embedding.distributed import _restore_malloc_thresholds as r; print(r())"
+    script = "from ofa_embed.embedding.distributed import restore_malloc_thresholds as r; print(r())"
     for environ, expected in (({"MALLOC_TRIM_THRESHOLD_": "65536"}, "True"), ({}, "False")):
         env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"} | environ
         done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)

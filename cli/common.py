@@ -33,6 +33,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 
 
 def setup_logging(quiet: bool) -> None:
+    """Library log lines on stderr, one line each: info and above, or warnings only when ``quiet``."""
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, format="%(message)s", force=True,
         handlers=[RichHandler(console=stderr, show_time=False, show_path=False, markup=False)],
