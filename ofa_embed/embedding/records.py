@@ -26,6 +26,6 @@ def file_metadata(scene: Scene, record: ModelRecord, fed: ModelInput, tiling: Ti
     """The ``ofa_embed`` record of a store file of ``scene`` (or of chips read like it, ``where``)."""
     return scene_metadata(
         package_version=__version__, model=record, modality=scene.modality.to_metadata(), model_input=fed.record,
-        input_values=scene.input_values, source_bands=list(scene.source_labels),
+        input_values=scene.input_values | ({"mask": scene.mask} if scene.mask else {}), source_bands=list(scene.source_labels),
         missing_bands=list(scene.missing_bands), tiling=tiling, scene=where, assumed=scene.assumed,
     )

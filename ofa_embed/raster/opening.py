@@ -19,7 +19,7 @@ from ofa_embed.raster.dates import acquisition_time
 from ofa_embed.raster.evidence import sensor_evidence
 from ofa_embed.raster.files import archive_kind, band_files, scene_name
 from ofa_embed.raster.scene import SAR_SCALES, Scene
-from ofa_embed.raster.source import Source, band_source, check_georeferenced, open_dataset
+from ofa_embed.raster.source import Source, band_source, check_georeferenced, image_bands, open_dataset
 from ofa_embed.raster.spectral import band_wavelengths, spectral_matrix
 from ofa_embed.sensors import (
     CUSTOM,
@@ -85,6 +85,8 @@ def open_scene(
     if sar_scale not in SAR_SCALES:
         raise ModalityError(f"--sar-scale {sar_scale!r}: choose one of {', '.join(SAR_SCALES)}")
     opened = _open_scene(scene, modality, bands, nodata, wavelengths)
+    if opened.mask is not None:  # a fact of the file, not an assumption
+        logger.info("%s: pixels its %s marks invalid are left out", opened.path, opened.mask)
     if opened.modality.name != CUSTOM:
         try:
             if sar_scale != "db" and opened.modality.value_kind != "sar_db":
@@ -210,43 +212,51 @@ def _open_multiband(
     dataset = open_dataset(path)
     try:
         check_georeferenced(path, dataset)
-        descriptions = [d or "" for d in dataset.descriptions]
+        # an alpha band is the file's validity mask (Source.mask), not a band, unless --bands names every band
+        indexes, alpha_said = image_bands(dataset)
+        if bands is not None and len(bands) == dataset.count:
+            indexes, alpha_said = list(range(1, dataset.count + 1)), None
+        count = len(indexes)
+        descriptions = [dataset.descriptions[i - 1] or "" for i in indexes]
         wavelengths = band_wavelengths(dataset)
         tags = dataset.tags()
         # sensor tags (SPACECRAFT_NAME=Sentinel-2A, PRODUCT_TYPE=S2MSI2A, ...) count like the file name
         evidence = sensor_evidence(path.stem, tags)
         labels_given = list(bands) if bands is not None else descriptions
         if given_wavelengths is not None:
-            modality = _given_sensor(path, given_wavelengths, labels_given, dataset.count)
+            modality = _given_sensor(path, given_wavelengths, labels_given, count)
         elif modality_name:
             modality = get_modality(modality_name)
         else:
             try:
-                modality = detect_modality(dataset.count, descriptions=descriptions, name=evidence,
+                modality = detect_modality(count, descriptions=descriptions, name=evidence,
                                            has_wavelengths=wavelengths is not None, source=str(path))
             except ModalityError:
                 if wavelengths is None or bands is not None:
                     raise
                 # no registered sensor, but the file says where its bands sit in the spectrum
-                modality = _given_sensor(path, wavelengths, labels_given, dataset.count)
+                modality = _given_sensor(path, wavelengths, labels_given, count)
         spectral = None
         if modality.name == CUSTOM:
-            labels, positions = list(modality.band_names), list(range(dataset.count))
+            labels, positions = list(modality.band_names), list(range(count))
         elif modality.spectral_resample:
             if wavelengths is None:
                 raise ModalityError(
                     f"{path}: hyperspectral input needs a wavelength per band (band tag 'wavelength')"
                 )
-            labels, positions = [f"{w:.4f}um" for w in wavelengths], list(range(dataset.count))
+            labels, positions = [f"{w:.4f}um" for w in wavelengths], list(range(count))
             spectral = spectral_matrix(modality, wavelengths)
         else:
-            labels, positions = _band_layout(path, modality, dataset.count, descriptions, bands)
+            labels, positions = _band_layout(path, modality, count, descriptions, bands)
         nodata_value = nodata if nodata is not None else dataset.nodata
         opened = Scene(
             path, path.stem, modality, dataset.crs, dataset.transform, dataset.width, dataset.height,
             positions, labels, nodata_value, acquisition_time(path.stem, tags), spectral,
-            [Source(path, dataset, list(range(1, dataset.count + 1)))],
+            [Source(path, dataset, indexes)],
         )
+        if alpha_said:
+            opened.assumed.append(alpha_said)
+            logger.info(alpha_said)
         if modality.file_orders and bands is None and generic_descriptions(descriptions):
             _settle_file_order(opened)
         return opened

@@ -23,7 +23,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from ofa_embed.errors import SceneReadError, first_line
-from ofa_embed.raster.source import Source
+from ofa_embed.raster.source import Source, sample_windows
 from ofa_embed.sensors import Modality
 
 __all__ = ["SAMPLE_WINDOW", "SAR_SCALES", "Scene"]
@@ -51,7 +51,8 @@ class Scene:
         crs, transform, width, height: the pixel grid (of the finest band).
         band_positions: canonical band index of each source band, in source order.
         source_labels: what each source band was called (description, file token or ``--bands``).
-        nodata: the nodata value, or None.
+        nodata: the nodata value, or None. Pixels a file's validity mask marks invalid (an alpha band, a GDAL
+            mask: :attr:`~ofa_embed.raster.source.Source.mask`, said by :attr:`mask`) are invalid too.
         acquired: acquisition time (UTC) from metadata or file name, or None.
         spectral_matrix: hyperspectral only, ``(canonical_bands, source_bands)`` linear resampling.
         sar_scale: what SAR file values are: ``db`` (as the modality expects), or linear ``power`` /
@@ -95,6 +96,17 @@ class Scene:
         """Drop the value sample (read again if needed); its moments (:meth:`sample_moments`) are kept."""
         self._sample = None
 
+    @property
+    def mask(self) -> str | None:
+        """What validity mask the scene's files carry besides nodata values (``"alpha band 4"``, ``"internal
+        mask"``, ``".msk sidecar"``; each band file's named), or None: recorded in the store as ``input_values``'
+        ``mask``.
+        """
+        masked = [s for s in self._sources if s.mask is not None]
+        if len(self._sources) == 1 or not masked:
+            return masked[0].mask if masked else None
+        return "; ".join(f"{s.mask} of {s.path.name}" for s in masked)
+
     def on_files(self, sources: list[Source], **changes: Any) -> Scene:
         """This scene's sensor, bands, labels and value check on other files (``sources``) of the same band
         layout, with ``changes`` to its public fields (path, name, grid, nodata, date); no value sample.
@@ -122,7 +134,8 @@ class Scene:
         Returns:
             ``(data, valid)``: data ``(C, h, w)`` float32, C = modality bands, normalised with the
             modality's scale/offset and mean/std, missing bands and invalid pixels set to 0 (the mean);
-            valid ``(h, w)`` bool, False where any source band is nodata or not finite.
+            valid ``(h, w)`` bool, False where any source band is nodata or not finite, or a file's mask
+            marks the pixel invalid.
 
         Raises:
             SceneReadError: the file cannot be read (truncated, corrupt).
@@ -136,6 +149,7 @@ class Scene:
         if self.spectral_matrix is not None:
             raw = self.read_raw(window)
             valid = self._valid(raw, raw.shape[1:])
+            self._read_masks(window, valid)
             physical = raw * np.float32(modality.scale) + np.float32(modality.offset)
             out[...] = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)
             out -= modality.mean[:, None, None]
@@ -170,6 +184,7 @@ class Scene:
                     torch.add(biases[p], values, alpha=float(gain[p]), out=values)
 
             self._read_into(window, out, self.band_positions, finish)
+            self._read_masks(window, valid)
         if not valid.all():
             out[:, ~valid] = 0.0
         return out, valid
@@ -181,6 +196,19 @@ class Scene:
         for band in bands:
             self._mark_invalid(band, valid, check_finite)
         return valid
+
+    def _read_masks(self, window: Window, valid: np.ndarray) -> None:
+        """Clear ``valid`` where a file's mask marks a pixel of ``window`` invalid (files without one read nothing).
+
+        Raises:
+            SceneReadError: a mask cannot be read.
+        """
+        for source in self._sources:
+            if source.mask is not None:
+                try:
+                    source.read_mask(window, valid)
+                except RasterioError as exc:
+                    raise SceneReadError(f"{source.path}: reading its mask failed ({first_line(exc)})") from None
 
     def _holds_floats(self) -> bool:
         """Some source file stores floating-point values (which may be NaN or infinite)."""
@@ -196,7 +224,9 @@ class Scene:
             valid &= band != self.nodata
 
     def read_raw(self, window: Window) -> np.ndarray:
-        """Raw file values of a window, ``(source_bands, h, w)`` float32, in source band order."""
+        """Raw file values of a window, ``(source_bands, h, w)`` float32, in source band order (masked pixels
+        included: :meth:`read` says which are valid).
+        """
         raw = np.empty((len(self.band_positions), int(window.height), int(window.width)), np.float32)
         self._read_into(window, raw, list(range(len(raw))))
         return raw
@@ -230,9 +260,10 @@ class Scene:
         """
         if self._sample is None:
             parts = []
-            for window in _sample_windows(self.height, self.width, SAMPLE_WINDOW):
+            for window in sample_windows(self.height, self.width, SAMPLE_WINDOW):
                 raw = self.read_raw(window)
                 valid = self._valid(raw, raw.shape[1:])
+                self._read_masks(window, valid)
                 parts.append(raw.reshape(len(raw), -1) if valid.all() else raw[:, valid])
             self._sample = np.concatenate(parts, axis=1)
         return self._sample
@@ -240,9 +271,9 @@ class Scene:
     def value_sample(self) -> np.ndarray:
         """File values of every band at its own resolution, none resampled: 3 x 3 windows spread evenly over each
         file, each about :data:`SAMPLE_WINDOW` scene px on a side (21 px of a 60 m band of a 10 m scene), pixels
-        where a band of the file is nodata or not finite left out; flat float32. What the value check judges:
-        the scene-grid sample of :meth:`sample_raw` upsamples the coarse bands, which costs more and gives it
-        no value to judge by that the file does not hold.
+        where a band of the file is nodata or not finite, or the file's mask marks invalid, left out; flat float32.
+        What the value check judges: the scene-grid sample of :meth:`sample_raw` upsamples the coarse bands, which
+        costs more and gives it no value to judge by that the file does not hold.
 
         Raises:
             SceneReadError: a file cannot be read.
@@ -251,12 +282,14 @@ class Scene:
         for source in self._sources:
             dataset = source.dataset
             edge = max(1, SAMPLE_WINDOW // source.aligned.factor) if source.aligned is not None else SAMPLE_WINDOW
-            for window in _sample_windows(dataset.height, dataset.width, edge):
+            for window in sample_windows(dataset.height, dataset.width, edge):
                 try:
                     values = dataset.read(source.indexes, window=window, out_dtype="float32")
+                    valid = self._valid(values, values.shape[1:], source.holds_floats)
+                    if source.mask is not None:
+                        np.logical_and(valid, source.native_mask(window), out=valid)
                 except RasterioError as exc:
                     raise SceneReadError(f"{source.path}: read failed ({first_line(exc)})") from None
-                valid = self._valid(values, values.shape[1:], source.holds_floats)
                 parts.append(values.reshape(-1) if valid.all() else values[:, valid].reshape(-1))
         return np.concatenate(parts)
 
@@ -338,16 +371,6 @@ class Scene:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _sample_windows(height: int, width: int, edge: int) -> Iterator[Window]:
-    """The 3 x 3 windows of at most ``edge`` px spread evenly over a ``height`` x ``width`` px grid, corners
-    included (fewer where the grid is too small for 3 apart).
-    """
-    h, w = min(edge, height), min(edge, width)
-    for row in sorted(set(np.linspace(0, height - h, 3).astype(int))):
-        for col in sorted(set(np.linspace(0, width - w, 3).astype(int))):
-            yield Window(col, row, w, h)
 
 
 def _bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:

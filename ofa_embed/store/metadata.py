@@ -21,7 +21,9 @@ Parquet file metadata keys of a scene file (JSON values)::
                                    mean/std the result was normalised with
                 input_values       what the value-range check found in the file (absent before it ran):
                                    dtype, p1/p50/p99 of sampled values, sar_scale (db, or the linear
-                                   power/amplitude converted to dB), warning (None or the line logged)
+                                   power/amplitude converted to dB), warning (None or the line logged),
+                                   mask (the file's validity mask besides nodata values, e.g. "alpha band
+                                   4", "internal mask", ".msk sidecar"; absent when it has none)
                 source_bands       the file's band labels in file order; missing_bands: bands the scene
                                    lacks (mean-filled for a per-modality model, left out otherwise)
                 assumed            what was taken for granted of the input that it does not say itself
