@@ -51,8 +51,8 @@ app.add_typer(benchmark_app, name="benchmark")
 def run() -> None:
     """The console script: the app, then an exit that skips the interpreter's teardown once nothing is left.
 
-    Tearing down an interpreter that has imported torch takes about 1 s on this project's 2-core machine
-    (a third of ``ofa-embed extract --sample``). The teardown is skipped only when the command has
+    Tearing down an interpreter that has imported torch takes a large share of a short command such as
+    ``ofa-embed extract --sample`` (``benchmarks/cli_startup.py`` measures it). The teardown is skipped only when the command has
     returned or failed cleanly and no other thread is alive; every file is written and closed by then
     (atomic renames), and the output streams and logging are flushed first.
     """

@@ -144,8 +144,7 @@ def search(
 
 
 # Below this many queries a search runs on one OpenMP thread: a single query is too small to share,
-# and waking the other threads cost more than the search (flat at 1M on 2 cores: 36 ms on one thread,
-# 188 ms on two; IVF-PQ 0.66 against 8.0 ms).
+# and waking the other threads costs more than the search (flat and IVF-PQ alike; benchmarks/search.py).
 SINGLE_THREAD_MAX_QUERIES = 8
 
 
@@ -187,7 +186,7 @@ def exact_vectors(index: faiss.Index, config: IndexConfig, positions: np.ndarray
         return None
     positions = np.ascontiguousarray(positions, dtype=np.int64)
     matrix = exact_matrix(index)
-    # a gather from the index's own memory: 3x faster than reconstruct_batch on 10,000 of 1M rows
+    # a gather from the index's own memory: faster than reconstruct_batch, which copies row by row
     return matrix[positions] if matrix is not None else index.reconstruct_batch(positions)
 
 

@@ -1,7 +1,7 @@
 """Deferred imports of heavy modules (torch, faiss, DuckDB), made whole even when interrupted.
 
 ``import ofa_embed`` and the CLI load torch only when something is embedded. The first such call then
-spends 2-3 s importing torch; a Ctrl-C in that window used to land inside torch's own import and leave it
+spends seconds importing torch; a Ctrl-C in that window used to land inside torch's own import and leave it
 half-initialised in ``sys.modules`` for the rest of a notebook session (every later call failed). Here
 an interrupt that arrives during the import is held until the import is complete and then delivered as
 usual: the caller still gets its ``KeyboardInterrupt``, a moment later, and the module is whole.

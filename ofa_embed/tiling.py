@@ -87,7 +87,7 @@ def tile_windows(width: int, height: int, tile_size: int, stride: int) -> list[T
 @functools.lru_cache(maxsize=32)
 def _to_lonlat(crs: CRS) -> Transformer:
     """The transformer to longitude/latitude, built once per CRS (a chip collection has thousands of chips
-    in a few CRSs, and building one costs ~1 ms).
+    in a few CRSs, and building one is not free).
     """
     from pyproj import Transformer  # the CLI imports this module for its defaults: keep pyproj off its start-up
 

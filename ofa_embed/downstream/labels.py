@@ -152,8 +152,8 @@ def _votes_from_geometry(labels: gpd.GeoDataFrame, tiles: gpd.GeoDataFrame, path
             shared = shapely.area(shapely.intersection(geometries[label_index], footprints))
         except shapely.errors.GEOSException:
             # an invalid ring GEOS cannot overlay (a self-intersecting hand-drawn polygon) is repaired, not
-            # refused; only on failure, because repairing every ring of a large labels file is slow (3 s
-            # for 943 pixel outlines that touch themselves at a corner, which GEOS overlays as they are)
+            # refused; only on failure, because repairing every ring of a large labels file is slow, and
+            # outlines that touch themselves at a corner, which GEOS overlays as they are, are common
             invalid = ~shapely.is_valid(geometries)
             geometries[invalid] = shapely.make_valid(geometries[invalid])
             shared = shapely.area(shapely.intersection(geometries[label_index], footprints))

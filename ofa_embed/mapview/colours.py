@@ -32,7 +32,7 @@ class PCA:
         sample = np.asarray(sample, np.float64)
         self.mean = sample.mean(axis=0)
         centred = sample - self.mean
-        # eigenvectors of the D x D covariance: the SVD of the S x D sample gives the same, 25x slower at S=50,000
+        # eigenvectors of the D x D covariance: the SVD of the S x D sample gives the same, far slower for S >> D
         variance, vectors = np.linalg.eigh(centred.T @ centred / max(len(sample) - 1, 1))
         variance, components = np.clip(variance[::-1], 0, None), vectors[:, ::-1].T[:3]
         signs = np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])

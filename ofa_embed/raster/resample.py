@@ -5,10 +5,9 @@ wide and share corners with the 10 m grid. For those, a window of the scene grid
 the few native pixels under it and upsampling them one axis at a time: each output row or column
 is a linear interpolation (``torch.lerp``) of two source rows or columns with one of ``factor``
 fixed weights, the columns on the few source rows first, then the rows written straight into the
-scene window. Same half-pixel-centred bilinear weights as GDAL's resampled reads at a sixth of the
-CPU time (0.06 vs 0.32-0.40 core-s for the nine coarse bands of a 1,933 x 1,947 px scene; 0.09 with
-``torch.nn.functional.interpolate`` on a padded span and a cropped copy), which is time the reader
-otherwise takes from the model. Like GDAL, nodata (and NaN) pixels take no part:
+scene window. Same half-pixel-centred bilinear weights as GDAL's resampled reads at a fraction of
+their CPU time (and less than ``torch.nn.functional.interpolate`` on a padded span and a cropped copy),
+which is time the reader otherwise takes from the model. Like GDAL, nodata (and NaN) pixels take no part:
 weights are renormalised over the valid neighbours, and a pixel with none stays nodata. Beyond the
 band's last pixel centre the edge value is held (bilinear clamped at the border).
 """

@@ -283,8 +283,8 @@ def _table(scenes: Sequence[str], modality: str, acquired: Sequence[datetime | N
     return pa.table(columns)
 
 
-# Columns are built from buffers: pyarrow's pa.array() and pa.scalar() import pandas on first use (0.47 s
-# of a 3 s `extract --sample`), and writing a store never needs pandas.
+# Columns are built from buffers: pyarrow's pa.array() and pa.scalar() import pandas on first use (a good
+# share of a short `extract --sample`), and writing a store never needs pandas.
 def _numeric(values: np.ndarray, kind: pa.DataType) -> pa.Array:
     data = np.ascontiguousarray(values, dtype=kind.to_pandas_dtype())
     return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(data)])
