@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ofa_embed.cli.common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.defaults import BOOTSTRAP_REPLICATES, GEOBENCH_BATCH_SIZE
 from ofa_embed.embedding import PRECISIONS
 
 if TYPE_CHECKING:  # the CLI imports a command's library code only when that command runs
@@ -29,8 +30,8 @@ def geobench(
     weights_layout: Annotated[str | None, typer.Option(
         help="Kernel layout of a DOFA .pth that is not a recognised release: bands_first (TorchGeo's) or legacy.",
     )] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates of the 95% intervals.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = GEOBENCH_BATCH_SIZE,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates of the 95% intervals.")] = BOOTSTRAP_REPLICATES,
     seed: Annotated[int, typer.Option(help="Seed of the probes and the bootstrap.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")] = None,
     precision: Annotated[str, typer.Option(help=f"{', '.join(PRECISIONS)} (auto: bf16 where native).")] = "auto",

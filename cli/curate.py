@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ofa_embed.cli.common import Quiet, errors_to_exit, progress_bar, setup_logging, stdout
+from ofa_embed.defaults import CORPUS_MIN_VALID, CORPUS_SHARD_SIZE
 from ofa_embed.pretraining.config import DEFAULT_TILE_SIZE
 from ofa_embed.sensors import MODALITIES
 
@@ -21,8 +22,8 @@ def curate(
     nodata: Annotated[float | None, typer.Option(help="Nodata value (default: the file's).")] = None,
     tile_size: Annotated[int, typer.Option(help="Tile edge in pixels (one size per corpus).")] = DEFAULT_TILE_SIZE,
     stride: Annotated[int | None, typer.Option(help="Step between tiles in pixels (default: tile size).")] = None,
-    min_valid: Annotated[float, typer.Option(help="Leave out tiles with a smaller valid-pixel fraction.")] = 0.9,
-    shard_size: Annotated[int, typer.Option(help="Tiles per shard file.")] = 256,
+    min_valid: Annotated[float, typer.Option(help="Leave out tiles with a smaller valid-pixel fraction.")] = CORPUS_MIN_VALID,
+    shard_size: Annotated[int, typer.Option(help="Tiles per shard file.")] = CORPUS_SHARD_SIZE,
     quiet: Quiet = False,
 ) -> None:
     """Tile scenes into per-modality shards of normalised tiles, with band statistics and a manifest."""

@@ -24,13 +24,14 @@ from ofa_embed.cli.downstream_options import (
     Task,
     print_report,
 )
+from ofa_embed.defaults import BOOTSTRAP_REPLICATES, CV_FOLDS, KNN_NEIGHBOURS
 
 
 def knn(
     store: Store, target: Target, labels: Labels = None,
-    k: Annotated[int, typer.Option("--k", "-k", help="Neighbours that vote.")] = 10,
-    task: Task = "classify", split: Split = "spatial-block", folds: Folds = 5, block_size: BlockSize = None,
-    min_overlap: MinOverlap = None, predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = 1000,
+    k: Annotated[int, typer.Option("--k", "-k", help="Neighbours that vote.")] = KNN_NEIGHBOURS,
+    task: Task = "classify", split: Split = "spatial-block", folds: Folds = CV_FOLDS, block_size: BlockSize = None,
+    min_overlap: MinOverlap = None, predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = BOOTSTRAP_REPLICATES,
     seed: Seed = 0, as_json: AsJson = False, quiet: Quiet = False,
 ) -> None:
     """Nearest-neighbour vote (kNN) over labelled tiles, through the store's index when built: metrics and predictions."""

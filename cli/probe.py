@@ -25,13 +25,15 @@ from ofa_embed.cli.downstream_options import (
     Task,
     print_report,
 )
+from ofa_embed.defaults import BOOTSTRAP_REPLICATES, CV_FOLDS
 
 
 def probe(
     store: Store, target: Target, labels: Labels = None, task: Task = "classify", split: Split = "spatial-block",
-    folds: Folds = 5, block_size: BlockSize = None, min_overlap: MinOverlap = None,
+    folds: Folds = CV_FOLDS, block_size: BlockSize = None, min_overlap: MinOverlap = None,
     save: Annotated[Path | None, typer.Option("--save", help="Write the probe fitted on all labels (JSON).")] = None,
-    predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = 1000, seed: Seed = 0, as_json: AsJson = False,
+    predict: Predict = None, plot: Plot = None, bootstrap: Bootstrap = BOOTSTRAP_REPLICATES, seed: Seed = 0,
+    as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """Fit a linear probe on labelled tiles: cross-validated metrics, the probe, predictions for every tile."""

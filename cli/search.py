@@ -12,6 +12,7 @@ from rich.table import Table
 import ofa_embed
 from ofa_embed.cli.common import Quiet, errors_to_exit, setup_logging, stdout
 from ofa_embed.cli.output import FORMATS, write
+from ofa_embed.defaults import SEARCH_K
 from ofa_embed.errors import QueryError
 
 
@@ -46,7 +47,7 @@ def search(
     unlike: Annotated[list[Path] | None, typer.Option(
         help="Negative example tile file: results move away from it; repeatable.")] = None,
     unlike_id: Annotated[list[str] | None, typer.Option(help="Negative example: a stored tile id; repeatable.")] = None,
-    k: Annotated[int, typer.Option("--k", "-k", help="Number of results.")] = 10,
+    k: Annotated[int, typer.Option("--k", "-k", help="Number of results.")] = SEARCH_K,
     bbox: Annotated[str | None, typer.Option(help="Only tiles intersecting MINLON,MINLAT,MAXLON,MAXLAT.")] = None,
     start: Annotated[str | None, typer.Option(help="Only tiles acquired on or after this date.")] = None,
     end: Annotated[str | None, typer.Option(help="Only tiles acquired on or before this date.")] = None,

@@ -10,6 +10,7 @@ import geopandas as gpd
 import numpy as np
 
 from ofa_embed import indexes
+from ofa_embed.defaults import SEARCH_K
 from ofa_embed.errors import QueryError
 from ofa_embed.indexes.filters import SearchFilter
 from ofa_embed.lazy import import_whole
@@ -76,7 +77,7 @@ def search(
     like_point: tuple[float, float] | None = None,
     unlike: str | Path | Sequence[str | Path] | None = None,
     unlike_id: str | Sequence[str] | None = None,
-    k: int = 10,
+    k: int = SEARCH_K,
     bbox: tuple[float, float, float, float] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,

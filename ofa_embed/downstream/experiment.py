@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ofa_embed.atomic import atomic_target
+from ofa_embed.defaults import BOOTSTRAP_REPLICATES, CV_FOLDS, KNN_NEIGHBOURS
 from ofa_embed.downstream.knn import NeighbourSearch, flat_search, knn_vote, store_search
 from ofa_embed.downstream.labels import LabelJoin, join_labels, read_labels
 from ofa_embed.downstream.metrics import Evaluation, evaluate
@@ -222,8 +223,8 @@ def _finish(prepared: _Prepared, report: DownstreamReport, predictor: Predictor,
 
 def probe(
     store: str | AnyPath, labels: str | Path | None, target: str, *, task: str = "classify", split: str = "spatial-block",
-    folds: int = 5, block_size_m: float | None = None, min_overlap: float | None = None, save: str | Path | None = None,
-    predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
+    folds: int = CV_FOLDS, block_size_m: float | None = None, min_overlap: float | None = None, save: str | Path | None = None,
+    predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = BOOTSTRAP_REPLICATES, seed: int = 0,
     on_progress: ProgressCallback | None = None,
 ) -> DownstreamReport:
     """Linear probe on frozen embeddings: cross-validated metrics, a refitted probe, predictions.
@@ -269,9 +270,9 @@ def probe(
 
 
 def knn(
-    store: str | AnyPath, labels: str | Path | None, target: str, *, k: int = 10, task: str = "classify",
-    split: str = "spatial-block", folds: int = 5, block_size_m: float | None = None, min_overlap: float | None = None,
-    predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
+    store: str | AnyPath, labels: str | Path | None, target: str, *, k: int = KNN_NEIGHBOURS, task: str = "classify",
+    split: str = "spatial-block", folds: int = CV_FOLDS, block_size_m: float | None = None, min_overlap: float | None = None,
+    predict: str | Path | None = None, plot: str | Path | None = None, n_boot: int = BOOTSTRAP_REPLICATES, seed: int = 0,
     on_progress: ProgressCallback | None = None,
 ) -> DownstreamReport:
     """Nearest-neighbour (kNN) vote over labelled tiles through FAISS (the store's index when fresh).

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 
 from ofa_embed.atomic import atomic_target
+from ofa_embed.defaults import CORPUS_MIN_VALID, CORPUS_SHARD_SIZE
 from ofa_embed.errors import StoreError, TilingError
 from ofa_embed.pretraining.config import DEFAULT_TILE_SIZE, PATCH_MULTIPLE
+from ofa_embed.progress import ProgressCallback
 from ofa_embed.raster.opening import open_scenes
 from ofa_embed.raster.reader import plan_tiles, prefetched, read_tile_batches
 from ofa_embed.raster.scene import Scene
@@ -138,9 +140,9 @@ def curate(
     nodata: float | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
     stride: int | None = None,
-    min_valid: float = 0.9,
-    shard_size: int = 256,
-    on_progress: Callable[[str, int, int], None] | None = None,
+    min_valid: float = CORPUS_MIN_VALID,
+    shard_size: int = CORPUS_SHARD_SIZE,
+    on_progress: ProgressCallback | None = None,
 ) -> CorpusReport:
     """Tile scenes into a pre-training corpus (appending to ``corpus`` if it exists).
 

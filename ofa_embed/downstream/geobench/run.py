@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from ofa_embed.defaults import BOOTSTRAP_REPLICATES, GEOBENCH_BATCH_SIZE
 from ofa_embed.downstream.geobench.files import find_tasks, open_task
 from ofa_embed.downstream.geobench.scoring import (
     Layout,
@@ -122,8 +123,8 @@ def geobench(
     *,
     weights: str | Path | None = None,
     weights_layout: str | None = None,
-    batch_size: int = 64,
-    n_boot: int = 1000,
+    batch_size: int = GEOBENCH_BATCH_SIZE,
+    n_boot: int = BOOTSTRAP_REPLICATES,
     seed: int = 0,
     device: str | None = None,
     precision: str = "auto",
