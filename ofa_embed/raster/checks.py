@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ofa_embed.errors import ModalityError
+from ofa_embed.raster.radiometry import REGISTRY, Radiometry
 from ofa_embed.raster.scene import Scene
+from ofa_embed.sensors import MODALITIES, Modality
 from ofa_embed.threads import wait_through_interrupts
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,9 @@ __all__ = ["VALUE_CHECK_VALUES", "ValueChecks", "check_value_range", "sample_sta
 
 # the value check's percentiles are taken of at most about this many of the sampled values
 VALUE_CHECK_VALUES = 1 << 18
+# reflectance below this at the 1st percentile (or a median below 0) is no reflectance: Level-2 products have
+# small negatives over water and in shadow (a few hundredths at most), a wrong scaling or offset far larger ones
+LOWEST_REFLECTANCE = -0.05
 
 
 class ValueChecks:
@@ -113,9 +118,17 @@ def sample_statistics(scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray, 
 def check_value_range(scene: Scene) -> dict[str, object]:
     """Check a sample of a scene's file values against its modality's scaling.
 
+    Digital numbers are judged by the scale and offset the scene reads them with (the file's own,
+    ``Scene.radiometry``, else the modality's): reflectance above 2, or well below 0 (1st percentile below
+    :data:`LOWEST_REFLECTANCE`, or a negative median; zeros, the fill value of digital-number products, left
+    out) is refused, naming the registered sensors of the same band count whose scaling fits. Values within
+    -1 to 1 with negatives are a normalised index, not SAR backscatter in dB.
+
     Returns:
-        What was found: ``dtype``, ``p1``/``p50``/``p99`` of the sampled values, ``sar_scale`` and a
-        ``warning`` (None, or the line logged when the values fit the modality and another reading).
+        What was found: ``dtype``, ``p1``/``p50``/``p99`` of the sampled values, ``sar_scale``, a
+        ``warning`` (None, or the line logged when the values fit the modality and another reading), and
+        ``radiometry``: per band its scale, offset and where they came from (``registry``, ``GDAL
+        scale/offset``, a Sentinel-2 product's ``MTD_MSIL2A.xml`` or processing baseline).
 
     Raises:
         ModalityError: values the modality's scaling cannot be right for, naming the options that fit.
@@ -124,6 +137,8 @@ def check_value_range(scene: Scene) -> dict[str, object]:
     dtype = np.dtype(scene.sources[0].dataset.dtypes[0])
     flat = scene.value_sample()
     found: dict[str, object] = {"dtype": dtype.name, "sar_scale": scene.sar_scale, "warning": None}
+    radiometry = scene.radiometry or _registry_radiometry(modality, len(scene.source_labels))
+    found["radiometry"] = radiometry.record(scene.source_labels)
     if not flat.size:
         return found
     # a regular stride through a large sample (0.8M values of a Sentinel-2 scene): the 1st and 99th
@@ -134,13 +149,25 @@ def check_value_range(scene: Scene) -> dict[str, object]:
     seen = f"values {p1:.4g} to {p99:.4g} (1st-99th percentile, {dtype.name})"
     other = "; for another sensor give its band wavelengths with --wavelengths (normalised by their own statistics)"
     warning = None
+    own = scene.radiometry is not None and scene.radiometry.own and scene.spectral_matrix is None
     if modality.value_kind == "sar_db":
+        if scene.sar_scale == "db" and -1.0 <= p1 < 0 and p99 <= 1.0:
+            raise ModalityError(f"{path}: {seen}, all within -1 to 1: a normalised index (NDVI, NDWI, ...) or "
+                                f"reflectance, not SAR backscatter in dB ({modality.name} expects about -30 to +5 dB)"
+                                + other)
         if scene.sar_scale == "db" and p1 >= 0:
             raise ModalityError(f"{path}: {seen}, none negative: not backscatter in dB ({modality.name} expects dB, "
                                 "about -30 to +5); linear values are converted with --sar-scale power (sigma0) or "
                                 "--sar-scale amplitude")
         if scene.sar_scale != "db" and p1 < 0:
             raise ModalityError(f"{path}: {seen}, negative: already in dB, not linear {scene.sar_scale}; drop --sar-scale")
+    elif own:  # the file's own scale/offset: judged as the physical values they give
+        low, _, high = _physical_percentiles(scene, flat, radiometry)
+        if high > 2.0:
+            raise ModalityError(f"{path}: {seen} scale to {high:.3g} with the file's own scale/offset "
+                                f"({_scaling_said(radiometry)}): not reflectance; correct the file's scale/offset "
+                                "(gdal_edit -scale/-offset) or pass --wavelengths" + other)
+        _refuse_negative(scene, flat, radiometry, seen, other)
     elif np.isclose(modality.scale, 1 / 255):
         if p99 > 255:
             raise ModalityError(
@@ -165,7 +192,69 @@ def check_value_range(scene: Scene) -> dict[str, object]:
         if p99 * modality.scale + modality.offset > 2.0:
             raise ModalityError(f"{path}: {seen} scale to reflectance above 2 as {modality.name} "
                                 f"(x {modality.scale:g}); not this sensor's digital numbers" + other)
+        _refuse_negative(scene, flat, radiometry, seen, other)
     if warning:
         logger.warning(warning)
         found["warning"] = warning
     return found
+
+
+def _registry_radiometry(modality: Modality, count: int) -> Radiometry:
+    return Radiometry((modality.scale,) * count, (modality.offset,) * count, (REGISTRY,) * count)
+
+
+def _scaling_said(radiometry: Radiometry) -> str:
+    pairs = dict.fromkeys(zip(radiometry.scale, radiometry.offset, strict=True))
+    text = ", ".join(f"x {scale:g} {offset:+g}" for scale, offset in list(pairs)[:3])
+    sources = ", ".join(dict.fromkeys(radiometry.sources))
+    return f"{text}{' ...' if len(pairs) > 3 else ''} from {sources}"
+
+
+def _physical_percentiles(scene: Scene, flat: np.ndarray, radiometry: Radiometry,
+                          fill: float | None = None) -> tuple[float, float, float]:
+    """1st, 50th and 99th percentile of the physical values (file values scaled band by band), zeros and
+    ``fill`` left out; NaN where none is left.
+    """
+    if radiometry.uniform:
+        values = flat * np.float32(radiometry.scale[0]) + np.float32(radiometry.offset[0])
+        raw = flat
+    else:  # per band: the scene-grid sample keeps the bands apart
+        sample = scene.sample_raw()
+        raw = sample.reshape(-1)
+        values = (sample * np.asarray(radiometry.scale, np.float32)[:, None]
+                  + np.asarray(radiometry.offset, np.float32)[:, None]).reshape(-1)
+    keep = raw != 0
+    if fill is not None:
+        keep &= raw != fill
+    values = values[keep][:: max(1, int(keep.sum()) // VALUE_CHECK_VALUES)]
+    if not values.size:
+        return float("nan"), float("nan"), float("nan")
+    low, mid, high = (float(v) for v in np.percentile(values, [1, 50, 99]))
+    return low, mid, high
+
+
+def _refuse_negative(scene: Scene, flat: np.ndarray, radiometry: Radiometry, seen: str, other: str) -> None:
+    """Refuse physical values well below zero, naming the sensors of the scene's band count whose scaling fits.
+
+    Raises:
+        ModalityError: 1st percentile below :data:`LOWEST_REFLECTANCE`, or a negative median.
+    """
+    modality = scene.modality
+    low, mid, _ = _physical_percentiles(scene, flat, radiometry)
+    if not (low < LOWEST_REFLECTANCE or mid < 0):
+        return
+    fits = [m.name for m in MODALITIES.values()
+            if m is not modality and m.num_bands == len(scene.source_labels) and m.value_kind == "optical"
+            and m.scale < 1e-3 and _fits(scene, flat, m)]
+    options = (f"; they fit {', '.join(fits)}: pass --modality {fits[0]}" if fits
+               else "; check the file's scale/offset (gdal_edit -scale/-offset) or pass --modality")
+    raise ModalityError(f"{scene.path}: {seen} scale to reflectance {low:.3g} (1st percentile), median {mid:.3g} as "
+                        f"{modality.name} ({_scaling_said(radiometry)}): well below 0, not this scaling's digital "
+                        f"numbers{options}" + other)
+
+
+def _fits(scene: Scene, flat: np.ndarray, modality: Modality) -> bool:
+    """Whether the file values give reflectance within bounds with ``modality``'s scaling (its fill left out)."""
+    low, mid, high = _physical_percentiles(scene, flat, _registry_radiometry(modality, len(scene.source_labels)),
+                                           modality.fill_value)
+    return bool(low >= LOWEST_REFLECTANCE and mid >= 0 and high <= 2.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ofa_embed.sensors import MODALITIES
 
@@ -45,8 +45,15 @@ def parse_datetime(text: str) -> datetime | None:
     for pattern in _patterns():
         match = pattern.search(text)
         if match:
-            parts = {g: int(v) for g, v in match.groupdict().items() if g in _TIME_GROUPS and v is not None}
+            parts = {g: int(v) for g, v in match.groupdict().items() if g in (*_TIME_GROUPS, "doy") and v is not None}
             try:
+                if "doy" in parts:  # year and day of the year (HLS, MODIS: 2021001)
+                    if not 1 <= parts["doy"] <= 366:
+                        continue
+                    day = datetime(parts["year"], 1, 1, tzinfo=UTC) + timedelta(days=parts["doy"] - 1)
+                    parts |= {"month": day.month, "day": day.day}
+                    if day.year != parts["year"]:
+                        continue
                 return datetime(parts["year"], parts["month"], parts["day"], parts.get("hour", 0), parts.get("minute", 0),
                                 parts.get("second", 0), tzinfo=UTC)
             except ValueError:

@@ -6,6 +6,7 @@ checked; the scenes of a run (:func:`open_scenes`), and the chips of a collectio
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ofa_embed.raster.checks import check_value_range, sample_statistics
 from ofa_embed.raster.dates import acquisition_time
 from ofa_embed.raster.evidence import sensor_evidence
 from ofa_embed.raster.files import archive_kind, band_files, scene_name
+from ofa_embed.raster.radiometry import file_scaling, modality_by_scaling, read_radiometry
 from ofa_embed.raster.scene import SAR_SCALES, Scene
 from ofa_embed.raster.source import Source, band_source, check_georeferenced, image_bands, open_dataset
 from ofa_embed.raster.spectral import band_wavelengths, spectral_matrix
@@ -236,6 +238,20 @@ def _open_multiband(
                     raise
                 # no registered sensor, but the file says where its bands sit in the spectrum
                 modality = _given_sensor(path, wavelengths, labels_given, count)
+        said: list[str] = []
+        scaling = file_scaling([(dataset, indexes)])
+        if (modality_name is None and given_wavelengths is None and bands is None and not modality.spectral_resample
+                and modality.name != CUSTOM and generic_descriptions(descriptions)
+                and not any(re.search(p, evidence, re.IGNORECASE) for p in modality.filename_patterns)):
+            # identified by its band count alone: the file's own scaling may name the product; else say the guess
+            by_scaling = modality_by_scaling(count, scaling)
+            if by_scaling is not None and by_scaling is not modality:
+                said.append(f"{path}: {count} bands without names read as {by_scaling.name} "
+                            f"({', '.join(by_scaling.band_names)}): its GDAL scale/offset ({by_scaling.scale:g}, "
+                            f"{by_scaling.offset:g}) are that product's; pass --modality if it is another")
+                modality = by_scaling
+            elif by_scaling is None:
+                said.append(_band_count_guess(path, modality))
         spectral = None
         if modality.name == CUSTOM:
             labels, positions = list(modality.band_names), list(range(count))
@@ -248,7 +264,7 @@ def _open_multiband(
             spectral = spectral_matrix(modality, wavelengths)
         else:
             labels, positions = _band_layout(path, modality, count, descriptions, bands)
-        nodata_value = nodata if nodata is not None else dataset.nodata
+        nodata_value = _nodata(path, modality, nodata, dataset.nodata, said)
         opened = Scene(
             path, path.stem, modality, dataset.crs, dataset.transform, dataset.width, dataset.height,
             positions, labels, nodata_value, acquisition_time(path.stem, tags), spectral,
@@ -259,10 +275,49 @@ def _open_multiband(
             logger.info(alpha_said)
         if modality.file_orders and bands is None and generic_descriptions(descriptions):
             _settle_file_order(opened)
+        _settle_radiometry(opened, scaling, [], tags, said)
         return opened
     except BaseException:
         dataset.close()
         raise
+
+
+def _band_count_guess(path: Path, modality: Modality) -> str:
+    """The line that says a file was taken for ``modality`` by its band count alone, and what else it may be."""
+    hint = f"; {modality.guess_hint}" if modality.guess_hint else "; pass --modality and --bands if it is not"
+    return (f"{path}: no band names, sensor tags or product name: its {modality.num_bands} bands read as "
+            f"{modality.name} ({', '.join(modality.band_names)}), the guess for {modality.num_bands} bands{hint}")
+
+
+def _nodata(path: Path, modality: Modality, given: float | None, declared: float | None, said: list[str]) -> float | None:
+    """The nodata value: given, else the file's, else the product's fill value (said)."""
+    if given is not None:
+        return given
+    if declared is None and modality.fill_value is not None:
+        said.append(f"{path}: the file declares no nodata: {modality.name}'s fill value {modality.fill_value:g} taken "
+                    "as nodata; pass --nodata if it uses another")
+        return modality.fill_value
+    return declared
+
+
+def _settle_radiometry(scene: Scene, scaling: list[tuple[float, float] | None], texts: list[str], tags: dict[str, str],
+                       said: list[str]) -> None:
+    """Give ``scene`` its bands' scale and offset from the file and its product (:mod:`~ofa_embed.raster.radiometry`)
+    and put ``said`` (what the opening took for granted) with what this takes for granted first in
+    ``scene.assumed``, logged.
+
+    Raises:
+        ModalityError: the file's own scaling contradicts the modality.
+    """
+    if scene.modality.name != CUSTOM and len(scaling) == len(scene.source_labels):
+        radiometry, notes = read_radiometry(
+            scene.modality, scene.source_labels, scaling, where=scene.path, texts=[scene.path.name, *texts],
+            tags=tags, acquired=scene.acquired, source=str(scene.path))
+        scene.radiometry = radiometry if radiometry.own else None
+        said = [*said, *notes]
+    for line in said:
+        logger.info(line)
+    scene.assumed[:0] = said
 
 
 def _settle_file_order(scene: Scene) -> None:
@@ -347,13 +402,18 @@ def _stack_band_files(label: Path, files: list[Path], modality: Modality, positi
             if datasets[-1].count != 1:
                 raise ModalityError(f"{path}: band files must have one band, this one has {datasets[-1].count}")
         reference = min(datasets, key=lambda d: abs(d.res[0] * d.res[1]))
-        sources = [band_source(d, reference, nodata) for d in datasets]
-        nodata_value = nodata if nodata is not None else reference.nodata
-        return Scene(
+        said: list[str] = []
+        nodata_value = _nodata(label, modality, nodata, reference.nodata, said)
+        sources = [band_source(d, reference, nodata if nodata is not None or d.nodata is not None else nodata_value)
+                   for d in datasets]
+        scene = Scene(
             label, scene_name(label), modality, reference.crs, reference.transform,
             reference.width, reference.height, positions, names, nodata_value,
             acquisition_time(label.name + " " + files[0].stem, reference.tags()), None, sources,
         )
+        _settle_radiometry(scene, file_scaling([(d, [1]) for d in datasets]), [f.name for f in files],
+                           reference.tags(), said)
+        return scene
     except BaseException:
         for dataset in datasets:
             dataset.close()

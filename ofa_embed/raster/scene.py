@@ -23,6 +23,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from ofa_embed.errors import SceneReadError, first_line
+from ofa_embed.raster.radiometry import Radiometry
 from ofa_embed.raster.source import Source, sample_windows
 from ofa_embed.sensors import Modality
 
@@ -61,6 +62,8 @@ class Scene:
             percentiles of the file values, the SAR scale, any warning), recorded in the store.
         assumed: what was taken for granted about the file that it does not say itself (band order, band
             identity from the band count), one line each, as logged; recorded in the store.
+        radiometry: each source band's scale and offset from file values to physical ones and where they came
+            from (the file's GDAL scale/offset, a Sentinel-2 product's metadata, ...); None: the modality's.
     """
 
     path: Path
@@ -79,6 +82,7 @@ class Scene:
     sar_scale: str = "db"
     input_values: dict[str, object] = field(default_factory=dict)
     assumed: list[str] = field(default_factory=list)
+    radiometry: Radiometry | None = None
     _sample: np.ndarray | None = field(default=None, repr=False)
     _moments: tuple[int, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
@@ -123,6 +127,15 @@ class Scene:
             present[self.band_positions] = True
         return tuple(b.name for b, ok in zip(self.modality.bands, present, strict=True) if not ok)
 
+    def normalising_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(gain, bias)``, each ``(C,)`` float32 in the model's band order: a file value ``v`` of band ``c``
+        normalises to ``v * gain[c] + bias[c]``, with the file's own per-band scale/offset (:attr:`radiometry`)
+        where it has them, else the modality's.
+        """
+        if self.radiometry is None or self.spectral_matrix is not None:
+            return self.modality.normalising_affine()
+        return self.modality.normalising_affine(*self.radiometry.in_model_order(self.modality, self.band_positions))
+
     def read(self, window: Window, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read a window (inside the scene) in the model's band order, normalised.
 
@@ -150,7 +163,11 @@ class Scene:
             raw = self.read_raw(window)
             valid = self._valid(raw, raw.shape[1:])
             self._read_masks(window, valid)
-            physical = raw * np.float32(modality.scale) + np.float32(modality.offset)
+            if self.radiometry is None:
+                physical = raw * np.float32(modality.scale) + np.float32(modality.offset)
+            else:  # per source band: the spectral resampling mixes bands
+                scale = np.asarray(self.radiometry.scale, np.float32)[:, None, None]
+                physical = raw * scale + np.asarray(self.radiometry.offset, np.float32)[:, None, None]
             out[...] = np.tensordot(self.spectral_matrix.astype(np.float32), physical, axes=1)
             out -= modality.mean[:, None, None]
             out /= modality.std[:, None, None]
@@ -161,7 +178,7 @@ class Scene:
                 out.fill(0.0)
             valid = np.ones(shape[1:], bool)
             check_finite = self._holds_floats()
-            gain, bias = modality.normalising_affine()
+            gain, bias = self.normalising_affine()
             factor = np.float32(SAR_SCALES[self.sar_scale])
 
             import torch  # as the resampling does: only once a pixel is read

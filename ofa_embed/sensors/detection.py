@@ -63,20 +63,27 @@ def detect_band_file_modality(names: Sequence[str], *, texts: Sequence[str] = ()
     (Sentinel-2's padded ``B02``, Landsat's ``B2``, ...). Among them: the one with the most of the names among its
     bands, then the one with the fewest bands (a Sentinel-2 product without ``B10`` is Level-2A), then the one
     whose file-name patterns match one of ``texts`` (the scene's and its files' names: Landsat Level-2 surface
-    reflectance, ``..._L2SP_..._SR_B4``), then the first registered.
+    reflectance, ``..._L2SP_..._SR_B4``), then the first registered. A
+    :attr:`~ofa_embed.sensors.Modality.named_only` sensor is a candidate only where ``texts`` match its patterns,
+    and then comes first (``HLS.L30....B05`` is HLS L30's NIR, not Sentinel-2's red edge B05).
 
     Raises:
         ModalityError: no registered sensor names its band files so; the message says to pass ``--modality``.
     """
+    def named_so(modality: Modality) -> bool:
+        return any(re.search(p, t, re.IGNORECASE) for p in modality.filename_patterns for t in texts)
+
+    # a product whose band tokens are another sensor's (HLS's B05 is Landsat's NIR, not Sentinel-2's red edge)
+    # only where its name says so
     candidates = [m for m in MODALITIES.values()
-                  if m.band_file_token and names and all(re.fullmatch(m.band_file_token, n) for n in names)]
+                  if m.band_file_token and names and all(re.fullmatch(m.band_file_token, n) for n in names)
+                  and (not m.named_only or named_so(m))]
     if not candidates:
         raise ModalityError(f"{source}: band files {', '.join(names)} fit no known modality; pass --modality")
 
-    def rank(modality: Modality) -> tuple[int, int, bool]:
+    def rank(modality: Modality) -> tuple[bool, int, int, bool]:
         named = sum(modality.band_index(n) is not None for n in names)
-        named_so = any(re.search(p, t, re.IGNORECASE) for p in modality.filename_patterns for t in texts)
-        return -named, modality.num_bands, not named_so
+        return not modality.named_only, -named, modality.num_bands, not named_so(modality)
 
     return min(candidates, key=rank)
 
@@ -156,7 +163,8 @@ def _from_descriptions(labels: Sequence[str], name: str, source: str) -> Modalit
     """The modality whose bands the descriptions name: complete where one fits exactly, else the one
     registered sensor they are a subset of; the file name breaks ties; several left is an error.
     """
-    fitting = [m for m in MODALITIES.values() if not m.spectral_resample and _names_distinct_bands(m, labels)]
+    fitting = [m for m in MODALITIES.values() if not m.spectral_resample and _names_distinct_bands(m, labels)
+               and (not m.named_only or any(re.search(p, name, re.IGNORECASE) for p in m.filename_patterns))]
     if not fitting:
         unknown = [x for x in labels if all(m.band_index(x) is None for m in MODALITIES.values())]
         what = f"band description(s) {', '.join(map(repr, unknown))} name no known band" if unknown else (
@@ -174,8 +182,15 @@ def _from_descriptions(labels: Sequence[str], name: str, source: str) -> Modalit
         return complete[0]
     if len(pool) == 1:
         return pool[0]
-    raise ModalityError(f"{source}: band descriptions {', '.join(labels)} fit {', '.join(m.name for m in pool)}; "
-                        "pass --modality")
+    # the names others share once unpadded (Landsat's B4 is Sentinel-2's B04): those sensors are options too
+    also = [m for m in fitting if m not in pool and evidence[m.name][0] == best[0]]
+    options = ""
+    if also:
+        theirs = [also[0].bands[also[0].band_index(x) or 0].name for x in labels]
+        options = (f" and, read as {', '.join(theirs)}, {', '.join(m.name for m in also)} (--modality {also[0].name} "
+                   f"--bands {','.join(theirs)})")
+    raise ModalityError(f"{source}: band descriptions {', '.join(labels)} fit {', '.join(m.name for m in pool)}"
+                        f"{options}; pass --modality")
 
 
 def _names_distinct_bands(modality: Modality, labels: Sequence[str]) -> bool:

