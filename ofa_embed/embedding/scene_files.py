@@ -74,6 +74,13 @@ def write_plan(plan: TilePlan, records: TileRecords, run: RunModel, fed: ModelIn
     """
     scene = plan.scene
     if not len(records.rows):
+        size = plan.tile_size
+        covered = min(scene.width, size) * min(scene.height, size) / size**2
+        if covered < options.min_valid:  # the tile's padding, not the file's nodata, left too few valid pixels
+            fits = max(s for s in (16, 32, 64, 128, 224, 256) if s <= max(16, min(scene.width, scene.height)))
+            raise TilingError(f"{scene.path}: the scene ({scene.width} x {scene.height} px) fills {covered:.0%} of "
+                              f"one {size} px tile, the rest is padding, below --min-valid {options.min_valid:.0%}; "
+                              f"pass --tile-size {fits} (or a lower --min-valid); nothing written")
         raise TilingError(f"{scene.path}: no tile has at least {options.min_valid:.0%} valid pixels (all nodata?); "
                           "nothing written")
     where = SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
