@@ -160,7 +160,7 @@ def read_radiometry(modality: Modality, labels: Sequence[str], scaling: Sequence
         elif product is not None:
             name, quantification, offsets = product
             scale[i] = 1.0 / quantification
-            offset[i] = offsets.get(_s2_band(label), 0.0) / quantification
+            offset[i] = offsets.get(_s2_band(label) or "", 0.0) / quantification
             sources[i] = name
         elif baseline is not None:
             offset[i] = BASELINE_OFFSET_DN * modality.scale if baseline >= OFFSET_BASELINE else 0.0
@@ -234,7 +234,7 @@ def _product_offsets(where: Path, source: str) -> tuple[str, float, dict[str, fl
     for element in root.iter():
         tag = element.tag.rsplit("}", 1)[-1]
         if tag in ("RADIO_ADD_OFFSET", "BOA_ADD_OFFSET") and element.text and element.get("band_id") is not None:
-            offsets[band_ids.get(int(element.get("band_id") or 0), "")] = float(element.text)
+            offsets[band_ids.get(int(element.get("band_id") or 0)) or ""] = float(element.text)
     return name, quantification, offsets
 
 
