@@ -138,15 +138,16 @@ def _create(root: AnyPath, identity: StoreIdentity, nonce: str) -> bool:
         "claimed_by": f"{socket.gethostname()}:{os.getpid()}", "nonce": nonce,
     }
     data = json.dumps(record, indent=1).encode()
-    target = root / CLAIM_FILE
     if isinstance(root, RemotePath):
+        remote = root / CLAIM_FILE
         root.mkdir(parents=True, exist_ok=True)
-        if target.exists():
+        if remote.exists():
             return False
-        with target.open("wb") as handle:
+        with remote.open("wb") as handle:
             handle.write(data)
         return True
     root.mkdir(parents=True, exist_ok=True)
+    target = root / CLAIM_FILE
     temporary = root / f".{CLAIM_FILE}.{nonce}.tmp"
     try:
         with open(temporary, "wb") as handle:
