@@ -123,8 +123,11 @@ class ModelInput:
         return images
 
 
-def model_input(model: Backbone, modality: Modality | str, missing_bands: Sequence[str] = ()) -> ModelInput:
-    """What ``model`` is fed from a stack of ``modality``'s bands of which ``missing_bands`` are absent.
+def model_input(model: Backbone, modality: Modality | str, missing_bands: Sequence[str] = (),
+                scaling: tuple[Sequence[float], Sequence[float]] | None = None) -> ModelInput:
+    """What ``model`` is fed from a stack of ``modality``'s bands of which ``missing_bands`` are absent;
+    ``scaling`` is the ``(scale, offset)`` of each of the modality's bands, in its order, where the file gives
+    its own (:meth:`~ofa_embed.raster.scene.Scene.band_scaling`), recorded instead of the registry's.
 
     Wavelength-conditioned models are fed the present bands only (a missing band is left out, not
     filled) at the wavelengths their weights were trained with; the per-modality model takes every band,
@@ -155,7 +158,8 @@ def model_input(model: Backbone, modality: Modality | str, missing_bands: Sequen
         bias = np.array([(registry[n][0] - st[0]) / st[1] for n, st in zip(names, stats, strict=True)], np.float32)
     record = {
         "bands": names, "wavelengths_um": list(wavelengths) if wavelengths else None,
-        "scale": [modality.scale] * len(names), "offset": [modality.offset] * len(names),
+        "scale": [float(scaling[0][i]) for i in positions] if scaling else [modality.scale] * len(names),
+        "offset": [float(scaling[1][i]) for i in positions] if scaling else [modality.offset] * len(names),
         "mean": [float(st[0]) for st in stats], "std": [float(st[1]) for st in stats],
     }
     return ModelInput(modality.name, None if len(positions) == modality.num_bands else positions, tuple(names),
@@ -222,17 +226,18 @@ AnyBatch = TypeVar("AnyBatch", bound=TileBatch)
 
 def embed_batches(
     batches: Iterator[AnyBatch], model: Backbone, modality: str | ModelInput, device: torch.device, workers: int = 1,
-    threads: int = 0, precision: str = "auto",
+    threads: int = 0, precision: str = "auto", tokens: bool = False,
 ) -> Generator[tuple[AnyBatch, np.ndarray], None, None]:
-    """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches running at once and
-    :func:`batches_held` in flight.
+    """``(batch, embeddings (B, D))`` (``tokens``: patch tokens ``(B, N, D)``) for every batch, in order,
+    ``workers`` batches running at once and :func:`batches_held` in flight.
 
     Each worker thread runs with ``threads`` torch threads (0: unchanged); torch's thread count is
     per calling thread, so the caller's own setting is left as it was.
     """
+    extra = {"tokens": True} if tokens else {}
     if workers == 1:
         for batch in batches:
-            yield batch, embed(model, batch.data, modality, device, precision=precision)
+            yield batch, embed(model, batch.data, modality, device, precision=precision, **extra)
         return
     # the pool's worker threads, each noted as it starts: waited for at the end, so that no forward pass
     # outlives the generator (a thread not yet noted has taken no batch, and takes none once the pool is shut)
@@ -247,7 +252,8 @@ def embed_batches(
     pending: deque[tuple[AnyBatch, Future[np.ndarray]]] = deque()
     try:
         for batch in batches:
-            pending.append((batch, pool.submit(embed, model, batch.data, modality, device, precision=precision)))
+            pending.append((batch, pool.submit(embed, model, batch.data, modality, device, precision=precision,
+                                                 **extra)))
             if len(pending) == batches_held(workers):
                 done, future = pending.popleft()
                 yield done, future.result()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
@@ -39,7 +39,7 @@ from ofa_embed.sensors import CUSTOM
 from ofa_embed.store import TileRecords
 from ofa_embed.tiling import TileWindow, footprints
 
-__all__ = ["RunModel", "embed_plan", "embed_plans", "feed", "load_run_model", "read_plans"]
+__all__ = ["RunModel", "TokenSink", "embed_plan", "embed_plans", "feed", "load_run_model", "read_plans"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def load_run_model(weights: str | Path | None, model: str, weights_layout: str |
 
 def feed(scene: Scene, loaded: LoadedModel) -> ModelInput:
     """What the model is fed for ``scene``, with a line logged for given wavelengths and for untrained bands."""
-    fed = model_input(loaded.model, scene.modality, scene.missing_bands)
+    fed = model_input(loaded.model, scene.modality, scene.missing_bands, scene.band_scaling())
     if scene.modality.name == CUSTOM:
         logger.info("%s: fed at the given wavelengths %s µm", scene.path, ", ".join(map(str, fed.wavelengths_um or ())))
     elif unseen := loaded.model.unseen_bands(scene.modality.name, fed.bands):
@@ -98,8 +98,13 @@ def read_plans(plans: Sequence[TilePlan], batch_size: int, min_valid: float, sto
                 yield batch
 
 
+# called with (plan position, batch, its patch tokens (B, N, D)) while the batch's data is still valid
+TokenSink = Callable[[int, TileBatch, np.ndarray], None]
+
+
 def embed_plans(
     plans: Sequence[TilePlan], run: RunModel, fed: ModelInput, options: RunOptions, on_progress: ProgressCallback | None,
+    on_tokens: TokenSink | None = None,
 ) -> Generator[tuple[TilePlan, TileRecords, int], None, None]:
     """Embed the tiles of ``plans`` (scenes fed alike, as ``fed``: :func:`feed`) through one reader thread and one
     set of model workers: ``(plan, kept tiles' records, tiles skipped below min_valid)`` per scene, in order,
@@ -109,6 +114,10 @@ def embed_plans(
     one, so a run of many scenes never waits at a scene boundary. A scene whose every tile is below
     ``min_valid`` gets empty records. Close the generator (``contextlib.closing``) to stop the reader and the
     workers early.
+
+    ``on_tokens`` (a dense run): the forward passes return patch tokens, handed to it with their batch, and
+    each tile's embedding is the backbone's pooling of them (the same numbers in float32; under bfloat16 the
+    pooling runs on the float32 tokens).
     """
     loaded, device, precision = run
     dim = loaded.model.config.embed_dim
@@ -123,10 +132,14 @@ def embed_plans(
     reader = read_plans(plans, options.batch_size, options.min_valid, stop, batches_held(workers))
     finished = 0
     with prefetched(reader, stop) as batches, closing(
-        embed_batches(batches, loaded.model, fed, device, workers, threads, precision)
+        embed_batches(batches, loaded.model, fed, device, workers, threads, precision, tokens=on_tokens is not None)
     ) as embedded:
         for batch, batch_embeddings in embedded:
             number, plan = batch.scene, plans[batch.scene]
+            if on_tokens is not None and batch.tiles:
+                on_tokens(number, batch, batch_embeddings)
+                with torch.inference_mode():
+                    batch_embeddings = loaded.model.pool(torch.from_numpy(batch_embeddings)).numpy()
             if number not in arrays:
                 arrays[number] = (np.empty(len(plan.tiles), np.float32), np.empty((len(plan.tiles), dim), np.float32))
             fractions, embeddings = arrays[number]

@@ -106,7 +106,7 @@ def embed_file(
                 f"{MAX_QUERY_PIXELS} px (about the store's tile size)"
             )
         data, _ = scene.read(Window(0, 0, scene.width, scene.height))
-        fed = model_input(loaded.model, scene.modality, scene.missing_bands)
+        fed = model_input(loaded.model, scene.modality, scene.missing_bands, scene.band_scaling())
     patch = loaded.model.patch_size
     padded = np.zeros((data.shape[0], -(-data.shape[1] // patch) * patch, -(-data.shape[2] // patch) * patch), np.float32)
     padded[:, : data.shape[1], : data.shape[2]] = data

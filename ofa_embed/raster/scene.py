@@ -132,9 +132,17 @@ class Scene:
         normalises to ``v * gain[c] + bias[c]``, with the file's own per-band scale/offset (:attr:`radiometry`)
         where it has them, else the modality's.
         """
+        scaling = self.band_scaling()
+        return self.modality.normalising_affine(*scaling) if scaling else self.modality.normalising_affine()
+
+    def band_scaling(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(scale, offset)``, each ``(C,)`` float32 in the model's band order, where the file gives its own
+        (:attr:`radiometry`); None where the modality's apply (and for hyperspectral input, scaled per source
+        band before resampling).
+        """
         if self.radiometry is None or self.spectral_matrix is not None:
-            return self.modality.normalising_affine()
-        return self.modality.normalising_affine(*self.radiometry.in_model_order(self.modality, self.band_positions))
+            return None
+        return self.radiometry.in_model_order(self.modality, self.band_positions)
 
     def read(self, window: Window, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read a window (inside the scene) in the model's band order, normalised.

@@ -141,3 +141,14 @@ def test_hls_extracts_with_the_default_model(tmp_path):
     assert meta["modality"]["name"] == "hls_l30"
     assert meta["input_values"]["radiometry"]["source"] == ["registry"] * 4
     assert get_modality("hls_l30").band_names[:4] == ("B01", "B02", "B03", "B04")
+
+
+def test_the_footers_model_input_records_the_files_own_scaling(tmp_path):
+    import ofa_embed
+    from ofa_embed.store import read_metadata
+
+    values = (np.random.default_rng(0).uniform(0.05, 0.4, (12, 64, 64)) * 10_000 + 1000).astype(np.uint16)
+    path = set_scaling(write_raster(tmp_path / "S2B_MSIL2A_20230101T101031_stack.tif", values), 1e-4, -0.1)
+    report = ofa_embed.extract(path, tmp_path / "store", model="ofa_test", tile_size=32)
+    fed = read_metadata(report.scenes[0].path)["model_input"]
+    assert fed["offset"] == [pytest.approx(-0.1)] * len(fed["bands"]) and fed["scale"][0] == pytest.approx(1e-4)
