@@ -65,6 +65,11 @@ def extract(
         help="Run on a Dask cluster: a scheduler address (tcp://host:8786), or local (one worker per core, or per GPU).")] = None,
     partition_by: Annotated[str | None, typer.Option(
         help="Partition the store into hive folders by keys: utm_zone, year (e.g. utm_zone,year).")] = None,
+    dense: Annotated[bool, typer.Option(
+        help="Also write each scene's embedding field (one pixel per patch, a COG in STORE/fields/); tiles overlap "
+             "by default.")] = False,
+    field_dtype: Annotated[str, typer.Option(
+        help="How fields are stored: float32, float16, or int8 with a per-pixel scale band.")] = DEFAULTS.field_dtype,
     quiet: Quiet = False,
 ) -> None:
     """Embed every tile of each scene; write one GeoParquet file per scene into the store."""
@@ -80,7 +85,8 @@ def extract(
             wavelengths=_wavelengths(wavelengths) if wavelengths else None, sar_scale=sar_scale, tile_size=tile_size,
             stride=stride, min_valid=min_valid, weights=weights, weights_layout=weights_layout, model=model,
             batch_size=batch_size, device=device, precision=precision, embedding_dtype=embedding_dtype,
-            overwrite=overwrite, partition_by=partition_by.split(",") if partition_by else None,
+            overwrite=overwrite, partition_by=partition_by.split(",") if partition_by else None, dense=dense,
+            field_dtype=field_dtype,
         )
         if chips:
             if stack or stride or overwrite:

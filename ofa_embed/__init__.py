@@ -11,6 +11,8 @@ if TYPE_CHECKING:  # the lazily loaded names, as type checkers and IDEs should s
     from ofa_embed.downstream import knn, predict, probe
     from ofa_embed.embedding.chips import ChipsReport, extract_chips
     from ofa_embed.embedding.extract import ExtractReport, SceneReport, extract
+    from ofa_embed.field_files import read_field
+    from ofa_embed.interop.importer import ImportReport, import_embeddings
     from ofa_embed.mapview import MapReport, map
     from ofa_embed.pretraining.corpus import curate
     from ofa_embed.raster.opening import open_scene
@@ -30,7 +32,9 @@ _API = {
     "extract_chips": "ofa_embed.embedding.chips", "ChipsReport": "ofa_embed.embedding.chips",
     "MODALITIES": "ofa_embed.sensors", "get_modality": "ofa_embed.sensors",
     "open_scene": "ofa_embed.raster.opening",
+    "read_field": "ofa_embed.field_files",
     "map": "ofa_embed.mapview", "MapReport": "ofa_embed.mapview",
+    "import_embeddings": "ofa_embed.interop.importer", "ImportReport": "ofa_embed.interop.importer",
     "search": "ofa_embed.retrieval",
     "sql": "ofa_embed.sqlview",
     "probe": "ofa_embed.downstream", "knn": "ofa_embed.downstream", "predict": "ofa_embed.downstream",
@@ -38,7 +42,7 @@ _API = {
 
 __all__ = [
     "__version__", "curate", "extract", "ExtractReport", "SceneReport", "extract_chips", "ChipsReport", "MODALITIES",
-    "get_modality", "open_scene", "map", "MapReport",
+    "get_modality", "open_scene", "read_field", "map", "MapReport", "import_embeddings", "ImportReport",
     "search", "sql", "probe", "knn", "predict",
 ]
 

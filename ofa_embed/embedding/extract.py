@@ -30,10 +30,12 @@ from ofa_embed.embedding.checks import (
     store_identity,
 )
 from ofa_embed.embedding.distributed import extract_on_cluster
+from ofa_embed.embedding.fields import check_field_tiling, field_stride
 from ofa_embed.embedding.options import TILES_PER_TASK, OptionKeywords, RunOptions, run_options
 from ofa_embed.embedding.pipeline import RunModel, load_run_model
 from ofa_embed.embedding.scene_files import SceneReport, extract_plans
-from ofa_embed.errors import StoreError
+from ofa_embed.errors import ConfigError, StoreError
+from ofa_embed.field_files import check_field_dtype, list_fields
 from ofa_embed.location import AnyPath, as_location
 from ofa_embed.model.config import DEFAULT_MODEL
 from ofa_embed.progress import ProgressCallback
@@ -121,6 +123,9 @@ def extract(
     """
     options = run_options("extract", options, keywords)
     check_options(options)
+    check_field_dtype(options.field_dtype)
+    if options.dense and client is not None:
+        raise ConfigError("dense: fields are made by local runs only; drop --dask (or dense) for this run")
     if options.partition_by:
         partition_of(options.partition_by, 0.0, 0.0, None)  # refuses unknown keys before anything is read
     items = group_band_files([scenes] if isinstance(scenes, (str, Path)) else list(scenes))
@@ -138,6 +143,9 @@ def extract(
                 report = ExtractReport(store, run.loaded.weights_hash, run.loaded.source, run.loaded.pretrained,
                                        str(run.device), run.precision, options.embedding_dtype)
                 held = {path.stem: path for path in store_files(store)} if store.is_dir() else {}
+                if options.dense:  # a scene without its field is not done
+                    fields = list_fields(store)
+                    held = {name: path for name, path in held.items() if name in fields}
                 todo = []
                 for plan, item in zip(plans, items, strict=True):
                     if plan.scene.name in held and not options.overwrite:
@@ -178,7 +186,13 @@ def _plan_scenes(opened: list[Scene], run: RunModel, options: RunOptions) -> lis
     plans = []
     for scene in opened:
         check_model_takes(scene, run.loaded)
-        plans.append(plan_tiles(scene, options.tile_size, options.stride, run.loaded.model.patch_size))
+        patch = run.loaded.model.patch_size
+        plan = plan_tiles(scene, options.tile_size, options.stride, patch)
+        if options.dense:
+            if options.stride is None:  # overlapping tiles, their borders cropped (ofa_embed.embedding.fields)
+                plan = plan_tiles(scene, plan.tile_size, field_stride(plan.tile_size, patch), patch)
+            check_field_tiling(plan.tile_size, plan.stride, patch, str(scene.path))
+        plans.append(plan)
     names = [p.scene.name for p in plans]
     if duplicate := next((n for n in names if names.count(n) > 1), None):
         raise StoreError(f"two scenes are both named {duplicate!r}; a store holds one file per scene name")

@@ -31,7 +31,7 @@ CHIPS_PER_FILE = 4096
 # on a Dask cluster, the most tiles one task embeds (larger scenes are split into parts, then merged)
 TILES_PER_TASK = 1024
 # the options that only a scene run takes: chips are embedded whole, once, into chip files
-SCENE_ONLY = ("stride", "overwrite", "partition_by")
+SCENE_ONLY = ("stride", "overwrite", "partition_by", "dense", "field_dtype")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,11 @@ class RunOptions:
         overwrite: recompute scenes already in the store (default: skip them). Scenes only.
         partition_by: write scene files into hive folders by these keys (``utm_zone``, ``year``; see
             :func:`ofa_embed.store.partition_of`), which DuckDB and geopandas prune on. Scenes only.
+        dense: also write each scene's embedding field, one pixel per patch, as a COG in ``STORE/fields/``
+            (:mod:`ofa_embed.embedding.fields`); tiles then overlap by default (stride: the tile less a margin).
+            Scenes only, local runs only.
+        field_dtype: how fields are stored: ``float32`` (default), ``float16`` or ``int8`` with a per-pixel scale
+            (:mod:`ofa_embed.field_files`). Scenes only.
     """
 
     modality: str | None = None
@@ -84,6 +89,8 @@ class RunOptions:
     embedding_dtype: str = "float32"
     overwrite: bool = False
     partition_by: Sequence[str] | None = None
+    dense: bool = False
+    field_dtype: str = "float32"
 
     def open_args(self) -> dict[str, Any]:
         """The keywords of :func:`~ofa_embed.raster.scene.open_scene` that these options give."""
@@ -116,6 +123,8 @@ class OptionKeywords(ChipOptionKeywords, total=False):
     stride: int | None
     overwrite: bool
     partition_by: Sequence[str] | None
+    dense: bool
+    field_dtype: str
 
 
 def run_options(caller: str, options: RunOptions | None, keywords: Mapping[str, Any],

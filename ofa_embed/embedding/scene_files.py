@@ -13,25 +13,28 @@ import json
 import time
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
+from ofa_embed.embedding.fields import FieldBuilder, pixel_rule
 from ofa_embed.embedding.forward import ModelInput
 from ofa_embed.embedding.options import RunOptions
 from ofa_embed.embedding.pipeline import RunModel, embed_plans, feed
 from ofa_embed.embedding.records import file_metadata, model_record
 from ofa_embed.errors import TilingError
+from ofa_embed.field_files import FIELDS_DIR, INT8_SCHEME, FieldGrid, field_path, write_field
 from ofa_embed.location import AnyPath
 from ofa_embed.progress import ProgressCallback
 from ofa_embed.raster.checks import ValueChecks
-from ofa_embed.raster.reader import TilePlan
+from ofa_embed.raster.reader import TileBatch, TilePlan
 from ofa_embed.raster.scene import Scene
 from ofa_embed.store import TileRecords, partition_of, write_scene
 from ofa_embed.store.metadata import SceneRecord, TilingRecord, emb_metadata
 from ofa_embed.tiling import to_lonlat
 
-__all__ = ["SceneReport", "extract_plans", "scene_partition", "write_plan"]
+__all__ = ["SceneReport", "extract_plans", "field_builder", "scene_partition", "write_plan", "write_plan_field"]
 
 
 @dataclass
@@ -65,9 +68,10 @@ def scene_partition(scene: Scene, keys: Sequence[str] | None) -> dict[str, str] 
 
 
 def write_plan(plan: TilePlan, records: TileRecords, run: RunModel, fed: ModelInput, store: AnyPath,
-               options: RunOptions, partition: dict[str, str] | None) -> AnyPath:
+               options: RunOptions, partition: dict[str, str] | None, field: dict[str, Any] | None = None) -> AnyPath:
     """Write the embedded tiles of ``plan`` as its scene's store file in ``partition``, with the scene's
-    metadata; embeddings stored as ``options.embedding_dtype``.
+    metadata (and ``field``: the record of its field, written before); embeddings stored as
+    ``options.embedding_dtype``.
 
     Raises:
         TilingError: no tile was kept (every one below ``options.min_valid``): nothing is written.
@@ -85,14 +89,44 @@ def write_plan(plan: TilePlan, records: TileRecords, run: RunModel, fed: ModelIn
                           "nothing written")
     where = SceneRecord(scene.name, str(scene.path), scene.crs.to_wkt(), list(scene.transform)[:6], scene.width,
                         scene.height, scene.nodata)
+    metadata = file_metadata(scene, model_record(run.loaded, run.precision), fed,
+                             TilingRecord(plan.tile_size, plan.stride, options.min_valid), where)
+    if field is not None:
+        metadata["field"] = field
     return write_scene(
         store, scene.name, modality=scene.modality.name, acquired=scene.acquired, tile_size=plan.tile_size,
         missing_bands=list(scene.missing_bands), records=records,
-        metadata=file_metadata(scene, model_record(run.loaded, run.precision), fed,
-                               TilingRecord(plan.tile_size, plan.stride, options.min_valid), where),
+        metadata=metadata,
         emb_metadata=emb_metadata(model_record(run.loaded, run.precision), [scene.acquired], options.embedding_dtype),
         partition=partition,
     )
+
+
+def field_builder(plan: TilePlan, run: RunModel, options: RunOptions) -> FieldBuilder:
+    """An empty field of ``plan``'s scene for ``run``'s tokens."""
+    scene, patch = plan.scene, run.loaded.model.patch_size
+    grid = FieldGrid.of_scene(scene.transform, scene.width, scene.height, patch, scene.crs.to_wkt())
+    return FieldBuilder(grid, (scene.height, scene.width), run.loaded.model.embed_dim, options.min_valid)
+
+
+def write_plan_field(plan: TilePlan, builder: FieldBuilder, run: RunModel, store: AnyPath,
+                     options: RunOptions) -> dict[str, Any]:
+    """Write the field ``builder`` holds as ``plan``'s scene's COG in ``store``; its record (for the scene's file).
+
+    Raises:
+        StoreError: the field cannot be written.
+    """
+    patch = run.loaded.model.patch_size
+    record = builder.record({
+        "path": f"{FIELDS_DIR}/{plan.scene.name}.tif", "scene": plan.scene.name, "dtype": options.field_dtype,
+        "pixel": pixel_rule(plan.tile_size, plan.stride, patch, options.min_valid),
+        "tile_size": plan.tile_size, "stride": plan.stride, "min_valid": options.min_valid,
+        "quantization": INT8_SCHEME if options.field_dtype == "int8" else None,
+        "datetime": plan.scene.acquired.isoformat() if plan.scene.acquired else None,
+        "model": asdict(model_record(run.loaded, run.precision)),
+    })
+    write_field(field_path(store, plan.scene.name), builder.values, builder.grid, options.field_dtype, record)
+    return record
 
 
 def extract_plans(plans: list[TilePlan], run: RunModel, store: AnyPath, options: RunOptions,
@@ -118,13 +152,26 @@ def extract_plans(plans: list[TilePlan], run: RunModel, store: AnyPath, options:
     for _, group in itertools.groupby(zip(plans, feds, strict=True), key=same_input):
         members = list(group)
         start = time.perf_counter()
+        builders: dict[int, FieldBuilder] = {}
+
+        def tokens(number: int, batch: TileBatch, values: np.ndarray, members: list[Any] = members,
+                   builders: dict[int, FieldBuilder] = builders) -> None:
+            if number not in builders:
+                builders[number] = field_builder(members[number][0], run, options)
+            builders[number].add(batch.tiles, batch.data, values)
+
         # closed on every exit path: the pipeline's reader thread and model workers stop with it
-        with closing(embed_plans([plan for plan, _ in members], run, members[0][1], options, progress)) as embedded:
-            for plan, records, skipped in embedded:
+        with closing(embed_plans([plan for plan, _ in members], run, members[0][1], options, progress,
+                                 tokens if options.dense else None)) as embedded:
+            for number, (plan, records, skipped) in enumerate(embedded):
                 if checks is not None:
                     checks.wait()
+                field = None
+                if options.dense and len(records.rows):
+                    field = write_plan_field(plan, builders.pop(number, None) or field_builder(plan, run, options),
+                                             run, store, options)
                 path = write_plan(plan, records, run, members[0][1], store, options,
-                                  scene_partition(plan.scene, options.partition_by))
+                                  scene_partition(plan.scene, options.partition_by), field)
                 reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
                                            seconds=time.perf_counter() - start))
                 start = time.perf_counter()
