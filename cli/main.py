@@ -14,6 +14,7 @@ import ofa_embed
 from ofa_embed.cli.benchmark import benchmark_app
 from ofa_embed.cli.curate import curate
 from ofa_embed.cli.extract import extract
+from ofa_embed.cli.import_cmd import import_embeddings
 from ofa_embed.cli.index import index
 from ofa_embed.cli.knn import knn
 from ofa_embed.cli.map import map_store
@@ -45,6 +46,7 @@ def main(
 for command in (extract, index, search, sql, probe, knn, predict, curate, pretrain):
     app.command()(command)
 app.command(name="map")(map_store)
+app.command(name="import")(import_embeddings)
 
 app.add_typer(benchmark_app, name="benchmark")
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the lazily loaded names, as type checkers and IDEs should s
     from ofa_embed.pretraining.corpus import curate
     from ofa_embed.raster.opening import open_scene
     from ofa_embed.retrieval import search
+    from ofa_embed.serve import serve
     from ofa_embed.sensors import MODALITIES, get_modality
     from ofa_embed.sqlview import sql
 
@@ -36,6 +37,7 @@ _API = {
     "map": "ofa_embed.mapview", "MapReport": "ofa_embed.mapview",
     "import_embeddings": "ofa_embed.interop.importer", "ImportReport": "ofa_embed.interop.importer",
     "search": "ofa_embed.retrieval",
+    "serve": "ofa_embed.serve",
     "sql": "ofa_embed.sqlview",
     "probe": "ofa_embed.downstream", "knn": "ofa_embed.downstream", "predict": "ofa_embed.downstream",
 }
@@ -43,7 +45,7 @@ _API = {
 __all__ = [
     "__version__", "curate", "extract", "ExtractReport", "SceneReport", "extract_chips", "ChipsReport", "MODALITIES",
     "get_modality", "open_scene", "read_field", "map", "MapReport", "import_embeddings", "ImportReport",
-    "search", "sql", "probe", "knn", "predict",
+    "search", "sql", "probe", "knn", "predict", "serve",
 ]
 
 

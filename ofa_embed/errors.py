@@ -64,6 +64,10 @@ class GeoBenchError(OFAEmbedError, ValueError):
     """A GEO-Bench root, task folder, partition or sample file is missing or unreadable."""
 
 
+class ProductError(OFAEmbedError, ValueError):
+    """An imported embedding product is missing, not in its documented layout, or not what ``--format`` says."""
+
+
 class MapError(OFAEmbedError, ValueError):
     """A map cannot be drawn: a hits, predictions or query file that is missing or unreadable, an unknown column."""
 

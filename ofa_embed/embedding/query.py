@@ -12,7 +12,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from ofa_embed.embedding.forward import embed, model_input
-from ofa_embed.errors import TilingError
+from ofa_embed.errors import IndexStateError, TilingError
 from ofa_embed.location import AnyPath
 from ofa_embed.model.checkpoint import LoadedModel
 from ofa_embed.model.weights import weights_for_store
@@ -64,9 +64,15 @@ def store_model(store: str | AnyPath, weights: str | Path | None = None) -> Stor
     Raises:
         StoreError: missing or empty store.
         WeightsError: ``weights`` is given but cannot be loaded.
-        IndexStateError: those weights are not available, or ``weights`` are other weights.
+        IndexStateError: those weights are not available, or ``weights`` are other weights, or the store holds
+            an imported product's embeddings (its model does not run here).
     """
     meta = read_metadata(describe_store(store)[0].path)
+    imported = meta.get("imported")
+    if imported:  # vectors of a published product (ofa-embed import): its model does not run here
+        raise IndexStateError(
+            f"{store}: holds imported {imported['product']} embeddings (model {imported['model']}), which is not "
+            "available here to embed a query tile; query with --like-id or --like-point instead")
     model_meta = meta["model"]
     custom = meta.get("model_input") if meta["modality"]["name"] == CUSTOM else None
     values = meta.get("input_values") or {}

@@ -1,0 +1,63 @@
+"""``ofa-embed import``: a published embedding product (AEF, TESSERA, Major TOM, Earth Index, Clay) as a store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ofa_embed.cli.common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.errors import ConfigError
+from ofa_embed.interop import FORMATS
+
+
+def _bbox(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise ConfigError(f"--bbox {text!r}: expected MINLON,MINLAT,MAXLON,MAXLAT")
+    return values
+
+
+def _when(text: str | None, name: str, *, end: bool) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{name} {text!r}: expected a date like 2024-05-01 or 2024-05-01T10:30") from None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value + timedelta(days=1) - timedelta(microseconds=1) if end and len(text) == 10 else value
+
+
+def import_embeddings(
+    sources: Annotated[list[Path], typer.Argument(help="Files or folders of the product, in its published layout.")],
+    format: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")],
+    out: Annotated[str, typer.Option(help="Store directory or fsspec URL to write.")],
+    tile_size: Annotated[int, typer.Option(help="Pixel products (aef, tessera): tile side in the product's pixels.")] = 32,
+    bbox: Annotated[str | None, typer.Option(help="MINLON,MINLAT,MAXLON,MAXLAT: read only what meets it.")] = None,
+    start: Annotated[str | None, typer.Option(help="Read only what was observed from this date (ISO).")] = None,
+    end: Annotated[str | None, typer.Option(help="... up to this date (ISO; a plain date includes the day).")] = None,
+    min_valid: Annotated[float, typer.Option(help="Pixel products: least valid-pixel fraction of a tile.")] = 0.5,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Rewrite store files that exist.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Import a published embedding product into a store: search, sql, probe, knn, map and index then work on it."""
+    from ofa_embed.interop.importer import import_embeddings as run_import
+
+    setup_logging(quiet)
+    with errors_to_exit():
+        report = run_import(sources, out, format, tile_size=tile_size, bbox=_bbox(bbox),
+                            start=_when(start, "--start", end=False), end=_when(end, "--end", end=True),
+                            min_valid=min_valid, overwrite=overwrite)
+    if not quiet:
+        pruned = (f"; {report.row_groups_read} of {report.row_groups} row groups read" if report.row_groups else "")
+        stdout.print(f"{report.store}: {report.rows:,} tiles of {report.product} {report.version} ({report.model}) in "
+                     f"{len(report.files)} file(s), {len(report.skipped)} source(s) skipped{pruned}, "
+                     f"{report.seconds:.1f} s", highlight=False)
