@@ -22,6 +22,7 @@ from ofa_embed.cli.predict import predict
 from ofa_embed.cli.pretrain import pretrain
 from ofa_embed.cli.probe import probe
 from ofa_embed.cli.search import search
+from ofa_embed.cli.serve import serve
 from ofa_embed.cli.sql import sql
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ def main(
 for command in (extract, index, search, sql, probe, knn, predict, curate, pretrain):
     app.command()(command)
 app.command(name="map")(map_store)
+app.command()(serve)
 app.command(name="import")(import_embeddings)
 
 app.add_typer(benchmark_app, name="benchmark")

@@ -17,8 +17,8 @@ if TYPE_CHECKING:  # the lazily loaded names, as type checkers and IDEs should s
     from ofa_embed.pretraining.corpus import curate
     from ofa_embed.raster.opening import open_scene
     from ofa_embed.retrieval import search
-    from ofa_embed.serve import serve
     from ofa_embed.sensors import MODALITIES, get_modality
+    from ofa_embed.serve import serve
     from ofa_embed.sqlview import sql
 
 try:

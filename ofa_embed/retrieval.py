@@ -19,7 +19,7 @@ from ofa_embed.sensors import CUSTOM, MODALITIES
 from ofa_embed.store import embedding_columns, embedding_matrix, parquet_schema, store_files
 from ofa_embed.store.duck import connect
 
-__all__ = ["QueryError", "check_bbox", "search"]
+__all__ = ["QueryError", "check_bbox", "rocchio_vector", "search"]
 
 
 def _stored_embedding(store: AnyPath, where: str, params: list[object], order: str, what: str) -> np.ndarray:
@@ -43,6 +43,22 @@ def _as_list(value: object) -> list:
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
+
+
+def rocchio_vector(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """Rocchio's query: the mean of the positives' unit vectors minus the mean of the negatives' (``(D,)`` float32).
+
+    Raises:
+        QueryError: no positive, or negatives that cancel the positives (no direction left to search).
+    """
+    if not len(positives):
+        raise QueryError("give at least one positive example")
+    vector = np.mean([_unit(np.asarray(v, np.float32)) for v in positives], axis=0)
+    if len(negatives):
+        vector = vector - np.mean([_unit(np.asarray(v, np.float32)) for v in negatives], axis=0)
+    if float(np.linalg.norm(vector)) < 1e-6:
+        raise QueryError("the negative examples cancel the positive ones (their means are equal): no direction to search")
+    return vector.astype(np.float32)
 
 
 def check_bbox(bbox: Sequence[float]) -> None:
@@ -143,10 +159,6 @@ def search(
             f"no tile contains the point {lon}, {lat}",
         )))
     negatives = embedded(negative_files, negative_ids)
-    vector = np.mean(positives, axis=0)
-    if negatives:
-        vector = vector - np.mean(negatives, axis=0)
-    if float(np.linalg.norm(vector)) < 1e-6:
-        raise QueryError("the negative examples cancel the positive ones (their means are equal): no direction to search")
+    vector = rocchio_vector(positives, negatives)
     search_filter = SearchFilter(bbox=bbox, start=start, end=end, modality=modality, scene=scene)
     return index.search(vector, k, search_filter)
