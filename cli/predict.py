@@ -16,10 +16,21 @@ def predict(
     store: Store,
     probe: Annotated[Path, typer.Option("--probe", help="Probe saved by ofa-embed probe --save (JSON).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="GeoParquet file of predictions, one row per tile.")],
+    dense: Annotated[bool, typer.Option(
+        "--dense", help="Predict every pixel of the store's embedding fields; --out is a folder of class COGs.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Predict every tile of a store with a saved linear probe (same model's embeddings only)."""
     setup_logging(quiet)
+    if dense:
+        from ofa_embed.downstream.segmentation import predict_fields
+
+        with errors_to_exit():
+            written = predict_fields(store, probe, out)
+        if not quiet:
+            for path in written:
+                stdout.print(f"wrote {path}")
+        return
     with errors_to_exit(), progress_bar(quiet, "files") as on_progress:
         frame = ofa_embed.predict(store, probe, out, on_progress=on_progress)
     if not quiet:

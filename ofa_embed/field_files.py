@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIELDS_DIR", "FIELD_DTYPES", "FIELD_TAG", "INT8_NODATA", "INT8_SCHEME", "FieldGrid", "check_field_dtype", "dequantise",
-    "field_path", "field_record", "list_fields", "quantise", "read_field", "read_field_array", "write_field",
+    "field_path", "field_record", "list_fields", "quantise", "read_field", "read_field_array", "write_class_raster",
+    "write_field",
 ]
 
 FIELDS_DIR = "fields"
@@ -249,3 +250,36 @@ def read_field(store: str | AnyPath, scene: str) -> xarray.DataArray:
         coords={"band": [f"emb_{i:03d}" for i in range(values.shape[0])], "y": ys, "x": xs},
         name=scene, attrs={"crs": grid.crs, "transform": tuple(t)[:6], "record": record},
     )
+
+
+def write_class_raster(target: AnyPath, codes: np.ndarray, grid: FieldGrid, classes: list[str]) -> AnyPath:
+    """Write ``codes`` ``(H, W)`` (class index, -1: none) as a uint8 COG on ``grid`` (nodata 255), class names in
+    the ``OFA_EMBED_CLASSES`` tag (JSON list) and a colour table, for QGIS and ``ofa-embed map``.
+
+    Raises:
+        ConfigError: more than 254 classes. StoreError: the file cannot be written.
+    """
+    import rasterio
+    import rasterio.shutil
+    from rasterio.errors import RasterioError
+
+    if len(classes) > 254:
+        raise ConfigError(f"{len(classes)} classes do not fit a uint8 class raster (at most 254)")
+    data = np.where(codes < 0, 255, codes).astype(np.uint8)
+    palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+               (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+    profile = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": 1, "dtype": "uint8",
+               "crs": grid.crs, "transform": grid.transform, "nodata": 255}
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ofa-embed-classes-") as scratch, \
+            atomic_target(target, (OSError, RasterioError)) as tmp:
+        plain = Path(scratch) / "classes.tif"
+        with rasterio.open(plain, "w", **profile) as dst:
+            dst.write(data, 1)
+            dst.write_colormap(1, {i: (*palette[i % len(palette)], 255) for i in range(len(classes))})
+            dst.update_tags(OFA_EMBED_CLASSES=json.dumps(classes))
+            dst.set_band_description(1, "class")
+        rasterio.shutil.copy(plain, tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=_BLOCK,
+                             OVERVIEW_COUNT=_overview_count(grid), RESAMPLING="NEAREST")
+    return target

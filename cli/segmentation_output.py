@@ -1,0 +1,39 @@
+"""Printing a segmentation probe's report (``probe --dense``): tables, or JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from ofa_embed.cli.common import stdout
+
+if TYPE_CHECKING:
+    from ofa_embed.downstream.segmentation import SegmentationReport
+
+
+def print_segmentation(report: SegmentationReport, as_json: bool) -> None:
+    """The report as tables (mIoU, pixel accuracy, per-class IoU, confusion), or as one JSON document."""
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    stdout.print(f"segmentation probe on the fields of {report.store} ({', '.join(report.fields)}), "
+                 f"target {report.target!r}: {report.pixels:,} labelled pixels")
+    stdout.print(f"split: {report.split}; metrics on out-of-fold predictions")
+    table = Table(title=f"metrics (95% bootstrap interval over {report.units} blocks, {report.bootstrap} replicates)")
+    for column in ("metric", "value", "low", "high"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for name, estimate in [("mIoU", report.miou), ("pixel accuracy", report.accuracy),
+                           *((f"IoU {c}", e) for c, e in report.iou.items())]:
+        table.add_row(name, f"{estimate.value:.3f}", f"{estimate.low:.3f}", f"{estimate.high:.3f}")
+    stdout.print(table)
+    confusion = Table(title="confusion matrix in pixels (rows: true, columns: predicted)")
+    confusion.add_column("")
+    for c in report.classes:
+        confusion.add_column(str(c), justify="right")
+    for c, row in zip(report.classes, report.confusion, strict=True):
+        confusion.add_row(str(c), *(str(int(v)) for v in row))
+    stdout.print(confusion)
+    for path in report.predictions:
+        stdout.print(f"wrote {path}")
