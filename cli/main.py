@@ -24,6 +24,7 @@ from ofa_embed.cli.probe import probe
 from ofa_embed.cli.search import search
 from ofa_embed.cli.serve import serve
 from ofa_embed.cli.sql import sql
+from ofa_embed.cli.stac import stac
 
 app = typer.Typer(
     name="ofa-embed", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -49,6 +50,7 @@ for command in (extract, index, search, sql, probe, knn, predict, curate, pretra
 app.command(name="map")(map_store)
 app.command()(serve)
 app.command(name="import")(import_embeddings)
+app.command()(stac)
 
 app.add_typer(benchmark_app, name="benchmark")
 
