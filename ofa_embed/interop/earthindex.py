@@ -50,8 +50,9 @@ def product_for(path: Path, dimension: int, emb: dict[str, Any]) -> Product:
     """
     if dimension != DIMENSION:
         raise ProductError(f"{path}: {dimension}-d vectors, not Earth Index's {DIMENSION}; is --format right?")
-    model = emb.get("model") if isinstance(emb.get("model"), dict) else {}
-    quantization = (emb.get("embedding") or {}).get("embeddings_quantization") if isinstance(emb.get("embedding"), dict) else None
+    model: dict[str, Any] = emb["model"] if isinstance(emb.get("model"), dict) else {}
+    described: dict[str, Any] = emb["embedding"] if isinstance(emb.get("embedding"), dict) else {}
+    quantization = described.get("embeddings_quantization")
     return Product("earthindex", "Earth Index", str(model.get("version") or "v2"), str(model.get("id") or "softcon"),
                    dimension, "chip", 320.0, "annual",
                    {"method": "none" if not quantization or quantization == "none" else "other", "original_dtype": "float32",

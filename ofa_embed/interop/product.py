@@ -227,8 +227,8 @@ def write_rows(store: AnyPath, product: Product, rows: Rows, *, source: str, crs
 
 def concat(parts: Sequence[Rows]) -> Rows:
     """Rows of several reads as one."""
-    return Rows(
-        [n for p in parts for n in p.names], *(np.concatenate([getattr(p, k) for p in parts]) for k in
-                                               ("rows", "cols", "heights", "widths", "valid_fraction", "corners")),
-        [a for p in parts for a in p.acquired], np.concatenate([p.embeddings for p in parts]),
-    )
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return Rows([n for p in parts for n in p.names], joined("rows"), joined("cols"), joined("heights"), joined("widths"),
+                joined("valid_fraction"), joined("corners"), [a for p in parts for a in p.acquired], joined("embeddings"))

@@ -140,14 +140,14 @@ def _field_items(root: AnyPath) -> list[Any]:
     """Items of the store's embedding fields (``STORE/fields/*.tif``), with ``proj:`` and ``raster:`` fields."""
     import pystac
 
-    folder = root / "fields"
-    if not folder.is_dir():
+    if not isinstance(root, Path) or not (root / "fields").is_dir():  # fields of a remote store: not described yet
         return []
+    folder = root / "fields"
     import rasterio
     from rasterio.warp import transform_bounds
 
     items = []
-    for path in sorted(folder.glob("*.tif")):  # type: ignore[union-attr]
+    for path in sorted(folder.glob("*.tif")):
         with rasterio.open(path) as src:
             bounds = list(transform_bounds(src.crs, "OGC:CRS84", *src.bounds))
             item = pystac.Item(f"field__{path.stem}", {"type": "Polygon", "coordinates": [[
