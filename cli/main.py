@@ -12,6 +12,7 @@ import typer
 
 import ofa_embed
 from ofa_embed.cli.benchmark import benchmark_app
+from ofa_embed.cli.change import change
 from ofa_embed.cli.curate import curate
 from ofa_embed.cli.extract import extract
 from ofa_embed.cli.import_cmd import import_embeddings
@@ -45,7 +46,7 @@ def main(
     """Earth-observation embeddings from one shared multi-modal backbone, stored as GeoParquet."""
 
 
-for command in (extract, index, search, sql, probe, knn, predict, curate, pretrain):
+for command in (extract, index, search, sql, probe, knn, predict, change, curate, pretrain):
     app.command()(command)
 app.command(name="map")(map_store)
 app.command()(serve)
