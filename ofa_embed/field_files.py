@@ -103,7 +103,8 @@ def list_fields(store: str | AnyPath) -> dict[str, AnyPath]:
     folder = as_location(store) / FIELDS_DIR
     if not folder.is_dir():
         return {}
-    return {p.stem: p for p in sorted(folder.glob("*.tif"), key=str) if not p.name.startswith(".")}
+    found: list[AnyPath] = sorted(folder.glob("*.tif"), key=str)
+    return {p.stem: p for p in found if not p.name.startswith(".")}
 
 
 def quantise(values: np.ndarray) -> np.ndarray:
@@ -150,6 +151,7 @@ def write_field(target: AnyPath, values: np.ndarray, grid: FieldGrid, dtype: str
 
     check_field_dtype(dtype)
     dim = values.shape[0]
+    nodata: float
     if dtype == "int8":
         data, nodata, resampling = quantise(values), INT8_NODATA, "NEAREST"
         names = [f"emb_{i:03d}" for i in range(dim)] + ["scale_exponent"]

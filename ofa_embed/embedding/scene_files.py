@@ -168,8 +168,8 @@ def extract_plans(plans: list[TilePlan], run: RunModel, store: AnyPath, options:
                     checks.wait()
                 field = None
                 if options.dense and len(records.rows):
-                    field = write_plan_field(plan, builders.pop(number, None) or field_builder(plan, run, options),
-                                             run, store, options)
+                    builder = builders.pop(number) if number in builders else field_builder(plan, run, options)
+                    field = write_plan_field(plan, builder, run, store, options)
                 path = write_plan(plan, records, run, members[0][1], store, options,
                                   scene_partition(plan.scene, options.partition_by), field)
                 reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
