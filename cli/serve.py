@@ -9,7 +9,7 @@ import typer
 import ofa_embed
 from ofa_embed.cli.common import Quiet, errors_to_exit, setup_logging, stderr, stdout
 from ofa_embed.errors import OFAEmbedError
-from ofa_embed.serve import DEFAULT_HOST, DEFAULT_PORT, ServeInfo, open_warning
+from ofa_embed.labelling import DEFAULT_HOST, DEFAULT_PORT, ServeInfo, open_warning
 
 
 def serve(

@@ -13,12 +13,12 @@ if TYPE_CHECKING:  # the lazily loaded names, as type checkers and IDEs should s
     from ofa_embed.embedding.extract import ExtractReport, SceneReport, extract
     from ofa_embed.field_files import read_field
     from ofa_embed.interop.importer import ImportReport, import_embeddings
+    from ofa_embed.labelling import serve
     from ofa_embed.mapview import MapReport, map
     from ofa_embed.pretraining.corpus import curate
     from ofa_embed.raster.opening import open_scene
     from ofa_embed.retrieval import search
     from ofa_embed.sensors import MODALITIES, get_modality
-    from ofa_embed.serve import serve
     from ofa_embed.sqlview import sql
 
 try:
@@ -37,7 +37,7 @@ _API = {
     "map": "ofa_embed.mapview", "MapReport": "ofa_embed.mapview",
     "import_embeddings": "ofa_embed.interop.importer", "ImportReport": "ofa_embed.interop.importer",
     "search": "ofa_embed.retrieval",
-    "serve": "ofa_embed.serve",
+    "serve": "ofa_embed.labelling",
     "sql": "ofa_embed.sqlview",
     "probe": "ofa_embed.downstream", "knn": "ofa_embed.downstream", "predict": "ofa_embed.downstream",
 }

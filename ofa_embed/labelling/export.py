@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ofa_embed.serve.labelbook import NEGATIVE_CLASS
-from ofa_embed.serve.session import Prediction, StoreSession
+from ofa_embed.labelling.labelbook import NEGATIVE_CLASS
+from ofa_embed.labelling.session import Prediction, StoreSession
 from ofa_embed.store import read_parquet, take_rows
 
 __all__ = ["export_labels", "export_predictions"]

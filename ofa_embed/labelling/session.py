@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from ofa_embed.errors import ConfigError, IndexStateError, LabelError, QueryError
+from ofa_embed.labelling.labelbook import NEGATIVE_CLASS
 from ofa_embed.mapview.layers import store_layer
 from ofa_embed.mapview.page import mercator
 from ofa_embed.progress import ProgressCallback
 from ofa_embed.retrieval import check_bbox, rocchio_vector
-from ofa_embed.serve.labelbook import NEGATIVE_CLASS
 from ofa_embed.store import embedding_columns, embedding_matrix, parquet_schema, read_embeddings, read_metadata, read_parquet
 
 __all__ = ["Prediction", "StoreSession", "TRAIN_METHODS"]
@@ -110,9 +111,9 @@ class StoreSession:
         seconds = (times - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
         self.days = (seconds / 86400).to_numpy(np.float32, na_value=np.nan)
         self.dates = (times.min(), times.max())
-        metas = [read_metadata(f.path) for f in self.files]
-        self.modalities = sorted({m.get("modality", {}).get("name", "?") for m in metas})
-        self.model = metas[0].get("model", {})
+        found = {v for f in self.files for v in pc.unique(read_parquet(f.path, ["modality"]).column(0)).to_pylist()}
+        self.modalities = sorted(str(v) for v in found if v is not None)
+        self.model = read_metadata(self.files[0].path).get("model", {})
         try:
             self.index = indexes.open(self.store)
         except IndexStateError as exc:
@@ -254,7 +255,7 @@ class StoreSession:
         default) on the labels, then predictions over every tile.
 
         Args:
-            targets: tile id -> class (negatives as :data:`~ofa_embed.serve.labelbook.NEGATIVE_CLASS`).
+            targets: tile id -> class (negatives as :data:`~ofa_embed.labelling.labelbook.NEGATIVE_CLASS`).
             request: ``method`` (probe|knn), ``k`` (kNN neighbours), ``folds``, ``split`` (spatial-block|random),
                 ``bootstrap`` (replicates for the intervals).
             on_progress: ``(step, done, total)``.

@@ -29,10 +29,10 @@ import tornado.web
 from tornado.ioloop import IOLoop
 
 from ofa_embed.errors import OFAEmbedError, QueryError, first_line
-from ofa_embed.serve.export import export_labels, export_predictions
-from ofa_embed.serve.labelbook import LabelBook, LabelChange
-from ofa_embed.serve.quicklook import QuicklookMissing, Quicklooks
-from ofa_embed.serve.session import StoreSession
+from ofa_embed.labelling.export import export_labels, export_predictions
+from ofa_embed.labelling.labelbook import LabelBook, LabelChange
+from ofa_embed.labelling.quicklook import QuicklookMissing, Quicklooks
+from ofa_embed.labelling.session import StoreSession
 
 __all__ = ["MAX_BODY", "MAX_JSON_TILES", "ServeState", "binary_container", "routes"]
 
@@ -167,10 +167,10 @@ class PageHandler(Handler):
     """``GET /``: the page."""
 
     def get(self) -> None:
-        page = package_files("ofa_embed.serve").joinpath("page.html").read_text(encoding="utf-8")
+        page = package_files("ofa_embed.labelling").joinpath("page.html").read_text(encoding="utf-8")
         title = f"{self.state.session.store.name}: {self.state.session.count:,} tiles"
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(page.replace("__TITLE__", title.replace("&", "&amp;").replace("<", "&lt;"), 1))
+        self.finish(page.replace("__TITLE__", title.replace("&", "&amp;").replace("<", "&lt;")))
 
 
 class StoreHandler(Handler):
@@ -335,6 +335,14 @@ class ExportHandler(Handler):
         self.finish(data)
 
 
+class NoIcon(Handler):
+    """``GET /favicon.ico``: none (a browser asks for it; a 404 would fill the log)."""
+
+    def get(self) -> None:
+        self.set_status(204)
+        self.finish()
+
+
 class NotFound(Handler):
     """Any other path: 404 in the API's form."""
 
@@ -349,5 +357,6 @@ def routes(state: ServeState) -> list[Any]:
         (r"/api/labels", LabelsHandler), (r"/api/classes", ClassesHandler), (r"/api/train", TrainHandler),
         (r"/api/predictions", PredictionsHandler), (r"/api/progress", ProgressHandler),
         (r"/api/quicklook/([0-9a-f]{16})\.png", QuicklookHandler), (r"/api/export/(labels|predictions)", ExportHandler),
+        (r"/favicon.ico", NoIcon),
     ]
     return [(pattern, handler, {"state": state}) for pattern, handler in pairs]

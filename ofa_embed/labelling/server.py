@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ofa_embed.labelling.labelbook import LabelBook
 from ofa_embed.location import AnyPath, RemotePath, as_location
 from ofa_embed.progress import ProgressCallback
-from ofa_embed.serve.labelbook import LabelBook
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Server", "ServeInfo", "is_loopback", "open_warning"]
 
@@ -68,9 +68,9 @@ class Server:
             StoreError: missing, empty or remote store; an unreadable labels file.
             IndexStateError: no usable index and ``build_index`` False.
         """
-        from ofa_embed.serve.api import ServeState
-        from ofa_embed.serve.quicklook import Quicklooks
-        from ofa_embed.serve.session import StoreSession
+        from ofa_embed.labelling.api import ServeState
+        from ofa_embed.labelling.quicklook import Quicklooks
+        from ofa_embed.labelling.session import StoreSession
 
         location = as_location(store)
         if isinstance(location, RemotePath):
@@ -91,7 +91,7 @@ class Server:
         import tornado.netutil
         import tornado.web
 
-        from ofa_embed.serve.api import MAX_BODY, routes
+        from ofa_embed.labelling.api import MAX_BODY, routes
 
         app = tornado.web.Application(routes(self.state), default_handler_class=_not_found(),
                                       default_handler_args={"state": self.state}, compress_response=False)
@@ -154,6 +154,6 @@ class Server:
 
 
 def _not_found() -> type:
-    from ofa_embed.serve.api import NotFound
+    from ofa_embed.labelling.api import NotFound
 
     return NotFound

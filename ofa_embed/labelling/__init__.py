@@ -45,9 +45,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ofa_embed.labelling.server import DEFAULT_HOST, DEFAULT_PORT, ServeInfo, Server, is_loopback, open_warning
 from ofa_embed.location import AnyPath
 from ofa_embed.progress import ProgressCallback
-from ofa_embed.serve.server import DEFAULT_HOST, DEFAULT_PORT, ServeInfo, Server, is_loopback, open_warning
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServeInfo", "Server", "is_loopback", "open_warning", "serve"]
 
