@@ -15,6 +15,7 @@ from ofa_embed.cli.main import app
 from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.sqlview import connect_store
+from ofa_embed.store.claim import CLAIM_FILE
 from ofa_embed.store import tile_id
 from ofa_embed.store.duck import connect
 from tests.helpers import cut_tile, s2_values, write_raster
@@ -229,5 +230,5 @@ def test_sql_is_read_only_unless_told_and_never_writes_inside_the_store(indexed,
     out = tmp_path / "ids.csv"
     written = run("sql", indexed, f"COPY (SELECT id FROM embeddings) TO '{out}'", "--allow-writes")
     assert written.exit_code == 0, written.output
-    assert len(pd.read_csv(out)) == 20 and sorted(p.name for p in indexed.iterdir() if p.is_file()) == [
-        p.name for p in sorted(indexed.glob("*.parquet"))]
+    assert len(pd.read_csv(out)) == 20 and sorted(p.name for p in indexed.iterdir() if p.is_file()) == sorted(
+        [CLAIM_FILE, *(p.name for p in indexed.glob("*.parquet"))])
