@@ -15,8 +15,8 @@ from ofa_embed.cli.main import app
 from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
 from ofa_embed.sqlview import connect_store
-from ofa_embed.store.claim import CLAIM_FILE
 from ofa_embed.store import tile_id
+from ofa_embed.store.claim import CLAIM_FILE
 from ofa_embed.store.duck import connect
 from tests.helpers import cut_tile, s2_values, write_raster
 
