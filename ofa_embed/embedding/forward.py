@@ -124,7 +124,7 @@ class ModelInput:
 
 
 def model_input(model: Backbone, modality: Modality | str, missing_bands: Sequence[str] = (),
-                scaling: tuple[Sequence[float], Sequence[float]] | None = None) -> ModelInput:
+                scaling: tuple[np.ndarray, np.ndarray] | None = None) -> ModelInput:
     """What ``model`` is fed from a stack of ``modality``'s bands of which ``missing_bands`` are absent;
     ``scaling`` is the ``(scale, offset)`` of each of the modality's bands, in its order, where the file gives
     its own (:meth:`~ofa_embed.raster.scene.Scene.band_scaling`), recorded instead of the registry's.
