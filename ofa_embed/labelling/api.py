@@ -127,7 +127,7 @@ class Handler(tornado.web.RequestHandler):
             raise QueryError(f"bbox {text[:60]!r}: give MINLON,MINLAT,MAXLON,MAXLAT") from None
         if len(values) != 4:
             raise QueryError(f"bbox {text[:60]!r}: give 4 numbers MINLON,MINLAT,MAXLON,MAXLAT")
-        return values  # type: ignore[return-value]
+        return values
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

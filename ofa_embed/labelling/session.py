@@ -235,7 +235,7 @@ class StoreSession:
         started = time.perf_counter()
         asked = min(self.count, k + (len(like) + len(unlike) if exclude else 0))
         similarities, found = self.index.search_vectors(vector[None], asked, SearchFilter(
-            bbox=bbox, start=start, end=end, modality=modality))  # type: ignore[arg-type]
+            bbox=bbox, start=start, end=end, modality=modality))
         keep = found[0] >= 0
         positions = self.index_to_position[found[0][keep]]
         scores = similarities[0][keep]
