@@ -123,6 +123,8 @@ class StoreSession:
             indexes.build(self.store, on_progress=on_progress)
             self.index = indexes.open(self.store)
         self.index_to_position = self._index_positions()
+        self.position_to_index = np.empty_like(self.index_to_position)
+        self.position_to_index[self.index_to_position] = np.arange(self.count)
         self.vector_cache: dict[int, np.ndarray] = {}
         self.lock = threading.Lock()
         self.predictions: dict[str, Prediction] = {}
@@ -193,11 +195,25 @@ class StoreSession:
         with self.lock:
             missing = sorted({int(p) for p in positions} - self.vector_cache.keys())
         if missing:
-            read = read_embeddings(self.store, np.asarray(missing), files=self.files)
+            read = self._index_vectors(np.asarray(missing))
+            if read is None:
+                read = read_embeddings(self.store, np.asarray(missing), files=self.files)
             with self.lock:
                 self.vector_cache.update(zip(missing, read, strict=True))
         with self.lock:
             return np.stack([self.vector_cache[int(p)] for p in positions])
+
+    def _index_vectors(self, positions: np.ndarray) -> np.ndarray | None:
+        """The vectors at store ``positions`` as the index holds them (unit length; flat and HNSW keep them exactly),
+        a gather from memory instead of reading whole store files; None when the index keeps no exact copy
+        (IVF-PQ without refinement) or has several shards.
+        """
+        from ofa_embed.indexes.faiss_index import exact_vectors
+
+        if len(self.index.shards) != 1:
+            return None
+        found = exact_vectors(self.index.index, self.index.config, self.position_to_index[positions])
+        return None if found is None else np.asarray(found, np.float32)
 
     def search(self, request: dict[str, Any]) -> dict[str, Any]:
         """``POST /api/search``: Rocchio's query over ``like_ids`` minus ``unlike_ids``, searched in the index
