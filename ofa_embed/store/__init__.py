@@ -5,6 +5,7 @@ extension over them (:mod:`ofa_embed.store.duck`). Knows no model.
 
 from ofa_embed.store.geoparquet import (
     PARTITION_KEYS,
+    ROW_GROUP_ROWS,
     STORE_VERSION,
     ChipColumns,
     TileRecords,
@@ -13,6 +14,7 @@ from ofa_embed.store.geoparquet import (
     parquet_schema,
     partition_of,
     read_parquet,
+    row_group_rows,
     scene_path,
     store_files,
     tile_id,
@@ -34,8 +36,8 @@ from ofa_embed.store.reading import (
 )
 
 __all__ = [
-    "PARTITION_KEYS", "RESULT_COLUMNS", "STORE_VERSION", "TILE_COLUMNS", "ChipColumns", "StoreFile", "TileRecords",
-    "describe_store", "embedding_columns", "embedding_matrix", "epoch_micros", "open_parquet", "parquet_schema",
-    "read_embeddings", "read_metadata", "read_parquet", "read_tiles", "partition_of", "scene_path", "store_files",
-    "take_rows", "tile_id", "tiles_frame", "write_chips", "write_scene",
+    "PARTITION_KEYS", "RESULT_COLUMNS", "ROW_GROUP_ROWS", "STORE_VERSION", "TILE_COLUMNS", "ChipColumns", "StoreFile",
+    "TileRecords", "describe_store", "embedding_columns", "embedding_matrix", "epoch_micros", "open_parquet",
+    "parquet_schema", "read_embeddings", "read_metadata", "read_parquet", "read_tiles", "partition_of", "row_group_rows",
+    "scene_path", "store_files", "take_rows", "tile_id", "tiles_frame", "write_chips", "write_scene",
 ]
