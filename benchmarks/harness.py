@@ -403,7 +403,8 @@ def main() -> None:
     wall = time.perf_counter() - started
     say(f"\n$ {command}\nmachine: {machine}; wall time {wall / 60:.1f} min")
     say("accuracy; few labels: mean over draws [95 % t-interval over draws]; all: out-of-fold over grouped folds "
-        "[95 % bootstrap interval over test chips]; retrieval: recall@1 [95 % bootstrap over queries]")
+        "[95 % bootstrap interval over test chips, whole groups where chips share one]; "
+        "retrieval: recall@1 [95 % bootstrap over queries]")
     table = markdown(results, retrievals, columns)
     say("\n".join(table))
     others = [c for c in columns if c not in ("checkpoint", "learned part")]
