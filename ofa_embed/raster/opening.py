@@ -270,6 +270,9 @@ def _open_multiband(
             positions, labels, nodata_value, acquisition_time(path.stem, tags), spectral,
             [Source(path, dataset, indexes)],
         )
+        if spectral is not None and wavelengths is not None:
+            opened, kept = _drop_empty_bands(opened, wavelengths)
+            scaling = [scaling[i] for i in kept]
         if alpha_said:
             opened.assumed.append(alpha_said)
             logger.info(alpha_said)
@@ -280,6 +283,34 @@ def _open_multiband(
     except BaseException:
         dataset.close()
         raise
+
+
+def _drop_empty_bands(scene: Scene, wavelengths: Sequence[float]) -> tuple[Scene, list[int]]:
+    """A hyperspectral scene without the bands that hold no valid value (water-vapour absorption bands are
+    nodata in every pixel of EnMAP or PRISMA products): resampled from the others, as a band outside the
+    input's range is, instead of leaving every pixel invalid. Said in one line. Also the source bands kept.
+
+    Raises:
+        ModalityError: no band holds a valid value.
+    """
+    empty = scene.empty_bands()
+    kept = [i for i in range(len(scene.band_positions)) if i not in empty]
+    if not empty:
+        return scene, kept
+    if not kept:
+        raise ModalityError(f"{scene.path}: no band holds a valid value (all nodata or not finite); check --nodata")
+    source = scene.sources[0]
+    lost = [wavelengths[i] for i in empty]
+    said = (f"{scene.path}: {len(empty)} band(s) at {min(lost):.4f}-{max(lost):.4f} µm hold no valid pixel (absorption "
+            "bands?): left out, the others resampled onto the model's wavelengths")
+    trimmed = scene.on_files(
+        [Source(source.path, source.dataset, [source.indexes[i] for i in kept])],
+        band_positions=list(range(len(kept))), source_labels=[scene.source_labels[i] for i in kept],
+        spectral_matrix=spectral_matrix(scene.modality, [wavelengths[i] for i in kept]),
+    )
+    trimmed.assumed.append(said)
+    logger.info(said)
+    return trimmed, kept
 
 
 def _band_count_guess(path: Path, modality: Modality) -> str:

@@ -293,6 +293,23 @@ class Scene:
             self._sample = np.concatenate(parts, axis=1)
         return self._sample
 
+    def empty_bands(self) -> list[int]:
+        """Source bands (indices in source order) that hold no valid value in the windows of :meth:`sample_raw`
+        (nodata or not finite everywhere there: a hyperspectral product's water-vapour absorption bands).
+        """
+        seen = np.zeros(len(self.band_positions), bool)
+        check_finite = self._holds_floats()
+        for window in sample_windows(self.height, self.width, SAMPLE_WINDOW):
+            raw = self.read_raw(window)
+            for i, band in enumerate(raw):
+                if not seen[i]:
+                    valid = np.ones(band.shape, bool)
+                    self._mark_invalid(band, valid, check_finite)
+                    seen[i] = bool(valid.any())
+            if seen.all():
+                break
+        return [i for i, ok in enumerate(seen) if not ok]
+
     def value_sample(self) -> np.ndarray:
         """File values of every band at its own resolution, none resampled: 3 x 3 windows spread evenly over each
         file, each about :data:`SAMPLE_WINDOW` scene px on a side (21 px of a 60 m band of a 10 m scene), pixels
