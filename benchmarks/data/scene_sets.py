@@ -22,10 +22,9 @@ reason. Nothing is cached: the three sets read in seconds.
   ``open_scene`` (identical values). There are no places to hold out: groups are single images (a split by image).
 - ``enmap_potsdam``: the 18 EnMAP tiles of Potsdam (``enmap-box/specdeepmap/images``, 32 x 32 px at 30 m,
   224 bands 418-2445 nm with the wavelength in each band's metadata) and their label tiles. Six bands
-  (1331-1391 nm, water vapour absorption) are nodata (-32768) on every pixel, and the library's reader
-  takes a pixel with any nodata band as invalid (zero-filled), so each tile is rewritten without those
-  bands into a temporary GeoTIFF (same grid, band descriptions and wavelength tags) and read from there by
-  ``open_scene``'s hyperspectral path (resampled onto the modality's 32 wavelengths). Every tile is cut
+  (1331-1391 nm, water vapour absorption) are nodata (-32768) on every pixel: ``open_scene``'s
+  hyperspectral path leaves them out and says so, and resamples the others onto the modality's 32
+  wavelengths. Every tile is cut
   into four 16 px chips (one model patch each); a chip's label is the dominant class among its labelled
   pixels (0 = unlabelled), kept where at least :data:`ENMAP_MIN_LABELLED` of the chip is labelled;
   classes with fewer than :data:`MIN_CLASS_CHIPS` chips are dropped. The source names no classes: they
@@ -203,39 +202,24 @@ def enmap_potsdam() -> ChipSet:
     chips, labels, groups = [], [], []
     dropped: set[str] = set()
     modality = missing = None
-    with tempfile.TemporaryDirectory() as folder:
-        for number, path in enumerate(tiles):
-            with rasterio.open(path) as src:
-                values = src.read()
-                nodata = src.nodata
-                keep = [i for i in range(src.count) if not (values[i] == nodata).all()]
-                dropped.update(src.descriptions[i] for i in range(src.count) if i not in keep)
-                profile = src.profile | {"count": len(keep)}
-                band_tags = [src.tags(i + 1) for i in keep]
-                descriptions = [src.descriptions[i] for i in keep]
-                scene_tags = src.tags()
-            written = Path(folder) / path.name
-            with rasterio.open(written, "w", **profile) as dst:
-                dst.write(values[keep])
-                dst.update_tags(**scene_tags)
-                for band, (tags, description) in enumerate(zip(band_tags, descriptions, strict=True), 1):
-                    dst.update_tags(band, **tags)
-                    dst.set_band_description(band, description)
-            data, valid, facts = _read_whole(written)
-            modality, missing = facts[0], facts[1]  # type: ignore[index]
-            with rasterio.open(root / "labels" / path.name) as src:
-                classes = src.read(1).astype(np.int64)
-            for top in range(0, data.shape[1], ENMAP_CHIP):
-                for left in range(0, data.shape[2], ENMAP_CHIP):
-                    window = np.s_[top : top + ENMAP_CHIP, left : left + ENMAP_CHIP]
-                    counts = np.bincount(classes[window].ravel(), minlength=7)
-                    counts[0] = 0
-                    if not valid[window].all() or counts.sum() < ENMAP_MIN_LABELLED * ENMAP_CHIP**2:
-                        continue
-                    chips.append(data[(slice(None), *window)])
-                    labels.append(f"class {int(counts.argmax())}")
-                    groups.append(number)
-    notes = [f"bands dropped before reading (nodata on every pixel): {', '.join(sorted(dropped))}",
+    for number, path in enumerate(tiles):
+        # the library leaves out bands that hold no valid value (the water-vapour bands) and says so
+        data, valid, facts = _read_whole(path)
+        modality, missing = facts[0], facts[1]  # type: ignore[index]
+        dropped.update(line.split(": ", 1)[1] for line in facts[2] if "hold no valid pixel" in line)  # type: ignore[index]
+        with rasterio.open(root / "labels" / path.name) as src:
+            classes = src.read(1).astype(np.int64)
+        for top in range(0, data.shape[1], ENMAP_CHIP):
+            for left in range(0, data.shape[2], ENMAP_CHIP):
+                window = np.s_[top : top + ENMAP_CHIP, left : left + ENMAP_CHIP]
+                counts = np.bincount(classes[window].ravel(), minlength=7)
+                counts[0] = 0
+                if not valid[window].all() or counts.sum() < ENMAP_MIN_LABELLED * ENMAP_CHIP**2:
+                    continue
+                chips.append(data[(slice(None), *window)])
+                labels.append(f"class {int(counts.argmax())}")
+                groups.append(number)
+    notes = [f"open_scene said: {'; '.join(sorted(dropped))}",
              f"read by open_scene as {modality} (resampled by wavelength onto its bands)"]
     chip_array, label_array, group_array = _drop_rare(np.stack(chips), np.array(labels), np.array(groups), notes)
     return ChipSet(
