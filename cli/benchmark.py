@@ -81,8 +81,9 @@ def _tables(report: GeoBenchReport) -> list[Table]:
 @benchmark_app.command()
 def compare(
     stores: Annotated[list[str], typer.Argument(help="Stores to compare (this project's or imported products').")],
-    labels: Annotated[Path, typer.Option(help="Labels file (points, polygons, or a table of tile ids).")],
-    target: Annotated[str, typer.Option(help="The label column.")],
+    target: Annotated[str, typer.Option(help="The label column (of --labels, else of the stores: chips' 'label').")],
+    labels: Annotated[Path | None, typer.Option(help="Labels file (points, polygons, or a table of tile ids); "
+                                                     "without it the target is a store column.")] = None,
     task: Annotated[str, typer.Option(help="classify or regress.")] = "classify",
     block_size: Annotated[float, typer.Option(help="Spatial blocks of the split, in metres (the same for every store).")
                           ] = 2000.0,
@@ -90,16 +91,21 @@ def compare(
     k: Annotated[int, typer.Option(help="kNN neighbours.")] = 10,
     n_boot: Annotated[int, typer.Option(help="Bootstrap replicates of the 95% intervals.")] = BOOTSTRAP_REPLICATES,
     seed: Annotated[int, typer.Option(help="Seed of the probes and the bootstrap.")] = 0,
+    band_stats: Annotated[bool, typer.Option(help="Add per-band mean + std of the tiles of the first store whose "
+                                                  "scenes are at hand.")] = True,
     quiet: Quiet = False,
 ) -> None:
-    """The same labels, spatial split, probe and kNN on each store's embeddings: one table with 95% intervals."""
+    """The same labels, spatial split, probe and kNN on each store's embeddings (and the band statistics of the same
+    tiles where the scenes are at hand): one table with 95% intervals.
+    """
     from ofa_embed.downstream.compare import compare as run_compare
 
     setup_logging(quiet)
     with errors_to_exit():
         rows = run_compare(stores, labels, target, task=task, folds=folds, block_size_m=block_size, k=k, seed=seed,
-                           n_boot=n_boot)
-    table = Table(title=f"'{target}' on {labels.name}: spatial blocks of {block_size:,.0f} m, {folds} folds")
+                           n_boot=n_boot, band_stats=band_stats)
+    source = labels.name if labels else "the stores' own column"
+    table = Table(title=f"'{target}' of {source}: spatial blocks of {block_size:,.0f} m, {folds} folds")
     for column in ("store", "embeddings", "method", "metric", "value", "95% interval", "tiles"):
         table.add_column(column, justify="right" if column in ("value", "tiles") else "left")
     for row in rows:

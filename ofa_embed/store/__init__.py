@@ -20,6 +20,7 @@ from ofa_embed.store.geoparquet import (
     tile_id,
     write_chips,
     write_scene,
+    write_with_embeddings,
 )
 from ofa_embed.store.reading import (
     RESULT_COLUMNS,
@@ -40,4 +41,5 @@ __all__ = [
     "TileRecords", "describe_store", "embedding_columns", "embedding_matrix", "epoch_micros", "open_parquet",
     "parquet_schema", "read_embeddings", "read_metadata", "read_parquet", "read_tiles", "partition_of", "row_group_rows",
     "scene_path", "store_files", "take_rows", "tile_id", "tiles_frame", "write_chips", "write_scene",
+    "write_with_embeddings",
 ]

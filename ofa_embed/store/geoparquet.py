@@ -101,6 +101,7 @@ __all__ = [
     "tile_id",
     "write_chips",
     "write_scene",
+    "write_with_embeddings",
 ]
 
 STORE_VERSION = 3
@@ -389,6 +390,32 @@ def write_chips(
     table = _table(chips.names, modality, chips.acquired, tile_size, missing_bands, records, _stored_dtype(emb_metadata),
                    extra)
     return _write(scene_path(store, name), table, metadata, emb_metadata)
+
+
+def write_with_embeddings(source: AnyPath, target: AnyPath, embeddings: np.ndarray, *, weights_hash: str,
+                          model: str) -> AnyPath:
+    """A copy of the store file ``source`` at ``target`` whose embeddings are ``embeddings`` (``(rows, D)``, in
+    ``source``'s row order, stored as float32) made by ``model`` (its ``weights_hash`` is the copy's record):
+    other features of the same tiles (band statistics), probed through the same code as any store.
+
+    Raises:
+        StoreError: ``embeddings`` has another number of rows than ``source``.
+    """
+    table = read_parquet(source)
+    matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if matrix.ndim != 2 or len(matrix) != table.num_rows:
+        raise StoreError(f"{source}: {table.num_rows} rows, but embeddings of shape {matrix.shape} were given")
+    columns = [c for c in table.column_names if c != SCALE_COLUMN]
+    table = table.select(columns).set_column(columns.index("embedding"), "embedding",
+                                             pa.FixedSizeListArray.from_arrays(_numeric(matrix.ravel(), pa.float32()),
+                                                                               matrix.shape[1]))
+    meta = {k.decode(): json.loads(v) for k, v in (table.schema.metadata or {}).items() if k in (b"emb", b"ofa_embed")}
+    emb = {**meta["emb"], "model": model, "weights_hash": weights_hash, "dimension": int(matrix.shape[1]),
+           "quantization": "float32"}
+    emb.pop("scale", None)
+    ours = {k: v for k, v in meta["ofa_embed"].items() if k != "store_version"}
+    ours["model"] = {**ours.get("model", {}), "name": model, "weights_hash": weights_hash}
+    return _write(target, table, ours, emb)
 
 
 def _write(target: AnyPath, table: pa.Table, metadata: dict[str, Any], emb_metadata: dict[str, Any]) -> AnyPath:

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 import ofa_embed
 from ofa_embed.cli.main import app
+from ofa_embed.downstream.band_stats import band_stats_store, scenes_at_hand
 from ofa_embed.downstream.compare import ComparedRow, compare
-from ofa_embed.store import read_tiles
+from ofa_embed.store import describe_store, read_tiles
 from tests.interop import fixtures
 
 
@@ -41,3 +42,26 @@ def test_the_cli_passes_its_options_and_prints_one_table(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert seen["stores"] == ["s1", "s2"] and seen["block_size_m"] == 640 and seen["k"] == 3 and seen["folds"] == 3
     assert "macro_f1" in result.output and "0.700-0.900" in result.output
+
+
+def test_band_statistics_of_the_same_tiles_where_the_scenes_are_here(tmp_path):
+    from tests.helpers import s2_values, write_raster
+
+    scene = write_raster(tmp_path / "scene.tif", s2_values(256, 256), res=10.0)
+    store = ofa_embed.extract(scene, tmp_path / "store", model="ofa_test", tile_size=32).store
+    tiles = read_tiles(store, ("id", "geometry"))
+    points = tiles.to_crs(32633).geometry.centroid.to_crs("OGC:CRS84")
+    labels = gpd.GeoDataFrame({"cls": np.where(points.x > points.x.median(), "east", "west")}, geometry=points.values,
+                              crs="OGC:CRS84")
+    labels.to_file(tmp_path / "labels.gpkg")
+    rows = compare([store], tmp_path / "labels.gpkg", "cls", folds=2, n_boot=20, k=3, block_size_m=640)
+    baseline = [r for r in rows if r.origin == "band mean + std per tile"]
+    assert {r.method for r in baseline} == {"probe", "knn k=3"} and baseline[0].tiles == len(tiles)
+    assert baseline[0].store == f"{store} (its scenes)"
+    features = band_stats_store(store, tmp_path / "stats")
+    (described,) = describe_store(features)
+    assert described.dimension == 2 * 13 and described.weights_hash == "band-mean-std"  # mean and std of 13 bands
+    scene.rename(tmp_path / "moved.tif")  # the scene gone: no baseline row, the stores' rows as before
+    assert not scenes_at_hand(store)
+    assert [r for r in compare([store], tmp_path / "labels.gpkg", "cls", folds=2, n_boot=20, k=3, block_size_m=640)
+            if r.origin == "band mean + std per tile"] == []
