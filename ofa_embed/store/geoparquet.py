@@ -448,10 +448,11 @@ def row_group_rows(rows: int) -> int:
     """Rows per row group of a file of ``rows`` rows: ``rows // ROW_GROUP_ROWS`` equal groups, so 50,000 to
     99,999 rows each, and a file under 100,000 rows is one group.
 
-    Why (``python benchmarks/store_layout.py``, 10^6 rows): with the 1,024-row groups written before, every
-    DuckDB query paid about 70 ms for the ~1,000 groups' statistics, and a bbox covering 0.01 % of a file
-    read 4 groups but took no less than one 50,000-row group does (DuckDB skips the non-matching rows of a
-    group it reads); the index filter reads the filter columns 2-4x faster from large groups. Groups far
-    larger than this make a bbox read rows it does not need (100,000-row groups: 3x slower at 0.01 %).
+    Why (``python benchmarks/store_layout.py``, one file of 10^6 rows): with the 1,024-row groups written before,
+    every DuckDB query paid 57-142 ms for the 977 groups' statistics (a count of a bbox's rows: 6-11 ms in 50,000-row
+    groups), and a bbox of 0.01-1 % of the file was fetched no slower from a 50,000-row group (DuckDB skips the
+    rows of a group it reads that the filter drops); the index filter reads the filter columns faster from large
+    groups. The cost: a bbox of 10 % reads 2.5x the rows and was fetched 1.5x slower. Groups far larger than this
+    make small bboxes read rows they do not need.
     """
     return max(1, -(-rows // max(1, rows // ROW_GROUP_ROWS)))
