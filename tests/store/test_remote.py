@@ -21,6 +21,7 @@ from ofa_embed.errors import StoreError
 from ofa_embed.location import RemotePath, as_location
 from ofa_embed.sample import sample_scene
 from ofa_embed.store import describe_store, read_embeddings, read_tiles, store_files
+from ofa_embed.store.claim import CLAIM_FILE
 
 MODEL = "ofa_test"
 
@@ -124,7 +125,8 @@ def test_a_cluster_writes_a_remote_store(tmp_path, memory_store):
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() >= 0.9999
     fs = fsspec.filesystem("memory")
-    assert [os.path.basename(p) for p in fs.find(memory_store.removeprefix("memory://"))] == [f"{sample_scene().stem}.parquet"]
+    written = sorted(os.path.basename(p) for p in fs.find(memory_store.removeprefix("memory://")))
+    assert written == sorted([CLAIM_FILE, f"{sample_scene().stem}.parquet"])  # the scene file and the store's record
 
 
 def test_cli_takes_store_urls(memory_store):
