@@ -30,6 +30,7 @@ import numpy as np
 import shapely
 
 from ofa_embed.errors import ProductError
+from ofa_embed.interop.stac import imported_quantization
 from ofa_embed.location import AnyPath
 from ofa_embed.store import ChipColumns, TileRecords, write_chips
 from ofa_embed.store.metadata import ModelRecord, emb_metadata
@@ -217,7 +218,7 @@ def write_rows(store: AnyPath, product: Product, rows: Rows, *, source: str, crs
     }
     emb = {**emb_metadata(model, rows.acquired), "version": EMB_VERSION, "model": f"{product.product}/{product.model}",
            "product": product.product, "product_version": product.version,
-           "source_quantization": product.quantization}
+           "source_quantization": product.quantization, "emb:quantization": imported_quantization(product.quantization)}
     records = TileRecords(rows.rows, rows.cols, rows.heights, rows.widths, np.zeros(len(rows), bool),
                           rows.valid_fraction, rows.corners, np.ascontiguousarray(rows.embeddings, np.float32))
     chips = ChipColumns(rows.names, [source] * len(rows), [None] * len(rows), [crs] * len(rows), rows.acquired)

@@ -21,8 +21,9 @@ from typing import Any
 
 from ofa_embed.location import AnyPath, as_location
 from ofa_embed.store import describe_store, read_metadata
+from ofa_embed.store.quantise import stac_quantization
 
-__all__ = ["EMB_FIELDS", "EMB_LINKS", "EMB_SCHEMA", "StacReport", "write_stac"]
+__all__ = ["EMB_FIELDS", "EMB_LINKS", "EMB_SCHEMA", "StacReport", "imported_quantization", "write_stac"]
 
 EMB_SCHEMA = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
 PROJ_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -44,15 +45,20 @@ class StacReport:
 
 
 def _quantization(emb: dict[str, Any], imported: dict[str, Any] | None) -> dict[str, Any]:
+    """The Item's ``emb:quantization``: the file's own record where it has one (``emb`` 0.2.0 and later, the
+    same object), else made as it would be for the older file.
+    """
+    if "emb:quantization" in emb:
+        return dict(emb["emb:quantization"])
     if imported:
-        return {k: v for k, v in imported["quantization"].items() if k in ("method", "original_dtype", "quantized_dtype",
-                                                                           "scale", "offset")} | (
-            {"link": {"href": imported["quantization"]["link"], "rel": "about"}} if "link" in imported["quantization"] else {})
-    stored = emb.get("quantization", "float32")
-    if stored == "float32":
-        return {"method": "none", "original_dtype": "float32"}
-    # int8 carries one scale a vector, in the file's embedding_scale column (float16 is a plain cast)
-    return {"method": "linear" if stored == "int8" else "none", "original_dtype": "float32", "quantized_dtype": stored}
+        return imported_quantization(imported["quantization"])
+    return stac_quantization(emb.get("quantization", "float32"))
+
+
+def imported_quantization(quantization: dict[str, Any]) -> dict[str, Any]:
+    """``emb:quantization`` of an imported product: how the product stored its vectors, and where it says so."""
+    fields = {k: v for k, v in quantization.items() if k in ("method", "original_dtype", "quantized_dtype", "scale", "offset")}
+    return fields | ({"link": {"href": quantization["link"], "rel": "about"}} if "link" in quantization else {})
 
 
 def _time(value: str | None) -> datetime | None:

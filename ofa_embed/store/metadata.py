@@ -6,7 +6,9 @@ Parquet file metadata keys of a scene file (JSON values)::
                 (built by :mod:`ofa_embed.store.geoparquet` from the table itself)
     emb         the embedding column, for generic readers (:func:`emb_metadata`): version, column, model
                 id, weights hash, dimension, quantization (float32, float16, or int8 with ``scale``: how
-                to read the column back, :mod:`ofa_embed.store.quantise`), l2_normalized, datetime_range
+                to read the column back, :mod:`ofa_embed.store.quantise`), l2_normalized, datetime_range;
+                since 0.2.0 also the STAC Embedding extension's fields of the column, named and valued as
+                ``ofa-embed stac`` writes them: emb:type, emb:dimensions, data_type, emb:quantization
     ofa_embed   this project's record (:func:`scene_metadata`):
                 store_version      schema version of columns and metadata (readers refuse newer ones)
                 package_version    the ofa-embed that wrote the file; created (UTC, ISO 8601)
@@ -46,11 +48,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ofa_embed.store.quantise import quantization_record
+from ofa_embed.store.quantise import quantization_record, stac_quantization
 
 __all__ = ["EMB_VERSION", "ChipsRecord", "ModelRecord", "SceneRecord", "TilingRecord", "emb_metadata", "scene_metadata"]
 
-EMB_VERSION = "0.1.0"
+EMB_VERSION = "0.2.0"  # 0.2.0 added the STAC Embedding extension's fields; 0.1.0 files read the same
 EDGE_RULE = "last tile may run past the edge: clipped for reading, padded with the band mean"
 
 
@@ -149,4 +151,9 @@ def emb_metadata(model: ModelRecord, acquired: Sequence[datetime | None], embedd
         **quantization_record(embedding_dtype),
         "l2_normalized": False,
         "datetime_range": [first, last],
+        # the STAC Embedding extension's fields for the same column, as `ofa-embed stac` writes them
+        "emb:type": "chip",
+        "emb:dimensions": model.dimension,
+        "data_type": embedding_dtype,
+        "emb:quantization": stac_quantization(embedding_dtype),
     }

@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from ofa_embed.errors import StoreError
 
-__all__ = ["EMBEDDING_DTYPES", "SCALE_COLUMN", "arrow_values", "check_dtype", "decode", "encode", "quantization_record"]
+__all__ = ["EMBEDDING_DTYPES", "SCALE_COLUMN", "arrow_values", "check_dtype", "decode", "encode", "quantization_record",
+           "stac_quantization"]
 
 EMBEDDING_DTYPES = ("float32", "float16", "int8")
 SCALE_COLUMN = "embedding_scale"
@@ -75,6 +76,16 @@ def quantization_record(dtype: str) -> dict[str, Any]:
     if dtype == "int8":
         record["scale"] = {"kind": "per-vector", "column": SCALE_COLUMN, "value": f"embedding * {SCALE_COLUMN}"}
     return record
+
+
+def stac_quantization(dtype: str) -> dict[str, Any]:
+    """The STAC Embedding extension's ``emb:quantization`` object for embeddings stored as ``dtype`` (float32
+    embeddings quantised to it; int8 with one scale a vector, in the file's ``embedding_scale`` column).
+    """
+    stored = check_dtype(dtype)
+    if stored == "float32":
+        return {"method": "none", "original_dtype": "float32"}
+    return {"method": "linear" if stored == "int8" else "none", "original_dtype": "float32", "quantized_dtype": stored}
 
 
 def arrow_values(values: np.ndarray) -> pa.DataType:

@@ -75,3 +75,29 @@ def test_stac_of_chip_products(tmp_path, name):
     write_stac(tmp_path / "store", tmp_path / "stac")
     raw, _ = _check(tmp_path / "stac", tmp_path / "store")
     assert raw["emb:type"] == "chip"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_the_store_footer_says_what_the_stac_items_say(tmp_path, s2_tif, dtype):
+    from ofa_embed.store import read_metadata
+
+    ofa_embed.extract([s2_tif], tmp_path / "store", model="ofa_test", tile_size=128, embedding_dtype=dtype)
+    raw, items = _check(write_stac(tmp_path / "store", tmp_path / "stac") and tmp_path / "stac", tmp_path / "store")
+    footer = read_metadata(describe_store(tmp_path / "store")[0].path)["emb"]
+    assert footer["version"] == "0.2.0"
+    assert items[0].properties["emb:quantization"] == footer["emb:quantization"]
+    assert {k: raw[k] for k in ("emb:type", "emb:dimensions", "data_type")} == {
+        k: footer[k] for k in ("emb:type", "emb:dimensions", "data_type")}
+    assert footer["emb:quantization"]["method"] == ("linear" if dtype == "int8" else "none")
+
+
+def test_embedding_fields_get_items_of_their_own_with_projection_and_raster_fields(tmp_path, s2_tif):
+    ofa_embed.extract([s2_tif], tmp_path / "store", model="ofa_test", tile_size=64, dense=True)
+    write_stac(tmp_path / "store", tmp_path / "stac")
+    documents = [json.loads(p.read_text()) for p in (tmp_path / "stac").rglob("*.json") if p.name != "collection.json"]
+    fields = [d for d in documents if d["properties"].get("emb:type") == "pixel"]
+    assert len(fields) == 1, [d["id"] for d in documents]
+    field = fields[0]
+    assert field["properties"]["proj:code"] == "EPSG:32633" and len(field["properties"]["proj:transform"]) >= 6
+    assert field["properties"]["emb:dimensions"] == 32
+    assert any(asset["href"].endswith(".tif") for asset in field["assets"].values())
