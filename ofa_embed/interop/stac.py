@@ -95,8 +95,13 @@ def write_stac(store: str | AnyPath, out: str | Path) -> StacReport:
         }
         if start and end and start != end:
             properties |= {"start_datetime": start.isoformat(), "end_datetime": end.isoformat()}
+        when = start if start == end else None
+        if start is None:
+            # STAC needs a time; a scene whose files name none gets the time its embeddings were made, and says so
+            when = _time(meta.get("created")) or datetime.now(UTC)
+            properties["description"] = "acquisition time unknown: datetime is when these embeddings were made"
         item = pystac.Item(Path(described.name).with_suffix("").as_posix().replace("/", "__"), geometry, bbox,
-                           start if start == end else None, properties,
+                           when, properties,
                            stac_extensions=[EMB_SCHEMA, PROCESSING_SCHEMA])
         item.add_asset("embeddings", pystac.Asset(str(described.path), media_type="application/vnd.apache.parquet",
                                                   roles=["data"], extra_fields={"table:row_count": described.rows}))

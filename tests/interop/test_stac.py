@@ -21,7 +21,21 @@ def _emb_keys(document: dict) -> set[str]:
     return {k for k in document if k.startswith("emb:")} | {k for k in document.get("properties", {}) if k.startswith("emb:")}
 
 
+def _validate_core(out):
+    """Every document against the STAC core JSON schemas pystac ships (offline: the extensions' schemas cannot be
+    fetched here, so ``emb:`` names are checked against the extension's published list instead)."""
+    from pystac.validation.local_validator import LocalValidator
+
+    validator = LocalValidator()
+    for path in out.rglob("*.json"):
+        document = json.loads(path.read_text())
+        check = validator.collection_validator if document["type"] == "Collection" else validator.item_validator
+        errors = [e.message for e in check(document["stac_version"]).iter_errors(document)]
+        assert not errors, (path.name, errors[:3])
+
+
 def _check(out, store):
+    _validate_core(out)
     collection = pystac.Collection.from_file(str(out / "collection.json"))
     raw = json.loads((out / "collection.json").read_text())
     assert EMB_SCHEMA in collection.stac_extensions
@@ -101,3 +115,11 @@ def test_embedding_fields_get_items_of_their_own_with_projection_and_raster_fiel
     assert field["properties"]["proj:code"] == "EPSG:32633" and len(field["properties"]["proj:transform"]) >= 6
     assert field["properties"]["emb:dimensions"] == 32
     assert any(asset["href"].endswith(".tif") for asset in field["assets"].values())
+
+
+def test_a_scene_without_an_acquisition_time_gets_valid_items_that_say_so(tmp_path):
+    from ofa_embed.sample import sample_scene
+
+    ofa_embed.extract([sample_scene()], tmp_path / "store", model="ofa_test", tile_size=128)
+    _, items = _check(write_stac(tmp_path / "store", tmp_path / "stac") and tmp_path / "stac", tmp_path / "store")
+    assert items[0].datetime is not None and "acquisition time unknown" in items[0].properties["description"]
