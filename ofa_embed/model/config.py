@@ -12,12 +12,17 @@ from typing import Any
 from ofa_embed.model.pooling import POOLINGS, check_pooling
 from ofa_embed.sensors.registry import MODALITIES
 
-__all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "DOFA_CONFIGS", "PATCH_EMBEDS", "POOLINGS", "DOFAConfig",
-           "ModelConfig", "OFAConfig", "config_from_dict", "list_models"]
+__all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "DOFA_CONFIGS", "PATCH_EMBEDS", "POOLINGS", "STEMS",
+           "STEM_PATCH", "DOFAConfig", "ModelConfig", "OFAConfig", "config_from_dict", "list_models"]
 
 # 2: patch_embed, wave_dim and pooling added; a version-1 config is the per-modality, token-mean model
-CONFIG_VERSION = 2
+# 3: stem added; a version-2 (or 1) config has none
+CONFIG_VERSION = 3
 PATCH_EMBEDS = ("spectral", "per_modality")
+STEMS = ("none", "conv")
+# pixel edge of the spectral embedding's cells under the conv stem: the stem's strided convolutions then
+# halve the grid until it is the patch grid, so patch_size / STEM_PATCH must be a power of two
+STEM_PATCH = 4
 
 
 def _checked_version(data: dict[str, Any]) -> int:
@@ -62,6 +67,12 @@ class OFAConfig(_ViTShape):
         wave_dim: width of the sin-cos wavelength code of the spectral patch embedding.
         pooling: how patch tokens become one embedding, one of :data:`POOLINGS`
             (:mod:`ofa_embed.model.pooling`).
+        stem: ``none``: the spectral embedding cuts ``patch_size`` patches, one token each (ViT's
+            "patchify" stem); ``conv``: it cuts :data:`STEM_PATCH` px cells into ``embed_dim / 4`` channels
+            and overlapping 3 x 3 stride-2 convolutions bring them to the patch grid
+            (:class:`~ofa_embed.model.layers.ConvStem`; Xiao et al. 2021, "Early convolutions help
+            transformers see better"): a spatial prior for small tiles, the spectral embedding still
+            the only way bands enter. Spectral patch embedding only.
         config_version: schema version of this dataclass, bumped on incompatible changes.
     """
 
@@ -69,12 +80,20 @@ class OFAConfig(_ViTShape):
     patch_embed: str = "spectral"
     wave_dim: int = 128
     pooling: str = "token_mean"
+    stem: str = "none"
     config_version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
         if self.patch_embed not in PATCH_EMBEDS:
             raise ValueError(f"patch_embed {self.patch_embed!r}: choose one of {', '.join(PATCH_EMBEDS)}")
         check_pooling(self.pooling)
+        if self.stem not in STEMS:
+            raise ValueError(f"stem {self.stem!r}: choose one of {', '.join(STEMS)}")
+        if self.stem == "conv":
+            ratio = self.patch_size // STEM_PATCH
+            if self.patch_embed != "spectral" or self.patch_size % STEM_PATCH or ratio < 2 or ratio & (ratio - 1):
+                raise ValueError(f"the conv stem needs the spectral patch embedding and a patch size of {STEM_PATCH} "
+                                 f"times a power of two (8, 16, 32), got {self.patch_embed}, {self.patch_size}")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict."""
@@ -91,6 +110,8 @@ class OFAConfig(_ViTShape):
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if version < 2:
             known |= {"patch_embed": "per_modality", "pooling": "token_mean"}
+        if version < 3:
+            known["stem"] = "none"
         known["config_version"] = CONFIG_VERSION
         return cls(**known)
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GENERATOR_LAYER_NORM_EPS", "KERNEL_LAYOUTS", "LAYER_NORM_EPS", "POLARISATIONS", "Attention", "Block", "Mlp",
+__all__ = ["GENERATOR_LAYER_NORM_EPS", "KERNEL_LAYOUTS", "LAYER_NORM_EPS", "POLARISATIONS", "Attention", "Block", "ConvStem", "Mlp",
            "PatchEmbed", "SpectralPatchEmbed", "patch_projection", "sincos_1d", "sincos_pos_embed_2d"]
 
 # every LayerNorm of the backbone (blocks and final norm), as in MAE and the shipped checkpoint's training
@@ -232,6 +232,46 @@ class SpectralPatchEmbed(nn.Module):
             raise ValueError(f"{x.shape[1]} bands need {x.shape[1]} wavelengths, got shape {tuple(wavelengths_um.shape)}")
         kernel, bias = self.kernels(wavelengths_um.to(x.device), None if polarisations is None else polarisations.to(x.device))
         return patch_projection(x, kernel.to(x.dtype), bias.to(x.dtype), self.padding)
+
+
+class ConvStem(nn.Module):
+    """Overlapping strided convolutions from a fine token grid to the patch grid (the "early convolutions" of
+    Xiao et al. 2021, arXiv:2106.14881), after a spectral embedding of small cells.
+
+    Each of ``log2(factor)`` stages is a 3 x 3 convolution of stride 2 and padding 1, so neighbouring
+    output tokens see overlapping pixels (a ViT's patchify stem sees none of its neighbours'), followed by
+    GELU except after the last; channels double per stage and the last stage gives ``out_dim``. No
+    normalisation: a per-sample or per-pixel norm here would remove the absolute radiometry that the
+    spectral embedding just encoded (the blocks' pre-norms act on each token later).
+
+    Args:
+        in_dim: channels of the fine grid (the spectral embedding's width).
+        out_dim: token width D.
+        factor: ratio of the fine grid's cell to the patch, a power of two >= 2.
+
+    Shapes:
+        ``(B, h * w, in_dim)`` tokens, row-major on the ``(h, w)`` grid -> ``(B, h/f * w/f, out_dim)`` and
+        the grid ``(h/f, w/f)``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, factor: int) -> None:
+        super().__init__()
+        stages = factor.bit_length() - 1
+        if factor < 2 or factor != 1 << stages:
+            raise ValueError(f"stem factor must be a power of two >= 2, got {factor}")
+        widths = [in_dim * 2**i for i in range(stages)] + [out_dim]
+        layers: list[nn.Module] = []
+        for i in range(stages):
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1))
+            if i < stages - 1:
+                layers.append(nn.GELU())
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, tokens: Tensor, grid: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
+        """Fine tokens ``(B, h * w, C)`` on ``grid`` -> patch tokens ``(B, N, D)`` and the patch grid."""
+        b, _, c = tokens.shape
+        out = self.convs(tokens.transpose(1, 2).reshape(b, c, *grid))
+        return out.flatten(2).transpose(1, 2), (out.shape[-2], out.shape[-1])
 
 
 class Attention(nn.Module):

@@ -10,6 +10,10 @@ modelling. Two patch embeddings (``OFAConfig.patch_embed``):
 - ``per_modality`` (OFA-Net, config version 1): one Conv2d per modality with that modality's band count,
   plus a learned per-modality embedding added to every token.
 
+With ``OFAConfig.stem == "conv"`` the spectral embedding cuts smaller cells and an overlapping convolutional
+stem (:class:`~ofa_embed.model.layers.ConvStem`) brings them to the patch grid: bands still enter only through
+the wavelength-conditioned embedding, the stem adds a spatial prior for small tiles.
+
 The encoder is built from pre-norm ViT blocks (:class:`~ofa_embed.model.layers.Block`, timm's parameter
 layout); a fixed 2-D sin-cos position embedding makes any tile size whose edge is a multiple of the patch
 size valid. The embedding of a tile pools its patch tokens as ``OFAConfig.pooling`` says.
@@ -26,11 +30,12 @@ import torch
 from torch import Tensor, nn
 
 from ofa_embed.errors import ConfigError
-from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
+from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, STEM_PATCH, OFAConfig
 from ofa_embed.model.layers import (
     LAYER_NORM_EPS,
     POLARISATIONS,
     Block,
+    ConvStem,
     PatchEmbed,
     SpectralPatchEmbed,
     sincos_pos_embed_2d,
@@ -59,7 +64,12 @@ class OFANet(nn.Module):
         self.patch_size = config.patch_size
         self.spectral = config.patch_embed == "spectral"
         self.patch_embed: SpectralPatchEmbed | nn.ModuleDict
-        if self.spectral:
+        self.stem = None
+        if self.spectral and config.stem == "conv":
+            width = config.embed_dim // 4
+            self.patch_embed = SpectralPatchEmbed(width, STEM_PATCH, config.wave_dim, kernel_scale=SPECTRAL_KERNEL_SCALE)
+            self.stem = ConvStem(width, config.embed_dim, config.patch_size // STEM_PATCH)
+        elif self.spectral:
             self.patch_embed = SpectralPatchEmbed(config.embed_dim, config.patch_size, config.wave_dim,
                                                   kernel_scale=SPECTRAL_KERNEL_SCALE)
         else:
@@ -166,16 +176,19 @@ class OFANet(nn.Module):
             raise ValueError(f"tile size {tuple(x.shape[-2:])} is not a multiple of patch size {self.patch_size}")
         # radiometry enters here: kept in float32 under a bfloat16 autocast (8 mantissa bits would round it)
         with torch.autocast(x.device.type, enabled=False):
-            if isinstance(self.patch_embed, SpectralPatchEmbed):
-                if wavelengths_um is None:
-                    assert modality is not None
-                    tokens, (gh, gw) = self.patch_embed(x.float(), *self.band_keys(modality, bands))
-                else:
-                    tokens, (gh, gw) = self.patch_embed(x.float(), wavelengths_um.float())
-                return tokens + self.pos_embed(gh, gw, tokens.device)
-            assert modality is not None
-            tokens, (gh, gw) = self.patch_embed[modality](x.float())
-            return tokens + self.pos_embed(gh, gw, tokens.device) + self.modality_embed[modality]
+            if not isinstance(self.patch_embed, SpectralPatchEmbed):
+                assert modality is not None
+                tokens, (gh, gw) = self.patch_embed[modality](x.float())
+                return tokens + self.pos_embed(gh, gw, tokens.device) + self.modality_embed[modality]
+            if wavelengths_um is None:
+                assert modality is not None
+                tokens, (gh, gw) = self.patch_embed(x.float(), *self.band_keys(modality, bands))
+            else:
+                tokens, (gh, gw) = self.patch_embed(x.float(), wavelengths_um.float())
+        if self.stem is not None:
+            # the stem works on features the spectral embedding made, no longer on radiometry: autocast may apply
+            tokens, (gh, gw) = self.stem(tokens, (gh, gw))
+        return tokens + self.pos_embed(gh, gw, tokens.device)
 
     def forward_features(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
                          bands: Sequence[str] | None = None) -> Tensor:

@@ -14,8 +14,8 @@ from typing import Any
 from ofa_embed.errors import ConfigError
 from ofa_embed.model.config import CONFIGS, DEFAULT_MODEL, OFAConfig
 
-__all__ = ["DEFAULT_OBJECTIVE", "DEFAULT_TILE_SIZE", "OBJECTIVE_OPTIONS", "PATCH_MULTIPLE", "SAMPLINGS", "MaskedSiameseOptions",
-           "ObjectiveOptions", "PretrainConfig"]
+__all__ = ["DEFAULT_OBJECTIVE", "DEFAULT_TILE_SIZE", "OBJECTIVE_OPTIONS", "PATCH_MULTIPLE", "SAMPLINGS", "DinoIBotOptions",
+           "MaskedSiameseOptions", "ObjectiveOptions", "PretrainConfig"]
 
 # corpus tiles (``curate``): one size per corpus, a multiple of every patch size a recipe may use
 DEFAULT_TILE_SIZE = 128
@@ -33,6 +33,15 @@ class ObjectiveOptions:
         Raises:
             ConfigError: the objective cannot train on that many views with these options.
         """
+
+    def check_crops(self, crops: tuple[int, ...]) -> None:
+        """Check the options against the edge in pixels of each view the sampler makes (default: their number,
+        :meth:`check_views`).
+
+        Raises:
+            ConfigError: the objective cannot train on these views with these options.
+        """
+        self.check_views(len(crops))
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,94 @@ class MaskedSiameseOptions(ObjectiveOptions):
             raise ConfigError("the contrastive term needs a second view: set second_crop, or contrastive_weight 0")
 
 
+@dataclass(frozen=True)
+class DinoIBotOptions(ObjectiveOptions):
+    """Options of ``dino_ibot`` (:class:`~ofa_embed.pretraining.objective.DinoIBot`): self-distillation from an
+    EMA teacher over multi-crop views (DINO) plus the teacher's features of masked tokens (iBOT).
+
+    The sampler's one view (``PretrainConfig.crop``, the tile itself by default) is the source of every
+    crop: global crops are drawn with an edge between ``global_crop_min`` and ``global_crop_max``, local
+    crops between ``local_crop_min`` and ``local_crop_max`` (multiples of the patch size; one edge per step
+    for each kind, so the crops of a kind batch together).
+
+    Attributes:
+        global_crops: global crops per tile (the teacher sees these, the student too).
+        global_crop_min, global_crop_max: edge range of global crops in pixels.
+        local_crops: local crops per tile (student only; 0: none).
+        local_crop_min, local_crop_max: edge range of local crops in pixels.
+        scale_jitter: each crop is cut at ``edge * s``, ``s`` uniform in ``[1 - scale_jitter, 1 + scale_jitter]``,
+            and resampled to ``edge`` (area-weighted, so radiometry is kept): small changes of ground resolution.
+        band_dropout: probability that a student crop group sees a random subset of at least half the bands
+            (the teacher always sees all): features that do not depend on one sensor's band set.
+        prototypes: output width of the DINO head (number of prototypes).
+        head_hidden: hidden width of the head's MLP.
+        head_bottleneck: width of the normalised bottleneck before the prototypes.
+        student_temperature: softmax temperature of the student.
+        teacher_temperature: softmax temperature of the teacher (sharpening).
+        centre_momentum: EMA momentum of the teacher's centres (the pooled one and the token one).
+        teacher_momentum: EMA momentum of the teacher at step 0, raised to 1 by a cosine over the run.
+        mask_ratio: probability that a token of a student global crop is replaced by the mask token.
+        ibot_weight: weight of the masked-token loss (0: DINO alone).
+        mae_weight: weight of an auxiliary MAE loss on the first global crop (0: none).
+    """
+
+    global_crops: int = 2
+    global_crop_min: int = 64
+    global_crop_max: int = 128
+    local_crops: int = 4
+    local_crop_min: int = 32
+    local_crop_max: int = 48
+    scale_jitter: float = 0.15
+    band_dropout: float = 0.5
+    prototypes: int = 1024
+    head_hidden: int = 512
+    head_bottleneck: int = 128
+    student_temperature: float = 0.1
+    teacher_temperature: float = 0.04
+    centre_momentum: float = 0.9
+    teacher_momentum: float = 0.996
+    mask_ratio: float = 0.4
+    ibot_weight: float = 1.0
+    mae_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.global_crops < 1 or self.local_crops < 0:
+            raise ConfigError(f"global_crops must be >= 1 and local_crops >= 0, got {self.global_crops}, {self.local_crops}")
+        for kind, low, high in (("global", self.global_crop_min, self.global_crop_max),
+                                ("local", self.local_crop_min, self.local_crop_max)):
+            if not 0 < low <= high:
+                raise ConfigError(f"{kind} crop edges must satisfy 0 < min <= max, got {low}, {high}")
+        fractions = {"scale_jitter": self.scale_jitter, "band_dropout": self.band_dropout, "mask_ratio": self.mask_ratio}
+        for name, value in fractions.items():
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be within [0, 1), got {value}")
+        for name, value in {"centre_momentum": self.centre_momentum, "teacher_momentum": self.teacher_momentum}.items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be within [0, 1], got {value}")
+        if min(self.student_temperature, self.teacher_temperature) <= 0:
+            raise ConfigError("temperatures must be positive, got "
+                              f"{self.student_temperature}, {self.teacher_temperature}")
+        if min(self.prototypes, self.head_hidden, self.head_bottleneck) <= 0:
+            raise ConfigError("prototypes, head_hidden and head_bottleneck must be positive")
+        if self.ibot_weight < 0 or self.mae_weight < 0:
+            raise ConfigError(f"loss weights must be non-negative, got {self.ibot_weight}, {self.mae_weight}")
+
+    def check_crops(self, crops: tuple[int, ...]) -> None:
+        """Every crop is cut from the sampler's one view, which must hold the largest of them.
+
+        Raises:
+            ConfigError: two views (set ``second_crop`` 0), or a view smaller than a global or local crop.
+        """
+        if len(crops) != 1:
+            raise ConfigError("dino_ibot cuts its own crops from one view of each tile: set second_crop 0")
+        largest = max(self.global_crop_max, self.local_crop_max)
+        if crops[0] < largest:
+            raise ConfigError(f"crop {crops[0]} is smaller than the largest dino_ibot crop ({largest} px)")
+
+
 # name -> options of every objective ``pretrain`` can train (``ofa-embed pretrain --objective``)
-OBJECTIVE_OPTIONS: dict[str, type[ObjectiveOptions]] = {"masked_siamese": MaskedSiameseOptions}
+OBJECTIVE_OPTIONS: dict[str, type[ObjectiveOptions]] = {"masked_siamese": MaskedSiameseOptions,
+                                                        "dino_ibot": DinoIBotOptions}
 DEFAULT_OBJECTIVE = "masked_siamese"
 
 
@@ -81,6 +176,7 @@ class PretrainConfig:
     Attributes:
         model: backbone size (``ofa_tiny`` ...).
         patch_size: patch edge in pixels instead of the size's own (None: keep it).
+        stem: the backbone's stem instead of the size's own (``none``, ``conv``: ``OFAConfig.stem``; None: keep it).
         steps: optimiser steps in total.
         batch_size: tiles per step (per rank).
         lr: peak learning rate (AdamW).
@@ -94,11 +190,14 @@ class PretrainConfig:
         sampling: ``proportional`` (to tiles per modality) or ``balanced`` (uniform over modalities).
         seed: seed of initialisation, sampling and masking.
         checkpoint_every: steps between ``state.pt`` writes.
-        bf16: autocast to bfloat16 on CPU too (always on CUDA).
+        bf16: bfloat16 autocast on CPU: None (default) where the CPU multiplies bfloat16 natively
+            (``ofa_embed.embedding.forward.native_cpu_bf16``; emulated bfloat16 is slower than float32), True
+            or False to force it; always on CUDA. The spectral embedding, losses and optimiser stay float32.
     """
 
     model: str = DEFAULT_MODEL
     patch_size: int | None = None
+    stem: str | None = None
     steps: int = 2000
     batch_size: int = 32
     lr: float = 1.5e-3
@@ -111,7 +210,7 @@ class PretrainConfig:
     sampling: str = "proportional"
     seed: int = 0
     checkpoint_every: int = 500
-    bf16: bool = False
+    bf16: bool | None = None
 
     def __post_init__(self) -> None:
         if self.model not in CONFIGS:
@@ -131,11 +230,12 @@ class PretrainConfig:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.patch_size is not None and (self.patch_size <= 0 or PATCH_MULTIPLE % self.patch_size):
             raise ConfigError(f"patch_size must divide {PATCH_MULTIPLE}, got {self.patch_size}")
+        self.model_config()
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be non-negative, got {self.warmup_steps}")
         if self.second_crop < 0:
             raise ConfigError(f"second_crop must be non-negative, got {self.second_crop}")
-        self.objective_options.check_views(len(self.crops))
+        self.objective_options.check_crops(self.crops)
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be non-negative, got {self.weight_decay}")
 
@@ -172,6 +272,13 @@ class PretrainConfig:
         return cls(**known)
 
     def model_config(self) -> OFAConfig:
-        """The architecture to train: the named size, with ``patch_size`` if given."""
-        config = CONFIGS[self.model]
-        return config if self.patch_size is None else replace(config, patch_size=self.patch_size)
+        """The architecture to train: the named size, with ``patch_size`` and ``stem`` if given.
+
+        Raises:
+            ConfigError: a stem this patch size or patch embedding cannot take.
+        """
+        changes: dict[str, Any] = {"patch_size": self.patch_size, "stem": self.stem}
+        try:
+            return replace(CONFIGS[self.model], **{k: v for k, v in changes.items() if v is not None})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None

@@ -7,7 +7,8 @@ columns of ``loss.csv``); its options are a dataclass of :mod:`ofa_embed.pretrai
 training loop knows no more of it than that, and saves its ``state_dict`` to resume.
 
 ``masked_siamese`` (:class:`MaskedSiamese`, the default): MAE on every view, plus a contrastive term
-between two views of a tile.
+between two views of a tile. ``dino_ibot`` (:class:`DinoIBot`): self-distillation from an EMA teacher over
+multi-crop views, plus the teacher's features of masked tokens.
 
 Masked reconstruction alone (He et al. 2022) trains tokens that rebuild pixels; nothing asks the pooled
 embedding of a tile to be close to that of the same place seen differently, and that closeness is what
@@ -25,6 +26,7 @@ what a band statistic knows.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -35,9 +37,12 @@ from torch import Tensor, nn
 from ofa_embed.errors import ConfigError
 from ofa_embed.model.mae import OFAMAE
 from ofa_embed.model.ofa import OFANet
-from ofa_embed.pretraining.config import MaskedSiameseOptions, ObjectiveOptions
+from ofa_embed.pretraining.config import DinoIBotOptions, MaskedSiameseOptions, ObjectiveOptions
+from ofa_embed.pretraining.distill import DinoHead, distillation_loss, ema_update, teacher_momentum, update_centre
+from ofa_embed.pretraining.views import crop_edges, draw_edge, keep_bands, random_crops
+from ofa_embed.sensors.registry import MODALITIES
 
-__all__ = ["OBJECTIVES", "MaskedSiamese", "Objective", "build_objective", "info_nce"]
+__all__ = ["OBJECTIVES", "DinoIBot", "MaskedSiamese", "Objective", "build_objective", "info_nce"]
 
 
 class Objective(nn.Module, ABC):
@@ -71,6 +76,11 @@ class Objective(nn.Module, ABC):
         Returns:
             The scalar loss to minimise and its parts, keys among :attr:`log_keys` (a part the batch does
             not have is left out).
+        """
+
+    def after_step(self, step: int, steps: int) -> None:
+        """Called by the loop after each optimiser step (``step`` of ``steps``, 1-based): state that follows
+        the weights without a gradient (an EMA teacher) is updated here. Default: nothing.
         """
 
 
@@ -145,8 +155,153 @@ class MaskedSiamese(Objective):
         return mae_loss + self.contrastive_weight * contrastive, parts
 
 
+class DinoIBot(Objective):
+    """``dino_ibot``: a student encoder matches an EMA teacher across multi-crop views (DINO) and predicts the
+    teacher's features of its masked tokens (iBOT).
+
+    Why: masked reconstruction trains tokens that rebuild pixels, and a contrastive term between two views
+    trains the pooled embedding against the batch's other tiles (few, on CPU). Self-distillation asks the
+    pooled embedding of any crop (global 64-128 px, local 32-48 px) to predict the teacher's distribution
+    over learned prototypes for the whole tile: what is the same across crops of one place is spatial
+    structure and spectral character, which is what kNN and search use (DINO's features are kNN-ready);
+    the masked-token term asks each token to infer its content from its neighbours, a spatial signal on
+    every token rather than one per tile. Nothing needs negatives, so small batches work.
+
+    Every step: the sampler's view of B tiles (the tile itself by default) is cut into
+    ``global_crops`` global and ``local_crops`` local crops (:mod:`~ofa_embed.pretraining.views`). The
+    teacher (a copy of the student whose weights are an exponential moving average of the student's, see
+    :meth:`after_step`) embeds the global crops with all bands; the student embeds every crop, with band
+    dropout, and with a random ``mask_ratio`` of the global crops' tokens replaced by a learned mask token.
+    Both pool their tokens as the backbone does (``OFANet.pool``: what ``extract`` embeds) and project them
+    with a DINO head; the loss is the cross-entropy from each global crop's centred, sharpened teacher
+    distribution to the student's of every other crop (``dino``), plus, weighted, the same for the
+    tokens the student saw masked against the teacher's tokens at those positions (``ibot``; the head is
+    shared, the centre is the tokens' own), plus, weighted, MAE on the first global crop (``mae``).
+
+    The shipped encoder (:attr:`encoder`, ``encoder.safetensors``) is the teacher's backbone, as DINO
+    ships its teacher: an average of the student over the last steps, a better and steadier encoder.
+    The teacher's weights and both centres are part of :meth:`state_dict`, so ``state.pt`` resumes exactly.
+
+    Args:
+        encoder: the backbone to pre-train (the student; the teacher starts as its copy).
+        options: :class:`~ofa_embed.pretraining.config.DinoIBotOptions`.
+
+    Raises:
+        ConfigError: band dropout without the spectral patch embedding, or crop ranges with no multiple of
+            the patch size.
+    """
+
+    log_keys = ("dino", "ibot", "mae", "teacher_entropy")
+    options_type = DinoIBotOptions
+
+    def __init__(self, encoder: OFANet, options: DinoIBotOptions) -> None:
+        super().__init__()
+        if options.band_dropout > 0 and not encoder.wavelength_conditioned:
+            raise ConfigError("band_dropout needs the spectral patch embedding (set it to 0)")
+        for low, high in ((options.global_crop_min, options.global_crop_max), (options.local_crop_min, options.local_crop_max)):
+            if high // encoder.patch_size * encoder.patch_size < low:
+                raise ConfigError(f"crop edges [{low}, {high}] hold no multiple of the patch size {encoder.patch_size}")
+        self.options = options
+        self.student = encoder
+        self.student_head = DinoHead(encoder.embed_dim, options.head_hidden, options.head_bottleneck, options.prototypes)
+        # the teacher starts as the student and only moves by EMA: no gradient, no optimiser state
+        self.teacher = copy.deepcopy(encoder).requires_grad_(False)
+        self.teacher_head = copy.deepcopy(self.student_head).requires_grad_(False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, encoder.embed_dim))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.register_buffer("centre", torch.zeros(1, options.prototypes))
+        self.register_buffer("token_centre", torch.zeros(1, options.prototypes))
+        self.mae = OFAMAE(encoder, norm_pix_loss=False) if options.mae_weight > 0 else None
+
+    @classmethod
+    def build(cls, encoder: OFANet, options: ObjectiveOptions) -> DinoIBot:
+        """The objective around ``encoder`` with :class:`~ofa_embed.pretraining.config.DinoIBotOptions`."""
+        if not isinstance(options, DinoIBotOptions):
+            raise ConfigError(f"dino_ibot takes DinoIBotOptions, got {type(options).__name__}")
+        return cls(encoder, options)
+
+    @property
+    def encoder(self) -> OFANet:
+        """The teacher's backbone: what training ships."""
+        return self.teacher
+
+    def _student_tokens(self, crops: Tensor, modality: str, mask: Tensor | None,
+                        generator: torch.Generator | None) -> Tensor:
+        """Final tokens ``(B, N, D)`` of the student on ``crops``, band dropout applied, ``mask`` ``(B, N)``
+        tokens replaced by the mask token (at their position)."""
+        student, options = self.student, self.options
+        kept = keep_bands(crops.shape[1], options.band_dropout, generator)
+        bands = None if kept is None else [MODALITIES[modality].band_names[i] for i in kept]
+        tokens = student.embed_tokens(crops if kept is None else crops[:, kept], modality, bands=bands)
+        if mask is not None:
+            grid = (crops.shape[-2] // student.patch_size, crops.shape[-1] // student.patch_size)
+            masked = self.mask_token + student.pos_embed(*grid, tokens.device)
+            tokens = torch.where(mask[..., None], masked.to(tokens.dtype), tokens)
+        return student.finish(student.blocks(tokens))
+
+    def forward(self, views: list[Tensor], modality: str,
+                generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Loss of one batch: ``views[0]`` ``(B, C, S, S)`` is cut into the multi-crop views.
+
+        Returns:
+            The total loss and its parts: ``dino``, ``ibot`` (when weighted and a token was masked),
+            ``mae`` (when weighted), and ``teacher_entropy``, the entropy (nats) of the teacher's mean
+            distribution over prototypes: a diagnostic, near 0 when the teacher collapses to one prototype.
+        """
+        options, tiles = self.options, views[0]
+        size, patch = len(tiles), self.student.patch_size
+        limit = min(tiles.shape[-2:])
+        edge = draw_edge(crop_edges(options.global_crop_min, options.global_crop_max, patch, limit), generator)
+        global_crops = torch.cat([random_crops(tiles, edge, options.scale_jitter, generator)
+                                  for _ in range(options.global_crops)])
+        with torch.no_grad():
+            teacher_tokens = self.teacher.forward_features(global_crops, modality)
+            teacher_out = self.teacher_head(self.teacher.pool(teacher_tokens))
+        tokens = (edge // patch) ** 2
+        mask = torch.rand(len(global_crops), tokens, device=tiles.device, generator=generator) < options.mask_ratio
+        student_tokens = self._student_tokens(global_crops, modality, mask if options.ibot_weight > 0 else None, generator)
+        student_out = [self.student_head(self.student.pool(student_tokens))]
+        if options.local_crops:
+            local_edge = draw_edge(crop_edges(options.local_crop_min, options.local_crop_max, patch, limit), generator)
+            local_crops = torch.cat([random_crops(tiles, local_edge, options.scale_jitter, generator)
+                                     for _ in range(options.local_crops)])
+            student_out.append(self.student_head(self.student.pool(self._student_tokens(local_crops, modality, None, generator))))
+        student_views = torch.cat(student_out).reshape(-1, size, options.prototypes)  # view-major: (V, B, K)
+        teacher_views = teacher_out.reshape(-1, size, options.prototypes)
+        terms = [distillation_loss(teacher_views[i], student_views[v], self.centre, options.teacher_temperature,
+                                   options.student_temperature)
+                 for i in range(len(teacher_views)) for v in range(len(student_views)) if v != i]
+        # one global crop alone has no other view to match: it is matched to itself
+        dino = torch.stack(terms).mean() if terms else distillation_loss(
+            teacher_views[0], student_views[0], self.centre, options.teacher_temperature, options.student_temperature)
+        loss, parts = dino, {"dino": float(dino.detach())}
+        if options.ibot_weight > 0 and bool(mask.any()):
+            with torch.no_grad():
+                teacher_token_out = self.teacher_head(teacher_tokens[mask])
+            ibot = distillation_loss(teacher_token_out, self.student_head(student_tokens[mask]), self.token_centre,
+                                     options.teacher_temperature, options.student_temperature)
+            loss = loss + options.ibot_weight * ibot
+            parts["ibot"] = float(ibot.detach())
+            update_centre(self.token_centre, teacher_token_out, options.centre_momentum)
+        if self.mae is not None:
+            mae, _, _ = self.mae(global_crops[:size], modality, 0.75, generator)
+            loss = loss + options.mae_weight * mae
+            parts["mae"] = float(mae.detach())
+        mean = F.softmax((teacher_out.float() - self.centre) / options.teacher_temperature, dim=-1).mean(0)
+        parts["teacher_entropy"] = float(-(mean * mean.clamp_min(1e-12).log()).sum())
+        update_centre(self.centre, teacher_out, options.centre_momentum)
+        return loss, parts
+
+    def after_step(self, step: int, steps: int) -> None:
+        """Move the teacher (backbone and head) towards the student by the momentum of step ``step``
+        (:func:`~ofa_embed.pretraining.distill.teacher_momentum`)."""
+        momentum = teacher_momentum(self.options.teacher_momentum, step, steps)
+        ema_update(list(self.teacher.parameters()) + list(self.teacher_head.parameters()),
+                   list(self.student.parameters()) + list(self.student_head.parameters()), momentum)
+
+
 # name -> objective; the same names as OBJECTIVE_OPTIONS in pretraining/config.py (torch-free, for the CLI)
-OBJECTIVES: dict[str, type[Objective]] = {"masked_siamese": MaskedSiamese}
+OBJECTIVES: dict[str, type[Objective]] = {"masked_siamese": MaskedSiamese, "dino_ibot": DinoIBot}
 
 
 def build_objective(name: str, encoder: OFANet, options: ObjectiveOptions) -> Objective:

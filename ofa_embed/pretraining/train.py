@@ -4,15 +4,18 @@ Each step draws one modality (in proportion to its tiles, or uniformly with ``sa
 and a batch of its tiles, each seen as one or two views (random crops, flips, quarter turns), and takes
 one AdamW step on the objective ``PretrainConfig.objective`` names (:mod:`ofa_embed.pretraining.objective`;
 by default MAE on every view plus InfoNCE between the views), with a linear warm-up, then cosine decay
-to zero. The code is the same on CPU and GPU except for the device
-and the autocast dtype; under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
+to zero, and then lets the objective update what follows the weights without a gradient
+(``Objective.after_step``: the EMA teacher of ``dino_ibot``). The forward runs under bfloat16 autocast on
+CUDA and on CPUs that multiply bfloat16 natively (``PretrainConfig.bf16``). The code is the same on CPU and
+GPU except for the device and the autocast dtype; under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
 DistributedDataParallel, each rank samples with its own seed and rank 0 alone writes files.
 
 Output directory::
 
     state.pt              everything to resume: model + decoder, optimiser, scheduler, step, RNG states
     encoder.safetensors   the encoder alone (an ofa-embed checkpoint, what ``extract --weights`` takes)
-    config.json           the corpus and the PretrainConfig (PretrainConfig.from_dict reads it back)
+    config.json           the corpus, the precision trained in and the PretrainConfig (PretrainConfig.from_dict
+                          reads it back)
     loss.csv, loss.png    step, loss (and its parts, the objective's log_keys), learning rate, samples/s, modality
 """
 
@@ -34,6 +37,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ofa_embed.atomic import atomic_target
+from ofa_embed.embedding.forward import native_cpu_bf16
 from ofa_embed.errors import ConfigError, StoreError, first_line
 from ofa_embed.model import create_model
 from ofa_embed.model.checkpoint import save_checkpoint
@@ -54,6 +58,8 @@ class PretrainReport:
         samples_seen: ``steps * batch_size * world_size``.
         seconds: wall time of the training loop in this call, in seconds.
         final_loss: loss of the last step (NaN if no step ran).
+        samples_per_s: tiles per second over the steps of this call (all ranks).
+        precision: ``bf16`` (autocast) or ``fp32``.
         weights_hash: hash of the saved encoder weights (empty on ranks other than 0).
         losses: loss per step, in step order.
     """
@@ -65,6 +71,8 @@ class PretrainReport:
     final_loss: float
     weights_hash: str
     losses: list[float] = field(default_factory=list)
+    samples_per_s: float = float("nan")
+    precision: str = "fp32"
 
 
 class CorpusSampler:
@@ -255,10 +263,13 @@ def pretrain(
         start_step = state["step"]
     # each step trains one modality: the other modalities' patch embeddings and heads get no gradient
     model = DistributedDataParallel(objective, find_unused_parameters=True) if world > 1 else objective
-    autocast = torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda" or config.bf16)
+    bf16 = device.type == "cuda" or (native_cpu_bf16() if config.bf16 is None else config.bf16)
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
+    precision = "bf16" if bf16 else "fp32"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"corpus": str(corpus), **config.to_dict()}, indent=1))
+        (out / "config.json").write_text(json.dumps({"corpus": str(corpus), "precision": precision,
+                                                     **config.to_dict()}, indent=1))
     log_path = out / "loss.csv"
     rows: list[dict[str, str]] = []
     if resume and log_path.is_file():
@@ -276,6 +287,7 @@ def pretrain(
         torch.nn.utils.clip_grad_norm_(objective.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
+        objective.after_step(step + 1, config.steps)
         rate = config.batch_size * world / (time.perf_counter() - tick)
         rows.append({"step": str(step + 1), "loss": f"{loss.item():.5f}",
                      **{key: f"{parts.get(key, float('nan')):.5f}" for key in objective.log_keys},
@@ -291,8 +303,10 @@ def pretrain(
         _write_log(rows, log_path)
         _plot(rows, out / "loss.png")
     losses = [float(r["loss"]) for r in rows]
-    return PretrainReport(out, config.steps, config.steps * config.batch_size * world,
-                          time.perf_counter() - started, losses[-1] if losses else float("nan"), weights, losses)
+    seconds = time.perf_counter() - started
+    rate = (config.steps - start_step) * config.batch_size * world / seconds if seconds > 0 else float("nan")
+    return PretrainReport(out, config.steps, config.steps * config.batch_size * world, seconds,
+                          losses[-1] if losses else float("nan"), weights, losses, rate, precision)
 
 
 def _save_state(path: Path, objective: Objective, optimizer: torch.optim.Optimizer,
