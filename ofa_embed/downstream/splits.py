@@ -98,7 +98,8 @@ def assign_folds(groups: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """
     units, unit_of, sizes = np.unique(groups, return_inverse=True, return_counts=True)
     if len(units) < k:
-        raise ConfigError(f"only {len(units)} groups for {k} folds; use fewer --folds (or smaller --block-size)")
+        raise ConfigError(f"only {len(units)} groups for {k} folds; use fewer --folds, a smaller --block-size, or "
+                          "--split random (which holds no place out)")
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.permutation(len(units)), -sizes))
     fold_of_unit = np.empty(len(units), dtype=np.int64)
