@@ -17,16 +17,28 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ofa_embed.labelling.labelbook import LabelBook
 from ofa_embed.location import AnyPath, RemotePath, as_location
 from ofa_embed.progress import ProgressCallback
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Server", "ServeInfo", "is_loopback", "open_warning"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Server", "ServeInfo", "is_loopback", "log_request", "open_warning"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+
+
+def log_request(handler: Any) -> None:
+    """Tornado's access log, one level lower for a client's bad request: a 4xx answers it with its own one-line
+    message, and is not the server's problem; a 5xx is.
+    """
+    status = handler.get_status()
+    level = logging.ERROR if status >= 500 else logging.INFO if status >= 400 else logging.DEBUG
+    request = handler.request
+    logging.getLogger("tornado.access").log(level, "%d %s %s %.1f ms", status, request.method, request.uri,
+                                            1000 * request.request_time())
 
 
 @dataclass(frozen=True)
@@ -94,7 +106,8 @@ class Server:
         from ofa_embed.labelling.api import MAX_BODY, routes
 
         app = tornado.web.Application(routes(self.state), default_handler_class=_not_found(),
-                                      default_handler_args={"state": self.state}, compress_response=False)
+                                      default_handler_args={"state": self.state}, compress_response=False,
+                                      log_function=log_request)
         sockets = tornado.netutil.bind_sockets(self.port, self.host)
         http = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY)
         http.add_sockets(sockets)
