@@ -46,6 +46,10 @@ def import_embeddings(
     end: Annotated[str | None, typer.Option(help="... up to this date (ISO; a plain date includes the day).")] = None,
     min_valid: Annotated[float, typer.Option(help="Pixel products: least valid-pixel fraction of a tile.")] = 0.5,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Rewrite store files that exist.")] = False,
+    fields: Annotated[bool, typer.Option("--fields/--no-fields", help="Pixel products: also keep the pixels read as "
+                                         "embedding fields (STORE/fields/<scene>.tif).")] = False,
+    field_dtype: Annotated[str, typer.Option(help="Fields stored as float32 (the de-quantised values), float16 or "
+                                             "int8.")] = "float32",
     quiet: Quiet = False,
 ) -> None:
     """Import a published embedding product into a store: search, sql, probe, knn, map and index then work on it."""
@@ -55,9 +59,10 @@ def import_embeddings(
     with errors_to_exit():
         report = run_import(sources, out, format, tile_size=tile_size, bbox=_bbox(bbox),
                             start=_when(start, "--start", end=False), end=_when(end, "--end", end=True),
-                            min_valid=min_valid, overwrite=overwrite)
+                            min_valid=min_valid, overwrite=overwrite, fields=fields, field_dtype=field_dtype)
     if not quiet:
+        kept = f" and {len(report.fields)} field(s)" if report.fields else ""
         pruned = (f"; {report.row_groups_read} of {report.row_groups} row groups read" if report.row_groups else "")
         stdout.print(f"{report.store}: {report.rows:,} tiles of {report.product} {report.version} ({report.model}) in "
-                     f"{len(report.files)} file(s), {len(report.skipped)} source(s) skipped{pruned}, "
+                     f"{len(report.files)} file(s){kept}, {len(report.skipped)} source(s) skipped{pruned}, "
                      f"{report.seconds:.1f} s", highlight=False)

@@ -18,22 +18,24 @@ documentation, gives the squared mapping above, and only it yields unit-length p
 The copy on Source Cooperative (``tge-labs/aef``) stores the same COGs "bottom-up" (positive y resolution, origin in
 the south-west); its ``.vrt`` files flip them. Both read correctly here: footprints come from each file's affine
 transform, whatever its sign. Pooling: the mean of a tile's valid pixels, rescaled to unit length as the product's
-overviews are.
+overviews are. A file's scene name is its stem, with ``_<year>`` added where the stem does not name the year (two
+years of one tile are two scenes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from ofa_embed.errors import ProductError
-from ofa_embed.interop.dense import Grid, pooled_rows
-from ofa_embed.interop.product import Product, Rows, Selection, year_of_path
+from ofa_embed.interop.dense import DensePart, Grid, ReadStrip
+from ofa_embed.interop.product import Product, Selection, scene_name, year_of_path
 
-__all__ = ["BANDS", "NODATA", "PRODUCT", "dequantise", "read_file", "source_files"]
+__all__ = ["BANDS", "NODATA", "PRODUCT", "dequantise", "parts", "source_files"]
 
 BANDS = tuple(f"A{i:02d}" for i in range(64))
 NODATA = -128
@@ -63,8 +65,22 @@ def source_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def read_file(path: Path, selection: Selection, tile: int, min_valid: float) -> tuple[Iterator[Rows], str]:
-    """Tiles of one AEF file meeting ``selection`` (only their windows are read), and the file's CRS.
+def _check(path: Path, src: object) -> None:
+    count, dtypes, nodata, descriptions, crs = (getattr(src, k) for k in ("count", "dtypes", "nodata", "descriptions",
+                                                                           "crs"))
+    if count != 64 or dtypes[0] != "int8":
+        raise ProductError(f"{path}: {count} bands of {dtypes[0]}, not AEF's 64 int8 bands A00..A63; is --format right?")
+    if nodata is not None and nodata != NODATA:
+        raise ProductError(f"{path}: nodata {nodata}, not AEF's {NODATA}; is it an AEF file?")
+    names = [d for d in descriptions if d]
+    if names and tuple(names) != BANDS:
+        raise ProductError(f"{path}: bands named {names[:3]}..., not A00..A63 in order; re-export it in band order")
+    if crs is None:
+        raise ProductError(f"{path}: no CRS; AEF files carry their UTM zone's")
+
+
+def parts(path: Path, selection: Selection) -> list[DensePart]:
+    """The AEF file at ``path`` if it meets ``selection`` (checked, not read: only its windows are read later).
 
     Raises:
         ProductError: not a 64-band int8 raster, another nodata value, or no year in its path.
@@ -78,36 +94,26 @@ def read_file(path: Path, selection: Selection, tile: int, min_valid: float) -> 
         raise ProductError(f"{path}: no year in its path; keep the bucket's layout (<year>/<zone>/file.tiff)")
     first, last = datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 31, 23, 59, 59, tzinfo=UTC)
     if not selection.overlaps_time(first, last):
-        return iter(()), ""
+        return []
     try:
-        src = rasterio.open(path)
+        with rasterio.open(path) as src:
+            _check(path, src)
+            grid = Grid(src.width, src.height, tuple(src.transform)[:6], CRS.from_wkt(src.crs.to_wkt()))
+            crs = src.crs.to_string()
     except rasterio.errors.RasterioIOError as exc:
         raise ProductError(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
-    if src.count != 64 or src.dtypes[0] != "int8":
-        src.close()
-        raise ProductError(f"{path}: {src.count} bands of {src.dtypes[0]}, not AEF's 64 int8 bands A00..A63; "
-                           "is --format right?")
-    if src.nodata is not None and src.nodata != NODATA:
-        src.close()
-        raise ProductError(f"{path}: nodata {src.nodata}, not AEF's {NODATA}; is it an AEF file?")
-    names = [d for d in src.descriptions if d]
-    if names and tuple(names) != BANDS:
-        src.close()
-        raise ProductError(f"{path}: bands named {names[:3]}..., not A00..A63 in order; re-export it in band order")
-    if src.crs is None:
-        src.close()
-        raise ProductError(f"{path}: no CRS; AEF files carry their UTM zone's")
-    grid = Grid(src.width, src.height, tuple(src.transform)[:6], CRS.from_wkt(src.crs.to_wkt()))
     window = grid.window_of(selection)
+    if window is None:
+        return []
 
-    def read(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        q = src.read(window=Window(c0, r0, c1 - c0, r1 - r0))
-        valid = (q != NODATA).all(axis=0)
-        return np.moveaxis(dequantise(q), 0, -1), valid
+    @contextmanager
+    def opened() -> Iterator[ReadStrip]:
+        with rasterio.open(path) as src:
+            def read(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+                q = src.read(window=Window(c0, r0, c1 - c0, r1 - r0))
+                valid = (q != NODATA).all(axis=0)
+                return np.moveaxis(dequantise(q), 0, -1), valid
 
-    def rows() -> Iterator[Rows]:
-        with src:
-            if window is not None:
-                yield from pooled_rows(grid, window, tile, min_valid, True, read, path.stem, first)
+            yield read
 
-    return rows(), src.crs.to_string()
+    return [DensePart(PRODUCT, scene_name(path.stem, year), str(path), grid, crs, window, first, True, opened)]

@@ -5,19 +5,28 @@ file always gets the same id whatever bbox selected it; the last row and column 
 ``width``/``height`` say so). A tile's vector is the mean of its valid pixels' de-quantised vectors (AEF then scales
 it back to unit length, as its own overviews are made); tiles with fewer valid pixels than ``min_valid`` are
 skipped.
+
+A pixel product file is read as :class:`DensePart` objects (one per georeferenced raster of a year: an AEF COG, a
+TESSERA tile, a UTM zone's year in TESSERA's Zarr store): found and checked first, read strip by strip after, so
+that bad input stops an import before anything is written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 from pyproj import CRS, Transformer
 
-from ofa_embed.interop.product import Rows, Selection
+from ofa_embed.interop.product import Product, Rows, Selection
 
-__all__ = ["Grid", "pool_strip", "tile_range"]
+__all__ = ["DensePart", "Grid", "ReadStrip", "pool_strip", "pooled_rows", "tile_range"]
+
+# ``read(r0, r1, c0, c1)``: ``(h, w, D)`` float32 de-quantised values (0 where invalid) and ``(h, w)`` validity
+ReadStrip = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
 
 class Grid:
@@ -133,3 +142,30 @@ def pooled_rows(grid: Grid, window: tuple[int, int, int, int], tile: int, min_va
             continue
         yield Rows([name] * len(rows), rows, cols, heights, widths, fraction, grid.corners(rows, cols, heights, widths),
                    [acquired] * len(rows), vectors)
+
+
+@dataclass(frozen=True)
+class DensePart:
+    """One georeferenced raster of a pixel product meeting a selection, not read yet.
+
+    Attributes:
+        product: the product it belongs to.
+        name: its scene name: the rows' ``scene``, the store file's stem and the field's name.
+        source: what is read (a file, or a store's group and year), as recorded in the store.
+        grid: the raster's pixel grid.
+        crs: the grid's CRS as a string (the rows' ``crs`` column).
+        window: the pixel rows and columns ``(r0, r1, c0, c1)`` meeting the selection.
+        acquired: the start of the period it stands for.
+        unit_length: tiles' means are rescaled to unit length (AEF's own rule).
+        open: a context manager giving the :data:`ReadStrip` of the raster while it is open.
+    """
+
+    product: Product
+    name: str
+    source: str
+    grid: Grid
+    crs: str
+    window: tuple[int, int, int, int]
+    acquired: datetime
+    unit_length: bool
+    open: Callable[[], AbstractContextManager[ReadStrip]]

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ofa_embed.errors import ConfigError, ProductError
-from ofa_embed.interop import FORMATS, aef, clay, earthindex, majortom, tessera
+from ofa_embed.field_files import check_field_dtype
+from ofa_embed.interop import FORMATS, aef, clay, earthindex, majortom, tessera, tessera_zarr
 from ofa_embed.interop.chips import read_chip_file
 from ofa_embed.interop.chips import source_files as chip_files
-from ofa_embed.interop.product import Product, Rows, Selection, concat, write_rows
+from ofa_embed.interop.dense import DensePart, pooled_rows
+from ofa_embed.interop.product import Product, Rows, Selection, concat, store_stem, write_rows
+from ofa_embed.interop.product_fields import FieldCanvas, check_field_size, write_part_field
 from ofa_embed.location import AnyPath, as_location, relative_name
 from ofa_embed.store.claim import StoreIdentity, claimed_store
 
@@ -38,6 +42,7 @@ class ImportReport:
         product, version, model: the product's record (as the store's claim holds it).
         identity: the hash standing for the product's vectors (the store's ``weights_hash``).
         files: files written, below the store.
+        fields: embedding fields written (``fields/<scene>.tif``, pixel products with ``fields``).
         rows: tiles written.
         skipped: source files whose store file existed already (pass ``overwrite``), or that held nothing selected.
         row_groups, row_groups_read: Parquet row groups in the chip files read, and those the selection needed.
@@ -51,6 +56,7 @@ class ImportReport:
     model: str = ""
     identity: str = ""
     files: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
     rows: int = 0
     skipped: list[str] = field(default_factory=list)
     row_groups: int = 0
@@ -69,12 +75,18 @@ def _sources(format: str, paths: list[Path]) -> list[Path]:
     return found
 
 
-def _read(format: str, path: Path, selection: Selection, tile: int, min_valid: float,
-          report: ImportReport) -> tuple[Product, Iterator[Rows], str]:
-    if format in ("aef", "tessera"):
-        module = aef if format == "aef" else tessera
-        rows, crs = module.read_file(path, selection, tile, min_valid)
-        return module.PRODUCT, rows, crs
+def _parts(format: str, paths: list[Path], selection: Selection) -> list[DensePart]:
+    """Every part of the pixel product files meeting ``selection``, all checked before any is read."""
+    found: list[DensePart] = []
+    for path in paths:
+        if format == "aef":
+            found += aef.parts(path, selection)
+        else:
+            found += tessera_zarr.parts(path, selection) if tessera_zarr.is_store(path) else tessera.parts(path, selection)
+    return found
+
+
+def _read(format: str, path: Path, selection: Selection, report: ImportReport) -> tuple[Product, Rows]:
     spec = {"majortom": majortom.SPEC, "earthindex": earthindex.SPEC, "clay": clay.SPEC}[format]
     read = read_chip_file(path, spec, selection)
     report.row_groups += read.row_groups
@@ -85,7 +97,69 @@ def _read(format: str, path: Path, selection: Selection, tile: int, min_valid: f
         product = earthindex.product_for(path, read.dimension, read.emb)
     else:
         product = clay.product_for(path, read.dimension)
-    return product, iter([read.rows]), "EPSG:4326"
+    return product, read.rows
+
+
+class _Writer:
+    """Writes an import's store files (and fields) under one claim of the store by the first product met."""
+
+    def __init__(self, stack: ExitStack, root: AnyPath, report: ImportReport, overwrite: bool, version: str) -> None:
+        self.stack, self.root, self.report, self.overwrite, self.version = stack, root, report, overwrite, version
+        self.first: Product | None = None
+
+    def claim(self, product: Product, source: object) -> None:
+        if self.first is None:
+            self.first = product
+            self.stack.enter_context(claimed_store(self.root, StoreIdentity(
+                product.hash, product.dimension, "float32", f"{product.product}:{product.model}")))
+            self.report.product, self.report.version, self.report.model = product.product, product.version, product.model
+            self.report.identity = product.hash
+        elif product.hash != self.first.hash:
+            first = self.first
+            raise ProductError(f"{source}: {product.product} {product.version} ({product.model}), but the files before "
+                               f"it are {first.product} {first.version} ({first.model}); import each into its own store")
+
+    def exists(self, product: Product, name: str) -> bool:
+        return not self.overwrite and (self.root / f"{store_stem(product, name)}.parquet").exists()
+
+    def write(self, product: Product, rows: Rows, *, source: str, name: str, crs: str, tile_size: int, pooling: str,
+              field: dict[str, Any] | None = None) -> None:
+        written = write_rows(self.root, product, rows, source=source, crs=crs, tile_size=tile_size, pooling=pooling,
+                             package_version=self.version, name=name, field=field)
+        self.report.files.append(relative_name(written, self.root))
+        self.report.rows += len(rows)
+        logger.info("%s: %d tiles -> %s", source, len(rows), written)
+
+
+def _pooling(product: Product, tile: int) -> str:
+    return f"mean of valid pixels over {tile} x {tile} px tiles" + (", rescaled to unit length" if product.format ==
+                                                                     "aef" else "")
+
+
+def _import_part(writer: _Writer, part: DensePart, tile: int, min_valid: float, field_dtype: str | None) -> None:
+    """Pool one part to tiles (and keep its pixels as a field with ``field_dtype``) and write them."""
+    pooling = _pooling(part.product, tile)
+    with part.open() as read:
+        canvas = FieldCanvas(part, tile) if field_dtype else None
+
+        def reading(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+            values, valid = read(r0, r1, c0, c1)
+            if canvas is not None:
+                canvas.add(r0, c0, values, valid)
+            return values, valid
+
+        parts = [r for r in pooled_rows(part.grid, part.window, tile, min_valid, part.unit_length, reading, part.name,
+                                        part.acquired) if len(r)]
+    if not parts:
+        writer.report.skipped.append(part.source)
+        return
+    record = None
+    if canvas is not None and field_dtype is not None:  # the field first: the store file records it
+        record = write_part_field(writer.root, canvas, dtype=field_dtype, tile=tile, min_valid=min_valid,
+                                  pooling=pooling)
+        writer.report.fields.append(record["path"])
+    writer.write(part.product, concat(parts), source=part.source, name=part.name, crs=part.crs, tile_size=tile,
+                 pooling=pooling, field=record)
 
 
 def import_embeddings(
@@ -99,22 +173,30 @@ def import_embeddings(
     end: datetime | None = None,
     min_valid: float = DEFAULT_MIN_VALID,
     overwrite: bool = False,
+    fields: bool = False,
+    field_dtype: str = "float32",
 ) -> ImportReport:
-    """Import files of a published embedding product into ``store`` (one store file per source file).
+    """Import files of a published embedding product into ``store`` (one store file per source file; for pixel
+    products one per scene: a file of a year, or a TESSERA Zarr zone's year).
 
     Args:
-        sources: files or folders of the product, in its documented layout.
+        sources: files or folders of the product, in its documented layout (TESSERA: ``.npy`` tiles or a Zarr store).
         store: the store to write (a folder or fsspec URL); it must hold this product's vectors or nothing.
         format: one of :data:`~ofa_embed.interop.FORMATS`.
         tile_size: tile side in pixels of a pixel product (AEF, TESSERA), whose pixels are pooled to tiles.
-        bbox: MINLON, MINLAT, MAXLON, MAXLAT in degrees: only what meets it is read (COG windows, row groups).
+        bbox: MINLON, MINLAT, MAXLON, MAXLAT in degrees: only what meets it is read (COG windows, Zarr chunks,
+            row groups).
         start: only what was observed from this time (annual products: whose year meets the range).
         end: ... up to this time.
         min_valid: least valid-pixel fraction of a pooled tile.
         overwrite: rewrite store files that exist (else their sources are skipped).
+        fields: pixel products: also keep the pixels read as the store's embedding fields
+            (:mod:`ofa_embed.interop.product_fields`).
+        field_dtype: how fields are stored: ``float32`` (the de-quantised values exactly), ``float16`` or ``int8``.
 
     Raises:
-        ConfigError: an unknown format, a bad tile size or bbox.
+        ConfigError: an unknown format, a bad tile size, bbox or field dtype, fields of chip products, or a field too
+            large to build.
         ProductError: a file not in its documented layout, or files of several products.
         StoreError: the store holds other embeddings.
     """
@@ -125,6 +207,11 @@ def import_embeddings(
         raise ConfigError(f"--format {format!r}: choose from {', '.join(FORMATS)}")
     if tile_size < 1:
         raise ConfigError(f"--tile-size {tile_size}: must be at least 1 pixel")
+    check_field_dtype(field_dtype)
+    pixel = format in ("aef", "tessera")
+    if fields and not pixel:
+        raise ConfigError(f"--fields: {format} holds one vector a chip, no pixels to keep as a field; "
+                          "fields are kept of pixel products (aef, tessera)")
     if bbox is not None:
         from ofa_embed.retrieval import check_bbox
 
@@ -132,34 +219,31 @@ def import_embeddings(
     selection = Selection(tuple(bbox) if bbox is not None else None, start, end)  # type: ignore[arg-type]
     root = as_location(store)
     report = ImportReport(str(store), format)
-    first: Product | None = None
+    paths = _sources(format, [Path(s) for s in sources])
     with ExitStack() as stack:
-        for path in _sources(format, [Path(s) for s in sources]):
-            product, parts, crs = _read(format, path, selection, tile_size, min_valid, report)
-            if first is None:
-                first = product
-                stack.enter_context(claimed_store(root, StoreIdentity(product.hash, product.dimension, "float32",
-                                                                      f"{product.product}:{product.model}")))
-                report.product, report.version, report.model = product.product, product.version, product.model
-                report.identity = product.hash
-            elif product.hash != first.hash:
-                raise ProductError(f"{path}: {product.product} {product.version} ({product.model}), but the files before "
-                                   f"it are {first.product} {first.version} ({first.model}); import each into its own store")
-            read = [p for p in parts if len(p)]
-            if not read:
+        writer = _Writer(stack, root, report, overwrite, __version__)
+        if pixel:
+            parts = _parts(format, paths, selection)
+            for part in parts:  # bad input stops the import before anything is written
+                writer.claim(part.product, part.source)
+                if fields:
+                    check_field_size(part, tile_size)
+            for part in parts:
+                if writer.exists(part.product, part.name):
+                    report.skipped.append(part.source)
+                    continue
+                _import_part(writer, part, tile_size, min_valid, field_dtype if fields else None)
+            report.skipped += [str(p) for p in paths if not any(part.source.startswith(str(p)) for part in parts)]
+        for path in paths if not pixel else []:
+            product, rows = _read(format, path, selection, report)
+            writer.claim(product, path)
+            if not len(rows):
                 report.skipped.append(str(path))
                 continue
-            rows = concat(read)
-            pooling = f"mean of valid pixels over {tile_size} x {tile_size} px tiles" + (
-                ", rescaled to unit length" if format == "aef" else "") if product.kind == "pixel" else "as published"
-            target = root / f"{format}-{path.stem}.parquet"
-            if target.exists() and not overwrite:
+            if writer.exists(product, path.stem):
                 report.skipped.append(str(path))
                 continue
-            written = write_rows(root, product, rows, source=str(path), crs=crs, tile_size=tile_size if product.kind ==
-                                 "pixel" else int(np.max(rows.widths)), pooling=pooling, package_version=__version__)
-            report.files.append(relative_name(written, root))
-            report.rows += len(rows)
-            logger.info("%s: %d tiles -> %s", path, len(rows), written)
+            writer.write(product, rows, source=str(path), name=path.stem, crs="EPSG:4326",
+                         tile_size=int(np.max(rows.widths)), pooling="as published")
     report.seconds = time.perf_counter() - began
     return report

@@ -43,6 +43,8 @@ __all__ = [
     "corners_of",
     "identity_hash",
     "model_record",
+    "scene_name",
+    "store_stem",
     "write_rows",
     "year_of_path",
 ]
@@ -195,17 +197,32 @@ def year_of_path(path: Path) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def scene_name(stem: str, year: int) -> str:
+    """The scene name of an annual product's file: its stem, with ``_<year>`` added where the stem does not name the
+    year (the TESSERA registry's ``grid_<lon>_<lat>`` tiles of every year share one name).
+    """
+    return stem if str(year) in stem else f"{stem}_{year}"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", name).strip("._") or "part"
 
 
+def store_stem(product: Product, name: str) -> str:
+    """The stem of the store file holding the rows of ``name`` (a source file's stem or a pixel product's scene)."""
+    return _safe(f"{product.format}-{name}")
+
+
 def write_rows(store: AnyPath, product: Product, rows: Rows, *, source: str, crs: str, tile_size: int,
-               pooling: str, package_version: str, part: int = 0) -> AnyPath:
-    """Write ``rows`` of one product file as a store file ``<format>-<file stem>[-<part>].parquet``."""
+               pooling: str, package_version: str, part: int = 0, name: str | None = None,
+               field: dict[str, Any] | None = None) -> AnyPath:
+    """Write ``rows`` of one product file as a store file ``<format>-<name>[-<part>].parquet`` (``name``: the
+    source's stem unless given), with ``field`` (the record of the field written with it) in its metadata.
+    """
     from ofa_embed.store.metadata import EMB_VERSION
 
     model = model_record(product, pooling)
-    stem = _safe(f"{product.format}-{Path(source).stem}" + (f"-{part:04d}" if part else ""))
+    stem = store_stem(product, (name or Path(source).stem) + (f"-{part:04d}" if part else ""))
     imported = {**asdict(product), "source": source, "tile_size": tile_size if product.kind == "pixel" else None}
     metadata = {
         "package_version": package_version,
@@ -216,6 +233,8 @@ def write_rows(store: AnyPath, product: Product, rows: Rows, *, source: str, crs
         "tiling": {"tile_size": tile_size, "stride": tile_size, "min_valid": 0.0, "edge_rule": "product's own"},
         "chips": {"count": len(rows), "roots": [source], "label_source": None},
     }
+    if field is not None:
+        metadata["field"] = field
     emb = {**emb_metadata(model, rows.acquired), "version": EMB_VERSION, "model": f"{product.product}/{product.model}",
            "product": product.product, "product_version": product.version,
            "source_quantization": product.quantization, "emb:quantization": imported_quantization(product.quantization)}

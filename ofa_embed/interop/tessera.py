@@ -14,27 +14,33 @@ landmask tiles") and its registry layout:
   ``global_0.1_degree_tiff_all`` folder above it.
 
 The arrays are memory-mapped, so a ``--bbox`` reads only the rows of its window; a tile whose 0.1-degree cell misses
-the bbox is not opened. Pooling: the plain mean of a tile's valid pixels (TESSERA documents no normalisation).
+the bbox is not opened. A tile's scene name is ``grid_<lon>_<lat>_<year>`` (every year's tile has the same stem).
+Pooling: the plain mean of a tile's valid pixels (TESSERA documents no normalisation). Valid pixels: a finite scale
+in (0, 1), as geotessera's own ``valid_scale_mask`` has it (the published data holds a few corrupt huge finite scales).
+
+The same embeddings published as a Zarr store are read by :mod:`ofa_embed.interop.tessera_zarr`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from ofa_embed.errors import ProductError
-from ofa_embed.interop.dense import Grid, pooled_rows
-from ofa_embed.interop.product import Product, Rows, Selection, year_of_path
+from ofa_embed.interop.dense import DensePart, Grid, ReadStrip
+from ofa_embed.interop.product import Product, Selection, scene_name, year_of_path
 
-__all__ = ["PRODUCT", "TILE_NAME", "read_file", "source_files"]
+__all__ = ["DIMENSION", "MAX_VALID_SCALE", "PRODUCT", "TILE_NAME", "parts", "source_files", "valid_scales"]
 
 TILE_NAME = re.compile(r"^grid_(-?\d+\.\d+)_(-?\d+\.\d+)$")
 DIMENSION = 128
 LANDMASK_FOLDER = "global_0.1_degree_tiff_all"
+MAX_VALID_SCALE = 1.0  # geotessera: real scales run median 0.064, p99.99 0.137; larger ones are corrupt
 PRODUCT = Product(
     "tessera", "TESSERA", "v1", "TESSERA", DIMENSION, "pixel", 10.0, "annual",
     {"method": "linear", "original_dtype": "float32", "quantized_dtype": "int8",
@@ -45,12 +51,28 @@ PRODUCT = Product(
 )
 
 
+def valid_scales(scales: np.ndarray) -> np.ndarray:
+    """Where a scale stands for data: finite, positive and below :data:`MAX_VALID_SCALE` (geotessera's rule)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(scales) & (scales > 0) & (scales < MAX_VALID_SCALE)
+
+
 def source_files(paths: list[Path]) -> list[Path]:
-    """The embedding arrays given (``grid_*.npy``, not their ``_scales``), folders searched recursively."""
+    """The embedding arrays given (``grid_*.npy``, not their ``_scales``) and Zarr stores (folders holding a
+    ``zarr.json``), folders searched recursively.
+    """
     found: list[Path] = []
     for path in paths:
-        candidates = sorted(path.rglob("grid_*.npy")) if path.is_dir() else [path]
-        found += [p for p in candidates if not p.stem.endswith("_scales")]
+        if path.is_dir() and (path / "zarr.json").is_file():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            found.append(path)
+            continue
+        stores = sorted(p.parent for p in path.rglob("zarr.json") if p.parent.suffix == ".zarr")
+        found += stores
+        found += [p for p in sorted(path.rglob("grid_*.npy")) if not p.stem.endswith("_scales")
+                  and not any(s in p.parents for s in stores)]
     return found
 
 
@@ -63,8 +85,8 @@ def _landmask(path: Path) -> Path:
                        "fetch it with the tile (it holds the tile's UTM grid)")
 
 
-def read_file(path: Path, selection: Selection, tile: int, min_valid: float) -> tuple[Iterator[Rows], str]:
-    """Tiles of one TESSERA tile meeting ``selection``, and its CRS.
+def parts(path: Path, selection: Selection) -> list[DensePart]:
+    """The TESSERA tile at ``path`` if it meets ``selection`` (checked; its arrays are memory-mapped, not read).
 
     Raises:
         ProductError: a name not ``grid_<lon>_<lat>``, missing scales or landmask, shapes or dtypes other than
@@ -75,16 +97,16 @@ def read_file(path: Path, selection: Selection, tile: int, min_valid: float) -> 
 
     match = TILE_NAME.match(path.stem)
     if path.suffix != ".npy" or not match:
-        raise ProductError(f"{path}: not a TESSERA tile array (grid_<lon>_<lat>.npy); is --format right?")
+        raise ProductError(f"{path}: not a TESSERA tile array (grid_<lon>_<lat>.npy) or Zarr store; is --format right?")
     lon, lat = float(match.group(1)), float(match.group(2))
     if not selection.overlaps_box(np.array(lon - 0.05), np.array(lat - 0.05), np.array(lon + 0.05), np.array(lat + 0.05)):
-        return iter(()), ""
+        return []
     year = year_of_path(path)
     if year is None:
         raise ProductError(f"{path}: no year in its path; keep the registry's layout (<year>/grid_<lon>_<lat>/...)")
     first, last = datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 31, 23, 59, 59, tzinfo=UTC)
     if not selection.overlaps_time(first, last):
-        return iter(()), ""
+        return []
     scales_path = path.with_name(f"{path.stem}_scales.npy")
     if not scales_path.is_file():
         raise ProductError(f"{path}: no {scales_path.name} beside it; the int8 values mean nothing without their scales")
@@ -104,13 +126,18 @@ def read_file(path: Path, selection: Selection, tile: int, min_valid: float) -> 
         grid = Grid(mask.width, mask.height, tuple(mask.transform)[:6], CRS.from_wkt(mask.crs.to_wkt()))
         crs = mask.crs.to_string()
     window = grid.window_of(selection)
+    if window is None:
+        return []
 
     def read(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
         s = np.asarray(scales[r0:r1, c0:c1], np.float32)
         per_pixel = s if s.ndim == 2 else s[..., 0]
-        valid = np.isfinite(per_pixel) & (per_pixel > 0)
+        valid = valid_scales(per_pixel)
         values = np.asarray(q[r0:r1, c0:c1], np.float32) * (s[..., None] if s.ndim == 2 else s)
         return np.where(valid[..., None], values, 0.0).astype(np.float32), valid
 
-    rows = pooled_rows(grid, window, tile, min_valid, False, read, path.stem, first) if window else iter(())
-    return rows, crs
+    @contextmanager
+    def opened() -> Iterator[ReadStrip]:
+        yield read
+
+    return [DensePart(PRODUCT, scene_name(path.stem, year), str(path), grid, crs, window, first, False, opened)]

@@ -62,11 +62,7 @@ def write_tessera(root: Path, *, year: int = 2024, size: int = 96, seed: int = 1
     """geotessera's v1 layout: the int8 (H, W, 128) array, its float32 (H, W) scales and the landmask GeoTIFF."""
     lon, lat = -75.65, 37.65
     name = f"grid_{lon:.2f}_{lat:.2f}"
-    values = unit_field(size, size, 128, seed) * 3.0
-    scales = np.abs(values).max(axis=2) / 127.0
-    q = np.round(values / scales[..., None]).astype(np.int8)
-    scales = scales.astype(np.float32)
-    scales[:8, :8] = 0.0  # no data
+    q, scales = tessera_values(size, seed)
     folder = root / "global_0.1_degree_representation" / str(year) / name
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / f"{name}.npy", q)
@@ -164,4 +160,65 @@ def write_clay(path: Path, *, version: str = "v0", n_side: int = 5, seed: int = 
     table = pa.table(columns).replace_schema_metadata({b"geo": _geo(covering=True)})
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, row_group_size=5)
+    return path
+
+
+def tessera_values(size: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """TESSERA's int8 ``(H, W, 128)`` values and float32 ``(H, W)`` scales of a tile (``q * scale``), 8 x 8 px of the
+    north-west corner without data (scale 0).
+    """
+    values = unit_field(size, size, 128, seed) * 3.0
+    scales = np.abs(values).max(axis=2) / 127.0
+    q = np.round(values / scales[..., None]).astype(np.int8)
+    scales = scales.astype(np.float32)
+    scales[:8, :8] = 0.0
+    return q, scales
+
+
+def write_tessera_zarr(root: Path, *, years: tuple[int, ...] = (2023, 2024), size: int = 96, extra: int = 64,
+                       seed: int = 1) -> Path:
+    """geotessera's Zarr v3 store ``<root>/tessera.zarr``: group ``utm18`` on the zone's 10 m grid (origin at the
+    sample's), ``embeddings`` int8 ``(time, band, y, x)`` in (1, 128, 32, 32) chunks of (1, 128, 4096, 4096) shards,
+    ``scales`` float32 ``(time, y, x)`` (fill +inf: no data), ``time``/``x``/``y``/``band`` coordinates, the
+    ``geoemb:`` root and ``spatial:``/``proj:`` zone attributes. Each year holds the ``.npy`` fixture's tile (seed
+    ``seed + k`` for the k-th year) in its north-west ``size`` x ``size`` px; ``extra`` px east of it are water (NaN)
+    in the top half and unwritten land (+inf) below.
+    """
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    height, width = size, size + extra
+    path = root / "tessera.zarr"
+    store = zarr.open_group(str(path), mode="w", zarr_format=3)
+    store.attrs.update({
+        "geoemb:type": "pixel", "geoemb:dimensions": 128, "geoemb:data_type": "int8", "geoemb:gsd": 10.0,
+        "geoemb:model": "https://geotessera.org/model/1.0", "geoemb:spatial_layout": "utm_zones",
+        "geoemb:quantization": {"method": "per_pixel_scale", "original_dtype": "float32", "quantized_dtype": "int8",
+                                "scale": {"type": "array", "array_name": "scales", "nodata": "+inf"}},
+    })
+    zone = store.create_group("utm18")
+    compressors = BloscCodec(cname="zstd", clevel=3)
+    embeddings = zone.create_array("embeddings", shape=(len(years), 128, height, width), chunks=(1, 128, 32, 32),
+                                   shards=(1, 128, 4096, 4096), dtype=np.int8, fill_value=np.int8(0),
+                                   compressors=compressors, dimension_names=["time", "band", "y", "x"])
+    scales = zone.create_array("scales", shape=(len(years), height, width), chunks=(1, 32, 32), shards=(1, 4096, 4096),
+                               dtype=np.float32, fill_value=np.float32("inf"), compressors=compressors,
+                               dimension_names=["time", "y", "x"])
+    x0, y0 = SAMPLE_ORIGIN
+    coordinates = {"x": x0 + (np.arange(width) + 0.5) * 10, "y": y0 - (np.arange(height) + 0.5) * 10,
+                   "time": np.array(years, np.int32), "band": np.arange(128, dtype=np.int32)}
+    for name, data in coordinates.items():
+        zone.create_array(name, shape=data.shape, dtype=data.dtype, fill_value=0, compressors=compressors,
+                          dimension_names=[name])[:] = data
+    for k in range(len(years)):
+        q, s = tessera_values(size, seed + k)
+        embeddings[k, :, :size, :size] = np.moveaxis(q, -1, 0)
+        scales[k, :size, :size] = s
+        scales[k, : height // 2, size:] = np.nan
+    zone.attrs.update({
+        "zarr_conventions": [{"name": "spatial:"}, {"name": "proj:"}],
+        "spatial:dimensions": ["y", "x"], "spatial:transform_type": "affine", "spatial:registration": "pixel",
+        "spatial:transform": [10.0, 0.0, x0, 0.0, -10.0, y0], "spatial:shape": [height, width],
+        "spatial:bbox": [x0, y0 - 10 * height, x0 + 10 * width, y0], "proj:code": "EPSG:32618",
+    })
     return path
