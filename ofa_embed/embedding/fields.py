@@ -11,20 +11,32 @@ field pixel from the tile in which its patch lies farthest from a tile edge, edg
 counting (:class:`FieldBuilder`). With a regular stride that is each tile's central ``stride`` x ``stride``
 crop (the border tiles reaching out to the scene's edge). Each field pixel is exactly the token of the one
 tile it came from; where neighbouring tiles meet, both had at least the margin of context around it.
+
+Off the run's critical path. The run's consumer only hands each batch's tokens (fresh arrays from the model
+workers) and the reader's per-patch valid fractions to a :class:`FieldWriter`, whose one thread places them
+into the scene's field and, once the scene is complete, writes its COG and its store file, while the
+consumer goes on with the next scene's batches. The queue between them is bounded (a field being written
+holds back at most ``depth`` batches of tokens, then the consumer waits); the thread is stopped and joined
+on every exit path and its error re-raised in the consumer.
 """
 
 from __future__ import annotations
 
 import math
+import queue
+import threading
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from ofa_embed.errors import TilingError
 from ofa_embed.field_files import FieldGrid
+from ofa_embed.threads import wait_through_interrupts
 from ofa_embed.tiling import TileWindow
 
-__all__ = ["FieldBuilder", "check_field_tiling", "field_stride", "pixel_rule"]
+__all__ = ["FieldBuilder", "FieldWriter", "check_field_tiling", "field_stride", "pixel_rule"]
 
 
 def field_stride(tile_size: int, patch: int) -> int:
@@ -83,17 +95,17 @@ class FieldBuilder:
         after = np.where(start + count * self.grid.patch >= extent, count, count - 1 - index)
         return np.minimum(before, after)
 
-    def add(self, tiles: list[TileWindow], data: np.ndarray, tokens: np.ndarray) -> None:
-        """Add a batch: ``tiles``, their normalised pixels ``data`` ``(B, C, T, T)`` (invalid pixels 0 in every
-        band, as a scene reads them) and their tokens ``(B, N, D)``, N = (T / P)², row-major.
+    def add(self, tiles: list[TileWindow], patch_valid: np.ndarray, tokens: np.ndarray) -> None:
+        """Add a batch: ``tiles``, the fraction of valid pixels of each of their patches ``patch_valid``
+        ``(B, T / P, T / P)`` (the reader's ``TileBatch.patch_valid``) and their tokens ``(B, N, D)``,
+        N = (T / P)², row-major.
         """
         patch = self.grid.patch
         if not tiles:
             return
         size = tiles[0].tile_size
         n = size // patch
-        valid = np.abs(data).max(axis=1) > 0  # (B, T, T)
-        fraction = valid.reshape(len(tiles), n, patch, n, patch).mean(axis=(2, 4))
+        fraction = patch_valid
         for k, tile in enumerate(tiles):
             r0, c0 = tile.row // patch, tile.col // patch
             rows = min(n, self.grid.height - r0)
@@ -115,3 +127,92 @@ class FieldBuilder:
         t = self.grid.transform
         return base | {"width": self.grid.width, "height": self.grid.height, "transform": list(t)[:6],
                        "crs": self.grid.crs, "patch_px": self.grid.patch, "dimension": int(self.values.shape[0])}
+
+
+# a scene complete: called in the writer's thread with the scene's field (None: no batch of it had tiles)
+SceneTask = Callable[[FieldBuilder | None], None]
+
+
+class FieldWriter:
+    """The fields of a dense run, placed and written in one background thread (see the module docstring).
+
+    Use as ``with FieldWriter(new_builder) as writer:``; :meth:`add` each batch's tokens, then :meth:`finish`
+    each scene, in the run's order. Leaving the block normally waits for every task and re-raises the
+    thread's error; leaving it by an exception (an interrupt) drops the tasks not begun, waits for the one
+    under way (its files are written whole or not at all) and lets the exception through.
+
+    Args:
+        new_builder: the empty field of a scene, by its number in the run.
+        depth: items the queue holds before :meth:`add` waits.
+    """
+
+    def __init__(self, new_builder: Callable[[int], FieldBuilder], depth: int = 8) -> None:
+        self._new_builder = new_builder
+        self._queue: queue.Queue[tuple[int, Any] | None] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._builders: dict[int, FieldBuilder] = {}
+        self._thread = threading.Thread(target=self._run, name="ofa-embed-fields", daemon=True)
+
+    def __enter__(self) -> FieldWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if kind is None:
+            try:
+                self._put(None)
+            finally:
+                self._join()
+            self._raise_failure()
+        else:
+            self._stop.set()
+            self._join()
+
+    def add(self, number: int, tiles: list[TileWindow], patch_valid: np.ndarray, tokens: np.ndarray) -> None:
+        """Queue a batch of scene ``number`` for :meth:`FieldBuilder.add` (arrays that nobody changes later)."""
+        self._put((number, (tiles, patch_valid, tokens)))
+
+    def finish(self, number: int, task: SceneTask) -> None:
+        """Queue ``task`` (write the scene's files), called with the field of scene ``number`` once its batches
+        before are placed; the field is dropped after.
+        """
+        self._put((number, task))
+
+    def _put(self, item: tuple[int, Any] | None) -> None:
+        while True:  # never block for good: the thread may have failed
+            self._raise_failure()
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def _join(self) -> None:
+        wait_through_interrupts(lambda: self._thread.join(), lambda: not self._thread.is_alive())
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    return
+                number, work = item
+                if callable(work):
+                    work(self._builders.pop(number, None))
+                else:
+                    if number not in self._builders:
+                        self._builders[number] = self._new_builder(number)
+                    self._builders[number].add(*work)
+        except BaseException as exc:  # re-raised in the consumer
+            self._failure = exc
+            self._stop.set()

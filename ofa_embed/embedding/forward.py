@@ -19,10 +19,10 @@ import functools
 import os
 import threading
 from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -34,8 +34,9 @@ from ofa_embed.raster.reader import TileBatch
 from ofa_embed.sensors import CUSTOM, Modality, get_modality
 from ofa_embed.threads import wait_through_interrupts
 
-__all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "ModelInput", "batches_held", "embed", "embed_batches", "model_input",
-           "model_workers", "native_cpu_bf16", "CPU_BF16_ENV", "resolve_device", "resolve_precision"]
+__all__ = ["MAX_CPU_WORKERS", "PRECISIONS", "DenseOutput", "ModelInput", "batches_held", "dense_batches", "embed",
+           "embed_batches", "embed_dense", "model_input", "model_workers", "native_cpu_bf16", "CPU_BF16_ENV",
+           "resolve_device", "resolve_precision"]
 
 # beyond this many concurrent batches, more threads per batch are cheaper than more batches in memory
 MAX_CPU_WORKERS = 4
@@ -200,6 +201,29 @@ def embed(
     return out.float().cpu().numpy()
 
 
+class DenseOutput(NamedTuple):
+    """A dense forward pass of a batch: the tiles' embeddings ``(B, D)`` and the patch tokens ``(B, N, D)`` they
+    pool (N = (T / P)², row-major).
+    """
+
+    pooled: np.ndarray
+    tokens: np.ndarray
+
+
+def embed_dense(model: Backbone, images: np.ndarray | torch.Tensor, modality: str | ModelInput, device: torch.device,
+                *, precision: str = "auto") -> DenseOutput:
+    """:func:`embed` with ``tokens=True``, and each tile's embedding pooled from those float32 tokens by the
+    backbone's own ``pool`` in the same call (the numbers of :func:`embed` in float32; under bfloat16 the pooling
+    runs on the float32 tokens). Run in a model worker, so that the consumer of a dense run does no torch work.
+    """
+    tokens = embed(model, images, modality, device, tokens=True, precision=precision)
+    if not len(images):
+        return DenseOutput(tokens, np.empty((0, 0, model.embed_dim), np.float32))
+    with torch.inference_mode():
+        pooled = model.pool(torch.from_numpy(tokens)).numpy()
+    return DenseOutput(pooled, tokens)
+
+
 def model_workers(device: torch.device) -> tuple[int, int]:
     """``(workers, torch threads per worker)`` for forward passes on ``device``.
 
@@ -222,22 +246,44 @@ def batches_held(workers: int) -> int:
 
 
 AnyBatch = TypeVar("AnyBatch", bound=TileBatch)
+Output = TypeVar("Output")
 
 
 def embed_batches(
     batches: Iterator[AnyBatch], model: Backbone, modality: str | ModelInput, device: torch.device, workers: int = 1,
-    threads: int = 0, precision: str = "auto", tokens: bool = False,
+    threads: int = 0, precision: str = "auto",
 ) -> Generator[tuple[AnyBatch, np.ndarray], None, None]:
-    """``(batch, embeddings (B, D))`` (``tokens``: patch tokens ``(B, N, D)``) for every batch, in order,
-    ``workers`` batches running at once and :func:`batches_held` in flight.
+    """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches running at once and
+    :func:`batches_held` in flight.
 
     Each worker thread runs with ``threads`` torch threads (0: unchanged); torch's thread count is
     per calling thread, so the caller's own setting is left as it was.
     """
-    extra = {"tokens": True} if tokens else {}
+    def forward(images: np.ndarray) -> np.ndarray:
+        return embed(model, images, modality, device, precision=precision)
+
+    return _run_batches(batches, forward, workers, threads)
+
+
+def dense_batches(
+    batches: Iterator[AnyBatch], model: Backbone, modality: str | ModelInput, device: torch.device, workers: int = 1,
+    threads: int = 0, precision: str = "auto",
+) -> Generator[tuple[AnyBatch, DenseOutput], None, None]:
+    """:func:`embed_batches` of :func:`embed_dense`: ``(batch, DenseOutput)`` for every batch, in order."""
+    def forward(images: np.ndarray) -> DenseOutput:
+        return embed_dense(model, images, modality, device, precision=precision)
+
+    return _run_batches(batches, forward, workers, threads)
+
+
+def _run_batches(batches: Iterator[AnyBatch], forward: Callable[[np.ndarray], Output], workers: int,
+                 threads: int) -> Generator[tuple[AnyBatch, Output], None, None]:
+    """``(batch, forward(batch.data))`` for every batch, in order, on ``workers`` threads of ``threads`` torch
+    threads each (one worker: in the caller's thread).
+    """
     if workers == 1:
         for batch in batches:
-            yield batch, embed(model, batch.data, modality, device, precision=precision, **extra)
+            yield batch, forward(batch.data)
         return
     # the pool's worker threads, each noted as it starts: waited for at the end, so that no forward pass
     # outlives the generator (a thread not yet noted has taken no batch, and takes none once the pool is shut)
@@ -249,11 +295,10 @@ def embed_batches(
             torch.set_num_threads(threads)
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ofa-embed-model", initializer=start_worker)
-    pending: deque[tuple[AnyBatch, Future[np.ndarray]]] = deque()
+    pending: deque[tuple[AnyBatch, Future[Output]]] = deque()
     try:
         for batch in batches:
-            pending.append((batch, pool.submit(embed, model, batch.data, modality, device, precision=precision,
-                                                 **extra)))
+            pending.append((batch, pool.submit(forward, batch.data)))
             if len(pending) == batches_held(workers):
                 done, future = pending.popleft()
                 yield done, future.result()

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from ofa_embed.embedding.forward import (
+    DenseOutput,
     ModelInput,
     batches_held,
+    dense_batches,
     embed_batches,
     model_input,
     model_workers,
@@ -78,9 +80,10 @@ def feed(scene: Scene, loaded: LoadedModel) -> ModelInput:
 
 
 def read_plans(plans: Sequence[TilePlan], batch_size: int, min_valid: float, stop: threading.Event,
-               held: int) -> Iterator[TileBatch]:
+               held: int, patch: int = 0) -> Iterator[TileBatch]:
     """The batches of every plan in turn, as a run reads them, each tagged with its plan's position
-    (``batch.scene``).
+    (``batch.scene``); ``patch``: each batch with the valid fraction of each patch of that size
+    (``batch.patch_valid``).
 
     A scene's files are open while it is read (the reader opens the next as the model embeds the last batches
     of the previous), and all share one ring of ``held`` arrays
@@ -93,12 +96,12 @@ def read_plans(plans: Sequence[TilePlan], batch_size: int, min_valid: float, sto
             return
         with plan.scene.reading():
             edges = (number == 0, number == len(plans) - 1)
-            for batch in read_tile_batches(plan, batch_size, min_valid, stop, held, ring, edges):
+            for batch in read_tile_batches(plan, batch_size, min_valid, stop, held, ring, edges, patch):
                 batch.scene = number
                 yield batch
 
 
-# called with (plan position, batch, its patch tokens (B, N, D)) while the batch's data is still valid
+# called with (plan position, batch (tiles, patch_valid), its patch tokens (B, N, D)), in the consumer's thread
 TokenSink = Callable[[int, TileBatch, np.ndarray], None]
 
 
@@ -115,9 +118,10 @@ def embed_plans(
     ``min_valid`` gets empty records. Close the generator (``contextlib.closing``) to stop the reader and the
     workers early.
 
-    ``on_tokens`` (a dense run): the forward passes return patch tokens, handed to it with their batch, and
-    each tile's embedding is the backbone's pooling of them (the same numbers in float32; under bfloat16 the
-    pooling runs on the float32 tokens).
+    ``on_tokens`` (a dense run): the forward passes return patch tokens, handed to it with their batch (whose
+    ``patch_valid`` the reader counted), and each tile's embedding is the backbone's pooling of them, pooled
+    in the model workers (:func:`~ofa_embed.embedding.forward.embed_dense`). ``batch.data`` is not for the sink
+    to keep: the reader reuses it.
     """
     loaded, device, precision = run
     dim = loaded.model.config.embed_dim
@@ -129,23 +133,26 @@ def embed_plans(
     skipped = [0] * len(plans)
     stop = threading.Event()
     workers, threads = model_workers(device)
-    reader = read_plans(plans, options.batch_size, options.min_valid, stop, batches_held(workers))
+    patch = loaded.model.patch_size if on_tokens is not None else 0
+    reader = read_plans(plans, options.batch_size, options.min_valid, stop, batches_held(workers), patch)
     finished = 0
+    forward = embed_batches if on_tokens is None else dense_batches
     with prefetched(reader, stop) as batches, closing(
-        embed_batches(batches, loaded.model, fed, device, workers, threads, precision, tokens=on_tokens is not None)
+        forward(batches, loaded.model, fed, device, workers, threads, precision)
     ) as embedded:
-        for batch, batch_embeddings in embedded:
+        output: np.ndarray | DenseOutput
+        for batch, output in embedded:
             number, plan = batch.scene, plans[batch.scene]
-            if on_tokens is not None and batch.tiles:
-                on_tokens(number, batch, batch_embeddings)
-                with torch.inference_mode():
-                    batch_embeddings = loaded.model.pool(torch.from_numpy(batch_embeddings)).numpy()
+            if isinstance(output, DenseOutput):  # pooled in the worker: the consumer runs no torch
+                if on_tokens is not None and batch.tiles:
+                    on_tokens(number, batch, output.tokens)
+                output = output.pooled
             if number not in arrays:
                 arrays[number] = (np.empty(len(plan.tiles), np.float32), np.empty((len(plan.tiles), dim), np.float32))
             fractions, embeddings = arrays[number]
             done = len(kept[number])
             if batch.tiles:
-                embeddings[done : done + len(batch.tiles)] = batch_embeddings
+                embeddings[done : done + len(batch.tiles)] = output
                 fractions[done : done + len(batch.tiles)] = batch.valid_fraction
             kept[number] += batch.tiles
             skipped[number] += batch.skipped

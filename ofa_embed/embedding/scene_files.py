@@ -8,17 +8,18 @@ parts). Each file is written under a temporary name and renamed when complete
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
 from collections.abc import Sequence
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from ofa_embed.embedding.fields import FieldBuilder, pixel_rule
+from ofa_embed.embedding.fields import FieldBuilder, FieldWriter, pixel_rule
 from ofa_embed.embedding.forward import ModelInput
 from ofa_embed.embedding.options import RunOptions
 from ofa_embed.embedding.pipeline import RunModel, embed_plans, feed
@@ -134,10 +135,12 @@ def extract_plans(plans: list[TilePlan], run: RunModel, store: AnyPath, options:
     """Embed and write ``plans``; consecutive scenes fed alike share one pipeline
     (:func:`~ofa_embed.embedding.pipeline.embed_plans`). The scenes' value ``checks``, begun here once the first
     batch is embedded and running beside it, stop it at the batch after one fails and are awaited before the
-    first write (None: checked already).
+    first write (None: checked already). A dense run places and writes its fields, and then its store files,
+    in a :class:`~ofa_embed.embedding.fields.FieldWriter` thread while the model goes on.
     """
     reports: list[SceneReport] = []
     feds = [feed(plan.scene, run.loaded) for plan in plans]
+    clock = [time.perf_counter()]
 
     def progress(name: str, done: int, total: int) -> None:
         if checks is not None:
@@ -149,30 +152,37 @@ def extract_plans(plans: list[TilePlan], run: RunModel, store: AnyPath, options:
     def same_input(pair: tuple[TilePlan, ModelInput]) -> str:
         return json.dumps(pair[1].record, sort_keys=True, default=str)
 
-    for _, group in itertools.groupby(zip(plans, feds, strict=True), key=same_input):
-        members = list(group)
-        start = time.perf_counter()
-        builders: dict[int, FieldBuilder] = {}
+    def write(plan: TilePlan, fed: ModelInput, records: TileRecords, skipped: int,
+              builder: FieldBuilder | None = None) -> None:
+        field = None
+        if options.dense and len(records.rows):
+            field = write_plan_field(plan, builder or field_builder(plan, run, options), run, store, options)
+        path = write_plan(plan, records, run, fed, store, options, scene_partition(plan.scene, options.partition_by),
+                          field)
+        reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
+                                   seconds=time.perf_counter() - clock[0]))
+        clock[0] = time.perf_counter()
 
-        def tokens(number: int, batch: TileBatch, values: np.ndarray, members: list[Any] = members,
-                   builders: dict[int, FieldBuilder] = builders) -> None:
-            if number not in builders:
-                builders[number] = field_builder(members[number][0], run, options)
-            builders[number].add(batch.tiles, batch.data, values)
+    with FieldWriter(lambda number: field_builder(plans[number], run, options)) if options.dense \
+            else nullcontext() as writer:
+        first = 0
+        for _, group in itertools.groupby(zip(plans, feds, strict=True), key=same_input):
+            members = list(group)
+            fed = members[0][1]
 
-        # closed on every exit path: the pipeline's reader thread and model workers stop with it
-        with closing(embed_plans([plan for plan, _ in members], run, members[0][1], options, progress,
-                                 tokens if options.dense else None)) as embedded:
-            for number, (plan, records, skipped) in enumerate(embedded):
-                if checks is not None:
-                    checks.wait()
-                field = None
-                if options.dense and len(records.rows):
-                    builder = builders.pop(number) if number in builders else field_builder(plan, run, options)
-                    field = write_plan_field(plan, builder, run, store, options)
-                path = write_plan(plan, records, run, members[0][1], store, options,
-                                  scene_partition(plan.scene, options.partition_by), field)
-                reports.append(SceneReport(plan.scene.name, path, len(records.rows), skipped,
-                                           seconds=time.perf_counter() - start))
-                start = time.perf_counter()
+            def tokens(number: int, batch: TileBatch, values: np.ndarray, first: int = first) -> None:
+                assert writer is not None and batch.patch_valid is not None
+                writer.add(first + number, batch.tiles, batch.patch_valid, values)
+
+            # closed on every exit path: the pipeline's reader thread and model workers stop with it
+            with closing(embed_plans([plan for plan, _ in members], run, fed, options, progress,
+                                     tokens if writer is not None else None)) as embedded:
+                for number, (plan, records, skipped) in enumerate(embedded):
+                    if checks is not None:
+                        checks.wait()
+                    if writer is None:
+                        write(plan, fed, records, skipped)
+                    else:
+                        writer.finish(first + number, functools.partial(write, plan, fed, records, skipped))
+            first += len(members)
     return reports

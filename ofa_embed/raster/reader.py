@@ -92,6 +92,8 @@ class TileBatch:
         valid_fraction: ``(B,)`` fraction of valid (not nodata) pixels of each tile.
         skipped: tiles left out for a valid fraction below ``min_valid`` (a batch may hold only these).
         scene: which scene of a multi-scene run the batch is from (its position in the run's plans).
+        patch_valid: ``(B, T / P, T / P)`` fraction of valid pixels of each ``P`` x ``P`` patch of each tile, where
+            the reader was asked for it (``read_tile_batches(patch=P)``), else None.
     """
 
     tiles: list[TileWindow]
@@ -99,6 +101,7 @@ class TileBatch:
     valid_fraction: np.ndarray  # (B,)
     skipped: int
     scene: int = 0
+    patch_valid: np.ndarray | None = None  # (B, T / P, T / P)
 
 
 class TileRing:
@@ -196,7 +199,7 @@ def _run_windows(groups: list[list[TileWindow]], run_edges: tuple[bool, bool]) -
 
 def read_tile_batches(
     plan: TilePlan, batch_size: int, min_valid: float, stop: threading.Event, held: int = 1,
-    ring: TileRing | None = None, run_edges: tuple[bool, bool] = (True, True),
+    ring: TileRing | None = None, run_edges: tuple[bool, bool] = (True, True), patch: int = 0,
 ) -> Iterator[TileBatch]:
     """One batch per window read, of at most ``batch_size`` kept tiles (none when every tile of the window is
     below ``min_valid``), in row-major tile order.
@@ -209,7 +212,9 @@ def read_tile_batches(
 
     ``held`` is how many yielded batches the consumer uses at once (see the module docstring); ``ring``: the
     run's arrays, a ``TileRing(held)`` (default: the scene's own); ``run_edges``: whether the scene starts and
-    whether it ends its run, each of which halves a window at that end (:func:`_run_windows`).
+    whether it ends its run, each of which halves a window at that end (:func:`_run_windows`); ``patch``: a patch
+    size P (tile columns whole multiples of it) to give every batch its ``patch_valid`` fractions, counted from
+    the pixels' validity as read (0: none).
     """
     scene, size = plan.scene, plan.tile_size
     channels = scene.modality.num_bands
@@ -220,7 +225,8 @@ def read_tile_batches(
     reachable = [t for t in plan.tiles if t.height * t.width / (size * size) >= min_valid]
     unread = len(plan.tiles) - len(reachable)
     if not reachable:
-        yield TileBatch([], np.empty((0, channels, size, size), np.float32), np.empty(0), unread)
+        yield TileBatch([], np.empty((0, channels, size, size), np.float32), np.empty(0), unread,
+                        patch_valid=np.empty((0, size // patch, size // patch)) if patch else None)
         return
     groups = list(_windows(reachable, batch_size, _rows_per_window(plan, reachable, batch_size)))
     for group in _run_windows(groups, run_edges):
@@ -231,6 +237,7 @@ def read_tile_batches(
         width = max(t.col for t in group) - left + size
         window = ring.next_batch((channels, size, len(rows), width))
         inside: dict[TileWindow, int] = {}
+        patches: dict[TileWindow, np.ndarray] = {}
         for r, top in enumerate(rows):
             height, span = min(size, scene.height - top), min(width, scene.width - left)
             _, valid = scene.read(Window(left, top, span, height), window[:, :height, r, :span])
@@ -238,9 +245,12 @@ def read_tile_batches(
             window[:, height:, r] = 0.0
             window[:, :height, r, span:] = 0.0
             whole = bool(valid.all())  # most rows: no tile's pixels to count
-            for tile in (t for t in group if t.row == top):
+            row_tiles = [t for t in group if t.row == top]
+            for tile in row_tiles:
                 c0 = tile.col - left
                 inside[tile] = tile.height * tile.width if whole else int(valid[:, c0 : c0 + tile.width].sum())
+            if patch:
+                patches |= _patch_fractions(valid, row_tiles, left, size, width, patch)
         fraction = {t: inside[t] / (size * size) for t in group}
         kept = [t for t in group if fraction[t] >= min_valid]
         if len(kept) == len(rows) * columns and width == columns * size:
@@ -250,8 +260,24 @@ def read_tile_batches(
             data = ring.swap_last((len(kept), channels, size, size))
             for slot, tile in zip(data, kept, strict=True):
                 slot[...] = window[:, :, rows.index(tile.row), tile.col - left : tile.col - left + size]
-        yield TileBatch(kept, data, np.array([fraction[t] for t in kept]), len(group) - len(kept) + unread)
+        patch_valid = None
+        if patch:
+            patch_valid = np.stack([patches[t] for t in kept]) if kept else np.empty((0, size // patch, size // patch))
+        yield TileBatch(kept, data, np.array([fraction[t] for t in kept]), len(group) - len(kept) + unread,
+                        patch_valid=patch_valid)
         unread = 0
+
+
+def _patch_fractions(valid: np.ndarray, tiles: list[TileWindow], left: int, size: int, width: int,
+                     patch: int) -> dict[TileWindow, np.ndarray]:
+    """Per tile of one tile row, the ``(size / patch, size / patch)`` fraction of valid pixels of each patch, from
+    the row's ``valid`` ``(h, w)`` read at column ``left`` (pixels past it, the padding, are not valid).
+    """
+    padded = np.zeros((size, -(-width // patch) * patch), bool)
+    padded[: valid.shape[0], : valid.shape[1]] = valid
+    n = size // patch
+    fractions = padded.reshape(n, patch, padded.shape[1] // patch, patch).mean(axis=(1, 3))
+    return {t: fractions[:, (t.col - left) // patch : (t.col - left) // patch + n] for t in tiles}
 
 
 Batch = TypeVar("Batch")

@@ -160,3 +160,67 @@ def test_a_scene_without_its_field_is_redone_by_a_dense_run(tmp_path, s2_tif):
     assert not report.scenes[0].skipped_existing and field_file(store, s2_tif.stem).is_file()
     again = ofa_embed.extract(s2_tif, store, dense=True, **FAST)
     assert again.scenes[0].skipped_existing
+
+
+def test_a_field_staged_on_disk_equals_one_staged_in_memory(tmp_path, s2_tif, monkeypatch):
+    from ofa_embed import field_files
+
+    ofa_embed.extract(s2_tif, tmp_path / "mem", dense=True, **FAST)
+    monkeypatch.setattr(field_files, "FIELD_MEM_BYTES", 0)
+    ofa_embed.extract(s2_tif, tmp_path / "disk", dense=True, **FAST)
+    a, b = field_file(tmp_path / "mem", s2_tif.stem), field_file(tmp_path / "disk", s2_tif.stem)
+    with rasterio.open(a) as x, rasterio.open(b) as y:
+        assert x.overviews(1) == y.overviews(1) and x.tags() == y.tags() and x.descriptions == y.descriptions
+        assert y.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert np.array_equal(x.read(), y.read(), equal_nan=True)
+
+
+def _threads_named(prefix):
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def test_a_failing_field_write_is_raised_and_leaves_no_thread_and_no_scene(tmp_path, s2_tif, monkeypatch):
+    from ofa_embed.embedding import scene_files
+
+    def fail(*args, **kwargs):
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(scene_files, "write_field", fail)
+    store = tmp_path / "store"
+    with pytest.raises(StoreError, match="disk full"):
+        ofa_embed.extract(s2_tif, store, dense=True, **FAST)
+    assert not _threads_named("ofa-embed-") and not list(store.glob("*.parquet"))
+
+
+def test_an_interrupt_stops_and_joins_the_field_writer(tmp_path, s2_tif, monkeypatch):
+    from ofa_embed.embedding import pipeline
+
+    real = pipeline.dense_batches
+
+    def interrupted(*args, **kwargs):
+        for i, item in enumerate(real(*args, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(pipeline, "dense_batches", interrupted)
+    store = tmp_path / "store"
+    with pytest.raises(KeyboardInterrupt):
+        ofa_embed.extract(s2_tif, store, dense=True, batch_size=2, **FAST)
+    assert not _threads_named("ofa-embed-")
+    assert not list(store.glob("*.parquet")) and not list(store.glob("fields/*"))
+
+
+def test_the_field_writer_raises_its_threads_error_in_the_caller():
+    from ofa_embed.embedding.fields import FieldWriter
+
+    def broken(number):
+        raise ValueError(f"no field for scene {number}")
+
+    tokens = np.zeros((1, 16, 8), np.float32)
+    with pytest.raises(ValueError, match="no field for scene 3"), FieldWriter(broken, depth=1) as writer:
+        for _ in range(50):  # the thread fails on the first; a later add raises once it has
+            writer.add(3, [], np.zeros((1, 4, 4)), tokens)
+    assert not _threads_named("ofa-embed-fields")
