@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GENERATOR_LAYER_NORM_EPS", "KERNEL_LAYOUTS", "LAYER_NORM_EPS", "POLARISATIONS", "Attention", "Block", "ConvStem", "Mlp",
-           "PatchEmbed", "SpectralPatchEmbed", "patch_projection", "sincos_1d", "sincos_pos_embed_2d"]
+__all__ = ["GENERATOR_LAYER_NORM_EPS", "KERNEL_LAYOUTS", "LAYER_NORM_EPS", "POLARISATIONS", "Attention", "Block", "ConvStem",
+           "Mlp", "PatchEmbed", "SpectralPatchEmbed", "patch_projection", "sincos_1d", "sincos_pos_embed_2d"]
 
 # every LayerNorm of the backbone (blocks and final norm), as in MAE and the shipped checkpoint's training
 LAYER_NORM_EPS = 1e-6
@@ -295,7 +295,16 @@ class Attention(nn.Module):
         """Scaled dot-product attention over all tokens (no mask): ``(B, N, D)`` -> ``(B, N, D)``."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu" and torch.is_grad_enabled():
+            # training under CPU bf16 autocast: torch's bf16 flash-attention backward on CPU is several times
+            # slower than its float32 one (benchmarks/pretrain_profile.py --profile), so attention runs in
+            # float32 there (out of autocast, which would cast it back); the projections around it stay bf16.
+            # Inference keeps the bf16 kernel.
+            with torch.autocast("cpu", enabled=False):
+                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
 class Mlp(nn.Module):

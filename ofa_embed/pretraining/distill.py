@@ -65,7 +65,8 @@ def distillation_loss(teacher: Tensor, student: Tensor, centre: Tensor, teacher_
         student: ``(N, K)`` student head outputs, row i the student's view of row i's content.
         centre: ``(1, K)`` running mean of teacher outputs, subtracted before the softmax (with the
             sharpening, what keeps the teacher from collapsing to one prototype or to uniform outputs).
-        teacher_temperature, student_temperature: softmax temperatures.
+        teacher_temperature: softmax temperature of the teacher (below the student's: sharpening).
+        student_temperature: softmax temperature of the student.
     """
     targets = F.softmax((teacher.float() - centre) / teacher_temperature, dim=-1)
     return -(targets * F.log_softmax(student.float() / student_temperature, dim=-1)).sum(-1).mean()
@@ -85,7 +86,8 @@ def update_centre(centre: Tensor, teacher: Tensor, momentum: float) -> None:
 
 def teacher_momentum(base: float, step: int, steps: int) -> float:
     """DINO's schedule: ``base`` at step 0 rising to 1 by a half cosine at ``steps``: the teacher follows the
-    student closely early and settles at the end."""
+    student closely early and settles at the end.
+    """
     progress = min(step / max(steps, 1), 1.0)
     return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1) / 2
 

@@ -228,7 +228,8 @@ class DinoIBot(Objective):
     def _student_tokens(self, crops: Tensor, modality: str, mask: Tensor | None,
                         generator: torch.Generator | None) -> Tensor:
         """Final tokens ``(B, N, D)`` of the student on ``crops``, band dropout applied, ``mask`` ``(B, N)``
-        tokens replaced by the mask token (at their position)."""
+        tokens replaced by the mask token (at their position).
+        """
         student, options = self.student, self.options
         kept = keep_bands(crops.shape[1], options.band_dropout, generator)
         bands = None if kept is None else [MODALITIES[modality].band_names[i] for i in kept]
@@ -294,7 +295,8 @@ class DinoIBot(Objective):
 
     def after_step(self, step: int, steps: int) -> None:
         """Move the teacher (backbone and head) towards the student by the momentum of step ``step``
-        (:func:`~ofa_embed.pretraining.distill.teacher_momentum`)."""
+        (:func:`~ofa_embed.pretraining.distill.teacher_momentum`).
+        """
         momentum = teacher_momentum(self.options.teacher_momentum, step, steps)
         ema_update(list(self.teacher.parameters()) + list(self.teacher_head.parameters()),
                    list(self.student.parameters()) + list(self.student_head.parameters()), momentum)

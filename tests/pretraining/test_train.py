@@ -14,13 +14,21 @@ from ofa_embed.errors import ConfigError, StoreError
 from ofa_embed.model import CONFIGS, create_model
 from ofa_embed.model.checkpoint import load_checkpoint
 from ofa_embed.model.mae import OFAMAE, patchify, random_masking, unpatchify
-from ofa_embed.pretraining.config import OBJECTIVE_OPTIONS, MaskedSiameseOptions, PretrainConfig
+from ofa_embed.pretraining.config import OBJECTIVE_OPTIONS, DinoIBotOptions, MaskedSiameseOptions, PretrainConfig
 from ofa_embed.pretraining.objective import OBJECTIVES, MaskedSiamese, build_objective, info_nce
 from ofa_embed.pretraining.train import CorpusSampler, param_groups, pretrain
 from tests.helpers import s2_values, write_raster
 
 TINY = PretrainConfig(model="ofa_test", steps=30, batch_size=8, lr=3e-3, warmup_steps=3, crop=32, second_crop=16,
                       checkpoint_every=10)
+
+# dino_ibot on the 48 px tiles of the test corpus: global crops 32-48 px, local crops 16 px
+DINO = PretrainConfig(model="ofa_test", steps=10, batch_size=4, lr=1e-3, warmup_steps=2, crop=48, second_crop=0,
+                      checkpoint_every=5, objective="dino_ibot",
+                      objective_options=DinoIBotOptions(global_crop_min=32, global_crop_max=48, local_crops=2,
+                                                        local_crop_min=16, local_crop_max=16, prototypes=64,
+                                                        head_hidden=32, head_bottleneck=16, teacher_momentum=0.9,
+                                                        mae_weight=0.5))
 
 
 @pytest.fixture
@@ -127,6 +135,37 @@ def test_resume_continues_at_the_saved_step_with_the_same_state(corpus, tmp_path
     assert len(resumed.losses) == 30 and resumed.losses[:20] == straight.losses[:20]
     np.testing.assert_allclose(resumed.losses[20:], straight.losses[20:], rtol=1e-4)
     assert resumed.weights_hash == straight.weights_hash
+
+
+def test_dino_ibot_resumes_exactly_with_its_teacher_and_centres(corpus, tmp_path, monkeypatch):
+    """N steps in one run equal N/2 steps, stopped, resumed from state.pt, N/2 steps: the EMA teacher, both
+    centres and the crops' random stream are part of the saved state, so the shipped (teacher) weights match."""
+    straight = pretrain(corpus, tmp_path / "a", DINO)
+    log = (tmp_path / "a" / "loss.csv").read_text().splitlines()
+    assert log[0] == "step,loss,dino,ibot,mae,teacher_entropy,lr,samples_per_s,modality" and len(log) == 11
+    real_sample, calls = CorpusSampler.sample, {"n": 0}
+
+    def interrupted(self, batch_size):
+        calls["n"] += 1
+        if calls["n"] == 7:  # killed during step 7; the last checkpoint is step 5
+            raise KeyboardInterrupt
+        return real_sample(self, batch_size)
+
+    monkeypatch.setattr(CorpusSampler, "sample", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(corpus, tmp_path / "b", DINO)
+    monkeypatch.setattr(CorpusSampler, "sample", real_sample)
+    state = torch.load(tmp_path / "b" / "state.pt", weights_only=False)
+    assert state["step"] == 5 and {"teacher.norm.weight", "centre", "token_centre"} <= set(state["model"])
+    resumed = pretrain(corpus, tmp_path / "b", DINO, resume=True)
+    assert resumed.losses[:5] == straight.losses[:5]
+    np.testing.assert_allclose(resumed.losses[5:], straight.losses[5:], rtol=1e-4)
+    assert resumed.weights_hash == straight.weights_hash
+    # what ships is the teacher, not the student
+    teacher = torch.load(tmp_path / "b" / "state.pt", weights_only=False)["model"]
+    loaded = load_checkpoint(tmp_path / "b" / "encoder.safetensors").model.state_dict()
+    assert torch.equal(loaded["blocks.0.attn.qkv.weight"], teacher["teacher.blocks.0.attn.qkv.weight"])
+    assert not torch.equal(loaded["blocks.0.attn.qkv.weight"], teacher["student.blocks.0.attn.qkv.weight"])
 
 
 @pytest.mark.parametrize("patch_embed", ["spectral", "per_modality"])
