@@ -4,9 +4,10 @@
     OMP_NUM_THREADS=2 python benchmarks/pretrain_profile.py .cache/corpus --objective masked_siamese --profile
 
 Each precision runs ``--warmup`` untimed steps then ``--steps`` timed ones of ``ofa-embed pretrain``'s step
-(sample, forward under autocast, backward, clip, fused AdamW (``--unfused``: its per-tensor loop), ``after_step``), split into its parts;
-``--profile`` adds the torch profiler's table of the most expensive operators over 3 more steps. bf16 is
-timed only where the CPU multiplies it natively (``native_cpu_bf16``), unless ``--force-bf16``.
+(sample, forward under autocast, backward, clip, fused AdamW (``--unfused``: its per-tensor loop),
+``after_step``), split into its parts; ``--profile`` adds the torch profiler's table of the most expensive
+operators over 3 more steps. bf16 is timed only where the CPU multiplies it natively (``native_cpu_bf16``),
+unless ``--force-bf16``.
 """
 
 from __future__ import annotations
