@@ -64,7 +64,7 @@ class OFANet(nn.Module):
         self.patch_size = config.patch_size
         self.spectral = config.patch_embed == "spectral"
         self.patch_embed: SpectralPatchEmbed | nn.ModuleDict
-        self.stem = None
+        self.stem: ConvStem | None = None
         if self.spectral and config.stem == "conv":
             width = config.embed_dim // 4
             self.patch_embed = SpectralPatchEmbed(width, STEM_PATCH, config.wave_dim, kernel_scale=SPECTRAL_KERNEL_SCALE)

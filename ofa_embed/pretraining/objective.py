@@ -193,6 +193,8 @@ class DinoIBot(Objective):
 
     log_keys = ("dino", "ibot", "mae", "teacher_entropy")
     options_type = DinoIBotOptions
+    centre: Tensor
+    token_centre: Tensor
 
     def __init__(self, encoder: OFANet, options: DinoIBotOptions) -> None:
         super().__init__()
