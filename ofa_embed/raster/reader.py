@@ -5,17 +5,16 @@ read in windows of at most one batch, so memory depends on the batch size, not t
 tiled raster (a COG: 256 or 512 px blocks) a window spans as many tile rows as one block row holds
 and as many tile columns as the batch allows, so each compressed block is decoded once while a small
 GDAL cache suffices; on striped rasters a window is as many whole tile rows as a batch holds. A batch
-is one window's tiles, read in place: a view of the window, not a copy (:func:`read_tile_batches`).
-Copying every tile out of its window into a batch had cost a Sentinel-2 scene 0.03 core-s alone but
-0.1 inside a run, where the copy's memory traffic competes with the model on the other core.
+is one window's tiles, read in place: a view of the window, not a copy (:func:`read_tile_batches`):
+copying every tile out of its window into a batch costs memory traffic that competes with the model on
+the other core.
 
 Windows are read into a ring of reused arrays (:class:`TileRing`) rather than fresh ones: allocating a
 new 20-30 MB array per batch in the reader thread fragments the heap and holds hundreds of MB. The ring
 has one array per batch the consumer holds at once (``held``), :data:`PREFETCH_DEPTH` for the queue and
 one being filled, so a yielded batch's ``data`` stays valid until the consumer has asked for ``held``
 more batches. A run of several scenes passes one ring to each scene's reading: fresh arrays per scene
-cost their first touch, the kernel zeroing about 160 MB of pages per Sentinel-2 scene (0.1 core-s a
-scene, 4 % of a 4-scene run's CPU time, in ``perf``).
+cost their first touch, the kernel zeroing hundreds of MB of pages per Sentinel-2 scene.
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ from ofa_embed.raster.scene import Scene
 from ofa_embed.threads import wait_through_interrupts
 from ofa_embed.tiling import TileWindow, tile_windows, validate_tiling
 
-__all__ = ["TilePlan", "TileBatch", "TileRing", "plan_tiles", "read_tile_batches", "prefetched", "PREFETCH_DEPTH"]
+__all__ = ["TilePlan", "TileBatch", "TileRing", "plan_tiles", "read_tile_batches", "prefetched", "PREFETCH_DEPTH",
+           "window_groups"]
 
 PREFETCH_DEPTH = 1
 
@@ -138,7 +138,7 @@ class TileRing:
         return self._ring[index][:size].reshape(shape)
 
 
-def _windows(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterator[list[TileWindow]]:
+def window_groups(tiles: list[TileWindow], limit: int, rows_per_band: int) -> Iterator[list[TileWindow]]:
     """Groups of at most ``limit`` tiles read as one window: ``rows_per_band`` consecutive tile rows
     by as many consecutive tile columns as fit, the columns of a band of rows split evenly (a scene one
     column wider than a window is read as two windows of about half, not a full one and one of a single
@@ -184,9 +184,8 @@ def _halves(group: list[TileWindow]) -> list[list[TileWindow]]:
 def _run_windows(groups: list[list[TileWindow]], run_edges: tuple[bool, bool]) -> list[list[TileWindow]]:
     """``groups`` with the first (``run_edges[0]``: the scene starts its run) and the last (``run_edges[1]``: it
     ends it) split in halves: the model's workers start after half a window's reading instead of waiting
-    for whole windows (a Sentinel-2 scene's first two batches began 0.048 and 0.070 s into the run), and at
-    the end the last worker busy has half a window left, not a whole one, while the other has nothing (the
-    forward of that scene's batches, 10 paired rounds: 0.91x the time with its last window halved).
+    for whole windows, and at the end the last worker busy has half a window left, not a whole one, while
+    the other has nothing (``benchmarks/extract_throughput.py`` measures both).
     """
     if not groups:
         return groups
@@ -228,7 +227,7 @@ def read_tile_batches(
         yield TileBatch([], np.empty((0, channels, size, size), np.float32), np.empty(0), unread,
                         patch_valid=np.empty((0, size // patch, size // patch)) if patch else None)
         return
-    groups = list(_windows(reachable, batch_size, _rows_per_window(plan, reachable, batch_size)))
+    groups = list(window_groups(reachable, batch_size, _rows_per_window(plan, reachable, batch_size)))
     for group in _run_windows(groups, run_edges):
         if stop.is_set():
             return

@@ -199,11 +199,11 @@ def test_bundled_sample_is_a_real_sentinel2_scene():
 def test_block_aligned_windows_give_the_same_tiles_as_row_runs(tmp_path):
     """A tiled raster (256 px blocks) is read 4 tile rows x 8 tile columns at a time, a striped one a
     tile row at a time: the same tiles, embeddings and valid fractions come out of both."""
-    from ofa_embed.raster.reader import _windows
+    from ofa_embed.raster.reader import window_groups
     from ofa_embed.tiling import tile_windows
 
     tiles = tile_windows(600, 520, 64, 64)
-    windows = list(_windows(tiles, 32, 4))
+    windows = list(window_groups(tiles, 32, 4))
     assert sorted((t.row, t.col) for w in windows for t in w) == sorted((t.row, t.col) for t in tiles)
     assert all(len(w) <= 32 for w in windows) and max(len({t.row for t in w}) for w in windows) == 4
 
