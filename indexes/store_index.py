@@ -288,6 +288,11 @@ class StoreIndex:
         self._searched_once: dict[tuple[SearchFilter | None, int], None] = {}  # insertion-ordered, bounded
 
     @property
+    def kept_filters(self) -> set[SearchFilter | None]:
+        """The filters whose allowed vectors are kept for their next searches (those searched more than once)."""
+        return {key[0] for key in self._subsets}
+
+    @property
     def index(self) -> faiss.Index:
         """The faiss index of a one-shard index (vector ids are store positions)."""
         if len(self.shards) != 1:

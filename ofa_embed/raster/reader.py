@@ -116,6 +116,11 @@ class TileRing:
         self._taken = 0
         self._spare = np.empty(0, np.float32)
 
+    @property
+    def arrays(self) -> int:
+        """How many distinct arrays the ring holds (its slots once the first batch is taken; 0 before)."""
+        return len({id(a) for a in self._ring})
+
     def next_batch(self, shape: tuple[int, ...]) -> np.ndarray:
         """The next slot as a float32 array of ``shape``; a slot too small is replaced by a larger one."""
         size = math.prod(shape)

@@ -266,7 +266,7 @@ def test_a_filters_exact_vectors_are_kept_for_its_next_queries(store):
         allowed = opened.allowed(search_filter)
         _, positions = opened.search_vectors(queries, 10, search_filter)
         np.testing.assert_array_equal(positions, exact(vectors, queries, 10, allowed))
-    assert {key[0] for key in opened._subsets} == {first, second}
+    assert opened.kept_filters == {first, second}
     fresh = SearchFilter(bbox=(-180.0, -90.0, 180.0, 90.0), modality="landsat_oli")
     _, single = opened.search_vectors(queries[:1], 10, fresh)
     np.testing.assert_array_equal(single, exact(vectors, queries[:1], 10, opened.allowed(fresh)))

@@ -32,7 +32,7 @@ def test_scenes_sharing_a_ring_never_overwrite_a_batch_still_held(tmp_path):
                 np.testing.assert_array_equal(data, copy)
         scene.close()
     assert tiles == 16 + 15 + 16 + 15
-    assert len({id(a) for a in ring._ring}) == held + PREFETCH_DEPTH + 1  # one ring for all four scenes
+    assert ring.arrays == held + PREFETCH_DEPTH + 1  # one ring for all four scenes
 
 
 def _tiles_read_one_by_one(scene, plan, min_valid):
