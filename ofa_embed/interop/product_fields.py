@@ -77,7 +77,7 @@ class FieldCanvas:
     def grid(self) -> tuple[FieldGrid, np.ndarray]:
         """The field's grid and its values, north-up (a bottom-up product's rows reversed)."""
         g = self.part.grid
-        transform = Affine(g.a, g.b, g.c, g.d, g.e, g.f) * Affine.translation(self.c0, self.r0)
+        transform = Affine(g.a, g.b, g.c, g.d, g.e, g.f) @ Affine.translation(self.c0, self.r0)
         values = self.values
         if transform.b == 0 and transform.d == 0 and transform.e > 0:
             transform = Affine(transform.a, 0.0, transform.c, 0.0, -transform.e,
