@@ -224,8 +224,13 @@ def import_embeddings(
         writer = _Writer(stack, root, report, overwrite, __version__)
         if pixel:
             parts = _parts(format, paths, selection)
+            named: dict[str, str] = {}
             for part in parts:  # bad input stops the import before anything is written
                 writer.claim(part.product, part.source)
+                if part.name in named:
+                    raise ProductError(f"{part.source}: its scene name {part.name!r} is also that of {named[part.name]}; "
+                                       "import them into separate stores")
+                named[part.name] = part.source
                 if fields:
                     check_field_size(part, tile_size)
             for part in parts:
@@ -233,7 +238,8 @@ def import_embeddings(
                     report.skipped.append(part.source)
                     continue
                 _import_part(writer, part, tile_size, min_valid, field_dtype if fields else None)
-            report.skipped += [str(p) for p in paths if not any(part.source.startswith(str(p)) for part in parts)]
+            read = {part.source.split("#", 1)[0] for part in parts}
+            report.skipped += [str(p) for p in paths if str(p) not in read]
         for path in paths if not pixel else []:
             product, rows = _read(format, path, selection, report)
             writer.claim(product, path)

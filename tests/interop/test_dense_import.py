@@ -206,3 +206,12 @@ def test_the_cli_keeps_fields(tmp_path):
     assert "1 field(s)" in result.output and list_fields(tmp_path / "s")
     plain = runner.invoke(app, ["import", str(source), "--format", "aef", "--out", str(tmp_path / "t")])
     assert plain.exit_code == 0 and not list_fields(tmp_path / "t")
+
+
+def test_two_sources_of_one_scene_name_are_refused_before_anything_is_written(tmp_path):
+    a = fixtures.write_tessera_zarr(tmp_path / "a", years=(2024,))
+    b = fixtures.write_tessera_zarr(tmp_path / "b", years=(2024,))
+    with pytest.raises(ProductError, match="also that of") as caught:
+        ofa_embed.import_embeddings([a, b], tmp_path / "s", "tessera")
+    assert "\n" not in str(caught.value) and str(b) in str(caught.value)
+    assert not (tmp_path / "s").exists() or not list((tmp_path / "s").glob("*.parquet"))
