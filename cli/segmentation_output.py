@@ -18,7 +18,8 @@ def print_segmentation(report: SegmentationReport, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
-    stdout.print(f"segmentation probe on the fields of {report.store} ({', '.join(report.fields)}), "
+    how = f"kNN (k = {report.k})" if report.method == "knn" else "linear probe"
+    stdout.print(f"segmentation by {how} on the fields of {report.store} ({', '.join(report.fields)}), "
                  f"target {report.target!r}: {report.pixels:,} labelled pixels")
     stdout.print(f"split: {report.split}; metrics on out-of-fold predictions")
     table = Table(title=f"metrics (95% bootstrap interval over {report.units} blocks, {report.bootstrap} replicates)")

@@ -19,6 +19,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 
+from ofa_embed.defaults import KNN_NEIGHBOURS
 from ofa_embed.downstream.labels import read_labels
 from ofa_embed.downstream.metrics import CONFIDENCE, Estimate, python_scalar
 from ofa_embed.downstream.probe import ProbeModel, fit_probe
@@ -28,7 +29,7 @@ from ofa_embed.field_files import FieldGrid, list_fields, read_field_array, writ
 from ofa_embed.location import AnyPath, as_location
 from ofa_embed.progress import ProgressCallback
 
-__all__ = ["SegmentationReport", "intersection_over_union", "predict_fields", "segment"]
+__all__ = ["KNNPixels", "SegmentationReport", "intersection_over_union", "predict_fields", "segment"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ class SegmentationReport:
         split: the split, in words; ``units``: bootstrap units (blocks).
         iou: class -> IoU estimate; ``miou``: their mean; ``accuracy``: pixel accuracy.
         confusion: ``(C, C)`` out-of-fold pixel counts, rows truth, columns prediction.
-        model: the probe refitted on every labelled pixel; ``predictions``: class COGs written.
+        model: the probe refitted on every labelled pixel (None for kNN); ``predictions``: class COGs written.
+        method: ``probe`` (a linear probe per pixel) or ``knn`` (a vote of the ``k`` most cosine-similar labelled
+            pixels of the training folds).
     """
 
     store: AnyPath
@@ -58,16 +61,18 @@ class SegmentationReport:
     miou: Estimate
     accuracy: Estimate
     confusion: np.ndarray
-    model: ProbeModel
+    model: ProbeModel | None
     bootstrap: int
     predictions: list[AnyPath] = field(default_factory=list)
+    method: str = "probe"
+    k: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready plain types."""
         return {
             "store": str(self.store), "target": self.target, "classes": [python_scalar(c) for c in self.classes],
             "pixels": self.pixels, "fields": self.fields, "split": self.split, "bootstrap_units": self.units,
-            "bootstrap_replicates": self.bootstrap, "confidence": CONFIDENCE,
+            "bootstrap_replicates": self.bootstrap, "confidence": CONFIDENCE, "method": self.method, "k": self.k,
             "miou": vars(self.miou), "accuracy": vars(self.accuracy),
             "iou": {str(c): vars(e) for c, e in self.iou.items()},
             "confusion": self.confusion.astype(int).tolist(), "predictions": [str(p) for p in self.predictions],
@@ -154,10 +159,11 @@ def _labelled_pixels(store: AnyPath, labels: gpd.GeoDataFrame, target: str, clas
 def segment(
     store: str | AnyPath, labels: str | Path, target: str, *, folds: int = 5, block_size_m: float | None = None,
     scenes: list[str] | None = None, predict: str | Path | None = None, save: str | Path | None = None,
-    n_boot: int = 1000, seed: int = 0, on_progress: ProgressCallback | None = None,
+    n_boot: int = 1000, seed: int = 0, on_progress: ProgressCallback | None = None, method: str = "probe",
+    k: int = KNN_NEIGHBOURS,
 ) -> SegmentationReport:
-    """Cross-validate a per-pixel linear probe on the store's fields against ``labels`` (polygons or points with
-    a class column ``target``), then refit it on every labelled pixel.
+    """Cross-validate a per-pixel linear probe (or kNN vote) on the store's fields against ``labels`` (polygons
+    or points with a class column ``target``), then refit it on every labelled pixel.
 
     Args:
         store: a store with fields (``extract --dense``).
@@ -171,12 +177,23 @@ def segment(
         n_boot: bootstrap replicates over blocks.
         seed: seed of the folds, the probe and the bootstrap.
         on_progress: called as ``(step, done, total)``.
+        method: ``probe`` or ``knn``: each test pixel takes the class most of its ``k`` most cosine-similar
+            training pixels hold (exact FAISS search; ties to the larger summed similarity), on the same folds,
+            metrics and bootstrap; ``predict`` then votes among all labelled pixels.
+        k: neighbours that vote (``knn``).
 
     Raises:
         StoreError: no fields (or not the scenes asked).
         LabelError: labels that are not vector data, or that cover no field pixel.
-        ConfigError: fewer blocks than folds, a single class.
+        ConfigError: fewer blocks than folds, a single class, an unknown method, ``save`` with ``knn``.
     """
+    if method not in ("probe", "knn"):
+        raise ConfigError(f"method {method!r}: choose probe or knn")
+    if method == "knn" and save is not None:
+        raise ConfigError("--save: a kNN keeps its labelled pixels, not a model to save; save a linear probe "
+                          "(probe --dense --save) or drop --save")
+    if k < 1:
+        raise ConfigError(f"--k {k}: give at least 1 neighbour")
     store = as_location(store)
     frame = read_labels(labels, target)
     if not isinstance(frame, gpd.GeoDataFrame):
@@ -201,12 +218,15 @@ def segment(
         raise ConfigError(f"{labels}: the labelled pixels hold one class only ({classes[present[0]]!r})")
     weights_hash = fields[found[0][0]][2].get("model", {}).get("weights_hash")
     predicted = np.empty_like(truth)
-    for k in range(folds):
-        test = fold == k
-        model = fit_probe(features[~test], truth[~test], "classify", groups=groups[~test], seed=seed)
-        predicted[test] = np.asarray(model.predict(features[test]), dtype=truth.dtype)
+    for number in range(folds):
+        test = fold == number
+        if method == "knn":
+            predicted[test] = KNNPixels(features[~test], truth[~test], k).predict(features[test])
+        else:
+            fold_probe = fit_probe(features[~test], truth[~test], "classify", groups=groups[~test], seed=seed)
+            predicted[test] = np.asarray(fold_probe.predict(features[test]), dtype=truth.dtype)
         if on_progress:
-            on_progress("folds", k + 1, folds)
+            on_progress("folds", number + 1, folds)
     n = len(classes)
     confusion = np.bincount(truth * n + predicted, minlength=n * n).reshape(n, n)
     ious, accuracy = _bootstrap(truth, predicted, groups, n, n_boot, seed)
@@ -214,23 +234,61 @@ def segment(
     seen = confusion.sum(axis=1) > 0
     with np.errstate(invalid="ignore"):
         miou_reps = np.nanmean(np.where(seen[None], ious, np.nan), axis=1)
-    model = fit_probe(features, truth, "classify", groups=groups, seed=seed, weights_hash=weights_hash)
-    model.classes = [classes[int(c)] for c in model.classes]
+    model: ProbeModel | None = None
+    if method == "probe":
+        model = fit_probe(features, truth, "classify", groups=groups, seed=seed, weights_hash=weights_hash)
+        model.classes = [classes[int(c)] for c in model.classes]
     report = SegmentationReport(
         store, target, classes, len(truth), [s for s, _, _ in found],
         f"spatial-block ({block_size_m / 1000:.3g} km blocks, {len(np.unique(groups))} blocks, {folds} folds)",
         len(np.unique(groups)), {c: _estimate(iou[i], ious[:, i]) for i, c in enumerate(classes) if seen[i]},
         _estimate(float(np.nanmean(iou[seen])), miou_reps), _estimate(np.trace(confusion) / confusion.sum(), accuracy),
-        confusion, model, n_boot,
+        confusion, model, n_boot, method=method, k=k if method == "knn" else None,
     )
-    if save is not None:
+    if save is not None and model is not None:
         model.save(save)
     if predict is not None:
-        report.predictions = _write_predictions(model, {s: f[:3] for s, f in fields.items()}, Path(predict))
+        predictor = model if model is not None else KNNPixels(features, truth, k, classes)
+        report.predictions = _write_predictions(predictor, {s: f[:3] for s, f in fields.items()}, Path(predict))
     return report
 
 
-def _write_predictions(model: ProbeModel, fields: dict[str, Any], folder: Path) -> list[AnyPath]:
+class KNNPixels:
+    """A kNN vote over labelled pixels: ``predict`` gives each query pixel the class most of its ``k`` most
+    cosine-similar labelled pixels hold (:func:`~ofa_embed.downstream.knn.knn_vote`, exact FAISS search).
+
+    Args:
+        features: ``(N, D)`` labelled pixels; ``codes``: their class codes ``(N,)``.
+        k: neighbours that vote.
+        classes: class names by code; given, ``predict`` returns names, else codes.
+    """
+
+    def __init__(self, features: np.ndarray, codes: np.ndarray, k: int, classes: list[Any] | None = None) -> None:
+        from ofa_embed.downstream.knn import flat_search
+
+        self.codes, self.k = codes, k
+        self.names = classes
+        self.classes: list[Any] = list(classes) if classes is not None else sorted(set(codes.tolist()))
+        self._search = flat_search(features)
+        self._all = np.arange(len(codes))
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Classes of ``(M, D)`` query pixels, in blocks of 65,536."""
+        from ofa_embed.downstream.knn import knn_vote
+
+        codes = sorted(set(self.codes.tolist()))
+        out = []
+        for start in range(0, len(features), 65_536):
+            similarities, neighbours = self._search(features[start : start + 65_536], self._all, self.k)
+            out.append(np.asarray(knn_vote(similarities, neighbours, self.codes, "classify", codes).predicted,
+                                  dtype=self.codes.dtype))
+        predicted = np.concatenate(out) if out else np.empty(0, self.codes.dtype)
+        if self.names is None:
+            return predicted
+        return np.asarray([self.names[int(c)] for c in predicted], dtype=object)
+
+
+def _write_predictions(model: ProbeModel | KNNPixels, fields: dict[str, Any], folder: Path) -> list[AnyPath]:
     written: list[AnyPath] = []
     for scene, (values, grid, _) in fields.items():
         flat = values.reshape(values.shape[0], -1).T

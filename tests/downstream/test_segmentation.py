@@ -89,3 +89,33 @@ def test_probe_dense_command(tmp_path):
     bad = CliRunner().invoke(app, ["probe", str(tmp_path / "nothing"), "--labels", str(labels), "--target", "cover",
                                    "--dense"])
     assert bad.exit_code == 1 and "holds no embedding fields" in bad.output
+
+
+def test_knn_segmentation_on_the_same_folds_and_its_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from ofa_embed.cli.main import app
+    from ofa_embed.errors import ConfigError
+
+    tif, labels = two_cover_scene(tmp_path)
+    store = tmp_path / "store"
+    ofa_embed.extract(tif, store, dense=True, **FAST)
+    report = segment(store, labels, "cover", folds=2, block_size_m=640, predict=tmp_path / "pred", n_boot=50,
+                     method="knn", k=5)
+    probe = segment(store, labels, "cover", folds=2, block_size_m=640, n_boot=50)
+    assert report.method == "knn" and report.k == 5 and report.model is None
+    assert report.split == probe.split and report.pixels == probe.pixels == 256
+    assert report.miou.value > 0.9 and report.confusion.sum() == 256
+    with rasterio.open(report.predictions[0]) as src:
+        codes = src.read(1)
+        assert json.loads(src.tags()["OFA_EMBED_CLASSES"]) == ["land", "water"]
+    assert (codes[:, :7] == 0).mean() > 0.9 and (codes[:, 9:] == 1).mean() > 0.9
+    with pytest.raises(ConfigError, match="a kNN keeps its labelled pixels"):
+        segment(store, labels, "cover", method="knn", save=tmp_path / "p.json")
+    result = CliRunner().invoke(app, ["knn", str(store), "--labels", str(labels), "--target", "cover", "--dense",
+                                      "--k", "3", "--folds", "2", "--block-size", "640", "--bootstrap", "20", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["method"] == "knn" and json.loads(result.stdout)["k"] == 3
+    text = CliRunner().invoke(app, ["knn", str(store), "--labels", str(labels), "--target", "cover", "--dense",
+                                    "--folds", "2", "--block-size", "640", "--bootstrap", "20"])
+    assert text.exit_code == 0 and "segmentation by kNN (k = 10)" in text.output
