@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -22,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ofa_embed.errors import OFAEmbedError
+from ofa_embed.errors import ConfigError, OFAEmbedError
 from ofa_embed.progress import ProgressCallback
 
 DEBUG_ENV = "OFA_EMBED_DEBUG"
@@ -41,6 +42,38 @@ def setup_logging(quiet: bool) -> None:
     # libraries' own progress chatter (faiss announces which SIMD build it loaded) is not the user's business
     for noisy in ("faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def parse_numbers(text: str, count: int, name: str) -> tuple[float, ...]:
+    """``count`` comma-separated numbers of option ``name`` (``--bbox``, ``--like-point``).
+
+    Raises:
+        ConfigError: not ``count`` numbers; the message names the option and its value.
+    """
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise ConfigError(f"{name} {text!r}: expected {count} comma-separated numbers")
+    return values
+
+
+def parse_time(text: str | None, name: str, *, end: bool) -> datetime | None:
+    """An ISO date or datetime of option ``name`` (UTC unless given); a plain date given as an ``end`` is the
+    start of the next day, so that an exclusive end includes that whole day.
+
+    Raises:
+        ConfigError: not a date; the message names the option and its value.
+    """
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{name} {text!r}: expected a date like 2024-05-01 or 2024-05-01T10:30") from None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value + timedelta(days=1) if end and len(text) == 10 else value
 
 
 @contextmanager

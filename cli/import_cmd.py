@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ofa_embed.cli.common import Quiet, errors_to_exit, setup_logging, stdout
-from ofa_embed.errors import ConfigError
+from ofa_embed.cli.common import Quiet, errors_to_exit, parse_numbers, parse_time, setup_logging, stdout
 from ofa_embed.interop import FORMATS
 
 
-def _bbox(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise ConfigError(f"--bbox {text!r}: expected MINLON,MINLAT,MAXLON,MAXLAT")
-    return values
-
-
-def _when(text: str | None, name: str, *, end: bool) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{name} {text!r}: expected a date like 2024-05-01 or 2024-05-01T10:30") from None
-    value = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return value + timedelta(days=1) - timedelta(microseconds=1) if end and len(text) == 10 else value
+def _inclusive_end(text: str | None) -> datetime | None:
+    """The import's ``--end`` is inclusive: a plain date ends at the last microsecond of that day."""
+    end = parse_time(text, "--end", end=True)
+    return end - timedelta(microseconds=1) if end is not None and text is not None and len(text) == 10 else end
 
 
 def import_embeddings(
@@ -57,8 +39,8 @@ def import_embeddings(
 
     setup_logging(quiet)
     with errors_to_exit():
-        report = run_import(sources, out, format, tile_size=tile_size, bbox=_bbox(bbox),
-                            start=_when(start, "--start", end=False), end=_when(end, "--end", end=True),
+        report = run_import(sources, out, format, tile_size=tile_size, bbox=parse_numbers(bbox, 4, "--bbox") if bbox else None,
+                            start=parse_time(start, "--start", end=False), end=_inclusive_end(end),
                             min_valid=min_valid, overwrite=overwrite, fields=fields, field_dtype=field_dtype)
     if not quiet:
         kept = f" and {len(report.fields)} field(s)" if report.fields else ""

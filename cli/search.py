@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -10,32 +9,10 @@ import typer
 from rich.table import Table
 
 import ofa_embed
-from ofa_embed.cli.common import Quiet, errors_to_exit, setup_logging, stdout
+from ofa_embed.cli.common import Quiet, errors_to_exit, parse_numbers, parse_time, setup_logging, stdout
 from ofa_embed.cli.output import FORMATS, write
 from ofa_embed.defaults import SEARCH_K
 from ofa_embed.errors import QueryError
-
-
-def _floats(text: str, count: int, name: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count:
-        raise QueryError(f"{name} {text!r}: expected {count} comma-separated numbers")
-    return values
-
-
-def _date(text: str | None, name: str, *, end: bool) -> datetime | None:
-    """ISO date or datetime (UTC unless given); a plain ``--end`` date includes that whole day."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise QueryError(f"{name} {text!r}: expected a date like 2024-05-01 or 2024-05-01T10:30") from None
-    value = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return value + timedelta(days=1) if end and len(text) == 10 else value
 
 
 def search(
@@ -67,9 +44,9 @@ def search(
             raise QueryError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
         hits = ofa_embed.search(
             store, like=like, like_id=like_id, unlike=unlike, unlike_id=unlike_id,
-            like_point=cast("tuple[float, float]", _floats(like_point, 2, "--like-point")) if like_point else None, k=k,
-            bbox=cast("tuple[float, float, float, float]", _floats(bbox, 4, "--bbox")) if bbox else None,
-            start=_date(start, "--start", end=False), end=_date(end, "--end", end=True),
+            like_point=cast("tuple[float, float]", parse_numbers(like_point, 2, "--like-point")) if like_point else None, k=k,
+            bbox=cast("tuple[float, float, float, float]", parse_numbers(bbox, 4, "--bbox")) if bbox else None,
+            start=parse_time(start, "--start", end=False), end=parse_time(end, "--end", end=True),
             modality=modality, scene=scene, weights=weights, query_modality=query_modality,
             query_bands=query_bands.split(",") if query_bands else None,
         )
