@@ -148,7 +148,10 @@ def _inner_splits(targets: np.ndarray, task: str, groups: np.ndarray | None, see
     if groups is not None and len(np.unique(groups)) >= 2:
         folds = min(INNER_FOLDS, len(np.unique(groups)))
         if task == "classify":  # keeps every class in the training side of each inner fold where possible
-            return list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(index, targets, groups))
+            try:
+                return list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(index, targets, groups))
+            except ValueError:  # a class with fewer members than folds: not possible, grouped folds alone
+                pass
         return list(GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(index, groups=groups))
     if task == "classify":
         smallest = min(np.unique(targets, return_counts=True)[1])

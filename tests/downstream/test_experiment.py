@@ -311,3 +311,13 @@ def test_a_saved_probe_predicts_another_store_of_the_same_model(store, point_lab
     result = run("predict", store, "--probe", tmp_path / "other.json", "--out", tmp_path / "no.parquet", "-q")
     assert result.exit_code == 1 and "fitted on embeddings of weights 0123456789abcdef" in result.output
     assert not (tmp_path / "no.parquet").exists()
+
+
+def test_a_probe_of_few_labels_a_class_falls_back_to_grouped_inner_folds():
+    from ofa_embed.downstream.probe import fit_probe
+
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(i, 0.1, (3, 4)) for i in range(3)])
+    targets = np.repeat(["a", "b", "c"], 3)  # every class has fewer members than the inner folds
+    model = fit_probe(features, targets, "classify", groups=np.arange(9))
+    assert model.regularisation > 0
