@@ -61,13 +61,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.few_label import all_label_folds, few_label_split, mean_interval, overlap  # noqa: E402
 from benchmarks.data.scene_sets import SHARED, ChipSet, scene_sets  # noqa: E402
-from benchmarks.quality import augmented_queries, recall_at_1  # noqa: E402
+from benchmarks.quality import augmented_queries, random_conv_features, recall_at_1  # noqa: E402
 from ofa_embed.downstream.knn import knn_vote  # noqa: E402
 from ofa_embed.downstream.metrics import evaluate  # noqa: E402
 from ofa_embed.downstream.probe import fit_probe  # noqa: E402
@@ -131,15 +130,8 @@ def band_stats(chip_set: ChipSet, chips: np.ndarray) -> np.ndarray:
 def rcf(chip_set: ChipSet, chips: np.ndarray, dim: int = RCF_FEATURES, seed: int = 0) -> np.ndarray:
     """Gaussian random 3 x 3 filters (dim / 2 of them), bias -1, both signs, mean pooled: ``(N, dim)``."""
     chips = chips[:, present(chip_set)]
-    weight = torch.randn(dim // 2, chips.shape[1], 3, 3, generator=torch.Generator().manual_seed(seed))
     batch = max(1, int(5e7 // (dim // 2 * chips.shape[2] * chips.shape[3])))  # about 200 MB of responses
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(chips), batch):
-            response = F.conv2d(torch.from_numpy(np.ascontiguousarray(chips[start : start + batch])), weight)
-            pooled = [F.relu(response - 1.0).mean(dim=(2, 3)), F.relu(-response - 1.0).mean(dim=(2, 3))]
-            out.append(torch.cat(pooled, dim=1).numpy())
-    return np.concatenate(out)
+    return random_conv_features(chips, dim, seed, batch)
 
 
 def candidates(weights: list[str]) -> tuple[list[Candidate], dict[str, str]]:

@@ -124,9 +124,13 @@ def band_stats(labelled: LabelledSet | RetrievalScene, chips: np.ndarray) -> np.
 
 def rcf(labelled: LabelledSet | RetrievalScene, chips: np.ndarray, dim: int, seed: int = 0, batch: int = 256) -> np.ndarray:
     """``(N, dim)`` random convolutional features (Gaussian 3 x 3 filters, bias -1) of the present bands."""
-    chips = chips[:, present_bands(labelled)]
-    generator = torch.Generator().manual_seed(seed)
-    weight = torch.randn(dim // 2, chips.shape[1], 3, 3, generator=generator)
+    return random_conv_features(chips[:, present_bands(labelled)], dim, seed, batch)
+
+
+def random_conv_features(chips: np.ndarray, dim: int, seed: int = 0, batch: int = 256) -> np.ndarray:
+    """``(N, dim)`` features of ``(N, C, H, W)`` chips: ``dim / 2`` seeded Gaussian 3 x 3 filters, bias -1, both
+    signs, ReLU, mean pooled; ``batch`` chips convolved at once."""
+    weight = torch.randn(dim // 2, chips.shape[1], 3, 3, generator=torch.Generator().manual_seed(seed))
     out = []
     with torch.inference_mode():
         for start in range(0, len(chips), batch):
