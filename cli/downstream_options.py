@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -36,6 +37,17 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed of folds, inner CV and b
 AsJson = Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")]
 
 
+def print_confusion(classes: Sequence[Any], counts: Any, title: str) -> None:
+    """A confusion matrix as a table: one row per true class, one column per predicted class."""
+    confusion = Table(title=title)
+    confusion.add_column("")
+    for name in classes:
+        confusion.add_column(str(name), justify="right")
+    for name, row in zip(classes, counts, strict=True):
+        confusion.add_row(str(name), *(str(int(n)) for n in row))
+    stdout.print(confusion)
+
+
 def print_report(report: DownstreamReport, as_json: bool) -> None:
     """The report as rich tables (metrics with intervals, per class, confusion matrix) or JSON."""
     if as_json:
@@ -62,13 +74,7 @@ def print_report(report: DownstreamReport, as_json: bool) -> None:
             per_class.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
         stdout.print(per_class)
     if evaluation.confusion is not None:
-        confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
-        confusion.add_column("")
-        for name in evaluation.classes:
-            confusion.add_column(str(name), justify="right")
-        for name, row in zip(evaluation.classes, evaluation.confusion, strict=True):
-            confusion.add_row(str(name), *(str(int(n)) for n in row))
-        stdout.print(confusion)
+        print_confusion(evaluation.classes, evaluation.confusion, "confusion matrix (rows: true, columns: predicted)")
     if report.model is not None:
         stdout.print(f"probe refitted on all {len(report.labels.tiles)} labelled tiles: regularisation "
                      f"{report.model.regularisation:g} chosen by inner CV (score {report.model.inner_score:.3f})")

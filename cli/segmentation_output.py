@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from ofa_embed.cli.common import stdout
+from ofa_embed.cli.downstream_options import print_confusion
 
 if TYPE_CHECKING:
     from ofa_embed.downstream.segmentation import SegmentationReport
@@ -29,12 +30,6 @@ def print_segmentation(report: SegmentationReport, as_json: bool) -> None:
                            *((f"IoU {c}", e) for c, e in report.iou.items())]:
         table.add_row(name, f"{estimate.value:.3f}", f"{estimate.low:.3f}", f"{estimate.high:.3f}")
     stdout.print(table)
-    confusion = Table(title="confusion matrix in pixels (rows: true, columns: predicted)")
-    confusion.add_column("")
-    for c in report.classes:
-        confusion.add_column(str(c), justify="right")
-    for c, row in zip(report.classes, report.confusion, strict=True):
-        confusion.add_row(str(c), *(str(int(v)) for v in row))
-    stdout.print(confusion)
+    print_confusion(report.classes, report.confusion, "confusion matrix in pixels (rows: true, columns: predicted)")
     for path in report.predictions:
         stdout.print(f"wrote {path}")
