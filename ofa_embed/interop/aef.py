@@ -26,14 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from ofa_embed.errors import ProductError
 from ofa_embed.interop.dense import DensePart, Grid, ReadStrip
-from ofa_embed.interop.product import Product, Selection, scene_name, year_of_path
+from ofa_embed.interop.product import Product, Selection, scene_name, year_of_path, year_span
 
 __all__ = ["BANDS", "NODATA", "PRODUCT", "dequantise", "parts", "source_files"]
 
@@ -92,7 +91,7 @@ def parts(path: Path, selection: Selection) -> list[DensePart]:
     year = year_of_path(path)
     if year is None:
         raise ProductError(f"{path}: no year in its path; keep the bucket's layout (<year>/<zone>/file.tiff)")
-    first, last = datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 31, 23, 59, 59, tzinfo=UTC)
+    first, last = year_span(year)
     if not selection.overlaps_time(first, last):
         return []
     try:

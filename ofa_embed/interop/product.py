@@ -37,6 +37,7 @@ from ofa_embed.store.metadata import ModelRecord, emb_metadata
 
 __all__ = [
     "Product",
+    "year_span",
     "Rows",
     "Selection",
     "concat",
@@ -184,6 +185,11 @@ def corners_of(geometries: np.ndarray, side_m: float) -> np.ndarray:
 
 
 _YEAR = re.compile(r"(?<!\d)(19[89]\d|20\d\d)(?!\d)")
+
+
+def year_span(year: int) -> tuple[datetime, datetime]:
+    """The first and last second (UTC) of ``year``: the time an annual product's layer covers."""
+    return datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def year_of_path(path: Path) -> int | None:

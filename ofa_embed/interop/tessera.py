@@ -26,14 +26,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from ofa_embed.errors import ProductError
 from ofa_embed.interop.dense import DensePart, Grid, ReadStrip
-from ofa_embed.interop.product import Product, Selection, scene_name, year_of_path
+from ofa_embed.interop.product import Product, Selection, scene_name, year_of_path, year_span
 
 __all__ = ["DIMENSION", "MAX_VALID_SCALE", "PRODUCT", "TILE_NAME", "parts", "source_files", "valid_scales"]
 
@@ -104,7 +103,7 @@ def parts(path: Path, selection: Selection) -> list[DensePart]:
     year = year_of_path(path)
     if year is None:
         raise ProductError(f"{path}: no year in its path; keep the registry's layout (<year>/grid_<lon>_<lat>/...)")
-    first, last = datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 31, 23, 59, 59, tzinfo=UTC)
+    first, last = year_span(year)
     if not selection.overlaps_time(first, last):
         return []
     scales_path = path.with_name(f"{path.stem}_scales.npy")

@@ -35,7 +35,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ import numpy as np
 
 from ofa_embed.errors import ProductError
 from ofa_embed.interop.dense import DensePart, Grid, ReadStrip
-from ofa_embed.interop.product import Product, Selection
+from ofa_embed.interop.product import Product, Selection, year_span
 from ofa_embed.interop.tessera import DIMENSION, PRODUCT, valid_scales
 
 __all__ = ["EMBEDDING_DIMS", "SCALE_DIMS", "ZONE_GROUP", "is_store", "parts", "product_of"]
@@ -148,7 +147,7 @@ def parts(path: Path, selection: Selection) -> list[DensePart]:
         if window is None:
             continue
         for index, year in enumerate(years.tolist()):
-            first, last = datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 31, 23, 59, 59, tzinfo=UTC)
+            first, last = year_span(year)
             if selection.overlaps_time(first, last):
                 found.append(DensePart(product, f"{path.stem}_{name}_{year}", f"{path}#{name}/time={year}", grid,
                                        grid.crs.to_string(), window, first, False,
