@@ -178,6 +178,12 @@ class DinoIBot(Objective):
     tokens the student saw masked against the teacher's tokens at those positions (``ibot``; the head is
     shared, the centre is the tokens' own), plus, weighted, MAE on the first global crop (``mae``).
 
+    Each step holds tiles of one modality, so the centres (the running mean of the teacher's outputs that
+    DINO subtracts against collapse) are kept per modality, one row each: a centre shared by every sensor
+    would be the mean over sensors, and within one sensor's batch the teacher would then peak on whatever
+    prototype that sensor leans to, the same for every tile (a collapse per sensor that the shared
+    centre's entropy hides).
+
     The shipped encoder (:attr:`encoder`, ``encoder.safetensors``) is the teacher's backbone, as DINO
     ships its teacher: an average of the student over the last steps, a better and steadier encoder.
     The teacher's weights and both centres are part of :meth:`state_dict`, so ``state.pt`` resumes exactly.
@@ -211,8 +217,10 @@ class DinoIBot(Objective):
         self.teacher_head = copy.deepcopy(self.student_head).requires_grad_(False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, encoder.embed_dim))
         nn.init.normal_(self.mask_token, std=0.02)
-        self.register_buffer("centre", torch.zeros(1, options.prototypes))
-        self.register_buffer("token_centre", torch.zeros(1, options.prototypes))
+        # one row per modality registered when the objective is built (state.pt holds them in this order)
+        self.centre_rows = {name: row for row, name in enumerate(MODALITIES)}
+        self.register_buffer("centre", torch.zeros(len(self.centre_rows), options.prototypes))
+        self.register_buffer("token_centre", torch.zeros(len(self.centre_rows), options.prototypes))
         self.mae = OFAMAE(encoder, norm_pix_loss=False) if options.mae_weight > 0 else None
 
     @classmethod
@@ -253,6 +261,10 @@ class DinoIBot(Objective):
         """
         options, tiles = self.options, views[0]
         size, patch = len(tiles), self.student.patch_size
+        if modality not in self.centre_rows:
+            raise ConfigError(f"modality {modality!r} was registered after the dino_ibot objective was built")
+        row = self.centre_rows[modality]
+        centre, token_centre = self.centre[row : row + 1], self.token_centre[row : row + 1]  # views: updated in place
         limit = min(tiles.shape[-2:])
         edge = draw_edge(crop_edges(options.global_crop_min, options.global_crop_max, patch, limit), generator)
         global_crops = torch.cat([random_crops(tiles, edge, options.scale_jitter, generator)
@@ -271,28 +283,28 @@ class DinoIBot(Objective):
             student_out.append(self.student_head(self.student.pool(self._student_tokens(local_crops, modality, None, generator))))
         student_views = torch.cat(student_out).reshape(-1, size, options.prototypes)  # view-major: (V, B, K)
         teacher_views = teacher_out.reshape(-1, size, options.prototypes)
-        terms = [distillation_loss(teacher_views[i], student_views[v], self.centre, options.teacher_temperature,
+        terms = [distillation_loss(teacher_views[i], student_views[v], centre, options.teacher_temperature,
                                    options.student_temperature)
                  for i in range(len(teacher_views)) for v in range(len(student_views)) if v != i]
         # one global crop alone has no other view to match: it is matched to itself
         dino = torch.stack(terms).mean() if terms else distillation_loss(
-            teacher_views[0], student_views[0], self.centre, options.teacher_temperature, options.student_temperature)
+            teacher_views[0], student_views[0], centre, options.teacher_temperature, options.student_temperature)
         loss, parts = dino, {"dino": float(dino.detach())}
         if options.ibot_weight > 0 and bool(mask.any()):
             with torch.no_grad():
                 teacher_token_out = self.teacher_head(teacher_tokens[mask])
-            ibot = distillation_loss(teacher_token_out, self.student_head(student_tokens[mask]), self.token_centre,
+            ibot = distillation_loss(teacher_token_out, self.student_head(student_tokens[mask]), token_centre,
                                      options.teacher_temperature, options.student_temperature)
             loss = loss + options.ibot_weight * ibot
             parts["ibot"] = float(ibot.detach())
-            update_centre(self.token_centre, teacher_token_out, options.centre_momentum)
+            update_centre(token_centre, teacher_token_out, options.centre_momentum)
         if self.mae is not None:
             mae, _, _ = self.mae(global_crops[:size], modality, 0.75, generator)
             loss = loss + options.mae_weight * mae
             parts["mae"] = float(mae.detach())
-        mean = F.softmax((teacher_out.float() - self.centre) / options.teacher_temperature, dim=-1).mean(0)
+        mean = F.softmax((teacher_out.float() - centre) / options.teacher_temperature, dim=-1).mean(0)
         parts["teacher_entropy"] = float(-(mean * mean.clamp_min(1e-12).log()).sum())
-        update_centre(self.centre, teacher_out, options.centre_momentum)
+        update_centre(centre, teacher_out, options.centre_momentum)
         return loss, parts
 
     def after_step(self, step: int, steps: int) -> None:

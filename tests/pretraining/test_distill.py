@@ -97,3 +97,19 @@ def test_dino_ibot_options_are_checked_and_round_trip():
         DinoIBot(per_modality, SMALL)
     with pytest.raises(ConfigError, match="no multiple"):
         DinoIBot(create_model("ofa_test"), dataclasses.replace(SMALL, local_crop_min=4, local_crop_max=8))
+
+
+def test_dino_ibot_keeps_one_centre_per_modality():
+    torch.manual_seed(0)
+    objective = build_objective("dino_ibot", create_model("ofa_test"), SMALL)
+    landsat, sentinel = objective.centre_rows["landsat_oli"], objective.centre_rows["sentinel2_l1c"]
+    objective([torch.randn(4, 13, 48, 48)], "sentinel2_l1c")
+    assert objective.centre[sentinel].abs().sum() > 0 and objective.token_centre[sentinel].abs().sum() > 0
+    # a Sentinel-2 batch leaves every other sensor's centres where they were
+    assert objective.centre[landsat].abs().sum() == 0 and objective.token_centre[landsat].abs().sum() == 0
+    sentinel_centre = objective.centre[sentinel].clone()
+    objective([torch.randn(4, 7, 48, 48)], "landsat_oli")
+    assert objective.centre[landsat].abs().sum() > 0
+    torch.testing.assert_close(objective.centre[sentinel], sentinel_centre, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="registered after"):
+        objective([torch.randn(4, 7, 48, 48)], "not_a_sensor")
