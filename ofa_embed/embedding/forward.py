@@ -187,7 +187,7 @@ def embed(
         float32 ``(B, D)`` (or ``(B, N, D)``); ``(0, D)`` for an empty batch.
     """
     if not len(images):  # a window whose tiles were all skipped
-        return np.empty((0, model.embed_dim), np.float32)
+        return np.empty((0, model.embed_dim if tokens else model.embedding_dim), np.float32)
     fed = model_input(model, modality) if isinstance(modality, str) else modality
     x = fed.feed((torch.from_numpy(images) if isinstance(images, np.ndarray) else images).to(device, non_blocking=True))
     bf16 = resolve_precision(precision, device) == "bf16"
@@ -218,7 +218,7 @@ def embed_dense(model: Backbone, images: np.ndarray | torch.Tensor, modality: st
     """
     tokens = embed(model, images, modality, device, tokens=True, precision=precision)
     if not len(images):
-        return DenseOutput(tokens, np.empty((0, 0, model.embed_dim), np.float32))
+        return DenseOutput(np.empty((0, model.embedding_dim), np.float32), np.empty((0, 0, model.embed_dim), np.float32))
     with torch.inference_mode():
         pooled = model.pool(torch.from_numpy(tokens)).numpy()
     return DenseOutput(pooled, tokens)

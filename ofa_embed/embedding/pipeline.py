@@ -124,7 +124,7 @@ def embed_plans(
     to keep: the reader reuses it.
     """
     loaded, device, precision = run
-    dim = loaded.model.config.embed_dim
+    dim = loaded.model.embedding_dim
     # filled in place: keeping each batch's small output tensor alive instead pins freed batch-sized
     # heap blocks around it (glibc cannot trim them). Allocated when a scene's first batch arrives and
     # dropped once it is handed over, so a run of many scenes holds about one scene's arrays.

@@ -18,7 +18,7 @@ def model_record(loaded: LoadedModel, precision: str) -> ModelRecord:
     """The store's record of ``loaded``, its forward passes run at ``precision`` (``fp32`` or ``bf16``)."""
     model = loaded.model
     return ModelRecord(model.config.name, model.config.to_dict(), loaded.weights_hash, loaded.source, loaded.pretrained,
-                       model.pooling, precision, model.embed_dim)
+                       model.pooling, precision, model.embedding_dim)
 
 
 def file_metadata(scene: Scene, record: ModelRecord, fed: ModelInput, tiling: TilingRecord,

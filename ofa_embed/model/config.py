@@ -17,7 +17,8 @@ __all__ = ["CONFIG_VERSION", "CONFIGS", "DEFAULT_MODEL", "DOFA_CONFIGS", "PATCH_
 
 # 2: patch_embed, wave_dim and pooling added; a version-1 config is the per-modality, token-mean model
 # 3: stem added; a version-2 (or 1) config has none
-CONFIG_VERSION = 3
+# 4: pooling token_mean_std added (embeddings of 2 x embed_dim); older configs pool as they name
+CONFIG_VERSION = 4
 PATCH_EMBEDS = ("spectral", "per_modality")
 STEMS = ("none", "conv")
 # pixel edge of the spectral embedding's cells under the conv stem: the stem's strided convolutions then

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ofa_embed.errors import ConfigError, WeightsError
 from ofa_embed.model.config import DOFA_CONFIGS, DOFAConfig
 from ofa_embed.model.layers import LAYER_NORM_EPS, Block, SpectralPatchEmbed, sincos_pos_embed_2d
-from ofa_embed.model.pooling import POOLING_DESCRIPTIONS, final_tokens, pool_tokens
+from ofa_embed.model.pooling import POOLING_DESCRIPTIONS, final_tokens, pool_tokens, pooled_dim
 from ofa_embed.sensors.registry import MODALITIES
 
 __all__ = ["DOFA", "PUBLISHED_WEIGHTS", "TRAINING_STATS", "TRAINING_WAVELENGTHS_UM", "PublishedWeights", "adapt_published",
@@ -74,6 +74,11 @@ class DOFA(nn.Module):
     def pooling(self) -> str:
         """How patch tokens become the embedding, in words (recorded in every store file)."""
         return POOLING_DESCRIPTIONS[self.config.pooling]
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of the pooled embedding (:meth:`pool`; ``embed_dim`` is a token's)."""
+        return pooled_dim(self.config.pooling, self.embed_dim)
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ from ofa_embed.model.layers import (
     SpectralPatchEmbed,
     sincos_pos_embed_2d,
 )
-from ofa_embed.model.pooling import POOLING_DESCRIPTIONS, final_tokens, pool_tokens
+from ofa_embed.model.pooling import POOLING_DESCRIPTIONS, final_tokens, pool_tokens, pooled_dim
 from ofa_embed.sensors.registry import MODALITIES
 
 __all__ = ["CONFIGS", "OFAConfig", "OFANet", "create_model"]
@@ -90,6 +90,11 @@ class OFANet(nn.Module):
     def pooling(self) -> str:
         """How patch tokens become the embedding, in words (recorded in every store file)."""
         return POOLING_DESCRIPTIONS[self.config.pooling]
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of the pooled embedding (:meth:`pool`; ``embed_dim`` is a token's)."""
+        return pooled_dim(self.config.pooling, self.embed_dim)
 
     def _init_weights(self) -> None:
         if isinstance(self.patch_embed, SpectralPatchEmbed):

@@ -114,7 +114,7 @@ class MaskedSiamese(Objective):
         self.mask_ratio = mask_ratio
         self.contrastive_weight = contrastive_weight
         self.temperature = temperature
-        width = encoder.embed_dim
+        width = encoder.embedding_dim  # the pooled embedding's length
         self.projector = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, projection_dim))
 
     @classmethod
@@ -206,6 +206,10 @@ class DinoIBot(Objective):
         super().__init__()
         if options.band_dropout > 0 and not encoder.wavelength_conditioned:
             raise ConfigError("band_dropout needs the spectral patch embedding (set it to 0)")
+        if encoder.embedding_dim != encoder.embed_dim:
+            # one head projects both pooled embeddings (DINO) and tokens (iBOT)
+            raise ConfigError(f"dino_ibot needs an embedding as wide as a token; pooling {encoder.config.pooling!r} "
+                              "is not: train with token_mean and choose the readout when shipping")
         for low, high in ((options.global_crop_min, options.global_crop_max), (options.local_crop_min, options.local_crop_max)):
             if high // encoder.patch_size * encoder.patch_size < low:
                 raise ConfigError(f"crop edges [{low}, {high}] hold no multiple of the patch size {encoder.patch_size}")

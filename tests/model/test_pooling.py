@@ -7,7 +7,7 @@ from torch import nn
 from ofa_embed.model import CONFIGS, create_model
 from ofa_embed.model.config import DOFA_CONFIGS
 from ofa_embed.model.dofa import create_dofa
-from ofa_embed.model.pooling import POOLING_DESCRIPTIONS, POOLINGS, final_tokens, pool_tokens
+from ofa_embed.model.pooling import POOLING_DESCRIPTIONS, POOLINGS, final_tokens, pool_tokens, pooled_dim
 
 
 def test_each_pooling_puts_the_norm_before_or_after_the_mean():
@@ -18,8 +18,23 @@ def test_each_pooling_puts_the_norm_before_or_after_the_mean():
             pooled = pool_tokens(final_tokens(encoded, method, norm), method, norm)
             assert pooled.shape == (3, 8) and torch.equal(pooled, expected)
     assert set(POOLING_DESCRIPTIONS) == set(POOLINGS)
-    with pytest.raises(ValueError, match="choose one of token_mean, mean_norm"):
+    with pytest.raises(ValueError, match="choose one of token_mean, mean_norm, token_mean_std"):
         pool_tokens(encoded, "max", norm)
+
+
+def test_token_mean_std_appends_the_spread_of_the_normed_tokens():
+    encoded, norm = torch.randn(3, 5, 8), nn.LayerNorm(8)
+    tokens = final_tokens(encoded, "token_mean_std", norm)
+    assert torch.equal(tokens, norm(encoded))
+    pooled = pool_tokens(tokens, "token_mean_std", norm)
+    assert pooled.shape == (3, 16) and pooled_dim("token_mean_std", 8) == 16 and pooled_dim("token_mean", 8) == 8
+    torch.testing.assert_close(pooled[:, :8], tokens.mean(dim=1))
+    torch.testing.assert_close(pooled[:, 8:], torch.from_numpy(tokens.detach().numpy().std(axis=1)))
+    # one patch: no spread, and no NaN (a sample standard deviation of one value would be)
+    one = pool_tokens(tokens[:, :1], "token_mean_std", norm)
+    assert torch.equal(one[:, 8:], torch.zeros(3, 8))
+    # bfloat16 tokens (a bf16 forward pass) give bfloat16 embeddings, the spread taken in float32
+    assert pool_tokens(tokens.bfloat16(), "token_mean_std", norm).dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -34,6 +49,8 @@ def test_both_backbone_families_pool_through_the_one_function(pooling):
             expected = pool_tokens(final_tokens(encoded, pooling, norm), pooling, norm)
             assert torch.equal(model(x, "sentinel2_l1c"), expected)
             assert model.pooling == POOLING_DESCRIPTIONS[pooling]
+            assert model(x, "sentinel2_l1c").shape == (2, model.embedding_dim)
+            assert model.embedding_dim == (2 if pooling == "token_mean_std" else 1) * model.embed_dim
 
 
 def test_dofa_pools_with_fc_norm_of_the_token_mean_by_default():

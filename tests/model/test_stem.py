@@ -53,7 +53,7 @@ def test_impossible_stems_are_refused(settings):
 def test_configs_before_version_3_load_without_a_stem_and_stem_checkpoints_round_trip(tmp_path):
     old = {k: v for k, v in CONFIGS["ofa_test"].to_dict().items() if k != "stem"}
     config = OFAConfig.from_dict({**old, "config_version": 2})
-    assert config.stem == "none" and config.config_version == CONFIG_VERSION == 3
+    assert config.stem == "none" and config.config_version == CONFIG_VERSION == 4
     assert OFAConfig.from_dict(STEM.to_dict()) == STEM
     model = create_model(STEM, seed=3).eval()
     path = tmp_path / "stem.safetensors"
