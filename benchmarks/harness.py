@@ -20,7 +20,10 @@ Candidates, each embedding the same normalised chips:
   ``ofa_embed.extract_chips`` on the chip folder (same chips, same vectors).
 - ``learned part``: the embedding without explicitly computed statistics. Today's embedding is all learned,
   so this column equals ``checkpoint``; it is there for checkpoints that concatenate statistics.
-- ``random init``: the same architecture with the library's seeded random initialisation (``random_init``).
+- ``random init``: the same architecture and readout (pooling) as the checkpoint, with the library's seeded
+  random initialisation (``random_init``).
+- ``--pooling P``: every learned candidate (checkpoint, ``--weights``, random init) read out by pooling
+  ``P`` (``ofa_embed/model/pooling.py``) instead of its own: the same weights, another readout.
 - ``band stats``: per-band mean and standard deviation of the chip's normalised values (bands the source has).
 - ``RCF``: random convolutional features (Rolf et al. 2021; TorchGeo's ``RCF`` in Gaussian mode, no
   patches from the data): 512 filters of 3 x 3 over the normalised bands the source has, weights N(0, 1)
@@ -48,6 +51,7 @@ A difference is called resolved where the two 95 % intervals do not overlap.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shlex
@@ -72,7 +76,8 @@ from ofa_embed.downstream.metrics import evaluate  # noqa: E402
 from ofa_embed.downstream.probe import fit_probe  # noqa: E402
 from ofa_embed.embedding.forward import embed, model_input, native_cpu_bf16  # noqa: E402
 from ofa_embed.embedding.pipeline import load_run_model  # noqa: E402
-from ofa_embed.model.checkpoint import LoadedModel, load_checkpoint, random_init  # noqa: E402
+from ofa_embed.model.checkpoint import LoadedModel, build_model, load_checkpoint, random_init  # noqa: E402
+from ofa_embed.model.pooling import POOLINGS  # noqa: E402
 from ofa_embed.sensors.registry import get_modality  # noqa: E402
 
 PRECISION = "fp32"
@@ -134,14 +139,24 @@ def rcf(chip_set: ChipSet, chips: np.ndarray, dim: int = RCF_FEATURES, seed: int
     return random_conv_features(chips, dim, seed, batch)
 
 
-def candidates(weights: list[str]) -> tuple[list[Candidate], dict[str, str]]:
+def read_out(loaded: LoadedModel, pooling: str | None) -> LoadedModel:
+    """``loaded``'s weights in a backbone whose readout is ``pooling`` (None: its own)."""
+    if pooling is None or pooling == loaded.model.config.pooling:
+        return loaded
+    model = build_model(dataclasses.replace(loaded.model.config, pooling=pooling))
+    model.load_state_dict(loaded.model.state_dict())
+    return LoadedModel(model.eval(), loaded.weights_hash, f"{loaded.source}, pooling {pooling}", loaded.pretrained)
+
+
+def candidates(weights: list[str], pooling: str | None = None) -> tuple[list[Candidate], dict[str, str]]:
     """The compared features and a line per model (weights hash, source)."""
     run = load_run_model(None, MODEL, None, "cpu", PRECISION)
-    models: dict[str, LoadedModel] = {"checkpoint": run.loaded}
+    models: dict[str, LoadedModel] = {"checkpoint": read_out(run.loaded, pooling)}
     for spec in weights:
         name, _, path = spec.rpartition("=")
-        models[name or Path(path).parent.name] = load_checkpoint(path)
-    models["random init"] = random_init(MODEL)
+        models[name or Path(path).parent.name] = read_out(load_checkpoint(path), pooling)
+    shipped = models["checkpoint"].model.config
+    models["random init"] = read_out(random_init(MODEL), pooling or shipped.pooling)
     listed = []
     for name, loaded in models.items():
         listed.append(Candidate(name, lambda s, c, m=loaded: model_features(m, s, c)))
@@ -306,6 +321,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 draws (2 for 100/class), 3 folds for 'all'")
     parser.add_argument("--weights", action="append", default=[], help="NAME=CHECKPOINT: another candidate (repeatable)")
     parser.add_argument("--with-quality-sets", action="store_true", help="also benchmarks/quality.py's sets")
+    parser.add_argument("--pooling", choices=POOLINGS, help="read every learned candidate out by this pooling")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     # the probes' small BLAS calls on two threads spin against each other (and against other work on a
@@ -320,14 +336,17 @@ def main() -> None:
                f"{'yes' if native_cpu_bf16() else 'no'} (run in {PRECISION} regardless), torch {torch.__version__}, "
                "1 BLAS thread for probes")
     say(f"$ {command}\nmachine: {machine}")
-    listed, facts = candidates(args.weights)
+    listed, facts = candidates(args.weights, args.pooling)
     for name, fact in facts.items():
         say(f"  {name}: weights {fact}")
     say("  RCF: 512 Gaussian 3 x 3 filters x 2 signs = 1024 features, seed 0 (no data patches)")
     sets = scene_sets(args.sets, on_skip=say)
     if args.with_quality_sets:
         sets += quality_sets()
-    patch_size = load_run_model(None, MODEL, None, "cpu", PRECISION).loaded.model.patch_size
+    shipped = load_run_model(None, MODEL, None, "cpu", PRECISION).loaded.model
+    patch_size = shipped.patch_size
+    # extract_chips reads the packaged checkpoint out its own way: compared only when the harness does too
+    read_otherwise = args.pooling not in (None, shipped.config.pooling)
     results: dict[str, dict[str, dict[str, dict[str, Score]]]] = {}
     retrievals: dict[str, dict[str, Score]] = {}
     described: dict[str, dict] = {}
@@ -352,7 +371,7 @@ def main() -> None:
                 continue
             features[candidate.name] = matrix
             say(f"  features {candidate.name}: {matrix.shape[1]} dims ({time.perf_counter() - begun:.1f} s)")
-        if chip_set.name == "eurosat_ms" and "checkpoint" in features:
+        if chip_set.name == "eurosat_ms" and "checkpoint" in features and not read_otherwise:
             say(f"  {check_library_chips(chip_set, features['checkpoint'])}")
         results[chip_set.name] = {}
         described[chip_set.name] = {"chips": int(len(chip_set.labels)), "size": list(chip_set.chips.shape[2:]),

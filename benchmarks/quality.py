@@ -84,7 +84,7 @@ def features_of(models: dict[str, LoadedModel], source: LabelledSet | RetrievalS
                 chips: np.ndarray) -> dict[str, np.ndarray | None]:
     """Every compared feature of ``chips``: the checkpoints, then the three baselines."""
     features = {name: model_features(m.model, source.modality, chips) for name, m in models.items()}
-    dim = next(iter(models.values())).model.embed_dim
+    dim = next(iter(models.values())).model.embedding_dim
     return features | {"band stats": band_stats(source, chips), "RCF": rcf(source, chips, dim)}
 
 
