@@ -49,3 +49,39 @@ def test_naming_a_missing_checkpoint_for_a_store_says_so(tmp_path):
 
     with pytest.raises(WeightsError, match="nope.safetensors: checkpoint not found"):
         weights_for_store({"weights_hash": "0" * 16, "weights_source": "x"}, tmp_path / "nope.safetensors")
+
+
+def test_a_store_of_the_previous_default_stays_readable_and_is_not_mixed(tmp_path, s2_tif, monkeypatch):
+    """A package upgrade rewrites the default checkpoint in place: stores embedded with the old one keep
+    their rows and SQL, and refuse new embeddings (queries, new scenes) from the new one."""
+    import shutil
+
+    import ofa_embed
+    from ofa_embed import indexes
+    from ofa_embed.errors import IndexStateError, StoreError
+    from ofa_embed.model import create_model
+    from ofa_embed.model.checkpoint import save_checkpoint
+    from ofa_embed.model.weights import weights_for_store
+    from ofa_embed.store import read_metadata
+
+    packaged = tmp_path / "package" / "ofa_test.safetensors"
+    packaged.parent.mkdir()
+    old_hash = save_checkpoint(create_model("ofa_test", seed=1), packaged)
+    kept = tmp_path / "old_default.safetensors"
+    shutil.copy(packaged, kept)
+    store = tmp_path / "store"
+    run = ofa_embed.extract(s2_tif, store, weights=packaged, tile_size=64, precision="fp32")
+    indexes.build(store, "flat")
+    monkeypatch.setattr("ofa_embed.model.weights.PACKAGED_WEIGHTS", packaged)
+    new_hash = save_checkpoint(create_model("ofa_test", seed=2), packaged)  # the upgrade
+    assert new_hash != old_hash
+    rows = ofa_embed.sql(store, "SELECT count(*) AS n FROM embeddings")
+    assert int(rows.n[0]) == run.tiles
+    model_meta = read_metadata(run.scenes[0].path)["model"]
+    with pytest.raises(IndexStateError, match=f"weights {old_hash} .* not available here"):
+        weights_for_store(model_meta)
+    with pytest.raises(IndexStateError, match="differ from the store's"):
+        ofa_embed.search(store, like=s2_tif, weights=packaged)
+    assert len(ofa_embed.search(store, like=s2_tif, weights=kept, k=2)) == 2
+    with pytest.raises(StoreError, match=new_hash):
+        ofa_embed.extract(s2_tif, store, weights=packaged, tile_size=64, precision="fp32")
