@@ -148,7 +148,7 @@ def read_out(loaded: LoadedModel, pooling: str | None) -> LoadedModel:
     return LoadedModel(model.eval(), loaded.weights_hash, f"{loaded.source}, pooling {pooling}", loaded.pretrained)
 
 
-def candidates(weights: list[str], pooling: str | None = None) -> tuple[list[Candidate], dict[str, str]]:
+def candidates(weights: list[str], pooling: str | None = None, with_rcf: bool = True) -> tuple[list[Candidate], dict[str, str]]:
     """The compared features and a line per model (weights hash, source)."""
     run = load_run_model(None, MODEL, None, "cpu", PRECISION)
     models: dict[str, LoadedModel] = {"checkpoint": read_out(run.loaded, pooling)}
@@ -163,7 +163,7 @@ def candidates(weights: list[str], pooling: str | None = None) -> tuple[list[Can
         if name == "checkpoint":
             listed.append(Candidate("learned part", listed[-1].features, same_as="checkpoint",
                                     note="the embedding is all learned (no statistics concatenated): = checkpoint"))
-    listed += [Candidate("band stats", band_stats), Candidate("RCF", rcf)]
+    listed += [Candidate("band stats", band_stats)] + ([Candidate("RCF", rcf)] if with_rcf else [])
     facts = {name: f"{m.weights_hash} ({m.source})" for name, m in models.items()}
     return listed, facts
 
@@ -322,6 +322,8 @@ def main() -> None:
     parser.add_argument("--weights", action="append", default=[], help="NAME=CHECKPOINT: another candidate (repeatable)")
     parser.add_argument("--with-quality-sets", action="store_true", help="also benchmarks/quality.py's sets")
     parser.add_argument("--pooling", choices=POOLINGS, help="read every learned candidate out by this pooling")
+    parser.add_argument("--no-rcf", action="store_true",
+                        help="leave RCF out (on AID its 1,024 features and probes over 30 classes take most of the run)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     # the probes' small BLAS calls on two threads spin against each other (and against other work on a
@@ -336,10 +338,11 @@ def main() -> None:
                f"{'yes' if native_cpu_bf16() else 'no'} (run in {PRECISION} regardless), torch {torch.__version__}, "
                "1 BLAS thread for probes")
     say(f"$ {command}\nmachine: {machine}")
-    listed, facts = candidates(args.weights, args.pooling)
+    listed, facts = candidates(args.weights, args.pooling, with_rcf=not args.no_rcf)
     for name, fact in facts.items():
         say(f"  {name}: weights {fact}")
-    say("  RCF: 512 Gaussian 3 x 3 filters x 2 signs = 1024 features, seed 0 (no data patches)")
+    say("  RCF: left out (--no-rcf)" if args.no_rcf else
+        "  RCF: 512 Gaussian 3 x 3 filters x 2 signs = 1024 features, seed 0 (no data patches)")
     sets = scene_sets(args.sets, on_skip=say)
     if args.with_quality_sets:
         sets += quality_sets()
