@@ -180,11 +180,12 @@ def embed(
         modality: registered modality name (all bands present), or the :class:`ModelInput` of
             :func:`model_input`.
         device: where the forward pass runs.
-        tokens: return final-normed patch tokens ``(B, N, D)`` instead of pooled ``(B, D)`` embeddings.
+        tokens: return final-normed patch tokens ``(B, N, D)`` instead of pooled ``(B, E)`` embeddings
+            (E = ``model.embedding_dim``: D, or 2 D under ``token_mean_std``).
         precision: ``auto``, ``fp32`` or ``bf16`` (see :func:`resolve_precision`).
 
     Returns:
-        float32 ``(B, D)`` (or ``(B, N, D)``); ``(0, D)`` for an empty batch.
+        float32 ``(B, E)`` (or ``(B, N, D)``); ``(0, E)`` (``(0, D)``) for an empty batch.
     """
     if not len(images):  # a window whose tiles were all skipped
         return np.empty((0, model.embed_dim if tokens else model.embedding_dim), np.float32)
@@ -202,7 +203,7 @@ def embed(
 
 
 class DenseOutput(NamedTuple):
-    """A dense forward pass of a batch: the tiles' embeddings ``(B, D)`` and the patch tokens ``(B, N, D)`` they
+    """A dense forward pass of a batch: the tiles' embeddings ``(B, E)`` and the patch tokens ``(B, N, D)`` they
     pool (N = (T / P)², row-major).
     """
 
@@ -253,7 +254,7 @@ def embed_batches(
     batches: Iterator[AnyBatch], model: Backbone, modality: str | ModelInput, device: torch.device, workers: int = 1,
     threads: int = 0, precision: str = "auto",
 ) -> Generator[tuple[AnyBatch, np.ndarray], None, None]:
-    """``(batch, embeddings (B, D))`` for every batch, in order, ``workers`` batches running at once and
+    """``(batch, embeddings (B, E))`` for every batch, in order, ``workers`` batches running at once and
     :func:`batches_held` in flight.
 
     Each worker thread runs with ``threads`` torch threads (0: unchanged); torch's thread count is

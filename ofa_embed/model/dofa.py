@@ -160,7 +160,7 @@ class DOFA(nn.Module):
 
     def forward(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
                 bands: Sequence[str] | None = None) -> Tensor:
-        """``(B, C, H, W)`` -> embeddings ``(B, D)``."""
+        """``(B, C, H, W)`` -> embeddings ``(B, E)``, E = :attr:`embedding_dim`."""
         return self.pool(self.forward_features(x, modality, wavelengths_um, bands))
 
 

@@ -208,14 +208,14 @@ class OFANet(nn.Module):
         return final_tokens(encoded, self.config.pooling, self.norm)
 
     def pool(self, tokens: Tensor) -> Tensor:
-        """Patch tokens from :meth:`forward_features` ``(B, N, D)`` -> embeddings ``(B, D)``
+        """Patch tokens from :meth:`forward_features` ``(B, N, D)`` -> embeddings ``(B, E)``
         (:func:`~ofa_embed.model.pooling.pool_tokens`).
         """
         return pool_tokens(tokens, self.config.pooling, self.norm)
 
     def forward(self, x: Tensor, modality: str | None, wavelengths_um: Tensor | None = None,
                 bands: Sequence[str] | None = None) -> Tensor:
-        """``(B, C, H, W)`` -> embeddings ``(B, D)``."""
+        """``(B, C, H, W)`` -> embeddings ``(B, E)``, E = :attr:`embedding_dim`."""
         return self.pool(self.forward_features(x, modality, wavelengths_um, bands))
 
 
