@@ -66,7 +66,8 @@ def store_identity(loaded: LoadedModel, embedding_dtype: str) -> StoreIdentity:
     """What a run's embeddings are, for its store to hold only such (:func:`~ofa_embed.store.claim.claimed_store`:
     a store holds the embeddings of one set of weights, stored in one dtype).
     """
-    return StoreIdentity(loaded.weights_hash, loaded.model.embedding_dim, embedding_dtype, loaded.model.config.name)
+    return StoreIdentity(loaded.weights_hash, loaded.model.embedding_dim, embedding_dtype, loaded.model.config.name,
+                         loaded.model.pooling)
 
 
 def check_model_takes(scene: Scene, loaded: LoadedModel) -> None:

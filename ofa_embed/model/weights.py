@@ -97,6 +97,7 @@ def weights_for_store(model_meta: dict[str, Any], weights: str | Path | None = N
         else:
             continue
         if loaded.weights_hash == wanted:
+            _check_readout(model_meta, loaded)
             return loaded
         if weights is not None:
             raise IndexStateError(
@@ -107,6 +108,18 @@ def weights_for_store(model_meta: dict[str, Any], weights: str | Path | None = N
         f"the store was embedded with weights {wanted} ({source}), which are not available here; pass that "
         "checkpoint with --weights"
     )
+
+
+def _check_readout(model_meta: dict[str, Any], loaded: LoadedModel) -> None:
+    """The weights hash covers the weights, not how their tokens are read out: the same weights under another
+    pooling make other vectors, refused like other weights.
+    """
+    recorded = model_meta.get("pooling")
+    if recorded and recorded != loaded.model.pooling:
+        raise IndexStateError(
+            f"{loaded.source}: reads its tokens out as {loaded.model.pooling!r}, the store's were read out as "
+            f"{recorded!r}; queries must be embedded the way the store was (pass the checkpoint that made it)"
+        )
 
 
 def _candidates(model_meta: dict[str, Any], weights: str | Path | None) -> list[Path | str]:

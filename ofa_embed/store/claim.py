@@ -46,12 +46,15 @@ class StoreIdentity:
         dimension: embedding dimension.
         embedding_dtype: how vectors are stored (float32, float16, int8).
         model: the model's name, for messages.
+        readout: how the model's tokens became the vectors (its pooling, in words); "" where unknown (a
+            record of an older ofa-embed, or a store file's own metadata), which matches any.
     """
 
     weights_hash: str
     dimension: int
     embedding_dtype: str
     model: str = ""
+    readout: str = ""
 
     def differs_from(self, other: StoreIdentity) -> str | None:
         """How ``other`` differs from this identity in what matters, or None."""
@@ -59,6 +62,9 @@ class StoreIdentity:
             return f"weights {self.weights_hash} ({self.model or 'its model'}), not {other.weights_hash}"
         if other.dimension != self.dimension:
             return f"{self.dimension}-dimensional embeddings, not {other.dimension}"
+        if self.readout and other.readout and other.readout != self.readout:
+            # the weights hash covers the weights only: the same weights read out another way are other vectors
+            return f"embeddings read out as {self.readout!r}, not {other.readout!r}"
         if other.embedding_dtype != self.embedding_dtype:
             return (f"{self.embedding_dtype} embeddings, not {other.embedding_dtype} (pass --embedding-dtype "
                     f"{self.embedding_dtype})")
@@ -78,7 +84,7 @@ def read_claim(store: str | AnyPath) -> StoreIdentity | None:
         with path.open("rb") as handle:
             record = json.loads(handle.read())
         return StoreIdentity(str(record["weights_hash"]), int(record["dimension"]), str(record["embedding_dtype"]),
-                             str(record.get("model", "")))
+                             str(record.get("model", "")), str(record.get("readout", "")))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"{path}: unreadable store record ({exc}); it names the weights the store holds: restore "
                          "it, or remove it if the store holds no file") from None

@@ -11,7 +11,7 @@ import pytest
 
 import ofa_embed
 from ofa_embed import indexes
-from ofa_embed.errors import ConfigError
+from ofa_embed.errors import ConfigError, IndexStateError, StoreError
 from ofa_embed.field_files import read_field
 from ofa_embed.model import CONFIGS, create_model
 from ofa_embed.model.checkpoint import save_checkpoint
@@ -52,3 +52,22 @@ def test_dino_ibot_refuses_a_readout_wider_than_a_token():
     with pytest.raises(ConfigError, match="train with token_mean"):
         build_objective("dino_ibot", encoder, DinoIBotOptions(global_crop_min=32, global_crop_max=48))
     assert build_objective("masked_siamese", encoder, MaskedSiameseOptions()).projector[0].in_features == 2 * WIDTH
+
+
+def test_the_same_weights_read_out_another_way_are_refused_by_a_store(tmp_path, s2_tif):
+    """The weights hash covers the weights only: a checkpoint of the same weights under another pooling makes
+    other vectors, so a store refuses its scenes and its queries."""
+    mean = tmp_path / "mean.safetensors"
+    norm = tmp_path / "mean_norm.safetensors"
+    encoder = create_model("ofa_test", seed=3)
+    same = create_model(dataclasses.replace(CONFIGS["ofa_test"], pooling="mean_norm"))
+    same.load_state_dict(encoder.state_dict())
+    assert save_checkpoint(encoder, mean) == save_checkpoint(same, norm)  # one hash, two readouts
+    store = tmp_path / "store"
+    ofa_embed.extract(s2_tif, store, weights=mean, tile_size=64, precision="fp32")
+    indexes.build(store, "flat")
+    with pytest.raises(StoreError, match="read out as 'mean of final-normed patch tokens', not 'final norm"):
+        ofa_embed.extract(s2_tif, store, weights=norm, tile_size=64, precision="fp32")
+    with pytest.raises(IndexStateError, match="reads its tokens out as 'final norm of the mean of patch tokens'"):
+        ofa_embed.search(store, like=s2_tif, weights=norm)
+    assert len(ofa_embed.search(store, like=s2_tif, weights=mean, k=2)) == 2
