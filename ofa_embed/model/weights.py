@@ -32,7 +32,7 @@ __all__ = ["PACKAGED_WEIGHTS", "PACKAGED_WEIGHTS_HASH", "load_weights", "weights
 logger = logging.getLogger(__name__)
 
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / f"{DEFAULT_MODEL}.safetensors"
-PACKAGED_WEIGHTS_HASH = "c1ade443d37dc885"
+PACKAGED_WEIGHTS_HASH = "47003888b7e0579d"
 
 
 # published state dicts; everything else is read as an ofa-embed checkpoint
