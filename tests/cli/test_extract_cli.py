@@ -24,7 +24,7 @@ def test_extract_sample_end_to_end(tmp_path):
     frame = gpd.read_parquet(path)
     assert len(frame) == 16  # 512 x 512 px in the default 128 px Sentinel-2 tiles
     embeddings = np.stack(frame.embedding.to_numpy())
-    assert embeddings.shape == (16, 192) and np.isfinite(embeddings).all()
+    assert embeddings.shape == (16, 384) and np.isfinite(embeddings).all()  # mean and spread of 192-number tokens
     con = connect()
     n, = con.execute(f"SELECT count(*) FROM read_parquet('{path}') WHERE ST_Area(geometry) > 0").fetchone()
     assert n == 16
