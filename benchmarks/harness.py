@@ -51,7 +51,6 @@ A difference is called resolved where the two 95 % intervals do not overlap.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import shlex
@@ -76,7 +75,7 @@ from ofa_embed.downstream.metrics import evaluate  # noqa: E402
 from ofa_embed.downstream.probe import fit_probe  # noqa: E402
 from ofa_embed.embedding.forward import embed, model_input, native_cpu_bf16  # noqa: E402
 from ofa_embed.embedding.pipeline import load_run_model  # noqa: E402
-from ofa_embed.model.checkpoint import LoadedModel, build_model, load_checkpoint, random_init  # noqa: E402
+from ofa_embed.model.checkpoint import LoadedModel, load_checkpoint, random_init, read_out_as  # noqa: E402
 from ofa_embed.model.pooling import POOLINGS  # noqa: E402
 from ofa_embed.sensors.registry import get_modality  # noqa: E402
 
@@ -143,9 +142,8 @@ def read_out(loaded: LoadedModel, pooling: str | None) -> LoadedModel:
     """``loaded``'s weights in a backbone whose readout is ``pooling`` (None: its own)."""
     if pooling is None or pooling == loaded.model.config.pooling:
         return loaded
-    model = build_model(dataclasses.replace(loaded.model.config, pooling=pooling))
-    model.load_state_dict(loaded.model.state_dict())
-    return LoadedModel(model.eval(), loaded.weights_hash, f"{loaded.source}, pooling {pooling}", loaded.pretrained)
+    return LoadedModel(read_out_as(loaded.model, pooling), loaded.weights_hash, f"{loaded.source}, pooling {pooling}",
+                       loaded.pretrained)
 
 
 def candidates(weights: list[str], pooling: str | None = None, with_rcf: bool = True) -> tuple[list[Candidate], dict[str, str]]:

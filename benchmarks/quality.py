@@ -52,7 +52,7 @@ from benchmarks.data.labelled import LabelledSet, RetrievalScene, labelled_sets,
 from ofa_embed.downstream.knn import knn_vote  # noqa: E402
 from ofa_embed.downstream.metrics import evaluate  # noqa: E402
 from ofa_embed.downstream.probe import fit_probe  # noqa: E402
-from ofa_embed.model.checkpoint import LoadedModel, load_checkpoint, random_init  # noqa: E402
+from ofa_embed.model.checkpoint import LoadedModel, load_checkpoint, random_init, read_out_as  # noqa: E402
 from ofa_embed.model.config import POOLINGS  # noqa: E402
 from ofa_embed.model.ofa import OFANet  # noqa: E402
 from ofa_embed.model.weights import PACKAGED_WEIGHTS  # noqa: E402
@@ -173,9 +173,7 @@ def load_models(specs: list[str], poolings: list[str]) -> dict[str, LoadedModel]
         name = name or Path(path).parent.name
         loaded[name] = load_checkpoint(path)
         for pooling in poolings:
-            variant = load_checkpoint(path)
-            variant.model.config = dataclasses.replace(variant.model.config, pooling=pooling)
-            loaded[f"{name} ({pooling})"] = variant
+            loaded[f"{name} ({pooling})"] = dataclasses.replace(loaded[name], model=read_out_as(loaded[name].model, pooling))
     return loaded
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.data.fetch import REPO  # noqa: E402
-from ofa_embed.model.checkpoint import build_model, load_checkpoint, save_checkpoint  # noqa: E402
+from ofa_embed.model.checkpoint import load_checkpoint, read_out_as, save_checkpoint  # noqa: E402
 from ofa_embed.model.pooling import POOLINGS  # noqa: E402
 from ofa_embed.model.weights import PACKAGED_WEIGHTS  # noqa: E402
 
@@ -37,10 +36,8 @@ def main() -> None:
     config = json.loads((run / "config.json").read_text())
     rows = list(csv.DictReader((run / "loss.csv").open()))
     encoder = load_checkpoint(run / "encoder.safetensors").model
-    if args.pooling and args.pooling != encoder.config.pooling:
-        trained = encoder
-        encoder = build_model(dataclasses.replace(trained.config, pooling=args.pooling))
-        encoder.load_state_dict(trained.state_dict())
+    if args.pooling:
+        encoder = read_out_as(encoder, args.pooling)
     source = (f"ofa-embed pretrain --objective {config.get('objective', 'masked_siamese')}, {config['steps']} steps "
               f"of {config['batch_size']} tiles, read out by {encoder.config.pooling} (MODEL_CARD.md)")
     digest = save_checkpoint(encoder, PACKAGED_WEIGHTS, dtype=torch.float16, source=source)

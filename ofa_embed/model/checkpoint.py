@@ -127,6 +127,17 @@ def build_model(config: ModelConfig, seed: int = RANDOM_INIT_SEED) -> Backbone:
     return create_dofa(config, seed=seed) if isinstance(config, DOFAConfig) else create_model(config, seed=seed)
 
 
+def read_out_as(model: Backbone, pooling: str) -> Backbone:
+    """``model``'s weights in a backbone whose readout is ``pooling`` (``model`` itself where it already is):
+    other vectors from the same weights, so the weights hash stays and the store records the readout.
+    """
+    if pooling == model.config.pooling:
+        return model
+    other = build_model(replace(model.config, pooling=pooling))
+    other.load_state_dict(model.state_dict())
+    return other.train(model.training)
+
+
 def random_init(config: str | ModelConfig = DEFAULT_MODEL) -> LoadedModel:
     """The seeded random initialisation used until pre-trained weights are given."""
     model = (create_model(config, seed=RANDOM_INIT_SEED) if isinstance(config, str) else build_model(config)).eval()

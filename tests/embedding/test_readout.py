@@ -14,7 +14,7 @@ from ofa_embed import indexes
 from ofa_embed.errors import ConfigError, IndexStateError, StoreError
 from ofa_embed.field_files import read_field
 from ofa_embed.model import CONFIGS, create_model
-from ofa_embed.model.checkpoint import save_checkpoint
+from ofa_embed.model.checkpoint import read_out_as, save_checkpoint
 from ofa_embed.pretraining.config import DinoIBotOptions, MaskedSiameseOptions
 from ofa_embed.pretraining.objective import build_objective
 from ofa_embed.store import read_metadata
@@ -60,8 +60,8 @@ def test_the_same_weights_read_out_another_way_are_refused_by_a_store(tmp_path, 
     mean = tmp_path / "mean.safetensors"
     norm = tmp_path / "mean_norm.safetensors"
     encoder = create_model("ofa_test", seed=3)
-    same = create_model(dataclasses.replace(CONFIGS["ofa_test"], pooling="mean_norm"))
-    same.load_state_dict(encoder.state_dict())
+    same = read_out_as(encoder, "mean_norm")
+    assert same is not encoder and same.config.pooling == "mean_norm" and read_out_as(encoder, "token_mean") is encoder
     assert save_checkpoint(encoder, mean) == save_checkpoint(same, norm)  # one hash, two readouts
     store = tmp_path / "store"
     ofa_embed.extract(s2_tif, store, weights=mean, tile_size=64, precision="fp32")
