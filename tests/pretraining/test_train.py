@@ -115,21 +115,26 @@ def test_tiny_pretraining_lowers_the_loss_and_writes_a_loadable_encoder(corpus, 
     assert written["objective"] == "masked_siamese" and PretrainConfig.from_dict(written) == TINY
 
 
-def test_resume_continues_at_the_saved_step_with_the_same_state(corpus, tmp_path, monkeypatch):
-    straight = pretrain(corpus, tmp_path / "a", TINY)
+def killed_during_step(step, corpus, out, config, monkeypatch):
+    """Run ``pretrain`` into ``out`` until an interrupt during ``step``; the saved ``state.pt`` it leaves."""
     real_sample, calls = CorpusSampler.sample, {"n": 0}
 
     def interrupted(self, batch_size):
         calls["n"] += 1
-        if calls["n"] == 26:  # killed during step 26; the last checkpoint is step 20
+        if calls["n"] == step:
             raise KeyboardInterrupt
         return real_sample(self, batch_size)
 
     monkeypatch.setattr(CorpusSampler, "sample", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        pretrain(corpus, tmp_path / "b", TINY)
+        pretrain(corpus, out, config)
     monkeypatch.setattr(CorpusSampler, "sample", real_sample)
-    state = torch.load(tmp_path / "b" / "state.pt", weights_only=False)
+    return torch.load(out / "state.pt", weights_only=False)
+
+
+def test_resume_continues_at_the_saved_step_with_the_same_state(corpus, tmp_path, monkeypatch):
+    straight = pretrain(corpus, tmp_path / "a", TINY)
+    state = killed_during_step(26, corpus, tmp_path / "b", TINY, monkeypatch)  # the last checkpoint is step 20
     assert state["step"] == 20 and state["optimizer"]["state"]
     resumed = pretrain(corpus, tmp_path / "b", TINY, resume=True)
     assert len(resumed.losses) == 30 and resumed.losses[:20] == straight.losses[:20]
@@ -143,19 +148,7 @@ def test_dino_ibot_resumes_exactly_with_its_teacher_and_centres(corpus, tmp_path
     straight = pretrain(corpus, tmp_path / "a", DINO)
     log = (tmp_path / "a" / "loss.csv").read_text().splitlines()
     assert log[0] == "step,loss,dino,ibot,mae,teacher_entropy,lr,samples_per_s,modality" and len(log) == 11
-    real_sample, calls = CorpusSampler.sample, {"n": 0}
-
-    def interrupted(self, batch_size):
-        calls["n"] += 1
-        if calls["n"] == 7:  # killed during step 7; the last checkpoint is step 5
-            raise KeyboardInterrupt
-        return real_sample(self, batch_size)
-
-    monkeypatch.setattr(CorpusSampler, "sample", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(corpus, tmp_path / "b", DINO)
-    monkeypatch.setattr(CorpusSampler, "sample", real_sample)
-    state = torch.load(tmp_path / "b" / "state.pt", weights_only=False)
+    state = killed_during_step(7, corpus, tmp_path / "b", DINO, monkeypatch)  # the last checkpoint is step 5
     assert state["step"] == 5 and {"teacher.norm.weight", "centre", "token_centre"} <= set(state["model"])
     resumed = pretrain(corpus, tmp_path / "b", DINO, resume=True)
     assert resumed.losses[:5] == straight.losses[:5]
